@@ -1,0 +1,5 @@
+"""Session-wide test setup. Fixture modules that start real services live in
+tests/fixtures/ and are registered here, one line each."""
+
+pytest_plugins: list[str] = [
+]
