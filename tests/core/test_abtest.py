@@ -1,0 +1,342 @@
+"""A/B statistics: agreement with statsmodels, the chapter's numbers, and the peeking simulation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_effectsize,
+    proportions_ztest,
+)
+
+from opsctl.core.abtest import (
+    Alternative,
+    Decision,
+    SequentialTest,
+    ZTestResult,
+    power_two_proportions,
+    sample_size_per_group,
+    two_proportion_ztest,
+)
+from opsctl.errors import UsageError
+
+# --------------------------------------------------------------------------- z-test
+
+COUNT_GRID = [
+    (2000, 10_000, 220, 1000),  # the chapter's example
+    (200, 1000, 200, 1000),
+    (50, 1000, 80, 1000),
+    (80, 1000, 50, 1000),
+    (1, 30, 9, 40),
+    (0, 500, 3, 500),
+    (999, 1000, 990, 1000),
+    (12_345, 100_000, 12_600, 100_500),
+    (7, 7, 3, 9),
+]
+
+
+@pytest.mark.parametrize("alternative", list(Alternative))
+@pytest.mark.parametrize(("cs", "ct", "ts", "tt"), COUNT_GRID)
+def test_ztest_matches_statsmodels_pooled(cs: int, ct: int, ts: int, tt: int, alternative: Alternative) -> None:
+    result = two_proportion_ztest(cs, ct, ts, tt, alternative=alternative)
+    # statsmodels' "larger" means prop1 > prop2: treatment first.
+    z_ref, p_ref = proportions_ztest([ts, cs], [tt, ct], alternative=alternative.value)
+    assert result.z == pytest.approx(float(z_ref), rel=1e-9, abs=1e-12)
+    assert result.p_value == pytest.approx(float(p_ref), rel=1e-7, abs=1e-15)
+    assert result.significant == (float(p_ref) < 0.05)
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.2])
+@pytest.mark.parametrize(("cs", "ct", "ts", "tt"), COUNT_GRID)
+def test_two_sided_interval_is_statsmodels_wald_interval(cs: int, ct: int, ts: int, tt: int, alpha: float) -> None:
+    result = two_proportion_ztest(cs, ct, ts, tt, alpha=alpha)
+    low, high = confint_proportions_2indep(ts, tt, cs, ct, method="wald", compare="diff", alpha=alpha)
+    assert result.ci_low == pytest.approx(max(-1.0, float(low)), abs=1e-12)
+    assert result.ci_high == pytest.approx(min(1.0, float(high)), abs=1e-12)
+
+
+def test_chapter_example_is_not_significant_and_reports_lift() -> None:
+    # The chapter's 20 % vs 22 % with 10 000 vs 1 000 users: a 10 % lift that the data cannot confirm.
+    result = two_proportion_ztest(2000, 10_000, 220, 1000)
+    assert result.control_rate == pytest.approx(0.20)
+    assert result.treatment_rate == pytest.approx(0.22)
+    assert result.difference == pytest.approx(0.02)
+    assert result.relative_lift == pytest.approx(0.10)
+    assert result.p_value == pytest.approx(0.13298, abs=1e-5)
+    assert not result.significant
+    assert result.ci_low < 0 < result.ci_high
+
+
+def test_one_sided_interval_matches_one_sided_test() -> None:
+    larger = two_proportion_ztest(200, 1000, 240, 1000, alternative="larger")
+    assert larger.ci_high == 1.0
+    assert larger.significant and larger.ci_low > 0
+    smaller = two_proportion_ztest(200, 1000, 240, 1000, alternative=Alternative.SMALLER)
+    assert smaller.ci_low == -1.0
+    assert not smaller.significant and smaller.ci_high > 0
+    assert larger.p_value + smaller.p_value == pytest.approx(1.0)
+
+
+def test_degenerate_counts_give_no_evidence_instead_of_nan() -> None:
+    for cs, ct, ts, tt in [(0, 100, 0, 50), (100, 100, 50, 50)]:
+        result = two_proportion_ztest(cs, ct, ts, tt)
+        assert result.z == 0.0 and result.p_value == 1.0 and not result.significant
+    assert two_proportion_ztest(0, 100, 5, 100).relative_lift is None
+
+
+def test_ztest_result_to_json_is_plain_json() -> None:
+    result = two_proportion_ztest(0, 100, 5, 100, alternative="larger")
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["alternative"] == "larger"
+    assert data["relative_lift"] is None
+    assert set(data) == set(ZTestResult.__dataclass_fields__)
+
+
+@given(
+    ct=st.integers(1, 5000),
+    tt=st.integers(1, 5000),
+    cf=st.floats(0, 1),
+    tf=st.floats(0, 1),
+)
+def test_swapping_arms_negates_z_and_keeps_two_sided_p(ct: int, tt: int, cf: float, tf: float) -> None:
+    cs, ts = round(cf * ct), round(tf * tt)
+    forward = two_proportion_ztest(cs, ct, ts, tt)
+    backward = two_proportion_ztest(ts, tt, cs, ct)
+    assert backward.z == pytest.approx(-forward.z, abs=1e-9)
+    assert backward.p_value == pytest.approx(forward.p_value, abs=1e-12)
+    assert 0.0 <= forward.p_value <= 1.0
+    assert -1.0 <= forward.ci_low <= forward.difference <= forward.ci_high <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "names"),
+    [
+        ((11, 10, 1, 10), {}, "control_successes"),
+        ((1, 10, 11, 10), {}, "treatment_successes"),
+        ((0, 0, 1, 10), {}, "control_total"),
+        ((1, 10, 0, 0), {}, "treatment_total"),
+        ((-1, 10, 1, 10), {}, "control_successes"),
+        ((1.5, 10, 1, 10), {}, "control_successes"),
+        ((1, 10, 1, 10), {"alpha": 0.0}, "alpha"),
+        ((1, 10, 1, 10), {"alpha": 1.0}, "alpha"),
+        ((1, 10, 1, 10), {"alternative": "bigger"}, "alternative"),
+    ],
+)
+def test_ztest_rejects_invalid_input_naming_the_argument(args: tuple, kwargs: dict, names: str) -> None:
+    with pytest.raises(UsageError, match=names):
+        two_proportion_ztest(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- sample size and power
+
+
+def test_chapter_sample_size_case() -> None:
+    # 20 % baseline, 10 % relative lift (22 %), alpha 0.05 two-sided, power 0.8.
+    # statsmodels: NormalIndPower().solve_power(proportion_effectsize(0.22, 0.20), alpha=0.05,
+    # power=0.8, ratio=1) = 6507.33 -> 6508 per group. (The chapter's pooled-variance formula
+    # prints 6511.)
+    reference = NormalIndPower().solve_power(
+        effect_size=proportion_effectsize(0.22, 0.20), alpha=0.05, power=0.8, ratio=1.0
+    )
+    assert reference == pytest.approx(6507.33, abs=0.01)
+    assert sample_size_per_group(0.20, 0.10, alpha=0.05, power=0.8) == 6508 == math.ceil(reference)
+
+
+SIZE_GRID = list(
+    itertools.product(
+        [0.01, 0.05, 0.2, 0.5, 0.8],
+        [0.05, 0.1, 0.3, -0.1],
+        [0.01, 0.05],
+        [0.8, 0.9],
+        list(Alternative),
+    )
+)
+
+
+@pytest.mark.parametrize(("baseline", "mde", "alpha", "power", "alternative"), SIZE_GRID)
+def test_sample_size_matches_statsmodels(
+    baseline: float, mde: float, alpha: float, power: float, alternative: Alternative
+) -> None:
+    if (alternative is Alternative.LARGER and mde < 0) or (alternative is Alternative.SMALLER and mde > 0):
+        with pytest.raises(UsageError, match="mde_relative"):
+            sample_size_per_group(baseline, mde, alpha=alpha, power=power, alternative=alternative)
+        return
+    treatment = baseline * (1 + mde)
+    if treatment >= 1.0:
+        with pytest.raises(UsageError, match="mde_relative"):
+            sample_size_per_group(baseline, mde, alpha=alpha, power=power, alternative=alternative)
+        return
+    h = proportion_effectsize(treatment, baseline)
+    reference = NormalIndPower().solve_power(
+        effect_size=h, alpha=alpha, power=power, ratio=1.0, alternative=alternative.value
+    )
+    n = sample_size_per_group(baseline, mde, alpha=alpha, power=power, alternative=alternative)
+    assert n == math.ceil(reference)
+    # And it is the smallest such n, by statsmodels' own power function.
+    solver = NormalIndPower()
+    assert solver.power(h, n, alpha, ratio=1.0, alternative=alternative.value) >= power
+    if n > 1:
+        assert solver.power(h, n - 1, alpha, ratio=1.0, alternative=alternative.value) < power
+
+
+@pytest.mark.parametrize("alternative", list(Alternative))
+@pytest.mark.parametrize(
+    ("baseline", "treatment", "n"),
+    [(0.2, 0.22, 6508), (0.2, 0.22, 1000), (0.05, 0.04, 20_000), (0.5, 0.7, 50), (0.9, 0.91, 3)],
+)
+def test_power_matches_statsmodels(baseline: float, treatment: float, n: int, alternative: Alternative) -> None:
+    reference = NormalIndPower().power(
+        proportion_effectsize(treatment, baseline), n, 0.05, ratio=1.0, alternative=alternative.value
+    )
+    assert power_two_proportions(baseline, treatment, n, alternative=alternative) == pytest.approx(
+        float(reference), rel=1e-9, abs=1e-15
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: sample_size_per_group(0.0, 0.1), "baseline"),
+        (lambda: sample_size_per_group(1.0, 0.1), "baseline"),
+        (lambda: sample_size_per_group(0.2, 0.0), "mde_relative"),
+        (lambda: sample_size_per_group(0.6, 1.0), "mde_relative"),
+        (lambda: sample_size_per_group(0.2, 0.1, alpha=1.5), "alpha"),
+        (lambda: sample_size_per_group(0.2, 0.1, power=1.0), "power"),
+        (lambda: power_two_proportions(0.2, 1.2, 100), "treatment"),
+        (lambda: power_two_proportions(0.2, 0.3, 0), "n_per_group"),
+        (lambda: power_two_proportions(0.2, 0.3, 10, alpha=-0.1), "alpha"),
+    ],
+)
+def test_size_and_power_reject_invalid_input_naming_the_argument(call, name: str) -> None:
+    with pytest.raises(UsageError, match=name):
+        call()
+
+
+# --------------------------------------------------------------------------- sequential test
+
+
+def _simulate(
+    p_control: float, p_treatment: float, *, sims: int, looks: int, batch: int, seed: int
+) -> tuple[float, float, float]:
+    """Share of experiments where (naive z-test at any look, sequential test, CS misses truth) fires."""
+    rng = np.random.default_rng(seed)
+    control = rng.binomial(batch, p_control, size=(sims, looks)).cumsum(axis=1)
+    treatment = rng.binomial(batch, p_treatment, size=(sims, looks)).cumsum(axis=1)
+    truth = p_treatment - p_control
+    naive = sequential = miss = 0
+    for i in range(sims):
+        state = SequentialTest.start(alpha=0.05, tau=0.02)
+        naive_fired = cs_missed = False
+        for k in range(looks):
+            n = batch * (k + 1)
+            c, t = int(control[i, k]), int(treatment[i, k])
+            naive_fired = naive_fired or two_proportion_ztest(c, n, t, n).significant
+            state = state.at_totals(control_successes=c, control_total=n, treatment_successes=t, treatment_total=n)
+            cs_missed = cs_missed or not (state.ci_low <= truth <= state.ci_high)
+        naive += naive_fired
+        sequential += state.decision is Decision.REJECT
+        miss += cs_missed
+    return naive / sims, sequential / sims, miss / sims
+
+
+def test_peeking_inflates_naive_z_test_but_not_the_sequential_test() -> None:
+    # No effect: both arms convert at 20 %; 20 looks, 500 more users per arm between looks.
+    naive, sequential, cs_miss = _simulate(0.20, 0.20, sims=2000, looks=20, batch=500, seed=20260101)
+    # Measured with this seed: naive 0.2555, sequential 0.0125, confidence sequence missed 0 in 0.0125.
+    assert naive > 0.15  # five times the 5 % the analyst thinks they run at
+    assert sequential <= 0.05
+    assert cs_miss <= 0.05
+
+
+def test_sequential_test_detects_a_real_effect() -> None:
+    # 20 % -> 22 % (the chapter's 10 % lift), same schedule: 10 000 users per arm at the end.
+    _naive, sequential, cs_miss = _simulate(0.20, 0.22, sims=1000, looks=20, batch=500, seed=7)
+    # Measured with this seed: power 0.723, CS missed 0.02 in 0.010 (a fixed-horizon test at
+    # n = 10 000 per arm has power 0.935).
+    assert sequential >= 0.65
+    assert cs_miss <= 0.05
+
+
+def test_sequential_state_is_monotone_and_counts_accumulate() -> None:
+    state = SequentialTest.start(alpha=0.05, tau=0.05, min_samples_per_group=50)
+    rng = np.random.default_rng(3)
+    previous = state
+    for _ in range(30):
+        state = state.update(
+            control_successes=int(rng.binomial(40, 0.2)),
+            control_total=40,
+            treatment_successes=int(rng.binomial(40, 0.3)),
+            treatment_total=40,
+        )
+        assert state.always_valid_p_value <= previous.always_valid_p_value
+        assert previous.ci_low <= state.ci_low <= state.ci_high <= previous.ci_high
+        previous = state
+    assert state.control_total == state.treatment_total == 1200
+    assert state.looks == 29  # the first update (40 per arm) is below min_samples_per_group
+    assert state.decision is Decision.REJECT and state.ci_low > 0
+
+
+def test_update_and_at_totals_agree_and_backwards_counters_are_refused() -> None:
+    start = SequentialTest.start(min_samples_per_group=10)
+    by_increment = start.update(
+        control_successes=20, control_total=100, treatment_successes=30, treatment_total=100
+    ).update(control_successes=25, control_total=100, treatment_successes=35, treatment_total=100)
+    by_totals = start.at_totals(
+        control_successes=20, control_total=100, treatment_successes=30, treatment_total=100
+    ).at_totals(control_successes=45, control_total=200, treatment_successes=65, treatment_total=200)
+    assert by_increment == by_totals
+    with pytest.raises(UsageError, match="control_total went backwards"):
+        by_totals.at_totals(control_successes=45, control_total=150, treatment_successes=65, treatment_total=200)
+
+
+def test_nothing_is_decided_below_the_minimum_sample() -> None:
+    state = SequentialTest.start(min_samples_per_group=100).update(
+        control_successes=0, control_total=99, treatment_successes=99, treatment_total=99
+    )
+    assert state.decision is Decision.CONTINUE and state.always_valid_p_value == 1.0 and state.looks == 0
+    assert state.difference == pytest.approx(1.0)
+
+
+def test_huge_effect_does_not_overflow() -> None:
+    state = SequentialTest.start().update(
+        control_successes=0, control_total=100_000, treatment_successes=100_000, treatment_total=100_000
+    )
+    assert state.decision is Decision.REJECT and state.always_valid_p_value == 0.0
+    assert state.ci_low <= 1.0 <= state.ci_high
+
+
+def test_sequential_state_round_trips_through_json() -> None:
+    state = SequentialTest.start(alpha=0.1, tau=0.03).update(
+        control_successes=300, control_total=1000, treatment_successes=360, treatment_total=1000
+    )
+    data = json.loads(json.dumps(state.to_json()))
+    assert data["decision"] == state.decision.value
+    assert SequentialTest.from_json(data) == state
+    with pytest.raises(UsageError, match="not a saved sequential test state"):
+        SequentialTest.from_json({"alpha": 0.05})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"alpha": 0.0}, "alpha"),
+        ({"tau": 0.0}, "tau"),
+        ({"min_samples_per_group": 0}, "min_samples_per_group"),
+    ],
+)
+def test_sequential_rejects_invalid_settings(kwargs: dict, name: str) -> None:
+    with pytest.raises(UsageError, match=name):
+        SequentialTest.start(**kwargs)
+
+
+def test_sequential_update_rejects_invalid_counts() -> None:
+    with pytest.raises(UsageError, match="treatment_successes"):
+        SequentialTest.start().update(control_successes=1, control_total=10, treatment_successes=11, treatment_total=10)
