@@ -2,4 +2,5 @@
 tests/fixtures/ and are registered here, one line each."""
 
 pytest_plugins: list[str] = [
+    "tests.fixtures.cli",
 ]

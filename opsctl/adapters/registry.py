@@ -1,0 +1,534 @@
+"""The SQLite registry: models, versions, deployments, the audit log.
+
+One file in WAL mode, ``busy_timeout`` so writers queue instead of failing,
+schema migrations keyed on ``PRAGMA user_version``. Every write runs in a
+``BEGIN IMMEDIATE`` transaction opened by :meth:`Registry.write`, so a change
+and its audit event land together or not at all. SQL lives here and nowhere
+else.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from opsctl.clock import parse_utc, utc_iso
+from opsctl.domain import (
+    Actor,
+    AuditEvent,
+    Deployment,
+    Lineage,
+    ModelSummary,
+    ModelVersion,
+    Outcome,
+    VersionStatus,
+)
+from opsctl.errors import ConflictError, OpsctlError
+
+BUSY_TIMEOUT_MS = 5000
+
+# Each entry moves the schema from user_version == index to index + 1. Never
+# edit a migration that has shipped; append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE models (
+        name        TEXT PRIMARY KEY,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE versions (
+        model               TEXT NOT NULL REFERENCES models(name),
+        version             TEXT NOT NULL,
+        artifact_name       TEXT NOT NULL,
+        sha256              TEXT NOT NULL,
+        size_bytes          INTEGER NOT NULL,
+        metrics             TEXT NOT NULL DEFAULT '{}',
+        description         TEXT NOT NULL DEFAULT '',
+        tags                TEXT NOT NULL DEFAULT '{}',
+        training_data_hash  TEXT,
+        code_version        TEXT,
+        parent_version      TEXT,
+        trigger             TEXT,
+        reference_name      TEXT,
+        reference_sha256    TEXT,
+        stage               TEXT NOT NULL DEFAULT 'registered',
+        created_at          TEXT NOT NULL,
+        PRIMARY KEY (model, version)
+    );
+    CREATE TABLE deployments (
+        model               TEXT PRIMARY KEY REFERENCES models(name),
+        production_version  TEXT,
+        previous_versions   TEXT NOT NULL DEFAULT '[]',
+        canary_version      TEXT,
+        canary_weight       REAL NOT NULL DEFAULT 0,
+        generation          INTEGER NOT NULL DEFAULT 0,
+        updated_at          TEXT
+    );
+    CREATE TABLE audit_log (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        at            TEXT NOT NULL,
+        actor         TEXT NOT NULL,
+        uid           INTEGER,
+        via           TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        model         TEXT,
+        from_version  TEXT,
+        to_version    TEXT,
+        reason        TEXT NOT NULL DEFAULT '',
+        outcome       TEXT NOT NULL,
+        detail        TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_log_model ON audit_log(model, id);
+    CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+    """
+    CREATE TABLE events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        model    TEXT,
+        payload  TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_at ON events(at);
+    CREATE TABLE job_runs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        job          TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT NOT NULL,
+        ok           INTEGER NOT NULL,
+        summary      TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX job_runs_job ON job_runs(job, id);
+    CREATE TABLE kv (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class RegistryError(OpsctlError):
+    """The registry file cannot be used (locked too long, corrupt, too new)."""
+
+
+class Registry:
+    """A registry file; one connection per thread, opened lazily."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._migrated = False
+
+    # -- connections and transactions -------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.DatabaseError as error:
+                raise RegistryError(f"cannot open registry {self.path}: {error}") from error
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        if not self._migrated:
+            self._migrate(conn)
+            self._migrated = True
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise RegistryError(
+                f"registry {self.path} has schema {current}, newer than this opsctl knows ({SCHEMA_VERSION});"
+                " upgrade opsctl"
+            )
+        while current < SCHEMA_VERSION:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                # Another process may have migrated while we waited for the lock.
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                if current < SCHEMA_VERSION:
+                    for statement in _split_sql(MIGRATIONS[current]):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {current + 1}")
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                conn.execute("ROLLBACK") if conn.in_transaction else None
+                raise RegistryError(f"migrating registry {self.path} failed: {error}") from error
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def schema_version(self) -> int:
+        return self._connection().execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def write(self) -> Iterator[RegistryTx]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise ConflictError(f"registry is busy (another change holds the lock): {error}") from error
+        try:
+            yield RegistryTx(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                conn.execute("ROLLBACK") if conn.in_transaction else None
+                raise RegistryError(f"commit failed: {error}") from error
+
+    @contextmanager
+    def read(self) -> Iterator[RegistryTx]:
+        """A consistent snapshot for several reads."""
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            yield RegistryTx(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    # -- convenience reads --------------------------------------------------------------
+
+    def list_models(self) -> list[ModelSummary]:
+        with self.read() as tx:
+            return tx.list_models()
+
+    def list_versions(self, model: str) -> list[ModelVersion]:
+        with self.read() as tx:
+            return tx.list_versions(model)
+
+    def get_version(self, model: str, version: str) -> ModelVersion | None:
+        with self.read() as tx:
+            return tx.get_version(model, version)
+
+    def get_deployment(self, model: str) -> Deployment | None:
+        with self.read() as tx:
+            return tx.get_deployment(model)
+
+    def list_deployments(self) -> list[Deployment]:
+        with self.read() as tx:
+            return tx.list_deployments()
+
+    def audit(self, model: str | None = None, limit: int = 50, after_id: int = 0) -> list[AuditEvent]:
+        with self.read() as tx:
+            return tx.audit(model, limit=limit, after_id=after_id)
+
+
+class RegistryTx:
+    """Reads and writes inside one transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # -- models and versions -------------------------------------------------------
+
+    def model_exists(self, model: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM models WHERE name = ?", (model,)).fetchone() is not None
+
+    def ensure_model(self, model: str, now: datetime) -> None:
+        if not self.model_exists(model):
+            self.conn.execute("INSERT INTO models(name, created_at) VALUES (?, ?)", (model, utc_iso(now)))
+            self.conn.execute(
+                "INSERT INTO deployments(model, updated_at) VALUES (?, ?)", (model, utc_iso(now))
+            )
+
+    def insert_version(
+        self,
+        *,
+        model: str,
+        version: str,
+        artifact_name: str,
+        sha256: str,
+        size_bytes: int,
+        metrics: dict[str, float],
+        description: str,
+        tags: dict[str, str],
+        lineage: Lineage,
+        reference_name: str | None,
+        reference_sha256: str | None,
+        now: datetime,
+    ) -> None:
+        try:
+            self.conn.execute(
+                """INSERT INTO versions(model, version, artifact_name, sha256, size_bytes, metrics,
+                       description, tags, training_data_hash, code_version, parent_version, trigger,
+                       reference_name, reference_sha256, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    model,
+                    version,
+                    artifact_name,
+                    sha256,
+                    size_bytes,
+                    json.dumps(metrics, sort_keys=True),
+                    description,
+                    json.dumps(tags, sort_keys=True),
+                    lineage.training_data_hash,
+                    lineage.code_version,
+                    lineage.parent_version,
+                    lineage.trigger,
+                    reference_name,
+                    reference_sha256,
+                    utc_iso(now),
+                ),
+            )
+        except sqlite3.IntegrityError as error:
+            raise ConflictError(f"{model} {version} is already registered") from error
+
+    def set_stage(self, model: str, version: str, stage: VersionStatus) -> None:
+        self.conn.execute(
+            "UPDATE versions SET stage = ? WHERE model = ? AND version = ?", (stage.value, model, version)
+        )
+
+    def get_version(self, model: str, version: str) -> ModelVersion | None:
+        row = self.conn.execute(
+            "SELECT * FROM versions WHERE model = ? AND version = ?", (model, version)
+        ).fetchone()
+        if row is None:
+            return None
+        return _version_from_row(row, self.get_deployment(model))
+
+    def list_versions(self, model: str) -> list[ModelVersion]:
+        deployment = self.get_deployment(model)
+        rows = self.conn.execute(
+            "SELECT * FROM versions WHERE model = ? ORDER BY created_at, rowid", (model,)
+        ).fetchall()
+        return [_version_from_row(row, deployment) for row in rows]
+
+    def list_models(self) -> list[ModelSummary]:
+        rows = self.conn.execute(
+            """SELECT m.name, m.created_at, COUNT(v.version) AS versions,
+                      d.production_version, d.canary_version, d.canary_weight
+               FROM models m
+               LEFT JOIN versions v ON v.model = m.name
+               LEFT JOIN deployments d ON d.model = m.name
+               GROUP BY m.name ORDER BY m.name"""
+        ).fetchall()
+        return [
+            ModelSummary(
+                name=row["name"],
+                created_at=parse_utc(row["created_at"]),
+                versions=row["versions"],
+                production_version=row["production_version"],
+                canary_version=row["canary_version"],
+                canary_weight=row["canary_weight"] or 0.0,
+            )
+            for row in rows
+        ]
+
+    # -- deployments -----------------------------------------------------------------
+
+    def get_deployment(self, model: str) -> Deployment | None:
+        row = self.conn.execute("SELECT * FROM deployments WHERE model = ?", (model,)).fetchone()
+        return _deployment_from_row(row) if row else None
+
+    def list_deployments(self) -> list[Deployment]:
+        rows = self.conn.execute("SELECT * FROM deployments ORDER BY model").fetchall()
+        return [_deployment_from_row(row) for row in rows]
+
+    def update_deployment(self, deployment: Deployment, *, expected_generation: int, now: datetime) -> Deployment:
+        """Write the new deployment if nobody changed it since ``expected_generation``."""
+        cursor = self.conn.execute(
+            """UPDATE deployments SET production_version = ?, previous_versions = ?, canary_version = ?,
+                   canary_weight = ?, generation = generation + 1, updated_at = ?
+               WHERE model = ? AND generation = ?""",
+            (
+                deployment.production_version,
+                json.dumps(list(deployment.previous_versions)),
+                deployment.canary_version,
+                deployment.canary_weight,
+                utc_iso(now),
+                deployment.model,
+                expected_generation,
+            ),
+        )
+        if cursor.rowcount != 1:
+            current = self.get_deployment(deployment.model)
+            raise ConflictError(
+                f"{deployment.model} changed while this change was prepared (generation "
+                f"{expected_generation} -> {current.generation if current else '?'}); nothing was changed,"
+                " check `opsctl history` and try again"
+            )
+        updated = self.get_deployment(deployment.model)
+        assert updated is not None
+        return updated
+
+    # -- audit log and events --------------------------------------------------------
+
+    def append_audit(
+        self,
+        *,
+        actor: Actor,
+        action: str,
+        model: str | None,
+        from_version: str | None,
+        to_version: str | None,
+        reason: str,
+        outcome: Outcome,
+        detail: str = "",
+        now: datetime,
+    ) -> int:
+        cursor = self.conn.execute(
+            """INSERT INTO audit_log(at, actor, uid, via, action, model, from_version, to_version, reason,
+                   outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                utc_iso(now),
+                actor.user,
+                actor.uid,
+                actor.via,
+                action,
+                model,
+                from_version,
+                to_version,
+                reason,
+                outcome.value,
+                detail,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def audit(self, model: str | None = None, *, limit: int = 50, after_id: int = 0) -> list[AuditEvent]:
+        if model is None:
+            rows = self.conn.execute(
+                "SELECT * FROM audit_log WHERE id > ? ORDER BY id DESC LIMIT ?", (after_id, limit)
+            ).fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM audit_log WHERE model = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                (model, after_id, limit),
+            ).fetchall()
+        return [_audit_from_row(row) for row in reversed(rows)]
+
+    def append_event(self, *, kind: str, model: str | None, payload: dict[str, Any], now: datetime) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO events(at, kind, model, payload) VALUES (?, ?, ?, ?)",
+            (utc_iso(now), kind, model, json.dumps(payload, sort_keys=True, default=str)),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def record_job_run(self, *, job: str, started_at: datetime, finished_at: datetime, ok: bool, summary: str) -> None:
+        self.conn.execute(
+            "INSERT INTO job_runs(job, started_at, finished_at, ok, summary) VALUES (?, ?, ?, ?, ?)",
+            (job, utc_iso(started_at), utc_iso(finished_at), int(ok), summary),
+        )
+
+    def prune(self, *, before: datetime) -> int:
+        """Drop events and job runs older than ``before``; the audit log is kept."""
+        cutoff = utc_iso(before)
+        removed = self.conn.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
+        removed += self.conn.execute("DELETE FROM job_runs WHERE finished_at < ?", (cutoff,)).rowcount
+        return removed
+
+    def get_kv(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def put_kv(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("models", "versions", "audit_log", "events", "job_runs")
+        }
+
+
+def _split_sql(script: str) -> list[str]:
+    # Triggers contain ';' inside BEGIN ... END, so split on statement ends only.
+    statements: list[str] = []
+    buffer: list[str] = []
+    for line in script.strip().splitlines():
+        buffer.append(line)
+        candidate = "\n".join(buffer).strip()
+        if candidate and sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            buffer = []
+    if "\n".join(buffer).strip():
+        statements.append("\n".join(buffer).strip())
+    return statements
+
+
+def _version_from_row(row: sqlite3.Row, deployment: Deployment | None) -> ModelVersion:
+    version = row["version"]
+    status = VersionStatus(row["stage"])
+    if deployment is not None:
+        if deployment.production_version == version:
+            status = VersionStatus.PRODUCTION
+        elif deployment.canary_version == version:
+            status = VersionStatus.CANARY
+    return ModelVersion(
+        model=row["model"],
+        version=version,
+        status=status,
+        artifact_name=row["artifact_name"],
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        metrics=json.loads(row["metrics"]),
+        description=row["description"],
+        tags=json.loads(row["tags"]),
+        lineage=Lineage(
+            training_data_hash=row["training_data_hash"],
+            code_version=row["code_version"],
+            parent_version=row["parent_version"],
+            trigger=row["trigger"],
+        ),
+        reference_name=row["reference_name"],
+        reference_sha256=row["reference_sha256"],
+        created_at=parse_utc(row["created_at"]),
+    )
+
+
+def _deployment_from_row(row: sqlite3.Row) -> Deployment:
+    return Deployment(
+        model=row["model"],
+        production_version=row["production_version"],
+        previous_versions=tuple(json.loads(row["previous_versions"])),
+        canary_version=row["canary_version"],
+        canary_weight=row["canary_weight"] or 0.0,
+        generation=row["generation"],
+        updated_at=parse_utc(row["updated_at"]) if row["updated_at"] else None,
+    )
+
+
+def _audit_from_row(row: sqlite3.Row) -> AuditEvent:
+    return AuditEvent(
+        id=row["id"],
+        at=parse_utc(row["at"]),
+        actor=row["actor"],
+        uid=row["uid"],
+        via=row["via"],
+        action=row["action"],
+        model=row["model"],
+        from_version=row["from_version"],
+        to_version=row["to_version"],
+        reason=row["reason"],
+        outcome=Outcome(row["outcome"]),
+        detail=row["detail"],
+    )

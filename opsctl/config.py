@@ -1,0 +1,199 @@
+"""The one typed settings object, read from one TOML file.
+
+Lookup order: ``--config FILE``, then ``$OPSCTL_CONFIG``, then
+``/etc/opsctl/opsctl.toml``, then ``~/.config/opsctl/opsctl.toml``; with none of
+them present the built-in defaults apply. Relative paths in the file are taken
+relative to the file's own folder, so a config and its state can move together.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from opsctl.errors import ConfigError
+from opsctl.settings_loader import load_dataclass
+
+SYSTEM_CONFIG = Path("/etc/opsctl/opsctl.toml")
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def default_state_dir() -> str:
+    if _is_root():
+        return "/var/lib/opsctl"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "opsctl")
+
+
+def default_socket() -> str:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if _is_root() or not runtime:
+        return "/run/opsctl/opsctl.sock"
+    return str(Path(runtime) / "opsctl.sock")
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """``[daemon]``: where the daemon keeps its state and listens."""
+
+    state_dir: str = field(default_factory=default_state_dir)
+    socket: str = field(default_factory=default_socket)
+    socket_mode: str = "0660"
+    # Off by default: a TCP listener needs a bearer token read from token_file.
+    tcp_listen: str | None = None
+    token_file: str | None = None
+    retention_days: float = 14.0
+    shutdown_timeout_seconds: float = 20.0
+    connect_timeout_seconds: float = 0.5
+    request_timeout_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.state_dir:
+            raise ValueError("state_dir must not be empty")
+        if not self.socket:
+            raise ValueError("socket must not be empty")
+        try:
+            mode = int(self.socket_mode, 8)
+        except ValueError:
+            raise ValueError(f"socket_mode must be an octal string like '0660', got {self.socket_mode!r}") from None
+        if mode & ~0o777:
+            raise ValueError(f"socket_mode {self.socket_mode!r} has bits outside 0777")
+        if self.tcp_listen is not None:
+            host, sep, port = self.tcp_listen.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"tcp_listen must be HOST:PORT, got {self.tcp_listen!r}")
+            if not self.token_file:
+                raise ValueError("tcp_listen requires token_file (the TCP API always needs a bearer token)")
+        if self.retention_days <= 0:
+            raise ValueError(f"retention_days must be positive, got {self.retention_days}")
+        for name in ("shutdown_timeout_seconds", "connect_timeout_seconds", "request_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def registry_path(self) -> Path:
+        return Path(self.state_dir) / "registry.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return Path(self.state_dir) / "artifacts"
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    """``[jobs]``: how often each scheduled job runs, in seconds."""
+
+    housekeeping_seconds: float = 60.0
+    health_seconds: float = 15.0
+    canary_seconds: float = 10.0
+    drift_seconds: float = 300.0
+    performance_seconds: float = 300.0
+    ingest_seconds: float = 5.0
+    alerts_seconds: float = 15.0
+    misfire_grace_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value <= 0:
+                raise ValueError(f"{f.name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class UiSettings:
+    """``[ui]``: how the TUI presents this environment."""
+
+    environment: str = "production"
+    # Production contexts get a distinct, loud header colour.
+    production: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
+    source: str = "defaults"
+
+
+# Sections other modules own are registered here as they land, so config.py
+# stays the one place that knows the file's shape.
+_SECTIONS: dict[str, type] = {
+    "daemon": DaemonSettings,
+    "jobs": JobsSettings,
+    "ui": UiSettings,
+}
+
+
+def find_config(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file to use, or None for built-in defaults."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get("OPSCTL_CONFIG"):
+        return Path(env["OPSCTL_CONFIG"])
+    candidates = [SYSTEM_CONFIG, Path(env.get("HOME", str(Path.home()))) / ".config" / "opsctl" / "opsctl.toml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Find, read and validate the config; raises ConfigError naming the file and key."""
+    path = find_config(explicit, environ)
+    if path is None:
+        return Settings()
+    return load_file(path)
+
+
+def load_file(path: Path) -> Settings:
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=shown) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read: {error.strerror}", path=shown) from error
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", path=shown) from None
+    return parse_settings(text, path=path)
+
+
+def parse_settings(text: str, *, path: Path | None = None) -> Settings:
+    shown = str(path) if path else "<config>"
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"not valid TOML: {error}", path=shown) from None
+    values: dict[str, Any] = {}
+    for name, table in document.items():
+        section = _SECTIONS.get(name)
+        if section is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(_SECTIONS), n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(_SECTIONS))}"
+            raise ConfigError(f"unknown section{hint}", key=name, path=shown)
+        values[name] = load_dataclass(section, table, key=name, path=shown)
+    settings = Settings(**values, source=shown)
+    if path is not None:
+        settings = _resolve_relative_paths(settings, path.parent)
+    return settings
+
+
+def _resolve_relative_paths(settings: Settings, base: Path) -> Settings:
+    daemon = settings.daemon
+    changes: dict[str, str] = {}
+    for name in ("state_dir", "socket", "token_file"):
+        value = getattr(daemon, name)
+        if value and not os.path.isabs(value):
+            changes[name] = str((base / value).resolve())
+    return replace(settings, daemon=replace(daemon, **changes)) if changes else settings

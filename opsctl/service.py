@@ -1,0 +1,311 @@
+"""The service layer: the only way production changes reach the registry.
+
+Every change (register, promote, rollback, and later canary and retrain
+commands) is one ``BEGIN IMMEDIATE`` transaction that writes its audit event.
+Changes are planned first and applied against the generation the plan saw, so
+two operators acting at once cannot both win: the second gets a
+:class:`~opsctl.errors.ConflictError`, and its attempt is audited too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.registry import Registry, RegistryTx
+from opsctl.clock import Clock, SystemClock
+from opsctl.domain import Actor, ChangeResult, Deployment, Lineage, ModelVersion, Outcome, VersionStatus
+from opsctl.errors import ConflictError, NotFoundError, UsageError
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def validate_model_name(name: str) -> str:
+    if not _MODEL_NAME.match(name):
+        raise UsageError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 63)")
+    return name
+
+
+def validate_version(version: str) -> str:
+    if not _VERSION.match(version):
+        raise UsageError(f"invalid version {version!r}: use letters, digits, '.', '_', '+' or '-' (max 63)")
+    return version
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    model: str
+    version: str
+    artifact: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    reference: Path | None = None
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    lineage: Lineage = field(default_factory=Lineage)
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """A production change as the operator confirms it, pinned to a generation."""
+
+    action: str
+    model: str
+    from_version: str | None
+    to_version: str | None
+    generation: int
+    noop: bool
+    description: str
+    aborts_canary: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "model": self.model,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "generation": self.generation,
+            "noop": self.noop,
+            "description": self.description,
+            "aborts_canary": self.aborts_canary,
+        }
+
+
+class RegistryService:
+    """Register, promote and roll back, each audited and safe under concurrency."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        artifacts: ArtifactStore,
+        *,
+        clock: Clock | None = None,
+        events: EventSink | None = None,
+    ) -> None:
+        self.registry = registry
+        self.artifacts = artifacts
+        self.clock = clock or SystemClock()
+        self._events = events
+
+    def _publish(self, kind: str, payload: dict[str, Any]) -> None:
+        if self._events is not None:
+            self._events(kind, payload)
+
+    # -- register ------------------------------------------------------------------
+
+    def register(self, request: RegisterRequest, *, actor: Actor, reason: str = "") -> ModelVersion:
+        validate_model_name(request.model)
+        validate_version(request.version)
+        for key, value in request.metrics.items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise UsageError(f"metric {key!r} must be a number, got {value!r}")
+        if self.registry.get_version(request.model, request.version) is not None:
+            raise ConflictError(f"{request.model} {request.version} is already registered")
+        # Copy (and hash) outside the transaction: content-addressed files are
+        # harmless if the insert below loses a race.
+        stored = self.artifacts.put(request.artifact)
+        reference = self.artifacts.put(request.reference) if request.reference else None
+        now = self.clock.now()
+        with self.registry.write() as tx:
+            tx.ensure_model(request.model, now)
+            tx.insert_version(
+                model=request.model,
+                version=request.version,
+                artifact_name=stored.name,
+                sha256=stored.sha256,
+                size_bytes=stored.size_bytes,
+                metrics={k: float(v) for k, v in request.metrics.items()},
+                description=request.description,
+                tags=dict(request.tags),
+                lineage=request.lineage,
+                reference_name=reference.name if reference else None,
+                reference_sha256=reference.sha256 if reference else None,
+                now=now,
+            )
+            audit_id = tx.append_audit(
+                actor=actor,
+                action="register",
+                model=request.model,
+                from_version=None,
+                to_version=request.version,
+                reason=reason,
+                outcome=Outcome.OK,
+                detail=f"sha256={stored.sha256}",
+                now=now,
+            )
+            created = tx.get_version(request.model, request.version)
+        assert created is not None
+        self._publish("audit", {"id": audit_id, "action": "register", "model": request.model,
+                                "to_version": request.version})
+        return created
+
+    def verify(self, model: str, version: str) -> Path:
+        """Check a version's artifact (and reference sample) against the registry's sha256."""
+        found = self.registry.get_version(model, version)
+        if found is None:
+            raise NotFoundError("version", f"{model} {version}", f"see `opsctl versions {model}`")
+        path = self.artifacts.verified_path(found.artifact_name, found.sha256)
+        if found.reference_name and found.reference_sha256:
+            self.artifacts.verified_path(found.reference_name, found.reference_sha256)
+        return path
+
+    # -- planning ------------------------------------------------------------------
+
+    def _deployment(self, tx: RegistryTx, model: str) -> Deployment:
+        deployment = tx.get_deployment(model)
+        if deployment is None:
+            raise NotFoundError("model", model, "see `opsctl models`")
+        return deployment
+
+    def plan_promote(self, model: str, version: str) -> ChangePlan:
+        with self.registry.read() as tx:
+            return self._plan_promote(tx, model, version)
+
+    def _plan_promote(self, tx: RegistryTx, model: str, version: str) -> ChangePlan:
+        deployment = self._deployment(tx, model)
+        if tx.get_version(model, version) is None:
+            raise NotFoundError("version", f"{model} {version}", f"see `opsctl versions {model}`")
+        current = deployment.production_version
+        if current == version:
+            return ChangePlan("promote", model, current, version, deployment.generation, True,
+                              f"{model} {version} is already in production; nothing to do")
+        if deployment.canary_version is not None and deployment.canary_version != version:
+            raise ConflictError(
+                f"a canary of {model} {deployment.canary_version} is running; abort it first"
+                f" (`opsctl rollback {model}`) or promote that version"
+            )
+        return ChangePlan("promote", model, current, version, deployment.generation, False,
+                          f"promote {model} {current or '(none)'} -> {version}")
+
+    def plan_rollback(self, model: str, to: str | None = None) -> ChangePlan:
+        with self.registry.read() as tx:
+            return self._plan_rollback(tx, model, to)
+
+    def _plan_rollback(self, tx: RegistryTx, model: str, to: str | None) -> ChangePlan:
+        deployment = self._deployment(tx, model)
+        current = deployment.production_version
+        if deployment.canary_version is not None and to is None:
+            return ChangePlan("rollback", model, deployment.canary_version, current, deployment.generation, False,
+                              f"abort the canary of {model} {deployment.canary_version}"
+                              f" ({deployment.canary_weight:g}% of traffic) and send all traffic to"
+                              f" {current or '(none)'}", aborts_canary=deployment.canary_version)
+        if to is not None:
+            if tx.get_version(model, to) is None:
+                raise NotFoundError("version", f"{model} {to}", f"see `opsctl versions {model}`")
+            if to == current:
+                return ChangePlan("rollback", model, current, to, deployment.generation, True,
+                                  f"{model} {to} is already in production; nothing to do")
+            target = to
+        else:
+            if not deployment.previous_versions:
+                raise ConflictError(
+                    f"{model} has no previous production version to roll back to"
+                    + (f" (production is {current})" if current else " (nothing is in production)")
+                    + "; use `--to VERSION` to pick one"
+                )
+            target = deployment.previous_versions[-1]
+        return ChangePlan("rollback", model, current, target, deployment.generation, False,
+                          f"roll back {model} {current or '(none)'} -> {target}",
+                          aborts_canary=deployment.canary_version)
+
+    # -- applying ------------------------------------------------------------------
+
+    def promote(self, model: str, version: str, *, actor: Actor, reason: str = "",
+                expected_generation: int | None = None) -> ChangeResult:
+        def plan(tx: RegistryTx) -> ChangePlan:
+            return self._plan_promote(tx, model, version)
+
+        return self._apply(plan, actor=actor, reason=reason, expected_generation=expected_generation)
+
+    def rollback(self, model: str, *, to: str | None = None, actor: Actor, reason: str = "",
+                 expected_generation: int | None = None) -> ChangeResult:
+        def plan(tx: RegistryTx) -> ChangePlan:
+            return self._plan_rollback(tx, model, to)
+
+        return self._apply(plan, actor=actor, reason=reason, expected_generation=expected_generation)
+
+    def _apply(self, make_plan: Callable[[RegistryTx], ChangePlan], *, actor: Actor, reason: str,
+               expected_generation: int | None) -> ChangeResult:
+        now = self.clock.now()
+        try:
+            with self.registry.write() as tx:
+                plan = make_plan(tx)
+                if expected_generation is not None and plan.generation != expected_generation:
+                    raise ConflictError(
+                        f"{plan.model} changed since you looked (generation {expected_generation} ->"
+                        f" {plan.generation}); nothing was changed, check `opsctl history {plan.model}`"
+                        " and try again"
+                    )
+                if plan.noop:
+                    audit_id = tx.append_audit(actor=actor, action=plan.action, model=plan.model,
+                                               from_version=plan.from_version, to_version=plan.to_version,
+                                               reason=reason, outcome=Outcome.NOOP, detail=plan.description,
+                                               now=now)
+                    return ChangeResult(plan.action, plan.model, plan.from_version, plan.to_version,
+                                        Outcome.NOOP, plan.description, audit_id, plan.generation)
+                deployment = self._deployment(tx, plan.model)
+                updated = tx.update_deployment(_next_deployment(deployment, plan),
+                                               expected_generation=plan.generation, now=now)
+                _update_stages(tx, deployment, updated)
+                audit_id = tx.append_audit(actor=actor, action=plan.action, model=plan.model,
+                                           from_version=plan.from_version, to_version=plan.to_version,
+                                           reason=reason, outcome=Outcome.OK, detail=plan.description, now=now)
+        except ConflictError as error:
+            self._audit_failure(make_plan, actor=actor, reason=reason, error=error)
+            raise
+        self._publish("audit", {"id": audit_id, "action": plan.action, "model": plan.model,
+                                "from_version": plan.from_version, "to_version": plan.to_version})
+        self._publish("deployment", updated.to_json())
+        return ChangeResult(plan.action, plan.model, plan.from_version, plan.to_version, Outcome.OK,
+                            plan.description, audit_id, updated.generation,
+                            extra={"deployment": updated.to_json()})
+
+    def _audit_failure(self, make_plan: Callable[[RegistryTx], ChangePlan], *, actor: Actor, reason: str,
+                       error: ConflictError) -> None:
+        """Record a refused attempt in its own transaction, so the log shows both operators."""
+        now = self.clock.now()
+        with self.registry.write() as tx:
+            try:
+                plan: ChangePlan | None = make_plan(tx)
+            except (ConflictError, NotFoundError):
+                plan = None
+            action = plan.action if plan else "change"
+            model = plan.model if plan else None
+            if model is None:
+                return
+            tx.append_audit(actor=actor, action=action, model=model,
+                            from_version=plan.from_version if plan else None,
+                            to_version=plan.to_version if plan else None, reason=reason,
+                            outcome=Outcome.CONFLICT, detail=str(error), now=now)
+
+
+def _next_deployment(deployment: Deployment, plan: ChangePlan) -> Deployment:
+    previous = list(deployment.previous_versions)
+    if plan.action == "promote":
+        if deployment.production_version is not None:
+            previous.append(deployment.production_version)
+        previous = [v for v in previous if v != plan.to_version]
+        canary_version = None if deployment.canary_version == plan.to_version else deployment.canary_version
+        return replace(deployment, production_version=plan.to_version, previous_versions=tuple(previous),
+                       canary_version=canary_version,
+                       canary_weight=0.0 if canary_version is None else deployment.canary_weight)
+    # rollback
+    if plan.aborts_canary is not None and plan.to_version == deployment.production_version:
+        return replace(deployment, canary_version=None, canary_weight=0.0)
+    previous = [v for v in previous if v != plan.to_version]
+    return replace(deployment, production_version=plan.to_version, previous_versions=tuple(previous),
+                   canary_version=None, canary_weight=0.0)
+
+
+def _update_stages(tx: RegistryTx, before: Deployment, after: Deployment) -> None:
+    """Versions that leave production or a canary are archived; status is derived otherwise."""
+    for version in {before.production_version, before.canary_version} - {None}:
+        if version not in (after.production_version, after.canary_version):
+            assert version is not None
+            tx.set_stage(before.model, version, VersionStatus.ARCHIVED)

@@ -1,0 +1,80 @@
+"""The SQLite registry: migrations, WAL, append-only audit log."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from opsctl.adapters.registry import SCHEMA_VERSION, Registry, RegistryError
+from opsctl.domain import Actor, Outcome
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def test_migrates_an_empty_file_to_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    path.touch()
+    registry = Registry(path)
+    assert registry.schema_version() == SCHEMA_VERSION
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"models", "versions", "deployments", "audit_log", "events", "job_runs"} <= tables
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reopening_does_not_migrate_twice(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    first = Registry(path)
+    with first.write() as tx:
+        tx.ensure_model("fraud", NOW)
+    first.close()
+    second = Registry(path)
+    assert [m.name for m in second.list_models()] == ["fraud"]
+    assert second.schema_version() == SCHEMA_VERSION
+
+
+def test_refuses_a_registry_written_by_a_newer_opsctl(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(RegistryError, match="newer than this opsctl"):
+        Registry(path).list_models()
+
+
+def test_audit_log_is_append_only(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    with registry.write() as tx:
+        tx.append_audit(actor=Actor("alice", 1000), action="promote", model="fraud", from_version=None,
+                        to_version="1", reason="r", outcome=Outcome.OK, now=NOW)
+    conn = sqlite3.connect(tmp_path / "registry.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE audit_log SET actor = 'mallory'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM audit_log")
+    assert [e.actor for e in registry.audit()] == ["alice"]
+
+
+def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    with pytest.raises(RuntimeError), registry.write() as tx:
+        tx.ensure_model("fraud", NOW)
+        raise RuntimeError("crash between the writes")
+    assert registry.list_models() == []
+
+
+def test_prune_keeps_the_audit_log(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    with registry.write() as tx:
+        tx.append_event(kind="job", model=None, payload={"x": 1}, now=old)
+        tx.append_event(kind="job", model=None, payload={"x": 2}, now=NOW)
+        tx.record_job_run(job="health", started_at=old, finished_at=old, ok=True, summary="")
+        tx.append_audit(actor=Actor("a"), action="promote", model="m", from_version=None, to_version="1",
+                        reason="", outcome=Outcome.OK, now=old)
+    with registry.write() as tx:
+        assert tx.prune(before=datetime(2021, 1, 1, tzinfo=UTC)) == 2
+        counts = tx.counts()
+    assert counts["events"] == 1 and counts["job_runs"] == 0 and counts["audit_log"] == 1
