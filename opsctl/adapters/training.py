@@ -351,7 +351,10 @@ def run_training(
     The run's files go to ``workdir / run_id``: ``output/`` (the training code's), the request,
     the result or error JSON. ``on_log`` gets each line of the merged stdout/stderr as it is
     printed, ``on_progress`` each progress report; both are called from reader threads.
-    Raises ``TrainingError`` only when the run directory cannot be prepared.
+    ``clock`` only stamps the outcome (start, end, duration); the timeout is real elapsed time.
+    The child inherits this process's environment plus ``spec.env``; the interpreter in
+    ``spec.python`` must be able to import opsctl. Raises ``TrainingError`` only when the run
+    directory cannot be prepared; every way the run itself can end is an outcome.
     """
     clock = clock or SystemClock()
     for key, value in params.items():
@@ -368,8 +371,9 @@ def run_training(
     except OSError as exc:
         raise TrainingError(f"cannot prepare run directory {run_dir}: {exc}") from exc
 
+    # Not inheritable: Popen's pass_fds hands it to this child only, so a subprocess another
+    # daemon thread starts meanwhile cannot hold the pipe open.
     progress_read, progress_write = os.pipe()
-    os.set_inheritable(progress_write, True)
     request = {
         "entrypoint": spec.entrypoint or None,
         "command": list(spec.command) or None,

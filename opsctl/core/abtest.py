@@ -27,6 +27,7 @@ test instead: reading a fixed-horizon p-value at every refresh and stopping at t
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from statistics import NormalDist
@@ -74,9 +75,10 @@ def _check_rate(value: float, name: str) -> float:
     return float(value)
 
 
-def _check_counts(successes: int, total: int, group: str, *, allow_empty: bool = False) -> None:
+def _check_counts(successes: int, total: int, group: str, *, allow_empty: bool = False) -> tuple[int, int]:
+    """Validated counts as plain ints (numpy integers from pandas are accepted)."""
     for name, value in ((f"{group}_successes", successes), (f"{group}_total", total)):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise UsageError(f"{name} must be an integer count, got {value!r}")
         if value < 0:
             raise UsageError(f"{name} must not be negative, got {value}")
@@ -84,6 +86,7 @@ def _check_counts(successes: int, total: int, group: str, *, allow_empty: bool =
         raise UsageError(f"{group}_total must be positive, got 0")
     if successes > total:
         raise UsageError(f"{group}_successes ({successes}) exceeds {group}_total ({total})")
+    return int(successes), int(total)
 
 
 def _upper_quantile(prob: float) -> float:
@@ -162,8 +165,8 @@ def two_proportion_ztest(
     observation is a success, or every one a failure, the difference is exactly 0 and so is z
     (p = 1) instead of 0/0.
     """
-    _check_counts(control_successes, control_total, "control")
-    _check_counts(treatment_successes, treatment_total, "treatment")
+    control_successes, control_total = _check_counts(control_successes, control_total, "control")
+    treatment_successes, treatment_total = _check_counts(treatment_successes, treatment_total, "treatment")
     alpha = _check_alpha(alpha)
     alt = _alternative(alternative)
 
@@ -342,8 +345,13 @@ class SequentialTest:
             raise UsageError(f"min_samples_per_group must be an integer, got {self.min_samples_per_group!r}")
         if self.min_samples_per_group < 1:
             raise UsageError(f"min_samples_per_group must be at least 1, got {self.min_samples_per_group}")
-        _check_counts(self.control_successes, self.control_total, "control", allow_empty=True)
-        _check_counts(self.treatment_successes, self.treatment_total, "treatment", allow_empty=True)
+        cs, ct = _check_counts(self.control_successes, self.control_total, "control", allow_empty=True)
+        ts, tt = _check_counts(self.treatment_successes, self.treatment_total, "treatment", allow_empty=True)
+        # Normalise numpy integers so equality and to_json() see plain ints.
+        object.__setattr__(self, "control_successes", cs)
+        object.__setattr__(self, "control_total", ct)
+        object.__setattr__(self, "treatment_successes", ts)
+        object.__setattr__(self, "treatment_total", tt)
 
     @classmethod
     def start(cls, *, alpha: float = 0.05, tau: float = 0.05, min_samples_per_group: int = 100) -> SequentialTest:
@@ -420,8 +428,10 @@ class SequentialTest:
         treatment_total: int,
     ) -> SequentialTest:
         """The state after adding new observations (counts since the previous update) and looking."""
-        _check_counts(control_successes, control_total, "control", allow_empty=True)
-        _check_counts(treatment_successes, treatment_total, "treatment", allow_empty=True)
+        control_successes, control_total = _check_counts(control_successes, control_total, "control", allow_empty=True)
+        treatment_successes, treatment_total = _check_counts(
+            treatment_successes, treatment_total, "treatment", allow_empty=True
+        )
         return self._look(
             self.control_successes + control_successes,
             self.control_total + control_total,
@@ -438,8 +448,10 @@ class SequentialTest:
         treatment_total: int,
     ) -> SequentialTest:
         """The state after reading cumulative counters; counters that went backwards are refused."""
-        _check_counts(control_successes, control_total, "control", allow_empty=True)
-        _check_counts(treatment_successes, treatment_total, "treatment", allow_empty=True)
+        control_successes, control_total = _check_counts(control_successes, control_total, "control", allow_empty=True)
+        treatment_successes, treatment_total = _check_counts(
+            treatment_successes, treatment_total, "treatment", allow_empty=True
+        )
         for name, new, old in (
             ("control_successes", control_successes, self.control_successes),
             ("control_total", control_total, self.control_total),

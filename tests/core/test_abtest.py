@@ -92,6 +92,17 @@ def test_degenerate_counts_give_no_evidence_instead_of_nan() -> None:
     assert two_proportion_ztest(0, 100, 5, 100).relative_lift is None
 
 
+def test_numpy_integer_counts_are_accepted_as_plain_ints() -> None:
+    counts = np.array([200, 1000, 240, 1000], dtype=np.int64)
+    result = two_proportion_ztest(*counts)
+    assert result == two_proportion_ztest(200, 1000, 240, 1000)
+    assert type(result.control_total) is int
+    state = SequentialTest.start().update(
+        control_successes=counts[0], control_total=counts[1], treatment_successes=counts[2], treatment_total=counts[3]
+    )
+    assert type(state.treatment_total) is int and json.dumps(state.to_json())
+
+
 def test_ztest_result_to_json_is_plain_json() -> None:
     result = two_proportion_ztest(0, 100, 5, 100, alternative="larger")
     data = json.loads(json.dumps(result.to_json()))
