@@ -208,18 +208,25 @@ def record_from_json(obj: Any) -> Record:
         )
     if kind != "prediction":
         raise RecordError("type", f"must be 'prediction' or 'feedback', got {kind!r}")
+    # Fields are checked in the order the SDK writes them, so the first problem is reported.
+    prediction_id = _text(obj, "prediction_id")
+    timestamp = _timestamp(obj)
+    model = _text(obj, "model")
+    version = _text(obj, "version")
+    features = _features(obj)
+    prediction = _label(obj, "prediction")
+    score = _number(obj, "score", optional=True)
     latency = _number(obj, "latency_ms")
     if latency is not None and latency < 0:
         raise RecordError("latency_ms", "must not be negative")
-    prediction = _label(obj, "prediction")
     return PredictionRecord(
-        prediction_id=_text(obj, "prediction_id"),  # type: ignore[arg-type]
-        timestamp=_timestamp(obj),
-        model=_text(obj, "model"),  # type: ignore[arg-type]
-        version=_text(obj, "version"),  # type: ignore[arg-type]
-        features=_features(obj),
+        prediction_id=prediction_id,  # type: ignore[arg-type]
+        timestamp=timestamp,
+        model=model,  # type: ignore[arg-type]
+        version=version,  # type: ignore[arg-type]
+        features=features,
         prediction=prediction,
-        score=_number(obj, "score", optional=True),
+        score=score,
         latency_ms=latency,  # type: ignore[arg-type]
     )
 

@@ -1,0 +1,144 @@
+"""The OffsetStore contract, run against every implementation.
+
+To add an implementation (e.g. the registry-backed store), add an entry to ``STORES``: a
+function taking ``tmp_path`` and returning ``(open_store, durable)``, where ``open_store()``
+returns a fresh store object on the same backing storage (a "process restart") and ``durable``
+says whether offsets survive that restart.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from opsctl.adapters.ingest import JsonFileOffsetStore, MemoryOffsetStore, Offset, OffsetStore
+from opsctl.errors import IntegrityError
+
+Opener = Callable[[], OffsetStore]
+
+
+def _memory(tmp_path: Path) -> tuple[Opener, bool]:
+    store = MemoryOffsetStore()
+    return (lambda: store), False
+
+
+def _json_file(tmp_path: Path) -> tuple[Opener, bool]:
+    path = tmp_path / "state" / "offsets.json"
+    return (lambda: JsonFileOffsetStore(path)), True
+
+
+STORES: dict[str, Callable[[Path], tuple[Opener, bool]]] = {
+    "memory": _memory,
+    "json-file": _json_file,
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Opener, bool]:
+    return STORES[request.param](tmp_path)
+
+
+def test_an_unknown_key_has_no_offset(backend: tuple[Opener, bool]) -> None:
+    open_store, _ = backend
+    assert open_store().get("fraud/predictions") is None
+
+
+def test_put_then_get_returns_the_same_offset(backend: tuple[Opener, bool]) -> None:
+    open_store, _ = backend
+    store = open_store()
+    offset = Offset(inode=2**40 + 3, offset=123_456_789_012, line=99, fingerprint="ab12cd34ef56ab78")
+    store.put("fraud/predictions", offset)
+    assert store.get("fraud/predictions") == offset
+
+
+def test_put_replaces_and_keys_are_independent(backend: tuple[Opener, bool]) -> None:
+    open_store, _ = backend
+    store = open_store()
+    store.put("a", Offset(1, 10))
+    store.put("b", Offset(2, 20))
+    store.put("a", Offset(3, 0))
+    assert store.get("a") == Offset(3, 0)
+    assert store.get("b") == Offset(2, 20)
+
+
+def test_keys_may_hold_any_text(backend: tuple[Opener, bool]) -> None:
+    open_store, _ = backend
+    store = open_store()
+    key = "fraud-detector:/var/log/ml/predictions.jsonl \"quoted\" é"
+    store.put(key, Offset(5, 6))
+    assert store.get(key) == Offset(5, 6)
+
+
+def test_offsets_survive_a_restart_when_durable(backend: tuple[Opener, bool]) -> None:
+    open_store, durable = backend
+    if not durable:
+        pytest.skip("this store does not outlive its process by design")
+    open_store().put("k", Offset(7, 700, 7, "f"))
+    open_store().put("other", Offset(8, 800))
+    reopened = open_store()
+    assert reopened.get("k") == Offset(7, 700, 7, "f")
+    assert reopened.get("other") == Offset(8, 800)
+
+
+def test_concurrent_puts_from_threads_are_all_kept(backend: tuple[Opener, bool]) -> None:
+    open_store, _ = backend
+    store = open_store()
+
+    def writer(n: int) -> None:
+        for i in range(20):
+            store.put(f"key-{n}", Offset(n, i))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [store.get(f"key-{n}") for n in range(4)] == [Offset(n, 19) for n in range(4)]
+
+
+# ----------------------------------------------------------------- JSON file specifics
+
+
+def test_json_store_leaves_no_temporary_files_and_writes_valid_json(tmp_path: Path) -> None:
+    path = tmp_path / "offsets.json"
+    store = JsonFileOffsetStore(path)
+    for i in range(5):
+        store.put("k", Offset(1, i))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["offsets.json"]
+    assert json.loads(path.read_text())["offsets"]["k"]["offset"] == 4
+
+
+def test_json_store_refuses_a_corrupt_file_instead_of_starting_over(tmp_path: Path) -> None:
+    path = tmp_path / "offsets.json"
+    path.write_text("{half")
+    with pytest.raises(IntegrityError, match="corrupt"):
+        JsonFileOffsetStore(path).get("k")
+    path.write_text(json.dumps({"offsets": {"k": {"inode": "1", "offset": 2}}}))
+    with pytest.raises(IntegrityError, match="integers"):
+        JsonFileOffsetStore(path).get("k")
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "offsets.json"
+    store = JsonFileOffsetStore(path)
+    store.put("k", Offset(1, 1))
+    before = path.read_bytes()
+
+    class Boom(Offset):
+        def to_json(self) -> dict[str, object]:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        store.put("k", Boom(1, 2))
+    assert path.read_bytes() == before
+    assert store.get("k") == Offset(1, 1)
+    assert JsonFileOffsetStore(path).get("k") == Offset(1, 1)
+
+
+def test_offset_rejects_negative_positions() -> None:
+    with pytest.raises(ValueError):
+        Offset(1, -1)
