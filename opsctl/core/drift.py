@@ -1,0 +1,604 @@
+"""Data and prediction drift: reference summary, per-feature tests, effect sizes, verdicts.
+
+Usage::
+
+    summary = summarize_reference(reference_frame, categorical=["country", "predicted_class"])
+    summary.save("fraud-detector-v7.drift.npz")            # once per model version
+    ...
+    summary = ReferenceSummary.load("fraud-detector-v7.drift.npz")
+    report = detect_drift(summary, live_window, DriftPolicy())
+    report.dataset_drift, [f.name for f in report.features if f.drifted]
+
+What a feature's verdict means
+------------------------------
+- Numerical: two-sample Kolmogorov-Smirnov test (statistic and p-value as
+  ``scipy.stats.ks_2samp``, default method), effect size = Wasserstein-1 distance divided by the
+  reference's standard deviation, and the PSI on fixed reference-quantile bins (reported).
+- Categorical: chi-squared on the 2 x K table of counts (as ``scipy.stats.chi2_contingency``)
+  with an ``__unseen__`` bucket for categories the reference never had and a ``__missing__``
+  bucket; effect size = Jensen-Shannon distance, base 2, in [0, 1].
+- The p-values of all features of one check are corrected together (Benjamini-Hochberg by
+  default, Bonferroni available; ``opsctl.core.multiple_testing``). A feature's distribution
+  drifts only when its corrected test rejects (adjusted p <= alpha) **and** its effect size
+  reaches the floor (``wasserstein_threshold`` / ``js_threshold``): a million-row window makes
+  every p-value tiny, the effect size says whether the shift matters.
+- Two signals of their own, which the common libraries lose by dropping NaNs: the missing-value
+  rate (drift when it rises by more than ``missing_rate_threshold``, absolute) and, for
+  categorical features, the share of unseen categories among the current non-missing values
+  (drift above ``unseen_share_threshold``). Non-finite numbers (NaN, +-inf) count as missing.
+- Fewer than ``min_rows`` non-missing values on either side: ``drifted`` is ``None`` with reason
+  ``insufficient_data`` (never "no drift"), unless one of the two signals above fired.
+- Dataset: ``dataset_rule = "share"`` drifts when the share of drifted features among those
+  with a verdict reaches ``drift_share``; ``"any_critical"`` when any of ``critical_features``
+  drifts. ``None`` when no feature could be judged.
+
+Prediction drift
+----------------
+Pass the model's outputs as ordinary columns of both frames: a score or probability column is
+numerical (``prediction_score``), a predicted class goes in ``categorical``
+(``predicted_class``). They get the same tests and appear in ``features``; put them in
+``critical_features`` with ``dataset_rule = "any_critical"`` to make prediction drift decide the
+dataset verdict.
+
+Evidently's definitions (evidently 0.7, ``evidently.legacy.calculations.stattests``)
+-------------------------------------------------------------------------------------
+- Normalized Wasserstein: the same, ``wasserstein_distance(ref, cur) / max(std(ref), 0.001)``
+  with the population standard deviation; threshold 0.1 as Evidently's default.
+- Jensen-Shannon: Evidently calls ``scipy.spatial.distance.jensenshannon`` with the natural
+  logarithm, so its distance lies in [0, sqrt(ln 2)] = [0, 0.833]. We use base 2 so it lies in
+  [0, 1]; ours = Evidently's / sqrt(ln 2) = 1.201 x Evidently's on the same shares, so the same
+  0.1 threshold is slightly stricter for us. Deliberate: a bounded [0, 1] scale reads better.
+  Our shares include the ``__unseen__`` and ``__missing__`` buckets (Evidently drops NaNs).
+- PSI: the same formula, sum((ref - cur) * ln(ref / cur)) over bin shares, with an empty bin
+  counted as 0.0001 as Evidently does. Deliberate difference: Evidently bins numerical values
+  into 30 equal-width bins over the pooled reference + current range; we use ``psi_bins`` (10)
+  reference-quantile bins, (-inf, q1], (q1, q2], ..., (qk, inf), fixed once per model version,
+  so the PSI of two windows is comparable and the check needs no reference values beyond the
+  summary. For categoricals we report no PSI (the JS distance is the effect size).
+- Evidently picks the test by sample size (KS/chi-squared up to 1,000 rows, Wasserstein/JS
+  above) and does not correct for multiple testing; we always run the test *and* the effect
+  size and require both.
+
+Performance and memory: the reference is summarized once (sorted finite values per numerical
+column, quantile edges, category counts); a check sorts the live window one block of
+``block_columns`` columns at a time and never sorts or concatenates the reference, so its
+working memory is one block of the window plus a few arrays of one column's length.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opsctl.core import drift_categorical as cat
+from opsctl.core import drift_numeric as num
+from opsctl.core.multiple_testing import CORRECTIONS, adjust_pvalues
+from opsctl.errors import IntegrityError, NotFoundError, UsageError
+
+NUMERICAL = "numerical"
+CATEGORICAL = "categorical"
+DATASET_RULES = ("share", "any_critical")
+SUMMARY_FORMAT = "opsctl-drift-reference/1"
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """The ``[drift]`` section of opsctl.toml: how a drift check turns statistics into verdicts."""
+
+    alpha: float = 0.05
+    correction: str = "bh"
+    wasserstein_threshold: float = 0.1
+    js_threshold: float = 0.1
+    psi_bins: int = 10
+    psi_threshold: float = 0.2
+    dataset_rule: str = "share"
+    drift_share: float = 0.5
+    critical_features: list[str] = field(default_factory=list)
+    min_rows: int = 100
+    missing_rate_threshold: float = 0.1
+    unseen_share_threshold: float = 0.05
+    block_columns: int = 8
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be between 0 and 1 (exclusive), not {self.alpha}")
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, not {self.correction!r}")
+        for key in ("wasserstein_threshold", "js_threshold", "psi_threshold"):
+            value = getattr(self, key)
+            if not (value >= 0.0 and math.isfinite(value)):
+                raise ValueError(f"{key} must be a finite number >= 0, not {value}")
+        if self.js_threshold > 1.0:
+            raise ValueError(f"js_threshold must be at most 1 (base-2 JS distance), not {self.js_threshold}")
+        if self.psi_bins < 2:
+            raise ValueError(f"psi_bins must be at least 2, not {self.psi_bins}")
+        if self.dataset_rule not in DATASET_RULES:
+            raise ValueError(
+                f"dataset_rule must be one of {', '.join(DATASET_RULES)}, not {self.dataset_rule!r}"
+            )
+        if not 0.0 < self.drift_share <= 1.0:
+            raise ValueError(f"drift_share must be in (0, 1], not {self.drift_share}")
+        if self.dataset_rule == "any_critical" and not self.critical_features:
+            raise ValueError('dataset_rule "any_critical" needs at least one name in critical_features')
+        if self.min_rows < 2:
+            raise ValueError(f"min_rows must be at least 2, not {self.min_rows}")
+        for key in ("missing_rate_threshold", "unseen_share_threshold"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key} must be in [0, 1], not {value}")
+        if self.block_columns < 1:
+            raise ValueError(f"block_columns must be at least 1, not {self.block_columns}")
+        if not 1 <= self.threads <= 64:
+            raise ValueError(f"threads must be between 1 and 64, not {self.threads}")
+
+
+# --------------------------------------------------------------------------------------------
+# Reference summary
+
+
+@dataclass(frozen=True, eq=False)
+class NumericalReference:
+    """One numerical column of the reference: its sorted finite values and fixed PSI bins."""
+
+    name: str
+    sorted_values: np.ndarray
+    missing: int
+    std: float
+    psi_edges: np.ndarray
+    psi_counts: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class CategoricalReference:
+    """One categorical column of the reference: category counts and missing count."""
+
+    name: str
+    categories: tuple[Any, ...]
+    counts: np.ndarray
+    missing: int
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceSummary:
+    """What a drift check needs of the reference sample, computed once per model version."""
+
+    rows: int
+    numerical: tuple[NumericalReference, ...]
+    categorical: tuple[CategoricalReference, ...]
+    psi_bins: int
+
+    @property
+    def columns(self) -> list[str]:
+        return [c.name for c in self.numerical] + [c.name for c in self.categorical]
+
+    def to_bytes(self) -> bytes:
+        """Serialize as an ``.npz`` archive of plain arrays plus JSON metadata (no pickle)."""
+        meta = {
+            "format": SUMMARY_FORMAT,
+            "rows": self.rows,
+            "psi_bins": self.psi_bins,
+            "numerical": [{"name": c.name, "missing": c.missing, "std": c.std} for c in self.numerical],
+            "categorical": [
+                {"name": c.name, "missing": c.missing, "categories": list(c.categories)}
+                for c in self.categorical
+            ],
+        }
+        arrays: dict[str, np.ndarray] = {
+            "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        }
+        for i, c in enumerate(self.numerical):
+            arrays[f"num{i}_values"] = c.sorted_values
+            arrays[f"num{i}_psi_edges"] = c.psi_edges
+            arrays[f"num{i}_psi_counts"] = c.psi_counts
+        for i, c in enumerate(self.categorical):
+            arrays[f"cat{i}_counts"] = c.counts
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReferenceSummary:
+        """Inverse of ``to_bytes``; raises ``IntegrityError`` on anything else."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                meta = json.loads(archive["meta"].tobytes().decode("utf-8"))
+                if meta.get("format") != SUMMARY_FORMAT:
+                    raise IntegrityError(f"unknown reference summary format {meta.get('format')!r}")
+                numerical = tuple(
+                    NumericalReference(
+                        name=str(m["name"]),
+                        sorted_values=archive[f"num{i}_values"].astype(np.float64),
+                        missing=int(m["missing"]),
+                        std=float(m["std"]),
+                        psi_edges=archive[f"num{i}_psi_edges"].astype(np.float64),
+                        psi_counts=archive[f"num{i}_psi_counts"].astype(np.int64),
+                    )
+                    for i, m in enumerate(meta["numerical"])
+                )
+                categorical = tuple(
+                    CategoricalReference(
+                        name=str(m["name"]),
+                        categories=tuple(m["categories"]),
+                        counts=archive[f"cat{i}_counts"].astype(np.int64),
+                        missing=int(m["missing"]),
+                    )
+                    for i, m in enumerate(meta["categorical"])
+                )
+                return cls(rows=int(meta["rows"]), numerical=numerical, categorical=categorical,
+                           psi_bins=int(meta["psi_bins"]))
+        except IntegrityError:
+            raise
+        except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"not a valid opsctl reference summary: {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        """Write the summary to ``path`` (an ``.npz`` file; no pickle)."""
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceSummary:
+        """Read a summary written by ``save``."""
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError("reference summary", str(path)) from exc
+        except OSError as exc:
+            raise UsageError(f"cannot read reference summary {path}: {exc.strerror or exc}") from exc
+        try:
+            return cls.from_bytes(data)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{path}: {exc.message}") from exc
+
+
+def _numeric_values(frame: pd.DataFrame, name: str, side: str) -> np.ndarray:
+    """A column as float64 with NaN for missing; UsageError when it is not numerical."""
+    column = frame[name]
+    if pd.api.types.is_bool_dtype(column.dtype) or not pd.api.types.is_numeric_dtype(column.dtype):
+        raise UsageError(
+            f"column {name!r} is numerical in the reference but {column.dtype} in the {side} data; "
+            "list it as categorical or fix its type"
+            if side == "current"
+            else f"column {name!r} is not numerical ({column.dtype}); list it as categorical"
+        )
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _finite_slice(sorted_row: np.ndarray) -> np.ndarray:
+    """The finite part of a sorted row (-inf first, +inf and NaN last)."""
+    lo = int(np.searchsorted(sorted_row, -np.inf, side="right"))
+    hi = int(np.searchsorted(sorted_row, np.inf, side="left"))
+    return sorted_row[lo:hi]
+
+
+def summarize_reference(
+    frame: pd.DataFrame, categorical: Sequence[str] = (), *, psi_bins: int = 10
+) -> ReferenceSummary:
+    """Summarize a reference sample: every column not in ``categorical`` must be numerical."""
+    if psi_bins < 2:
+        raise UsageError(f"psi_bins must be at least 2, not {psi_bins}")
+    categorical_set = set(categorical)
+    absent = [name for name in categorical if name not in frame.columns]
+    if absent:
+        raise UsageError(f"categorical column(s) not in the reference: {', '.join(map(str, absent))}")
+    numerical_refs = []
+    categorical_refs = []
+    for name in frame.columns:
+        if not isinstance(name, str):
+            raise UsageError(f"column names must be strings, not {name!r}")
+        if name in categorical_set:
+            categories, counts, missing = cat.reference_counts(frame[name])
+            bad = [c for c in categories if not isinstance(c, str | int | float | bool)]
+            if bad:
+                raise UsageError(
+                    f"categorical column {name!r} holds {type(bad[0]).__name__} values; cast it to str"
+                )
+            categorical_refs.append(CategoricalReference(name, tuple(categories), counts, missing))
+        else:
+            values = np.sort(_numeric_values(frame, name, "reference"))
+            finite = np.ascontiguousarray(_finite_slice(values))
+            edges = num.psi_edges(finite, psi_bins) if finite.size else np.zeros(0)
+            numerical_refs.append(
+                NumericalReference(
+                    name=name,
+                    sorted_values=finite,
+                    missing=int(values.size - finite.size),
+                    std=float(np.std(finite)) if finite.size else math.nan,
+                    psi_edges=edges,
+                    psi_counts=num.bin_counts(finite, edges),
+                )
+            )
+    return ReferenceSummary(len(frame), tuple(numerical_refs), tuple(categorical_refs), psi_bins)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The verdict on one feature, with its evidence."""
+
+    name: str
+    kind: str
+    test: str
+    statistic: float | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    effect_size: float | None
+    effect_metric: str
+    psi: float | None
+    missing_rate_reference: float | None
+    missing_rate_current: float | None
+    unseen_share: float | None
+    drifted: bool | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: _json_value(value) for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The outcome of one drift check: per-feature verdicts and the dataset verdict."""
+
+    features: tuple[FeatureDrift, ...]
+    dataset_drift: bool | None
+    drifted_count: int
+    share_drifted: float | None
+    rows_reference: int
+    rows_current: int
+    policy: DriftPolicy
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset_drift": self.dataset_drift,
+            "drifted_count": self.drifted_count,
+            "share_drifted": _json_value(self.share_drifted),
+            "rows_reference": self.rows_reference,
+            "rows_current": self.rows_current,
+            "features": [f.to_json() for f in self.features],
+            "policy": asdict(self.policy),
+        }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class _Measured:
+    """Per-feature numbers before the multiple-testing correction (internal)."""
+
+    name: str
+    kind: str
+    statistic: float | None = None
+    p_value: float | None = None
+    effect_size: float | None = None
+    psi: float | None = None
+    missing_rate_reference: float | None = None
+    missing_rate_current: float | None = None
+    unseen_share: float | None = None
+    enough: bool = False
+
+
+def _rate(part: int, total: int) -> float | None:
+    return part / total if total else None
+
+
+def _measure_numerical(
+    summary: ReferenceSummary, current: pd.DataFrame, policy: DriftPolicy
+) -> list[_Measured]:
+    rows = len(current)
+    out: list[_Measured] = []
+    refs = summary.numerical
+    width = min(policy.block_columns, len(refs))
+    # One (columns x rows) block of the window, reused for every block and sorted in place.
+    buffer = np.empty((width, rows), dtype=np.float64) if refs else np.empty((0, rows))
+
+    def measure(ref: NumericalReference, row: np.ndarray) -> _Measured:
+        row.sort()  # numpy releases the GIL here and in the searches: columns run in parallel
+        c = _finite_slice(row)
+        r = ref.sorted_values
+        m = _Measured(
+            name=ref.name,
+            kind=NUMERICAL,
+            missing_rate_reference=_rate(ref.missing, summary.rows),
+            missing_rate_current=_rate(rows - c.size, rows),
+        )
+        m.enough = r.size >= policy.min_rows and c.size >= policy.min_rows
+        if m.enough:
+            m.statistic, m.p_value = num.ks_2samp_sorted(r, c)
+            m.effect_size = num.wasserstein_sorted(r, c) / max(ref.std, num.SPREAD_FLOOR)
+            if policy.psi_bins == summary.psi_bins:
+                edges, ref_counts = ref.psi_edges, ref.psi_counts
+            else:
+                edges = num.psi_edges(r, policy.psi_bins)
+                ref_counts = num.bin_counts(r, edges)
+            m.psi = num.psi(ref_counts, num.bin_counts(c, edges))
+        return m
+
+    with ThreadPoolExecutor(max_workers=policy.threads) if policy.threads > 1 else nullcontext() as pool:
+        for start in range(0, len(refs), policy.block_columns):
+            block = refs[start : start + policy.block_columns]
+            values = buffer[: len(block)]
+            for i, ref in enumerate(block):
+                if ref.name in current.columns:
+                    values[i] = _numeric_values(current, ref.name, "current")
+                else:
+                    values[i] = np.nan
+            if pool is None:
+                out.extend(measure(ref, values[i]) for i, ref in enumerate(block))
+            else:
+                out.extend(pool.map(measure, block, list(values)))
+    return out
+
+
+def _measure_categorical(
+    summary: ReferenceSummary, current: pd.DataFrame, policy: DriftPolicy
+) -> list[_Measured]:
+    rows = len(current)
+    out: list[_Measured] = []
+    for ref in summary.categorical:
+        if ref.name in current.columns:
+            counts, unseen, missing = cat.current_counts(current[ref.name], ref.categories)
+        else:
+            counts, unseen, missing = np.zeros(len(ref.categories), np.int64), 0, rows
+        present = rows - missing
+        m = _Measured(
+            name=ref.name,
+            kind=CATEGORICAL,
+            missing_rate_reference=_rate(ref.missing, summary.rows),
+            missing_rate_current=_rate(missing, rows),
+            unseen_share=_rate(unseen, present),
+        )
+        m.enough = summary.rows - ref.missing >= policy.min_rows and present >= policy.min_rows
+        if m.enough:
+            observed = cat.table(ref.counts, ref.missing, counts, unseen, missing)
+            m.statistic, m.p_value = cat.chi2_test(observed)
+            m.effect_size = cat.jensen_shannon(observed)
+        out.append(m)
+    return out
+
+
+def detect_drift(summary: ReferenceSummary, current: pd.DataFrame, policy: DriftPolicy) -> DriftReport:
+    """Compare a live window with the reference summary under ``policy``."""
+    unknown = [name for name in policy.critical_features if name not in summary.columns]
+    if unknown:
+        raise UsageError(f"critical feature(s) not in the reference: {', '.join(unknown)}")
+    measured = _measure_numerical(summary, current, policy) + _measure_categorical(summary, current, policy)
+
+    tested = [m for m in measured if m.enough]
+    adjusted = adjust_pvalues(np.array([m.p_value for m in tested], dtype=np.float64), policy.correction)
+    adjusted_by_name = {m.name: float(a) for m, a in zip(tested, adjusted, strict=True)}
+
+    features = tuple(_verdict(m, adjusted_by_name.get(m.name), policy) for m in measured)
+    judged = [f for f in features if f.drifted is not None]
+    drifted_count = sum(1 for f in judged if f.drifted)
+    share = drifted_count / len(judged) if judged else None
+    if policy.dataset_rule == "share":
+        dataset = None if share is None else share >= policy.drift_share
+    else:
+        critical = [f for f in features if f.name in policy.critical_features]
+        if any(f.drifted for f in critical):
+            dataset = True
+        elif any(f.drifted is None for f in critical):
+            dataset = None
+        else:
+            dataset = False
+    return DriftReport(
+        features=features,
+        dataset_drift=dataset,
+        drifted_count=drifted_count,
+        share_drifted=share,
+        rows_reference=summary.rows,
+        rows_current=len(current),
+        policy=policy,
+    )
+
+
+def _verdict(m: _Measured, p_adjusted: float | None, policy: DriftPolicy) -> FeatureDrift:
+    numerical = m.kind == NUMERICAL
+    floor = policy.wasserstein_threshold if numerical else policy.js_threshold
+    reasons = []
+    if (
+        m.enough
+        and p_adjusted is not None
+        and m.effect_size is not None
+        and p_adjusted <= policy.alpha
+        and m.effect_size >= floor
+    ):
+        reasons.append("distribution")
+    if (
+        m.missing_rate_current is not None
+        and m.missing_rate_reference is not None
+        and m.missing_rate_current - m.missing_rate_reference > policy.missing_rate_threshold
+    ):
+        reasons.append("missing_rate")
+    if m.unseen_share is not None and m.unseen_share > policy.unseen_share_threshold:
+        reasons.append("unseen_categories")
+    if reasons:
+        drifted: bool | None = True
+        reason = "+".join(reasons)
+    elif not m.enough:
+        drifted, reason = None, "insufficient_data"
+    elif p_adjusted is not None and p_adjusted > policy.alpha:
+        drifted, reason = False, "not_significant"
+    else:
+        drifted, reason = False, "effect_below_threshold"
+    return FeatureDrift(
+        name=m.name,
+        kind=m.kind,
+        test="ks" if numerical else "chi2",
+        statistic=m.statistic,
+        p_value=m.p_value,
+        p_value_adjusted=p_adjusted,
+        effect_size=m.effect_size,
+        effect_metric="wasserstein_norm" if numerical else "jensen_shannon",
+        psi=m.psi,
+        missing_rate_reference=m.missing_rate_reference,
+        missing_rate_current=m.missing_rate_current,
+        unseen_share=m.unseen_share,
+        drifted=drifted,
+        reason=reason,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return format(value, spec)
+
+
+def render_markdown(report: DriftReport, title: str = "Drift report") -> str:
+    """The report as a Markdown section for incident write-ups."""
+    policy = report.policy
+    verdict = {True: "**DRIFT**", False: "no drift", None: "unknown (not enough data)"}[report.dataset_drift]
+    rule = (
+        f"share of drifted features >= {policy.drift_share:g}"
+        if policy.dataset_rule == "share"
+        else f"any critical feature drifts ({', '.join(policy.critical_features)})"
+    )
+    lines = [
+        f"## {title}",
+        "",
+        f"- Dataset verdict: {verdict} ({report.drifted_count} of "
+        f"{sum(1 for f in report.features if f.drifted is not None)} judged features drifted; rule: {rule})",
+        f"- Rows: reference {report.rows_reference:,}, current {report.rows_current:,}",
+        f"- Tests corrected with {'Benjamini-Hochberg' if policy.correction == 'bh' else 'Bonferroni'} "
+        f"at alpha {policy.alpha:g}; effect floors: normalized Wasserstein {policy.wasserstein_threshold:g}, "
+        f"Jensen-Shannon {policy.js_threshold:g}",
+        "",
+        "| feature | kind | test | statistic | p-value | p adj. | effect | PSI | missing ref/cur "
+        "| unseen | verdict |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for f in report.features:
+        psi = _fmt(f.psi, ".3f")
+        if f.psi is not None and f.psi >= policy.psi_threshold:
+            psi += " ⚠"
+        state = {True: "**drift**", False: "ok", None: "?"}[f.drifted]
+        lines.append(
+            f"| {f.name} | {f.kind} | {f.test} | {_fmt(f.statistic)} | {_fmt(f.p_value, '.3g')} "
+            f"| {_fmt(f.p_value_adjusted, '.3g')} | {_fmt(f.effect_size, '.3f')} ({f.effect_metric}) | {psi} "
+            f"| {_fmt(f.missing_rate_reference, '.1%')} / {_fmt(f.missing_rate_current, '.1%')} "
+            f"| {_fmt(f.unseen_share, '.1%')} | {state} ({f.reason}) |"
+        )
+    return "\n".join(lines) + "\n"
