@@ -220,6 +220,21 @@ class _Position:
     fingerprint: str
 
 
+def _numbered_backups(path: Path) -> list[Path]:
+    """``path.1``, ``path.2``, ... that exist, newest (lowest number) first."""
+    prefix = path.name + "."
+    numbered: list[tuple[int, Path]] = []
+    try:
+        entries = list(path.parent.iterdir())
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        suffix = entry.name[len(prefix):]
+        if entry.name.startswith(prefix) and suffix.isdigit():
+            numbered.append((int(suffix), entry))
+    return [p for _, p in sorted(numbered)]
+
+
 def _fingerprint(path: Path) -> str:
     """Hash of the first line (at most FINGERPRINT_BYTES); empty while that line is incomplete."""
     try:
@@ -238,10 +253,11 @@ def _fingerprint(path: Path) -> str:
 class LogTailer:
     """Reads one JSON-lines log incrementally; see the module docstring for the guarantees.
 
-    ``rotated`` lists where rotated files may be found, newest first (default: ``<name>.1`` ..
-    ``<name>.9`` next to it); the old inode is recognised among them by its inode number, and
-    the files rotated after it are read in order before the live file. ``parse`` turns a
-    decoded JSON object into a record and raises :class:`RecordError` for an invalid one.
+    ``rotated`` lists where rotated files may be found, newest first (default: the existing
+    ``<name>.1``, ``<name>.2``, ... next to it, as the SDK and logrotate name them); the old
+    inode is recognised among them by its inode number, and the files rotated after it are
+    read in order before the live file. ``parse`` turns a decoded JSON object into a record
+    and raises :class:`RecordError` for an invalid one.
     """
 
     def __init__(
@@ -261,7 +277,7 @@ class LogTailer:
         self.path = Path(path)
         self.store = offset_store
         self.key = key
-        self._rotated = rotated or (lambda p: [p.with_name(f"{p.name}.{i}") for i in range(1, 10)])
+        self._rotated = rotated or _numbered_backups
         self.max_bytes_per_poll = max_bytes_per_poll
         self.max_line_bytes = max_line_bytes
         self.parse = parse

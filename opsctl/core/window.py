@@ -53,7 +53,7 @@ class PredictionRecord:
     features: Mapping[str, FeatureValue]
     prediction: Label
     score: float | None
-    latency_ms: float
+    latency_ms: float | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -216,7 +216,7 @@ def record_from_json(obj: Any) -> Record:
     features = _features(obj)
     prediction = _label(obj, "prediction")
     score = _number(obj, "score", optional=True)
-    latency = _number(obj, "latency_ms")
+    latency = _number(obj, "latency_ms", optional=True)  # the SDK writes null when not measured
     if latency is not None and latency < 0:
         raise RecordError("latency_ms", "must not be negative")
     return PredictionRecord(
@@ -227,7 +227,7 @@ def record_from_json(obj: Any) -> Record:
         features=features,
         prediction=prediction,
         score=score,
-        latency_ms=latency,  # type: ignore[arg-type]
+        latency_ms=latency,
     )
 
 
@@ -328,7 +328,7 @@ class WindowSnapshot:
     features: tuple[Mapping[str, FeatureValue], ...]
     predictions: tuple[Label, ...]
     scores: tuple[float | None, ...]
-    latency_ms: tuple[float, ...]
+    latency_ms: tuple[float | None, ...]
     labels: tuple[Label | None, ...]
     seen: int  # predictions the window covers (>= rows when sampled)
     inclusion_probability: float  # 1.0 when every prediction of the window is a row

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry
 
 from opsctl.adapters.ingest import (
     JsonFileOffsetStore,
@@ -21,6 +22,7 @@ from opsctl.adapters.ingest import (
     outputs_frame,
 )
 from opsctl.core.window import FeedbackRecord, PredictionRecord, WindowPolicy, WindowSet
+from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger, RotatingJsonLinesFile
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -315,3 +317,46 @@ def test_frames_for_the_drift_code(log_path: Path) -> None:
     outputs = outputs_frame(snap)
     assert outputs["score"].isna().tolist() == [False, True]
     assert list(outputs.columns) == ["timestamp", "version", "prediction", "score", "latency_ms", "label"]
+
+
+# --------------------------------------------------------------------------- with the SDK
+
+
+def test_follows_the_sdk_writer_through_its_rotations(tmp_path: Path) -> None:
+    path = tmp_path / "fraud.predictions.jsonl"
+    sink = RotatingJsonLinesFile(path, max_bytes=2000, backup_count=12)
+    tailer = LogTailer(path, JsonFileOffsetStore(tmp_path / "offsets.json"), "fraud/predictions")
+    rng = random.Random(5)
+    got: list[str] = []
+    n = 0
+    for _ in range(60):
+        batch = [line(n + k) for k in range(rng.randint(1, 6))]
+        n += len(batch)
+        sink.write_lines(batch)
+        if rng.random() < 0.4:  # the reader sometimes falls several files behind
+            got += ids(tailer.read())
+    sink.close()
+    got += ids(tailer.read())
+    assert got == [f"p{i}" for i in range(n)]
+    assert tailer.stats.rotations >= 10 and tailer.stats.lost_rotations == 0
+
+
+def test_reads_what_the_sdk_loggers_write(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    with PredictionLogger(tmp_path, "fraud", "1.0.0", registry=registry) as predictions:
+        predictions.log("a", features={"amount": 3.5, "country": "FR"}, prediction=1, score=0.9, latency_ms=4.2)
+        predictions.log("b", features={"amount": 1.0}, prediction=0)  # no score, no latency
+    with FeedbackLogger(tmp_path, "fraud", registry=registry) as feedback:
+        feedback.log("a", label=1)
+    store = MemoryOffsetStore()
+    windows = WindowSet(rng=random.Random(0))
+    now = datetime.now(UTC)
+    for kind in ("predictions", "feedback"):
+        tailer = LogTailer(tmp_path / f"fraud.{kind}.jsonl", store, f"fraud/{kind}")
+        windows.add_all(tailer.read(), now)
+        assert tailer.stats.malformed == 0
+    snap = windows.snapshot("fraud", now)
+    assert snap.prediction_ids == ("a", "b")
+    assert snap.versions == ("1.0.0", "1.0.0")
+    assert snap.labels == (1, None)
+    assert snap.scores == (0.9, None) and snap.latency_ms == (4.2, None)

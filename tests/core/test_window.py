@@ -100,9 +100,9 @@ def test_a_missing_field_is_named() -> None:
         record_from_json(obj)
 
 
-def test_score_may_be_null_for_models_without_one() -> None:
-    rec = record_from_json(good_prediction_json(score=None))
-    assert isinstance(rec, PredictionRecord) and rec.score is None
+def test_score_and_latency_may_be_null_as_the_sdk_writes_them() -> None:
+    rec = record_from_json(good_prediction_json(score=None, latency_ms=None))
+    assert isinstance(rec, PredictionRecord) and rec.score is None and rec.latency_ms is None
 
 
 def test_parse_batch_accepts_both_kinds_and_names_the_index_and_field_of_an_error() -> None:
