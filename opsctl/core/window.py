@@ -6,9 +6,9 @@ from a file is accepted over HTTP and the other way round.
 
 The window keeps, per model, the recent predictions (by age or by count, see
 :class:`WindowPolicy`) and joins feedback labels to them by ``prediction_id``. Memory is bounded
-by ``max_records`` whatever the traffic: the window is cut into ``buckets`` slices (of time or
+by ``max_kept_records`` whatever the traffic: the window is cut into ``buckets`` slices (of time or
 of arrival order) and each slice keeps a reservoir (Algorithm R, driven by an injected
-``random.Random``) of at most ``max_records // (buckets + 2)`` predictions. A snapshot thins
+``random.Random``) of at most ``max_kept_records // (buckets + 2)`` predictions. A snapshot thins
 every slice to the same inclusion probability, so every prediction of the window is equally
 likely to be in it (a proportionally stratified sample; see :meth:`WindowSet.snapshot`).
 
@@ -28,7 +28,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 from opsctl.errors import UsageError
@@ -184,7 +183,7 @@ def _features(obj: Mapping[str, Any]) -> Mapping[str, FeatureValue]:
     for key, item in value.items():
         if item is not None and not isinstance(item, str | int | float | bool):
             raise RecordError(f"features.{key}", f"must be a string, number, boolean or null, got {_kind_of(item)}")
-    return MappingProxyType(dict(value))
+    return dict(value)  # a plain dict (not a proxy) so snapshots pickle to worker processes
 
 
 def record_from_json(obj: Any) -> Record:
@@ -272,7 +271,7 @@ class WindowPolicy:
     mode: str = "time"  # "time": the last max_age_seconds; "count": the last max_records_in_window
     max_age_seconds: float = 3600.0
     max_records_in_window: int = 10_000
-    max_records: int = 20_000  # memory cap per model: above it the window is sampled
+    max_kept_records: int = 20_000  # memory cap per model: above it the window is sampled
     buckets: int = 12
     max_pending_labels: int = 100_000  # labels waiting for their prediction, all models together
     pending_label_max_age_seconds: float = 86_400.0
@@ -286,8 +285,8 @@ class WindowPolicy:
             raise ValueError("max_records_in_window must be at least 1")
         if self.buckets < 1:
             raise ValueError("buckets must be at least 1")
-        if self.max_records < self.buckets + 2:
-            raise ValueError(f"max_records must be at least buckets + 2 = {self.buckets + 2}")
+        if self.max_kept_records < self.buckets + 2:
+            raise ValueError(f"max_kept_records must be at least buckets + 2 = {self.buckets + 2}")
         if self.max_pending_labels < 0:
             raise ValueError("max_pending_labels must not be negative")
         if not self.pending_label_max_age_seconds > 0:
@@ -297,7 +296,7 @@ class WindowPolicy:
     def bucket_capacity(self) -> int:
         # At most buckets + 2 slices are alive at once (the partly expired oldest one and a
         # slice slightly ahead of `now` for clock skew), so this keeps the total under the cap.
-        return self.max_records // (self.buckets + 2)
+        return self.max_kept_records // (self.buckets + 2)
 
 
 # --------------------------------------------------------------------------- window
@@ -589,7 +588,7 @@ class WindowSet:
         return len(self._pending)
 
     def kept(self, model: str | None = None) -> int:
-        """Predictions held in memory (for one model or all): never above ``max_records`` each."""
+        """Predictions held in memory (for one model or all): never above ``max_kept_records`` each."""
         if model is not None:
             window = self._windows.get(model)
             return window.kept() if window else 0

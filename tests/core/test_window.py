@@ -128,7 +128,7 @@ def test_parse_batch_accepts_both_kinds_and_names_the_index_and_field_of_an_erro
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"mode": "sliding"}, {"max_age_seconds": 0}, {"buckets": 0}, {"max_records": 5, "buckets": 4},
+    [{"mode": "sliding"}, {"max_age_seconds": 0}, {"buckets": 0}, {"max_kept_records": 5, "buckets": 4},
      {"max_records_in_window": 0}, {"max_pending_labels": -1}],
 )
 def test_impossible_policies_are_refused(kwargs: dict[str, object]) -> None:
@@ -140,7 +140,7 @@ def test_impossible_policies_are_refused(kwargs: dict[str, object]) -> None:
 
 
 def test_count_window_keeps_exactly_the_last_n_in_order_below_the_cap() -> None:
-    windows = WindowSet(WindowPolicy(mode="count", max_records_in_window=100, buckets=4, max_records=600),
+    windows = WindowSet(WindowPolicy(mode="count", max_records_in_window=100, buckets=4, max_kept_records=600),
                         rng=random.Random(1))
     for i in range(250):
         windows.add(pred(i), T0)
@@ -227,7 +227,7 @@ def test_a_prediction_seen_again_is_not_counted_twice() -> None:
 
 
 def test_memory_stays_bounded_under_heavy_traffic() -> None:
-    policy = WindowPolicy(mode="time", max_age_seconds=3600, buckets=12, max_records=1400)
+    policy = WindowPolicy(mode="time", max_age_seconds=3600, buckets=12, max_kept_records=1400)
     windows = WindowSet(policy, rng=random.Random(3))
     largest = 0
     for i in range(60_000):  # 1000 predictions a minute for an hour
@@ -245,7 +245,7 @@ def test_memory_stays_bounded_under_heavy_traffic() -> None:
 
 
 def test_count_window_memory_is_bounded_too() -> None:
-    policy = WindowPolicy(mode="count", max_records_in_window=50_000, buckets=8, max_records=1000)
+    policy = WindowPolicy(mode="count", max_records_in_window=50_000, buckets=8, max_kept_records=1000)
     windows = WindowSet(policy, rng=random.Random(4))
     for i in range(80_000):
         windows.add(pred(i), T0)
@@ -258,7 +258,7 @@ def test_count_window_memory_is_bounded_too() -> None:
 
 def test_sampling_gives_every_prediction_the_same_chance() -> None:
     """Chi-squared on inclusion counts: uneven traffic across buckets must not bias the sample."""
-    policy = WindowPolicy(mode="time", max_age_seconds=400, buckets=4, max_records=60)  # 10 per bucket
+    policy = WindowPolicy(mode="time", max_age_seconds=400, buckets=4, max_kept_records=60)  # 10 per bucket
     per_bucket = [10, 20, 30, 40]  # light buckets are kept whole, heavy ones sampled
     times = [T0 + timedelta(seconds=100 * b + 1 + k) for b, n in enumerate(per_bucket) for k in range(n)]
     ids = list(enumerate(times))
@@ -283,9 +283,18 @@ def test_sampling_gives_every_prediction_the_same_chance() -> None:
 
 def test_snapshot_is_deterministic_for_a_seed() -> None:
     def run() -> tuple[str, ...]:
-        windows = WindowSet(WindowPolicy(max_records=140, buckets=12), rng=random.Random(9))
+        windows = WindowSet(WindowPolicy(max_kept_records=140, buckets=12), rng=random.Random(9))
         for i in range(2000):
             windows.add(pred(i, at=T0 + timedelta(seconds=i)), T0 + timedelta(seconds=i))
         return windows.snapshot("m", T0 + timedelta(seconds=1999)).prediction_ids
 
     assert run() == run()
+
+
+def test_snapshots_pickle_for_worker_processes() -> None:
+    import pickle
+
+    windows = WindowSet(rng=random.Random(0))
+    windows.add(record_from_json(good_prediction_json(timestamp="2026-01-01T00:00:00Z")), T0)
+    snap = windows.snapshot("fraud-detector", T0)
+    assert pickle.loads(pickle.dumps(snap)) == snap
