@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import pwd
-from typing import Protocol
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry
 from opsctl.config import Settings
 from opsctl.domain import Actor, AuditEvent, ChangeResult, Deployment, ModelSummary, ModelVersion
-from opsctl.errors import NotFoundError
+from opsctl.errors import DaemonUnavailableError, NotFoundError
 from opsctl.service import ChangePlan, RegisterRequest, RegistryService
 
 
@@ -98,3 +100,83 @@ class DirectBackend:
 
     def verify(self, model: str, version: str) -> str:
         return str(self.service.verify(model, version))
+
+
+class FallbackBackend:
+    """Use the daemon; when nobody answers on its socket, act on the registry directly.
+
+    Only a failure to *connect* falls back: a request that may have reached the
+    daemon is never repeated against the registry.
+    """
+
+    def __init__(self, settings: Settings, *, notice: Callable[[str], None]) -> None:
+        self.settings = settings
+        self._notice = notice
+        self._active: Any = None
+        self.daemon_up: bool | None = None
+
+    @property
+    def via(self) -> str:
+        return self._backend().via if self._active is None else self._active.via
+
+    def _direct(self) -> DirectBackend:
+        self.daemon_up = False
+        self._notice(f"opsctl: the daemon is not answering on {self.settings.daemon.socket};"
+                     f" acting directly on the registry {self.settings.daemon.registry_path}")
+        self._active = DirectBackend(self.settings, via="direct (daemon down)")
+        return self._active
+
+    def _backend(self) -> Any:
+        if self._active is None:
+            if not Path(self.settings.daemon.socket).exists():
+                return self._direct()
+            from opsctl.client import DaemonBackend, DaemonClient  # httpx only when a daemon may be there
+
+            self._active = DaemonBackend(DaemonClient.from_settings(self.settings))
+        return self._active
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        backend = self._backend()
+        try:
+            result = getattr(backend, name)(*args, **kwargs)
+        except DaemonUnavailableError:
+            if isinstance(backend, DirectBackend):
+                raise
+            result = getattr(self._direct(), name)(*args, **kwargs)
+        else:
+            if self.daemon_up is None:
+                self.daemon_up = not isinstance(backend, DirectBackend)
+        return result
+
+    def models(self) -> list[ModelSummary]:
+        return self._call("models")  # type: ignore[no-any-return]
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        return self._call("versions", model)  # type: ignore[no-any-return]
+
+    def deployments(self) -> list[Deployment]:
+        return self._call("deployments")  # type: ignore[no-any-return]
+
+    def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion:
+        return self._call("register", request, reason=reason)  # type: ignore[no-any-return]
+
+    def plan_promote(self, model: str, version: str) -> ChangePlan:
+        return self._call("plan_promote", model, version)  # type: ignore[no-any-return]
+
+    def promote(self, model: str, version: str, *, reason: str, expected_generation: int | None) -> ChangeResult:
+        return self._call("promote", model, version, reason=reason,  # type: ignore[no-any-return]
+                          expected_generation=expected_generation)
+
+    def plan_rollback(self, model: str, to: str | None) -> ChangePlan:
+        return self._call("plan_rollback", model, to)  # type: ignore[no-any-return]
+
+    def rollback(self, model: str, *, to: str | None, reason: str,
+                 expected_generation: int | None) -> ChangeResult:
+        return self._call("rollback", model, to=to, reason=reason,  # type: ignore[no-any-return]
+                          expected_generation=expected_generation)
+
+    def history(self, model: str | None, limit: int) -> list[AuditEvent]:
+        return self._call("history", model, limit)  # type: ignore[no-any-return]
+
+    def verify(self, model: str, version: str) -> str:
+        return self._call("verify", model, version)  # type: ignore[no-any-return]

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from opsctl.clock import utc_iso
+from opsctl.clock import parse_utc, utc_iso
 
 
 class VersionStatus(StrEnum):
@@ -52,6 +52,11 @@ class Lineage:
             "trigger": self.trigger,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Lineage:
+        return cls(data.get("training_data_hash"), data.get("code_version"), data.get("parent_version"),
+                   data.get("trigger"))
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -86,6 +91,14 @@ class ModelVersion:
             "created_at": utc_iso(self.created_at),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelVersion:
+        return cls(model=data["model"], version=data["version"], status=VersionStatus(data["status"]),
+                   artifact_name=data["artifact"], sha256=data["sha256"], size_bytes=data["size_bytes"],
+                   metrics=dict(data["metrics"]), description=data["description"], tags=dict(data["tags"]),
+                   lineage=Lineage.from_json(data["lineage"]), reference_name=data.get("reference"),
+                   reference_sha256=data.get("reference_sha256"), created_at=parse_utc(data["created_at"]))
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -109,6 +122,13 @@ class Deployment:
             "generation": self.generation,
             "updated_at": utc_iso(self.updated_at) if self.updated_at else None,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
+        return cls(model=data["model"], production_version=data["production_version"],
+                   previous_versions=tuple(data["previous_versions"]), canary_version=data["canary_version"],
+                   canary_weight=float(data["canary_weight"]), generation=int(data["generation"]),
+                   updated_at=parse_utc(data["updated_at"]) if data.get("updated_at") else None)
 
     def splits(self) -> list[tuple[str, float]]:
         """Traffic split in percent, production first; empty when nothing is deployed."""
@@ -143,6 +163,12 @@ class ModelSummary:
             "canary_weight": self.canary_weight,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelSummary:
+        return cls(name=data["model"], created_at=parse_utc(data["created_at"]), versions=int(data["versions"]),
+                   production_version=data["production_version"], canary_version=data["canary_version"],
+                   canary_weight=float(data["canary_weight"]))
+
 
 @dataclass(frozen=True)
 class AuditEvent:
@@ -175,6 +201,13 @@ class AuditEvent:
             "detail": self.detail,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuditEvent:
+        return cls(id=int(data["id"]), at=parse_utc(data["at"]), actor=data["actor"], uid=data.get("uid"),
+                   via=data["via"], action=data["action"], model=data.get("model"),
+                   from_version=data.get("from_version"), to_version=data.get("to_version"),
+                   reason=data.get("reason", ""), outcome=Outcome(data["outcome"]), detail=data.get("detail", ""))
+
 
 @dataclass(frozen=True)
 class ChangeResult:
@@ -202,3 +235,11 @@ class ChangeResult:
             "generation": self.generation,
             **self.extra,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChangeResult:
+        known = {"action", "model", "from_version", "to_version", "outcome", "message", "audit_id", "generation"}
+        return cls(action=data["action"], model=data["model"], from_version=data.get("from_version"),
+                   to_version=data.get("to_version"), outcome=Outcome(data["outcome"]), message=data["message"],
+                   audit_id=int(data["audit_id"]), generation=int(data["generation"]),
+                   extra={k: v for k, v in data.items() if k not in known})

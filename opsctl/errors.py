@@ -60,10 +60,11 @@ class ConfigError(OpsctlError, ValueError):
 class NotFoundError(OpsctlError, LookupError):
     exit_code = 3
 
-    def __init__(self, kind: str, name: str, hint: str = "") -> None:
-        message = f"{kind} {name!r} not found"
-        if hint:
-            message += f" ({hint})"
+    def __init__(self, kind: str, name: str, hint: str = "", *, message: str | None = None) -> None:
+        if message is None:
+            message = f"{kind} {name!r} not found"
+            if hint:
+                message += f" ({hint})"
         super().__init__(message)
         self.kind = kind
         self.name = name
@@ -82,6 +83,8 @@ class IntegrityError(OpsctlError):
 
 
 class DaemonUnavailableError(OpsctlError):
+    """Nobody answers on the daemon's socket: no request reached it, so falling back is safe."""
+
     exit_code = 6
 
 

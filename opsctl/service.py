@@ -76,6 +76,12 @@ class ChangePlan:
             "aborts_canary": self.aborts_canary,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChangePlan:
+        return cls(action=data["action"], model=data["model"], from_version=data.get("from_version"),
+                   to_version=data.get("to_version"), generation=int(data["generation"]), noop=bool(data["noop"]),
+                   description=data["description"], aborts_canary=data.get("aborts_canary"))
+
 
 class RegistryService:
     """Register, promote and roll back, each audited and safe under concurrency."""

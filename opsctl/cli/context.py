@@ -30,9 +30,10 @@ class CliContext:
 
     @cached_property
     def backend(self) -> Backend:
-        from opsctl.backends import DirectBackend
+        """The daemon when it answers; otherwise the registry directly, saying so on stderr."""
+        from opsctl.backends import FallbackBackend
 
-        return DirectBackend(self.settings)
+        return FallbackBackend(self.settings, notice=self.out.message)
 
     def confirm(self, question: str, *, expect: str | None = None) -> None:
         """Ask on a terminal; refuse (naming --yes) when nobody can answer."""

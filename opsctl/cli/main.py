@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("status", "opsctl.cli.status_cmd:status", "daemon, jobs and what each model serves")
 
+    p = sub.add_parser("daemon", help="run the daemon in the foreground (what systemd's ExecStart calls)")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+    p.set_defaults(handler="opsctl.cli.daemon_cmd:daemon")
+
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=_Parser)
     p = config_sub.add_parser("check", help="validate a config file; non-zero exit on any problem")

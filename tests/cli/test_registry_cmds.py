@@ -44,7 +44,7 @@ def test_register_promote_rollback_round_trip(seeded: OpsctlEnv) -> None:
     assert [(e["action"], e["to_version"], e["outcome"]) for e in history] == [
         ("register", "1.0.0", "ok"), ("register", "1.1.0", "ok"), ("promote", "1.0.0", "ok"),
         ("promote", "1.1.0", "ok"), ("rollback", "1.0.0", "ok")]
-    assert history[-1]["reason"] == "p99 regression" and history[-1]["via"] == "direct"
+    assert history[-1]["reason"] == "p99 regression" and history[-1]["via"] == "direct (daemon down)"
     models = seeded.run("models", "-o", "json").json()
     assert models == [{**models[0], "model": "fraud-detector", "production_version": "1.0.0", "versions": 2}]
 
@@ -54,7 +54,8 @@ def test_rollback_with_no_previous_version_is_a_clear_error_and_changes_nothing(
     before = seeded.run("models", "-o", "json").json()
     result = seeded.run("rollback", "fraud-detector", "--yes")
     assert result.code == 4
-    assert result.stderr.strip().startswith("opsctl: error: fraud-detector has no previous production version")
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "opsctl: error: fraud-detector has no previous production version")
     assert "Traceback" not in result.stderr
     assert seeded.run("models", "-o", "json").json() == before
 

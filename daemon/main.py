@@ -1,0 +1,297 @@
+"""The daemon process: one asyncio loop hosting the scheduler and the API server.
+
+``opsctl daemon`` runs it in the foreground, which is what systemd's
+``ExecStart`` calls (``Type=notify``). Signals: SIGTERM/SIGINT finish or cancel
+running jobs, close the socket and exit 0; SIGHUP re-reads and re-validates the
+config and keeps the old one when the new one is broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import uvicorn
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.registry import Registry
+from opsctl.clock import Clock, SystemClock
+from opsctl.config import Settings, load_settings
+from opsctl.errors import ConfigError, OpsctlError
+from opsctl.jsonlog import configure_logging
+from opsctl.service import RegistryService
+from opsctld.api import BearerTokenAuth, Endpoint, create_app
+from opsctld.events import EventBus
+from opsctld.jobs import JobRunner, JobSpec, housekeeping_job
+from opsctld.metrics import DaemonMetrics
+from opsctld.peercred import PeerCredH11Protocol
+from opsctld.sdnotify import Notifier
+from opsctld.state import DaemonState
+
+log = logging.getLogger("opsctld")
+
+
+class DaemonStartError(OpsctlError):
+    """The daemon cannot start (socket in use, unwritable state dir, ...)."""
+
+
+@dataclass(frozen=True)
+class Subsystem:
+    """What a later subsystem (health, canary, drift, retrain) adds to the daemon."""
+
+    jobs: Callable[[DaemonState], list[JobSpec]]
+    endpoints: list[Endpoint]
+
+
+# Filled by later subsystems, each a module path with a SUBSYSTEM attribute.
+SUBSYSTEMS: tuple[str, ...] = ()
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The daemon owns signal handling (SIGHUP reloads, SIGTERM drains jobs first).
+        yield
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, config_path: str | None, clock: Clock | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self._stop = asyncio.Event()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._specs: dict[str, JobSpec] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        registry = Registry(settings.daemon.registry_path)
+        try:
+            Path(settings.daemon.state_dir).mkdir(parents=True, exist_ok=True)
+            registry.schema_version()  # migrate now, not on the first request
+        except OSError as error:
+            raise DaemonStartError(f"cannot use state_dir {settings.daemon.state_dir}: {error.strerror}") from error
+        bus = EventBus(clock=self.clock)
+        bus.bind(loop)
+        metrics = DaemonMetrics()
+        metrics.track_sse_clients(lambda: bus.subscriber_count)
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
+        artifacts = ArtifactStore(settings.daemon.artifacts_dir)
+        service = RegistryService(registry, artifacts, clock=self.clock, events=bus.publish)
+        runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
+        state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, service=service, bus=bus,
+                            metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
+                            config_path=self.config_path)
+        self.state = state
+        subsystems = [_load_subsystem(name) for name in SUBSYSTEMS]
+        app = create_app(state, [e for s in subsystems for e in s.endpoints])
+
+        unix_socket = _bind_unix_socket(Path(settings.daemon.socket), int(settings.daemon.socket_mode, 8))
+        servers = [_Server(uvicorn.Config(app, http=PeerCredH11Protocol, lifespan="off", log_config=None,
+                                          access_log=False, timeout_graceful_shutdown=3))]
+        server_sockets = [[unix_socket]]
+        if settings.daemon.tcp_listen:
+            token = _read_token(settings.daemon.token_file)
+            host, _, port = settings.daemon.tcp_listen.rpartition(":")
+            tcp = socket.create_server((host, int(port)), reuse_port=False)
+            servers.append(_Server(uvicorn.Config(BearerTokenAuth(app, token), lifespan="off", log_config=None,
+                                                  access_log=False, timeout_graceful_shutdown=3)))
+            server_sockets.append([tcp])
+
+        self._install_signal_handlers(loop)
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
+        scheduler.add_listener(self._on_skipped, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self._scheduler = scheduler
+        specs = [JobSpec("housekeeping", settings.jobs.housekeeping_seconds,
+                         housekeeping_job(registry, metrics, self.clock,
+                                          lambda: self.settings.daemon.retention_days))]
+        for subsystem in subsystems:
+            specs.extend(subsystem.jobs(state))
+        for spec in specs:
+            self._schedule(spec)
+        metrics.up.set(1)
+        metrics.start_time.set(state.started_at.timestamp())
+
+        tasks = [asyncio.create_task(server.serve(sockets=socks)) for server, socks in
+                 zip(servers, server_sockets, strict=True)]
+        try:
+            while not all(server.started for server in servers):
+                if any(task.done() for task in tasks):
+                    for task in tasks:
+                        if task.done() and task.exception():
+                            raise DaemonStartError(f"API server failed to start: {task.exception()}")
+                    raise DaemonStartError("API server stopped during start-up")
+                await asyncio.sleep(0.01)
+            scheduler.start()
+            # Run every job once right away: a fresh daemon should know the fleet's state now.
+            first_runs = [asyncio.create_task(self._run(spec.name)) for spec in specs]
+            summary = f"serving on {settings.daemon.socket}; {len(specs)} jobs"
+            log.info("daemon ready", extra={"socket": settings.daemon.socket, "pid": os.getpid(),
+                                            "jobs": [s.name for s in specs]})
+            self.notifier.ready(summary)
+            watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_interval else None
+            await self._stop.wait()
+        finally:
+            self.notifier.stopping()
+            log.info("daemon stopping")
+            metrics.up.set(0)
+            scheduler.shutdown(wait=False) if scheduler.running else None
+            drained = await runner.drain(timeout=max(1.0, settings.daemon.shutdown_timeout_seconds - 5))
+            if not drained:
+                log.warning("jobs still running at shutdown; abandoning them")
+            bus.close()
+            for server in servers:
+                server.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in locals().get("first_runs", []):
+                task.cancel()
+            if locals().get("watchdog") is not None:
+                locals()["watchdog"].cancel()
+            executor.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(settings.daemon.socket)
+            registry.close()
+            log.info("daemon stopped")
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def _schedule(self, spec: JobSpec) -> None:
+        assert self._scheduler is not None
+        self._specs[spec.name] = spec
+        self.state.runner.add(spec)
+        self._scheduler.add_job(self._run, "interval", seconds=spec.interval_seconds, args=[spec.name],
+                                id=spec.name, name=spec.name, coalesce=True, max_instances=1,
+                                misfire_grace_time=int(max(1, self.settings.jobs.misfire_grace_seconds)),
+                                replace_existing=True)
+
+    async def _run(self, name: str) -> None:
+        spec = self._specs[name]
+        status = self.state.runner.statuses.get(name)
+        if status is not None and status.running:
+            self.state.metrics.job_skipped.labels(name).inc()
+            return
+        await self.state.runner.run(spec)
+        job = self._scheduler.get_job(name) if self._scheduler else None
+        self.state.runner.set_next_run(name, job.next_run_time if job else None)
+
+    def _on_skipped(self, event: JobExecutionEvent) -> None:
+        self.state.metrics.job_skipped.labels(event.job_id).inc()
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval or 1.0
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+    async def reload(self) -> bool:
+        """Re-read the config; a broken one is logged and the running one kept."""
+        self.notifier.reloading()
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(None, load_settings, self.config_path)
+        except ConfigError as error:
+            log.error("config reload failed; keeping the running config", extra={"error": str(error)})
+            self.state.metrics.config_reloads.labels("failed").inc()
+            self.notifier.status(f"config reload failed: {error}")
+            self.notifier.notify("READY=1")
+            return False
+        if new.daemon.socket != self.settings.daemon.socket or new.daemon.state_dir != self.settings.daemon.state_dir:
+            log.warning("socket and state_dir changes need a restart; keeping the current ones")
+            new = replace(new, daemon=replace(new.daemon, socket=self.settings.daemon.socket,
+                                              state_dir=self.settings.daemon.state_dir))
+        self.settings = new
+        self.state.settings = new
+        intervals = {"housekeeping": new.jobs.housekeeping_seconds}
+        for name, spec in list(self._specs.items()):
+            seconds = intervals.get(name, spec.interval_seconds)
+            if seconds != spec.interval_seconds:
+                self._schedule(replace(spec, interval_seconds=seconds))
+        self.state.metrics.config_reloads.labels("ok").inc()
+        log.info("config reloaded", extra={"config": self.config_path})
+        self.notifier.notify("READY=1", "STATUS=config reloaded")
+        return True
+
+
+def _load_subsystem(module_name: str) -> Subsystem:
+    import importlib
+
+    return importlib.import_module(module_name).SUBSYSTEM  # type: ignore[no-any-return]
+
+
+def _bind_unix_socket(path: Path, mode: int) -> socket.socket:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise DaemonStartError(f"{path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: left by a daemon that was killed
+        else:
+            raise DaemonStartError(f"another daemon is already listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # never world-accessible, not even between bind and chmod
+    try:
+        sock.bind(str(path))
+    except OSError as error:
+        sock.close()
+        raise DaemonStartError(f"cannot bind {path}: {error.strerror}") from error
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _read_token(path: str | None) -> str:
+    if not path:
+        raise ConfigError("tcp_listen requires token_file", key="daemon.token_file")
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read token_file {path}: {error.strerror}", key="daemon.token_file") from error
+    if len(token) < 16:
+        raise ConfigError("token_file holds a token shorter than 16 characters", key="daemon.token_file")
+    return token
+
+
+def run(config_path: str | None) -> int:
+    """Load the config and serve until SIGTERM; returns the process exit code."""
+    configure_logging()
+    settings = load_settings(config_path)
+    if config_path is None:
+        from opsctl.config import find_config
+
+        found = find_config(None)
+        config_path = str(found) if found else None
+    return asyncio.run(Daemon(settings, config_path=config_path).serve())

@@ -1,0 +1,43 @@
+"""The daemon's own metrics, served on ``GET /metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from opsctl import __version__
+
+
+class DaemonMetrics:
+    """Every metric takes the registry it lives in, so tests build a fresh one each time."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        Info("opsctl_build", "opsctl build information", registry=r).info({"version": __version__})
+        self.up = Gauge("opsctl_up", "1 while the opsctl daemon is serving", registry=r)
+        self.start_time = Gauge("opsctl_start_time_seconds", "Unix time the daemon started", registry=r)
+        self.job_runs = Counter("opsctl_job_runs_total", "Scheduled job runs", ["job"], registry=r)
+        self.job_failures = Counter("opsctl_job_failures_total", "Scheduled job runs that failed", ["job"],
+                                    registry=r)
+        self.job_skipped = Counter("opsctl_job_skipped_total", "Job runs skipped (misfired or still running)",
+                                   ["job"], registry=r)
+        self.job_duration = Histogram("opsctl_job_duration_seconds", "Scheduled job run time", ["job"],
+                                      buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+                                      registry=r)
+        self.job_last_success = Gauge("opsctl_job_last_success_timestamp_seconds",
+                                      "Unix time of the last successful run", ["job"], registry=r)
+        self.api_requests = Counter("opsctl_api_requests_total", "API requests", ["method", "route", "code"],
+                                    registry=r)
+        self.api_latency = Histogram("opsctl_api_request_duration_seconds", "API request latency", ["route"],
+                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                                     registry=r)
+        self.sse_clients = Gauge("opsctl_sse_clients", "Connected Server-Sent Events clients", registry=r)
+        self.registry_models = Gauge("opsctl_registry_models", "Models in the registry", registry=r)
+        self.registry_versions = Gauge("opsctl_registry_versions", "Model versions in the registry", registry=r)
+        self.registry_size = Gauge("opsctl_registry_size_bytes", "Registry database size on disk", registry=r)
+        self.config_reloads = Counter("opsctl_config_reloads_total", "SIGHUP reloads", ["result"], registry=r)
+
+    def track_sse_clients(self, count: Callable[[], int]) -> None:
+        self.sse_clients.set_function(lambda: float(count()))

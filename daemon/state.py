@@ -1,0 +1,34 @@
+"""Everything the API handlers and jobs share, built once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.registry import Registry
+from opsctl.clock import Clock
+from opsctl.config import Settings
+from opsctl.service import RegistryService
+from opsctld.events import EventBus
+from opsctld.jobs import JobRunner
+from opsctld.metrics import DaemonMetrics
+
+
+@dataclass
+class DaemonState:
+    settings: Settings
+    registry: Registry
+    artifacts: ArtifactStore
+    service: RegistryService
+    bus: EventBus
+    metrics: DaemonMetrics
+    runner: JobRunner
+    clock: Clock
+    started_at: datetime
+    config_path: str | None
+    pid: int = field(default_factory=os.getpid)
+    # Extra sections of the status document, filled by later subsystems (health, canary, ...).
+    status_providers: dict[str, Any] = field(default_factory=dict)
