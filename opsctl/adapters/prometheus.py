@@ -1,0 +1,321 @@
+"""The metrics source: PromQL templates from ``[prometheus]``, one batched query per SLA metric.
+
+Every query is a template in config so a team whose exporters use other names configures instead of
+forking. Placeholders (plain text substitution, so PromQL's own braces need no escaping):
+
+``{window}``         the rate window, ``[prometheus] window`` (``5m``)
+``{model_label}``    the label naming the model (``model``)
+``{version_label}``  the label naming the version (``model_version``)
+``{selector}``       extra label matchers, already escaped, joined by commas; empty when none.
+                     Write it inside a selector's braces: ``x{{selector}}`` or ``x{status="error",{selector}}``
+                     (PromQL accepts ``x{}`` and a trailing comma).
+
+Each template aggregates ``by ({model_label}, {version_label})`` and returns base units (seconds,
+ratios 0-1, requests per second). One cycle is exactly one query per SLA metric for the whole fleet.
+
+**Staleness.** ``rate(x[5m])`` keeps answering for five minutes after an exporter dies, from the
+samples already in the window. To notice a dead exporter within ``staleness_seconds`` the source
+evaluates the *same* request-rate template a second time with ``{window}`` set to
+``staleness_seconds``, inside the same PromQL query (the two results are told apart by a label added
+with ``label_replace`` and joined with ``or``). ``rate`` needs two samples inside its window, so a
+version whose short-window request rate is missing has not been scraped successfully for about
+``staleness_seconds``: it is marked not fresh and judged ``unknown``. This costs no extra query and no
+extra per-team template; it requires ``staleness_seconds`` to be at least twice the scrape interval.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from opsctl.core.sla import FleetSample, VersionSample
+from opsctl.errors import MetricsSourceError, NoDataError, PrometheusUnreachable, StaleDataError
+
+_BY = "by ({model_label}, {version_label})"
+
+DEFAULT_QUERIES: dict[str, str] = {
+    "request_rate": f"sum {_BY} (rate(model_predictions_total{{{{selector}}}}[{{window}}]))",
+    # `or ... * 0` keeps versions that never had an error (prometheus_client creates the
+    # status="error" series only at the first error) at 0 instead of "no data".
+    "error_rate": (
+        f'(sum {_BY} (rate(model_predictions_total{{status="error",{{selector}}}}[{{window}}]))'
+        f" or sum {_BY} (rate(model_predictions_total{{{{selector}}}}[{{window}}])) * 0)"
+        f" / sum {_BY} (rate(model_predictions_total{{{{selector}}}}[{{window}}]))"
+    ),
+    "latency_p95": (
+        "histogram_quantile(0.95, sum by ({model_label}, {version_label}, le) "
+        "(rate(model_prediction_latency_seconds_bucket{{selector}}[{window}])))"
+    ),
+    "latency_p99": (
+        "histogram_quantile(0.99, sum by ({model_label}, {version_label}, le) "
+        "(rate(model_prediction_latency_seconds_bucket{{selector}}[{window}])))"
+    ),
+    # Share of scrapes in the window where the exporters serving the version answered (`up`),
+    # attributed to each (model, version) those exporters expose.
+    "availability": (
+        f"avg {_BY} (avg_over_time(up[{{window}}]) * on (instance, job) group_right "
+        "group by (instance, job, {model_label}, {version_label}) "
+        "(last_over_time(model_predictions_total{{selector}}[{window}])))"
+    ),
+    "accuracy": f"avg {_BY} (model_accuracy{{{{selector}}}})",
+}
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_KNOWN_PLACEHOLDERS = {"window", "model_label", "version_label", "selector"}
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+FRESHNESS_LABEL = "opsctl_window"
+
+
+def _check_template(name: str, template: str) -> None:
+    if not template.strip():
+        raise ValueError(f"queries.{name} must not be empty")
+    for placeholder in _PLACEHOLDER.findall(template):
+        if placeholder not in _KNOWN_PLACEHOLDERS:
+            known = ", ".join("{" + p + "}" for p in sorted(_KNOWN_PLACEHOLDERS))
+            raise ValueError(f"queries.{name}: unknown placeholder {{{placeholder}}} (known: {known})")
+
+
+@dataclass(frozen=True)
+class QueryTemplates:
+    """``[prometheus.queries]``: one PromQL template per SLA metric (see the module docstring)."""
+
+    request_rate: str = DEFAULT_QUERIES["request_rate"]
+    error_rate: str = DEFAULT_QUERIES["error_rate"]
+    latency_p95: str = DEFAULT_QUERIES["latency_p95"]
+    latency_p99: str = DEFAULT_QUERIES["latency_p99"]
+    availability: str = DEFAULT_QUERIES["availability"]
+    accuracy: str = DEFAULT_QUERIES["accuracy"]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_template(f.name, getattr(self, f.name))
+        if "{window}" not in self.request_rate:
+            raise ValueError("queries.request_rate must use {window}: staleness detection re-evaluates it "
+                             "with a short window")
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """The ``[prometheus]`` section."""
+
+    url: str = "http://127.0.0.1:9090"
+    timeout_seconds: float = 5.0
+    model_label: str = "model"
+    version_label: str = "model_version"
+    window: str = "5m"
+    staleness_seconds: float = 60.0
+    # Extra equality matchers put into every {selector}, e.g. {env = "prod"}; values are escaped.
+    matchers: dict[str, str] = field(default_factory=dict)
+    queries: QueryTemplates = field(default_factory=QueryTemplates)
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^https?://[^\s/]+", self.url):
+            raise ValueError(f"url must be an http:// or https:// URL, got {self.url!r}")
+        if not self.timeout_seconds > 0:
+            raise ValueError(f"timeout_seconds must be > 0, got {self.timeout_seconds}")
+        for key in ("model_label", "version_label"):
+            value = getattr(self, key)
+            if not _LABEL_NAME.match(value) or value.startswith("__"):
+                raise ValueError(f"{key} must be a Prometheus label name, got {value!r}")
+        if self.model_label == self.version_label:
+            raise ValueError("model_label and version_label must differ")
+        if not _DURATION.match(self.window):
+            raise ValueError(f"window must be a PromQL duration like '5m', got {self.window!r}")
+        if not self.staleness_seconds >= 1:
+            raise ValueError(f"staleness_seconds must be >= 1, got {self.staleness_seconds}")
+        for name in self.matchers:
+            if not _LABEL_NAME.match(name):
+                raise ValueError(f"matchers: {name!r} is not a Prometheus label name")
+
+    @property
+    def staleness_window(self) -> str:
+        if float(self.staleness_seconds).is_integer():
+            return f"{int(self.staleness_seconds)}s"
+        return f"{round(self.staleness_seconds * 1000)}ms"
+
+
+def promql_string(value: str) -> str:
+    """Quote ``value`` as a PromQL string literal: backslashes, quotes and control characters escaped."""
+    out = []
+    for char in value:
+        if char == "\\":
+            out.append("\\\\")
+        elif char == '"':
+            out.append('\\"')
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\t":
+            out.append("\\t")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def promql_selector(matchers: Mapping[str, str]) -> str:
+    """``name="value",...`` with every value escaped (the text that replaces ``{selector}``)."""
+    for name in matchers:
+        if not _LABEL_NAME.match(name):
+            raise ValueError(f"{name!r} is not a Prometheus label name")
+    return ",".join(f"{name}={promql_string(value)}" for name, value in sorted(matchers.items()))
+
+
+def render(template: str, *, window: str, model_label: str, version_label: str, selector: str) -> str:
+    """Fill a query template's placeholders."""
+    values = {"window": window, "model_label": model_label, "version_label": version_label,
+              "selector": selector}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+class PrometheusSource:
+    """Fleet-wide SLA metrics from the Prometheus HTTP API (``/api/v1/query``).
+
+    >>> source = PrometheusSource(PrometheusSettings(url="http://127.0.0.1:9090"))  # doctest: +SKIP
+    >>> fleet = source.fetch_fleet(now)  # doctest: +SKIP   (6 queries, whatever the fleet size)
+
+    Thread-safe for one caller at a time per cycle; ``queries_sent`` counts HTTP queries (benchmarks).
+    """
+
+    def __init__(self, settings: PrometheusSettings, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self._own_client = client is None
+        self._client = client or httpx.Client(timeout=settings.timeout_seconds)
+        self._lock = threading.Lock()
+        self.queries_sent = 0
+
+    def close(self) -> None:
+        if self._own_client:
+            self._client.close()
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ queries
+
+    def rendered_queries(self, *, model: str | None = None) -> dict[str, str]:
+        """The PromQL sent for each SLA metric (request_rate includes the freshness branch)."""
+        s = self.settings
+        matchers = dict(s.matchers)
+        if model is not None:
+            matchers[s.model_label] = model
+        common = {"model_label": s.model_label, "version_label": s.version_label,
+                  "selector": promql_selector(matchers)}
+        queries = {name: render(t, window=s.window, **common) for name, t in s.queries.items()}
+        short = render(s.queries.request_rate, window=s.staleness_window, **common)
+        queries["request_rate"] = (
+            f'label_replace({queries["request_rate"]}, "{FRESHNESS_LABEL}", "window", "", "")'
+            f' or label_replace({short}, "{FRESHNESS_LABEL}", "fresh", "", "")'
+        )
+        return queries
+
+    def query(self, promql: str, at: datetime | None = None) -> list[tuple[dict[str, str], float | None]]:
+        """Run one instant query; return (labels, value) per series, value None for NaN."""
+        data: dict[str, Any] = {"query": promql, "timeout": f"{round(self.settings.timeout_seconds * 1000)}ms"}
+        if at is not None:
+            data["time"] = f"{at.timestamp():.3f}"
+        url = f"{self.settings.url.rstrip('/')}/api/v1/query"
+        with self._lock:
+            self.queries_sent += 1
+        try:
+            response = self._client.post(url, data=data, timeout=self.settings.timeout_seconds)
+        except httpx.TimeoutException as error:
+            raise PrometheusUnreachable(
+                f"Prometheus at {self.settings.url} timed out after {self.settings.timeout_seconds:g}s"
+            ) from error
+        except httpx.TransportError as error:
+            raise PrometheusUnreachable(f"Prometheus at {self.settings.url} unreachable: {error}") from error
+        if response.status_code >= 500:
+            raise PrometheusUnreachable(
+                f"Prometheus at {self.settings.url} answered HTTP {response.status_code}: "
+                f"{_error_text(response)}"
+            )
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise MetricsSourceError(
+                f"Prometheus at {self.settings.url} sent a non-JSON answer (HTTP {response.status_code})"
+            ) from error
+        if response.status_code != 200 or body.get("status") != "success":
+            raise MetricsSourceError(
+                f"Prometheus rejected the query ({body.get('errorType', response.status_code)}: "
+                f"{body.get('error', '')}); check [prometheus.queries]: {promql}"
+            )
+        result = body.get("data", {})
+        if result.get("resultType") != "vector":
+            raise MetricsSourceError(
+                f"query must return an instant vector, got {result.get('resultType')}: {promql}"
+            )
+        series = []
+        for item in result.get("result", []):
+            value = _parse_value(item.get("value", [None, "NaN"])[1])
+            series.append((dict(item.get("metric", {})), value))
+        return series
+
+    def fetch_fleet(self, now: datetime, *, model: str | None = None) -> FleetSample:
+        """One health cycle: one query per SLA metric for the whole fleet (or one model)."""
+        s = self.settings
+        start = self.queries_sent
+        values: dict[tuple[str, str], dict[str, float | None]] = {}
+        fresh: set[tuple[str, str]] = set()
+        for metric, promql in self.rendered_queries(model=model).items():
+            for labels, value in self.query(promql, at=now):
+                key_model, key_version = labels.get(s.model_label), labels.get(s.version_label)
+                if key_model is None or key_version is None:
+                    continue  # a series without the configured labels cannot be attributed
+                key = (key_model, key_version)
+                if metric == "request_rate" and labels.get(FRESHNESS_LABEL) == "fresh":
+                    fresh.add(key)
+                    values.setdefault(key, {})
+                    continue
+                values.setdefault(key, {})[metric] = value
+        versions = {
+            key: VersionSample(key[0], key[1], fresh=key in fresh, **metrics)
+            for key, metrics in values.items()
+        }
+        return FleetSample(
+            taken_at=now, versions=versions, staleness_seconds=s.staleness_seconds,
+            queries=self.queries_sent - start,
+        )
+
+    def fetch_version(self, model: str, version: str, now: datetime) -> VersionSample:
+        """One version's sample; raises NoDataError (never seen) or StaleDataError (stopped updating)."""
+        sample = self.fetch_fleet(now, model=model).get(model, version)
+        if sample is None:
+            raise NoDataError(f"Prometheus has no series for {model} {version}")
+        if not sample.fresh:
+            raise StaleDataError(
+                f"{model} {version}: no samples in the last {self.settings.staleness_seconds:g}s"
+            )
+        return sample
+
+
+def _parse_value(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", ""))[:200]
+    except ValueError:
+        return response.text[:200]
