@@ -4,6 +4,5 @@ tests/fixtures/ and are registered here, one line each."""
 pytest_plugins: list[str] = [
     "tests.fixtures.cli",
     "tests.fixtures.prometheus",
-    "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
 ]
