@@ -214,7 +214,8 @@ class Daemon:
         """Re-read the config; a broken one is logged and the running one kept."""
         self.notifier.reloading()
         try:
-            new = await asyncio.get_running_loop().run_in_executor(None, load_settings, self.config_path)
+            new = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: load_settings(self.config_path).validate())
         except ConfigError as error:
             log.error("config reload failed; keeping the running config", extra={"error": str(error)})
             self.state.metrics.config_reloads.labels("failed").inc()
@@ -288,7 +289,7 @@ def _read_token(path: str | None) -> str:
 def run(config_path: str | None) -> int:
     """Load the config and serve until SIGTERM; returns the process exit code."""
     configure_logging()
-    settings = load_settings(config_path)
+    settings = load_settings(config_path).validate()
     if config_path is None:
         from opsctl.config import find_config
 

@@ -13,10 +13,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsctl.errors import ConfigError
 from opsctl.settings_loader import load_dataclass
+
+if TYPE_CHECKING:
+    from opsctl.core.alerts import AlertPolicy
+    from opsctl.core.canary import CanaryPolicy
+    from opsctl.core.performance import PerformancePolicy
+    from opsctl.core.sla import SlaThresholds
+    from opsctl.core.window import WindowPolicy
 
 SYSTEM_CONFIG = Path("/etc/opsctl/opsctl.toml")
 
@@ -115,12 +122,63 @@ class UiSettings:
     production: bool = True
 
 
+# Sections whose settings classes live beside the code that uses them. They are
+# validated on first use, so a one-shot `opsctl rollback` neither imports the
+# statistics stack nor refuses to act over a typo in [drift]; the daemon and
+# `opsctl config check` validate every section up front (Settings.validate).
+_LAZY_SECTIONS: dict[str, str] = {
+    "sla": "opsctl.core.sla:SlaThresholds",
+    "alerts": "opsctl.core.alerts:AlertPolicy",
+    "canary": "opsctl.core.canary:CanaryPolicy",
+    "window": "opsctl.core.window:WindowPolicy",
+    "performance": "opsctl.core.performance:PerformancePolicy",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     source: str = "defaults"
+    tables: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _loaded: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def section(self, name: str) -> Any:
+        """The validated settings of a lazily loaded section (defaults when absent from the file)."""
+        if name not in self._loaded:
+            import importlib
+
+            module_name, _, class_name = _LAZY_SECTIONS[name].partition(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            self._loaded[name] = load_dataclass(cls, self.tables.get(name, {}), key=name, path=self.source)
+        return self._loaded[name]
+
+    def validate(self) -> Settings:
+        """Validate every section now (raises ConfigError naming the first bad key)."""
+        for name in _LAZY_SECTIONS:
+            self.section(name)
+        return self
+
+    @property
+    def sla(self) -> SlaThresholds:
+        return self.section("sla")  # type: ignore[no-any-return]
+
+    @property
+    def alerts(self) -> AlertPolicy:
+        return self.section("alerts")  # type: ignore[no-any-return]
+
+    @property
+    def canary(self) -> CanaryPolicy:
+        return self.section("canary")  # type: ignore[no-any-return]
+
+    @property
+    def window(self) -> WindowPolicy:
+        return self.section("window")  # type: ignore[no-any-return]
+
+    @property
+    def performance(self) -> PerformancePolicy:
+        return self.section("performance")  # type: ignore[no-any-return]
 
 
 # Sections other modules own are registered here as they land, so config.py
@@ -174,16 +232,23 @@ def parse_settings(text: str, *, path: Path | None = None) -> Settings:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"not valid TOML: {error}", path=shown) from None
     values: dict[str, Any] = {}
+    lazy: dict[str, Any] = {}
+    known = [*_SECTIONS, *_LAZY_SECTIONS]
     for name, table in document.items():
         section = _SECTIONS.get(name)
-        if section is None:
+        if section is None and name not in _LAZY_SECTIONS:
             import difflib
 
-            close = difflib.get_close_matches(name, list(_SECTIONS), n=1)
-            hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(_SECTIONS))}"
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(known))}"
             raise ConfigError(f"unknown section{hint}", key=name, path=shown)
-        values[name] = load_dataclass(section, table, key=name, path=shown)
-    settings = Settings(**values, source=shown)
+        if section is None:
+            if not isinstance(table, Mapping):
+                raise ConfigError("must be a table", key=name, path=shown)
+            lazy[name] = table
+        else:
+            values[name] = load_dataclass(section, table, key=name, path=shown)
+    settings = Settings(**values, source=shown, tables=lazy)
     if path is not None:
         settings = _resolve_relative_paths(settings, path.parent)
     return settings
@@ -196,4 +261,6 @@ def _resolve_relative_paths(settings: Settings, base: Path) -> Settings:
         value = getattr(daemon, name)
         if value and not os.path.isabs(value):
             changes[name] = str((base / value).resolve())
-    return replace(settings, daemon=replace(daemon, **changes)) if changes else settings
+    if not changes:
+        return settings
+    return replace(settings, daemon=replace(daemon, **changes), _loaded={})

@@ -26,13 +26,21 @@ MALFORMED = [
     ("daemon = 5", "must be a table", "daemon"),
     ("[ui]\nproduction = 'yes'", "must be true or false", "ui.production"),
     ("[daemon]\nretention_days = 0", "retention_days must be positive", "daemon"),
+    ("[sla]\nlatency_p95_ms = -1", "latency_p95_ms must be > 0", "sla"),
+    ("[sla]\nlatency_p95_ms = 900\nlatency_p99_ms = 500", "must not be below latency_p95_ms", "sla"),
+    ("[sla.models.fraud]\nlatency_p95_ms = 'fast'", "must be a number", "sla.models.fraud.latency_p95_ms"),
+    ("[canary]\nstages = [50, 20]", "stages must be strictly increasing", "canary"),
+    ("[canary]\nfailure_threshold = 0", "failure_threshold must be at least 1", "canary"),
+    ("[performance]\nmax_relative_drop = 2", "max_relative_drop must lie strictly between 0 and 1", "performance"),
+    ("[alerts]\nresend_interval_seconds = 0", "resend_interval_seconds must be > 0", "alerts"),
+    ("[canary]\nstagez = [5]", "did you mean 'stages'", "canary.stagez"),
 ]
 
 
 @pytest.mark.parametrize("text,problem,key", MALFORMED, ids=[m[1] for m in MALFORMED])
 def test_malformed_config_is_rejected_naming_the_key(text: str, problem: str, key: str | None) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_settings(text, path=Path("/etc/opsctl/opsctl.toml"))
+        parse_settings(text, path=Path("/etc/opsctl/opsctl.toml")).validate()
     message = str(caught.value)
     assert problem in message
     assert message.startswith("/etc/opsctl/opsctl.toml: ")
@@ -71,5 +79,13 @@ def test_relative_paths_resolve_next_to_the_file(tmp_path: Path) -> None:
 
 
 def test_the_documented_example_config_is_valid() -> None:
-    settings = load_file(EXAMPLE)
+    settings = load_file(EXAMPLE).validate()
     assert settings.source == str(EXAMPLE)
+
+
+def test_a_broken_policy_section_does_not_block_break_glass_commands() -> None:
+    """A typo in [canary] must not stop `opsctl rollback`; the daemon and `config check` refuse it."""
+    settings = parse_settings("[daemon]\nstate_dir = '/x'\n[canary]\nfailure_threshold = 0\n")
+    assert settings.daemon.state_dir == "/x"
+    with pytest.raises(ConfigError, match="failure_threshold"):
+        settings.validate()

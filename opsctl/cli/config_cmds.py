@@ -15,7 +15,7 @@ def check(ctx: CliContext) -> int:
         if ctx.out.json:
             ctx.out.emit_json({"ok": True, "file": None})
         return 0
-    settings = load_file(path)
+    settings = load_file(path).validate()
     if ctx.out.json:
         ctx.out.emit_json({"ok": True, "file": str(path), "state_dir": settings.daemon.state_dir,
                            "socket": settings.daemon.socket})
