@@ -1,0 +1,164 @@
+"""The shipped Prometheus/Grafana config: promtool accepts it, the rules fire on the real metric names
+(promtool unit tests), and every Grafana panel query parses and answers on a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+ALERTS = CONFIG / "prometheus" / "alerts.yml"
+PROMETHEUS_YML = CONFIG / "prometheus" / "prometheus.yml"
+DASHBOARD = CONFIG / "grafana" / "opsctl-sla.json"
+
+pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_check_rules() -> None:
+    result = promtool("check", "rules", str(ALERTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 7 rules found" in result.stdout
+
+
+def test_promtool_check_config() -> None:
+    result = promtool("check", "config", str(PROMETHEUS_YML))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout
+
+
+def test_daemon_rules_use_the_metric_names_the_daemon_exports() -> None:
+    text = ALERTS.read_text()
+    for name in ("opsctl_up", "opsctl_job_failures_total", "opsctl_health_status"):
+        assert name in text
+
+
+UNIT_TESTS = """\
+rule_files:
+  - {alerts}
+evaluation_interval: 30s
+tests:
+  - interval: 30s
+    input_series:
+      - series: 'model_predictions_total{{model="fraud",model_version="v3",status="success",instance="a",job="models"}}'
+        values: '0+950x60'
+      - series: 'model_predictions_total{{model="fraud",model_version="v3",status="error",instance="a",job="models"}}'
+        values: '0+50x60'
+      - series: 'model_predictions_total{{model="fraud",model_version="v2",status="success",instance="a",job="models"}}'
+        values: '0+1000x60'
+      - series: 'model_prediction_latency_seconds_bucket{{model="fraud",model_version="v3",le="0.5"}}'
+        values: '0+100x60'
+      - series: 'model_prediction_latency_seconds_bucket{{model="fraud",model_version="v3",le="1"}}'
+        values: '0+1000x60'
+      - series: 'model_prediction_latency_seconds_bucket{{model="fraud",model_version="v3",le="+Inf"}}'
+        values: '0+1000x60'
+      - series: 'model_accuracy{{model="fraud",model_version="v3",instance="a",job="models"}}'
+        values: '0.80x60'
+      - series: 'model_accuracy{{model="fraud",model_version="v2",instance="a",job="models"}}'
+        values: '0.93x60'
+      - series: 'opsctl_up{{instance="d",job="opsctl"}}'
+        values: '1x10 0x50'
+      - series: 'opsctl_job_failures_total{{instance="d",job="health"}}'
+        values: '0x10 1+1x50'
+      - series: 'opsctl_health_status{{model="fraud",model_version="v2",status="unknown",instance="d",job="opsctl"}}'
+        values: '1x60'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: ModelHighErrorRate
+        exp_alerts:
+          - exp_labels: {{severity: critical, model: fraud, model_version: v3}}
+            exp_annotations:
+              summary: "fraud v3: error rate above 1 %"
+              description: "Error rate is 5% (SLA: 1 %)."
+      - eval_time: 10m
+        alertname: ModelHighPredictionLatencyP95
+        exp_alerts:
+          - exp_labels: {{severity: warning, model: fraud, model_version: v3}}
+            exp_annotations:
+              summary: "fraud v3: p95 latency above 500 ms"
+              description: "95th percentile latency is 972.2ms (SLA: 500 ms)."
+      - eval_time: 15m
+        alertname: ModelAccuracyDrop
+        exp_alerts:
+          - exp_labels: {{severity: critical, model: fraud, model_version: v3}}
+            exp_annotations:
+              summary: "fraud v3: accuracy below 0.85"
+              description: "Current accuracy is 0.800 (threshold: 0.85)."
+      - eval_time: 10m
+        alertname: ModelTrafficSpike
+        exp_alerts: []
+      - eval_time: 4m
+        alertname: OpsctlDaemonDown
+        exp_alerts: []
+      - eval_time: 10m
+        alertname: OpsctlDaemonDown
+        exp_alerts:
+          - exp_labels: {{severity: critical}}
+            exp_annotations:
+              summary: "The opsctl daemon is down or not scraped"
+              description: "No opsctl_up == 1 for a minute: health checks, canaries and alerts are not running."
+      - eval_time: 4m
+        alertname: OpsctlJobFailing
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: OpsctlHealthUnknown
+        exp_alerts:
+          - exp_labels: {{severity: warning, model: fraud, model_version: v2}}
+            exp_annotations:
+              summary: "fraud v2: health unknown for 15 minutes"
+              description: "No usable metrics (no data, stale exporter, or Prometheus down); opsctl health says why."
+"""
+
+
+def test_rules_fire_on_the_real_metric_names(tmp_path: Path) -> None:
+    tests = tmp_path / "alerts_test.yml"
+    tests.write_text(UNIT_TESTS.format(alerts=ALERTS))
+    result = promtool("test", "rules", str(tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_job_failing_rule_fires_with_the_daemons_job_label(tmp_path: Path) -> None:
+    tests = tmp_path / "job_test.yml"
+    tests.write_text(f"""\
+rule_files: [{ALERTS}]
+evaluation_interval: 30s
+tests:
+  - interval: 30s
+    input_series:
+      - series: 'opsctl_job_failures_total{{instance="d",job="opsctl",exported_job="health"}}'
+        values: '0x10 1+1x20'
+    alert_rule_test:
+      - eval_time: 8m
+        alertname: OpsctlJobFailing
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: d, job: opsctl, exported_job: health}}
+            exp_annotations:
+              summary: "opsctl job healthopsctl is failing"
+              description: "6 failed runs in the last 15 minutes (see opsctl status)."
+""")
+    result = promtool("test", "rules", str(tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_panels_query_the_sla_metrics_and_parse_on_prometheus(prometheus_stack, exporter) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = {p["title"]: p["targets"][0]["expr"] for p in dashboard["panels"]}
+    joined = " ".join(exprs.values())
+    for metric in ("model_predictions_total", "model_prediction_latency_seconds_bucket", "model_accuracy",
+                   'status="error"', "opsctl_health_status"):
+        assert metric in joined
+    exporter.set("grafana", "v1")
+    for title, expr in exprs.items():
+        promql = (expr.replace("$__rate_interval", "30s").replace("$model", ".*")
+                  .replace("$version", ".*"))
+        response = httpx.get(f"{prometheus_stack.url}/api/v1/query", params={"query": promql})
+        assert response.status_code == 200, f"{title}: {response.text}"
+        assert "by (model, model_version" in expr, title
