@@ -34,9 +34,16 @@ class JobOutcome:
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A scheduled job; ``run`` is blocking and executes in a worker thread.
+
+    ``interval_key`` names the ``[jobs]`` setting that holds the interval, so a
+    SIGHUP reload can reschedule the job.
+    """
+
     name: str
     interval_seconds: float
     run: Callable[[], JobOutcome]
+    interval_key: str | None = None
 
 
 @dataclass(frozen=True)

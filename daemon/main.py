@@ -17,7 +17,7 @@ import socket
 import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import uvicorn
@@ -48,14 +48,31 @@ class DaemonStartError(OpsctlError):
 
 @dataclass(frozen=True)
 class Subsystem:
-    """What a later subsystem (health, canary, drift, retrain) adds to the daemon."""
+    """What a subsystem (health, canary, drift, retrain) adds to the daemon.
 
-    jobs: Callable[[DaemonState], list[JobSpec]]
-    endpoints: list[Endpoint]
+    ``jobs`` builds the subsystem's scheduled jobs from the shared state;
+    ``start`` runs once before the first job (e.g. to register a status
+    provider or converge persisted state); ``endpoints`` join the API table.
+    """
+
+    name: str
+    jobs: Callable[[DaemonState], list[JobSpec]] = lambda state: []
+    endpoints: list[Endpoint] = field(default_factory=list)
+    start: Callable[[DaemonState], None] | None = None
 
 
-# Filled by later subsystems, each a module path with a SUBSYSTEM attribute.
-SUBSYSTEMS: tuple[str, ...] = ()
+def load_subsystems() -> list[Subsystem]:
+    """Every ``opsctld.subsystems.*`` module's SUBSYSTEM, in name order."""
+    import importlib
+    import pkgutil
+
+    from opsctld import subsystems
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(subsystems.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{subsystems.__name__}.{info.name}")
+        found.append(module.SUBSYSTEM)
+    return found
 
 
 class _Server(uvicorn.Server):
@@ -99,7 +116,7 @@ class Daemon:
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
                             config_path=self.config_path)
         self.state = state
-        subsystems = [_load_subsystem(name) for name in SUBSYSTEMS]
+        subsystems = load_subsystems()
         app = create_app(state, [e for s in subsystems for e in s.endpoints])
 
         unix_socket = _bind_unix_socket(Path(settings.daemon.socket), int(settings.daemon.socket_mode, 8))
@@ -120,8 +137,11 @@ class Daemon:
         self._scheduler = scheduler
         specs = [JobSpec("housekeeping", settings.jobs.housekeeping_seconds,
                          housekeeping_job(registry, metrics, self.clock,
-                                          lambda: self.settings.daemon.retention_days))]
+                                          lambda: self.settings.daemon.retention_days),
+                         interval_key="housekeeping_seconds")]
         for subsystem in subsystems:
+            if subsystem.start is not None:
+                subsystem.start(state)
             specs.extend(subsystem.jobs(state))
         for spec in specs:
             self._schedule(spec)
@@ -228,21 +248,14 @@ class Daemon:
                                               state_dir=self.settings.daemon.state_dir))
         self.settings = new
         self.state.settings = new
-        intervals = {"housekeeping": new.jobs.housekeeping_seconds}
-        for name, spec in list(self._specs.items()):
-            seconds = intervals.get(name, spec.interval_seconds)
+        for spec in list(self._specs.values()):
+            seconds = getattr(new.jobs, spec.interval_key) if spec.interval_key else spec.interval_seconds
             if seconds != spec.interval_seconds:
                 self._schedule(replace(spec, interval_seconds=seconds))
         self.state.metrics.config_reloads.labels("ok").inc()
         log.info("config reloaded", extra={"config": self.config_path})
         self.notifier.notify("READY=1", "STATUS=config reloaded")
         return True
-
-
-def _load_subsystem(module_name: str) -> Subsystem:
-    import importlib
-
-    return importlib.import_module(module_name).SUBSYSTEM  # type: ignore[no-any-return]
 
 
 def _bind_unix_socket(path: Path, mode: int) -> socket.socket:

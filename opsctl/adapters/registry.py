@@ -1,4 +1,4 @@
-"""The SQLite registry: models, versions, deployments, the audit log.
+"""The SQLite registry: models, versions, deployments, the audit log, subsystem state.
 
 One file in WAL mode, ``busy_timeout`` so writers queue instead of failing,
 schema migrations keyed on ``PRAGMA user_version``. Every write runs in a
@@ -110,6 +110,91 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE kv (
         key    TEXT PRIMARY KEY,
         value  TEXT NOT NULL
+    );
+    """,
+    # Subsystem state: canaries, health, alerts, drift, retraining, ingestion offsets.
+    # Domain values are stored as their to_json() documents; the columns beside them
+    # are what queries filter on.
+    """
+    CREATE TABLE canaries (
+        id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+        model               TEXT NOT NULL REFERENCES models(name),
+        canary_version      TEXT NOT NULL,
+        production_version  TEXT,
+        phase               TEXT NOT NULL,
+        revision            INTEGER NOT NULL DEFAULT 0,
+        active              INTEGER NOT NULL DEFAULT 1,
+        state               TEXT NOT NULL,
+        policy              TEXT NOT NULL,
+        created_at          TEXT NOT NULL,
+        updated_at          TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX canaries_one_active_per_model ON canaries(model) WHERE active = 1;
+    CREATE TABLE canary_evaluations (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        canary_id   INTEGER NOT NULL REFERENCES canaries(id),
+        at          TEXT NOT NULL,
+        verdict     TEXT NOT NULL,
+        evaluation  TEXT NOT NULL
+    );
+    CREATE INDEX canary_evaluations_canary ON canary_evaluations(canary_id, id);
+    CREATE TABLE health_results (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL,
+        model    TEXT NOT NULL,
+        version  TEXT NOT NULL,
+        status   TEXT NOT NULL,
+        result   TEXT NOT NULL
+    );
+    CREATE INDEX health_results_version ON health_results(model, version, id);
+    CREATE INDEX health_results_at ON health_results(at);
+    CREATE TABLE alerts (
+        fingerprint  TEXT PRIMARY KEY,
+        status       TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE TABLE alert_history (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        state        TEXT NOT NULL
+    );
+    CREATE INDEX alert_history_at ON alert_history(at);
+    CREATE TABLE silences (
+        id       TEXT PRIMARY KEY,
+        ends_at  TEXT NOT NULL,
+        silence  TEXT NOT NULL
+    );
+    CREATE TABLE drift_results (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL,
+        model    TEXT NOT NULL,
+        version  TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        verdict  TEXT NOT NULL,
+        report   TEXT NOT NULL
+    );
+    CREATE INDEX drift_results_version ON drift_results(model, kind, id);
+    CREATE INDEX drift_results_at ON drift_results(at);
+    CREATE TABLE retrain_runs (
+        id                 TEXT PRIMARY KEY,
+        model              TEXT NOT NULL,
+        trigger            TEXT NOT NULL,
+        status             TEXT NOT NULL,
+        started_at         TEXT NOT NULL,
+        finished_at        TEXT,
+        candidate_version  TEXT,
+        run                TEXT NOT NULL
+    );
+    CREATE INDEX retrain_runs_model ON retrain_runs(model, started_at);
+    CREATE TABLE ingest_offsets (
+        key          TEXT PRIMARY KEY,
+        inode        INTEGER NOT NULL,
+        offset       INTEGER NOT NULL,
+        line         INTEGER NOT NULL DEFAULT 0,
+        fingerprint  TEXT NOT NULL DEFAULT ''
     );
     """,
 )
@@ -441,6 +526,8 @@ class RegistryTx:
         cutoff = utc_iso(before)
         removed = self.conn.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount
         removed += self.conn.execute("DELETE FROM job_runs WHERE finished_at < ?", (cutoff,)).rowcount
+        for table in ("health_results", "drift_results", "canary_evaluations", "alert_history"):
+            removed += self.conn.execute(f"DELETE FROM {table} WHERE at < ?", (cutoff,)).rowcount
         return removed
 
     def get_kv(self, key: str) -> str | None:

@@ -106,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="file to check (default: the one opsctl would use)")
     p.set_defaults(handler="opsctl.cli.config_cmds:check")
 
-    for extension in _EXTENSIONS:
-        importlib.import_module(extension).add_commands(sub, command)
+    import pkgutil
+
+    from opsctl.cli import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").add_commands(sub, command)
     return parser
-
-
-# Modules that add their own subcommands: each has add_commands(sub, command).
-_EXTENSIONS: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
