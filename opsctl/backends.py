@@ -11,14 +11,14 @@ import os
 import pwd
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from opsctl.adapters.artifacts import ArtifactStore
-from opsctl.adapters.registry import Registry
 from opsctl.config import Settings
-from opsctl.domain import Actor, AuditEvent, ChangeResult, Deployment, ModelSummary, ModelVersion
+from opsctl.domain import Actor, AuditEvent, ChangePlan, ChangeResult, Deployment, ModelSummary, ModelVersion
 from opsctl.errors import DaemonUnavailableError, NotFoundError
-from opsctl.service import ChangePlan, RegisterRequest, RegistryService
+
+if TYPE_CHECKING:
+    from opsctl.service import RegisterRequest
 
 
 class Backend(Protocol):
@@ -59,6 +59,11 @@ class DirectBackend:
     """Acts on the registry file directly, as the invoking Unix user."""
 
     def __init__(self, settings: Settings, *, via: str = "direct") -> None:
+        # Imported here: with the daemon up, the CLI never needs SQLite or the artifact store.
+        from opsctl.adapters.artifacts import ArtifactStore
+        from opsctl.adapters.registry import Registry
+        from opsctl.service import RegistryService
+
         self.via = via
         self.registry = Registry(settings.daemon.registry_path)
         self.service = RegistryService(self.registry, ArtifactStore(settings.daemon.artifacts_dir))

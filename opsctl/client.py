@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from opsctl.config import Settings
-from opsctl.domain import AuditEvent, ChangeResult, Deployment, ModelSummary, ModelVersion
+from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, Deployment, ModelSummary, ModelVersion
 from opsctl.errors import (
     ConfirmationRequired,
     ConflictError,
@@ -24,7 +24,9 @@ from opsctl.errors import (
     OpsctlError,
     UsageError,
 )
-from opsctl.service import ChangePlan, RegisterRequest
+
+if TYPE_CHECKING:
+    from opsctl.service import RegisterRequest
 
 _ERRORS: dict[str, type[OpsctlError]] = {
     "UsageError": UsageError,

@@ -19,8 +19,11 @@ from opsctl.errors import ConfigError
 from opsctl.settings_loader import load_dataclass
 
 if TYPE_CHECKING:
+    from opsctl.adapters.alertmanager import AlertmanagerSettings
+    from opsctl.adapters.prometheus import PrometheusSettings
     from opsctl.core.alerts import AlertPolicy
     from opsctl.core.canary import CanaryPolicy
+    from opsctl.core.drift import DriftPolicy
     from opsctl.core.performance import PerformancePolicy
     from opsctl.core.sla import SlaThresholds
     from opsctl.core.window import WindowPolicy
@@ -132,6 +135,9 @@ _LAZY_SECTIONS: dict[str, str] = {
     "canary": "opsctl.core.canary:CanaryPolicy",
     "window": "opsctl.core.window:WindowPolicy",
     "performance": "opsctl.core.performance:PerformancePolicy",
+    "drift": "opsctl.core.drift:DriftPolicy",
+    "prometheus": "opsctl.adapters.prometheus:PrometheusSettings",
+    "alertmanager": "opsctl.adapters.alertmanager:AlertmanagerSettings",
 }
 
 
@@ -179,6 +185,18 @@ class Settings:
     @property
     def performance(self) -> PerformancePolicy:
         return self.section("performance")  # type: ignore[no-any-return]
+
+    @property
+    def drift(self) -> DriftPolicy:
+        return self.section("drift")  # type: ignore[no-any-return]
+
+    @property
+    def prometheus(self) -> PrometheusSettings:
+        return self.section("prometheus")  # type: ignore[no-any-return]
+
+    @property
+    def alertmanager(self) -> AlertmanagerSettings:
+        return self.section("alertmanager")  # type: ignore[no-any-return]
 
 
 # Sections other modules own are registered here as they land, so config.py

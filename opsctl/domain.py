@@ -243,3 +243,35 @@ class ChangeResult:
                    to_version=data.get("to_version"), outcome=Outcome(data["outcome"]), message=data["message"],
                    audit_id=int(data["audit_id"]), generation=int(data["generation"]),
                    extra={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """A production change as the operator confirms it, pinned to a generation."""
+
+    action: str
+    model: str
+    from_version: str | None
+    to_version: str | None
+    generation: int
+    noop: bool
+    description: str
+    aborts_canary: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "model": self.model,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "generation": self.generation,
+            "noop": self.noop,
+            "description": self.description,
+            "aborts_canary": self.aborts_canary,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChangePlan:
+        return cls(action=data["action"], model=data["model"], from_version=data.get("from_version"),
+                   to_version=data.get("to_version"), generation=int(data["generation"]), noop=bool(data["noop"]),
+                   description=data["description"], aborts_canary=data.get("aborts_canary"))

@@ -18,7 +18,16 @@ from typing import Any
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry, RegistryTx
 from opsctl.clock import Clock, SystemClock
-from opsctl.domain import Actor, ChangeResult, Deployment, Lineage, ModelVersion, Outcome, VersionStatus
+from opsctl.domain import (
+    Actor,
+    ChangePlan,
+    ChangeResult,
+    Deployment,
+    Lineage,
+    ModelVersion,
+    Outcome,
+    VersionStatus,
+)
 from opsctl.errors import ConflictError, NotFoundError, UsageError
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -49,38 +58,6 @@ class RegisterRequest:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     lineage: Lineage = field(default_factory=Lineage)
-
-
-@dataclass(frozen=True)
-class ChangePlan:
-    """A production change as the operator confirms it, pinned to a generation."""
-
-    action: str
-    model: str
-    from_version: str | None
-    to_version: str | None
-    generation: int
-    noop: bool
-    description: str
-    aborts_canary: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "model": self.model,
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "generation": self.generation,
-            "noop": self.noop,
-            "description": self.description,
-            "aborts_canary": self.aborts_canary,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ChangePlan:
-        return cls(action=data["action"], model=data["model"], from_version=data.get("from_version"),
-                   to_version=data.get("to_version"), generation=int(data["generation"]), noop=bool(data["noop"]),
-                   description=data["description"], aborts_canary=data.get("aborts_canary"))
 
 
 class RegistryService:
