@@ -73,7 +73,8 @@ def error_response(error: OpsctlError) -> JSONResponse:
                                    "exit_code": error.exit_code}}, status_code=status)
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def read_json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); a UsageError (HTTP 400) otherwise."""
     raw = await request.body()
     if not raw:
         return {}
@@ -149,7 +150,7 @@ async def list_versions(request: Request) -> Response:
 
 async def register(request: Request) -> Response:
     state = _state(request)
-    body = await _body(request)
+    body = await read_json_body(request)
     version = _opt_str(body, "version")
     artifact = _opt_str(body, "artifact_path")
     if not version or not artifact:
@@ -189,7 +190,7 @@ async def plan_rollback(request: Request) -> Response:
 
 async def promote(request: Request) -> Response:
     state = _state(request)
-    body = await _body(request)
+    body = await read_json_body(request)
     version = _opt_str(body, "version")
     if not version:
         raise UsageError("'version' is required")
@@ -201,7 +202,7 @@ async def promote(request: Request) -> Response:
 
 async def rollback(request: Request) -> Response:
     state = _state(request)
-    body = await _body(request)
+    body = await read_json_body(request)
     result = await run_in_threadpool(
         state.service.rollback, request.path_params["model"], to=_opt_str(body, "to"), actor=actor_for(request),
         reason=_opt_str(body, "reason") or "", expected_generation=_opt_int(body, "expected_generation"))

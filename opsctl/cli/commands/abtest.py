@@ -1,0 +1,43 @@
+"""``opsctl abtest ...``: A/B statistics for scripts and for the incident channel."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+
+def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    group = sub.add_parser("abtest", help="A/B analysis: z-test, sample size, sequential test")
+    group_sub = group.add_subparsers(dest="abtest_command", metavar="SUBCOMMAND", parser_class=type(group))
+
+    def sub_command(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
+        p = group_sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-o", "--output", choices=("table", "json"), default=None)
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = sub_command("ztest", "opsctl.cli.abtest_cmds:ztest",
+                    "two-proportion z-test with confidence interval and relative lift")
+    p.add_argument("--control", required=True, metavar="SUCCESSES/TOTAL")
+    p.add_argument("--treatment", required=True, metavar="SUCCESSES/TOTAL")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--alternative", choices=("two-sided", "larger", "smaller"), default="two-sided",
+                   help="larger: treatment rate above control")
+
+    p = sub_command("sample-size", "opsctl.cli.abtest_cmds:sample_size",
+                    "users per group needed to detect a relative change")
+    p.add_argument("--baseline", type=float, required=True, metavar="P", help="control rate, e.g. 0.2")
+    p.add_argument("--mde", type=float, required=True, metavar="RELATIVE", help="relative change, e.g. 0.1")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--alternative", choices=("two-sided", "larger", "smaller"), default="two-sided")
+
+    p = sub_command("sequential", "opsctl.cli.abtest_cmds:sequential",
+                    "always-valid (mSPRT) test, safe to read at every look")
+    p.add_argument("--look", action="append", default=[], metavar="CS/CT:TS/TT",
+                   help="cumulative control and treatment counts at one look; repeat in time order")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--tau", type=float, default=0.05, help="scale of the differences you expect (absolute)")
+    p.add_argument("--min-samples", type=int, default=100, help="per group before any decision")
