@@ -114,7 +114,7 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    return JSONResponse(openapi_document(request.app.state.endpoints))
 
 
 async def status(request: Request) -> Response:
