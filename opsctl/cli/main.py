@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", default=None, help="config file")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", dest="global_output")
     parser.add_argument("--no-color", action="store_true", help="no colours (NO_COLOR is honoured too)")
+    parser.add_argument("--read-only", action="store_true", help="TUI: show everything, offer no action")
+    parser.add_argument("--no-mouse", action="store_true", help="TUI: leave the mouse to the terminal (copy/paste)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:

@@ -1,0 +1,28 @@
+"""Bare ``opsctl``: the Textual TUI against the daemon."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from opsctl.cli.context import CliContext
+from opsctl.errors import UsageError
+
+
+def tui(ctx: CliContext) -> int:
+    """Open the TUI; returns 0 when the user quits."""
+    args = ctx.args
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the TUI needs a terminal; for scripts use `opsctl status -o json` and friends")
+    if getattr(args, "no_color", False):
+        os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
+    from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.feed import DaemonFeed
+
+    settings = ctx.settings
+    feed = DaemonFeed(settings.daemon.socket, connect_timeout=settings.daemon.connect_timeout_seconds,
+                      timeout=settings.daemon.request_timeout_seconds)
+    app = OpsctlApp(feed, environment=settings.ui.environment, production=settings.ui.production,
+                    read_only=bool(getattr(args, "read_only", False)))
+    app.run(mouse=not getattr(args, "no_mouse", False))
+    return 0

@@ -1,0 +1,265 @@
+"""The opsctl TUI: the on-call cockpit in a terminal.
+
+The app owns the view state (:class:`~opsctl.tui.model.Fleet`) and the feed; the
+feed's loops run in thread workers and post messages here, so the UI thread
+never waits on the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.markup import escape
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.events import Resize
+from textual.screen import Screen
+
+from opsctl.clock import Clock, SystemClock
+from opsctl.domain import ChangeResult
+from opsctl.tui.dialogs import ChangeDialog, HelpScreen, TooSmallScreen
+from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
+from opsctl.tui.model import Fleet, age_text
+from opsctl.tui.screens import Banner, ContextBar, ModelScreen, OverviewScreen, Panel
+
+MIN_SIZE = (80, 24)
+WIDE_AT = 120
+
+
+class OpsctlCommands(Provider):
+    """The `:` palette: jump to a model, run an action on it, refresh, help."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app: OpsctlApp = self.app  # type: ignore[assignment]
+        commands: list[tuple[str, Callable[[], Any], str]] = []
+        for model in app.fleet.models:
+            commands.append((f"open {model}", partial(app.open_model, model), "registry, panels and history"))
+            if not app.read_only:
+                commands.append((f"rollback {model}", partial(app.open_change, "rollback", model),
+                                 "roll back to the previous production version (asks first)"))
+                canary = app.fleet.deployments[model].get("canary_version")
+                if canary:
+                    commands.append((f"promote {model} {canary}", partial(app.open_change, "promote", model, canary),
+                                     "promote the canary to production (asks first)"))
+        commands.append(("refresh", app.feed.refresh, "fetch the daemon's status now"))
+        commands.append(("help", app.action_help, "keys for the current screen"))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class OpsctlApp(App[None]):
+    """``opsctl`` with no arguments."""
+
+    CSS_PATH = Path(__file__).with_name("styles.tcss")
+    TITLE = "opsctl"
+    COMMANDS: ClassVar[set[Any]] = {OpsctlCommands}
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("colon", "command_palette", "Commands"),
+    ]
+
+    def __init__(self, feed: Feed, *, environment: str = "production", production: bool = True,
+                 read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
+                 animate: bool = True) -> None:
+        super().__init__()
+        self.feed = feed
+        self.environment = environment
+        self.production = production
+        self.read_only = read_only
+        self.clock = clock or SystemClock()
+        self.stale_seconds = stale_seconds
+        self.fleet = Fleet()
+        self.connected = False
+        self.ever_connected = False
+        self.connection_error = ""
+        self.retry_in: float | None = None
+        self.overview = OverviewScreen()
+        self.first_status = False
+        self.log_lines: list[str] = []
+        if not animate:
+            self.animation_level = "none"
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self.overview
+
+    def on_mount(self) -> None:
+        self.set_class(self.production, "-production")
+        self.set_class(self.read_only, "-read-only")
+        self.run_worker(partial(self.feed.run_events, self.post_message), thread=True, group="feed",
+                        name="events", exit_on_error=False)
+        self.run_worker(partial(self.feed.run_status, self.post_message), thread=True, group="feed",
+                        name="status", exit_on_error=False)
+        self.feed.refresh()
+        self.set_interval(1.0, self.tick)
+        self.update_chrome()
+
+    def on_unmount(self) -> None:
+        self.feed.stop()
+
+    async def action_quit(self) -> None:
+        self.feed.stop()
+        self.exit()
+
+    # -- messages from the feed ------------------------------------------------------------------
+
+    def on_status_arrived(self, message: StatusArrived) -> None:
+        added, changed, removed = self.fleet.apply_status(message.document, message.at)
+        self.fleet.apply_history(message.history)
+        self.first_status = True
+        self.overview.apply_rows(added, changed, removed)
+        self.overview.show_detail()
+        self.overview.show_feed()
+        for screen in self._model_screens():
+            screen.show_state()
+        self.update_chrome()
+
+    def on_event_arrived(self, message: EventArrived) -> None:
+        data = message.event.get("data") or {}
+        self.fleet.apply_event(message.kind, message.event, message.at)
+        if message.kind == "deployment" and isinstance(data.get("model"), str):
+            self.fleet.apply_deployment(data, message.at)
+            added, changed = self.fleet.diff([data["model"]])
+            self.overview.apply_rows(added, changed, set())
+        self.overview.show_feed()
+        model = data.get("model")
+        for screen in self._model_screens():
+            if screen.model == model:
+                screen.show_state()
+                if message.kind in ("audit", "deployment"):
+                    screen.reload()
+        self.update_chrome()
+
+    def on_connection(self, message: Connection) -> None:
+        changed = message.up != self.connected
+        self.connected = message.up
+        self.connection_error = message.error
+        self.retry_in = message.retry_in
+        if message.up:
+            self.ever_connected = True
+        if changed:
+            for screen in self.screen_stack:
+                screen.refresh_bindings()
+                if isinstance(screen, ChangeDialog):
+                    screen.connectivity_changed()
+        self.update_chrome()
+
+    def _model_screens(self) -> list[ModelScreen]:
+        return [s for s in self.screen_stack if isinstance(s, ModelScreen)]
+
+    # -- chrome: context bar, banner, ages ---------------------------------------------------------
+
+    def tick(self) -> None:
+        self.update_chrome()
+
+    def data_age(self) -> float | None:
+        updated = self.fleet.updated_at
+        return None if updated is None else (self.clock.now() - updated).total_seconds()
+
+    def stale(self) -> bool:
+        age = self.data_age()
+        return not self.connected or age is None or age > self.stale_seconds
+
+    def update_chrome(self) -> None:
+        """Context bar, banner and panel ages on every screen in the stack (a handful of widgets)."""
+        age = self.data_age()
+        status_age = (None if self.fleet.status_at is None
+                      else (self.clock.now() - self.fleet.status_at).total_seconds())
+        daemon = self.fleet.daemon
+        state = (f"daemon up {escape(str(daemon.get('version', '')))}".rstrip() if self.connected
+                 else "[b]daemon DOWN[/b]" if self.ever_connected or self.connection_error else "connecting…")
+        env = f"[b]{escape(self.environment.upper() if self.production else self.environment)}[/b]"
+        parts = [" opsctl", env, state, f"{len(self.fleet.deployments)} models"]
+        if self.read_only:
+            parts.append("[b]READ-ONLY[/b]")
+        context = " · ".join(parts)
+        if self.connected or self.connection_error == "":
+            banner = ""
+        else:
+            retry = f"; retrying in {self.retry_in:g}s" if self.retry_in else ""
+            kept = f"showing data from {age_text(age)} ago" if age is not None else "no data yet"
+            banner = (f" DAEMON UNREACHABLE ({escape(self.feed.where)}) — {kept}{retry}; actions disabled")
+        stale = self.stale()
+        for screen in self.screen_stack:
+            for bar in screen.query(ContextBar):
+                bar.update(context)
+            for widget in screen.query(Banner):
+                widget.update(banner)
+                widget.set_class(not banner, "hidden")
+            for panel in screen.query(Panel):
+                panel.set_class(stale and self.first_status, "-stale")
+                suffix = " · stale" if stale and self.first_status else ""
+                if panel.id == "model-panels":
+                    panel.border_subtitle = f"status {age_text(status_age)} ago{suffix}"
+                elif panel.id in ("models-panel", "detail-panel", "feed-panel"):
+                    panel.border_subtitle = f"updated {age_text(age)} ago{suffix}"
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width >= WIDE_AT, "-wide")
+        too_small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
+        top = self.screen
+        if too_small:
+            if isinstance(top, TooSmallScreen):
+                top.resized(event.size)
+            else:
+                self.push_screen(TooSmallScreen(event.size, MIN_SIZE))
+        elif isinstance(top, TooSmallScreen):
+            self.pop_screen()
+
+    # -- navigation and actions ---------------------------------------------------------------------
+
+    def open_model(self, model: str) -> None:
+        self.overview.select(model)
+        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen):
+            self.pop_screen()
+        self.push_screen(ModelScreen(model))
+
+    def open_change(self, action: str, model: str, version: str | None = None) -> None:
+        if self.read_only:
+            self.notify("read-only mode: no actions", severity="warning")
+            return
+        if not self.connected:
+            self.notify("the daemon is unreachable; actions are disabled", severity="error")
+            return
+        self.push_screen(ChangeDialog(action, model, version), callback=self._change_done)
+
+    def _change_done(self, result: ChangeResult | None) -> None:
+        if result is None:
+            return
+        line = (f"{result.action} {result.model}: {result.from_version or '-'} -> {result.to_version or '-'}"
+                f" ({result.outcome.value}, audit #{result.audit_id})")
+        self.log_lines.append(line)
+        self.notify(line, title="done", timeout=8)
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        rows = []
+        seen = set()
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or binding.description in seen:
+                continue
+            seen.add(binding.description)
+            rows.append((binding.key_display or self.get_key_display(binding), binding.description, active.enabled))
+        notes = getattr(screen, "HELP_NOTES", "")
+        if self.read_only:
+            notes = (notes + "\n" if notes else "") + "Read-only mode: rollback and promote are not offered."
+        title = "overview" if isinstance(screen, OverviewScreen) else getattr(screen, "model", "screen")
+        self.push_screen(HelpScreen(str(title), rows, notes))

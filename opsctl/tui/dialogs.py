@@ -1,0 +1,207 @@
+"""Modal screens: the rollback/promote confirmation, help for the current screen, too-small terminal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from opsctl.domain import ChangeResult
+from opsctl.errors import OpsctlError
+from opsctl.service import ChangePlan
+from opsctl.tui.panels import cli_command
+
+if TYPE_CHECKING:
+    from opsctl.tui.app import OpsctlApp
+
+TITLES = {"rollback": "Roll back", "promote": "Promote"}
+
+
+class ChangeDialog(ModalScreen[ChangeResult | None]):
+    """Confirm a production change: a reason, the model name typed out, focus on Cancel, the CLI equivalent."""
+
+    AUTO_FOCUS = "#cancel"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, action: str, model: str, version: str | None = None) -> None:
+        super().__init__(classes="dialog-screen")
+        self.action = action
+        self.model = model
+        self.version = version
+        self.plan: ChangePlan | None = None
+        self.busy = False
+
+    @property
+    def opsctl(self) -> OpsctlApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        target = f" to {self.version}" if self.version else ""
+        with Vertical(id="dialog"):
+            yield Static(f"[b]{TITLES[self.action]} {escape(self.model)}{escape(target)}[/b]", id="dialog-title")
+            yield Static("asking the daemon for the plan…", id="plan")
+            yield Label("Reason (recorded in the audit log):")
+            yield Input(placeholder="why, e.g. p95 latency over SLA since 14:02", id="reason")
+            yield Label(f"Type the model name to confirm: [b]{escape(self.model)}[/b]")
+            yield Input(placeholder=self.model, id="confirm-name")
+            yield Static("", id="command")
+            yield Static("", id="error")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="cancel", variant="primary", compact=True)
+                yield Button(TITLES[self.action], id="confirm", variant="error", disabled=True, compact=True)
+
+    def on_mount(self) -> None:
+        self._show_command()
+        self.run_worker(self._load_plan, thread=True, exclusive=True, group="plan")
+
+    def _load_plan(self) -> None:
+        try:
+            plan = self.opsctl.feed.plan(self.action, self.model, self.version)
+        except OpsctlError as error:
+            self.app.call_from_thread(self._plan_failed, str(error))
+            return
+        self.app.call_from_thread(self._plan_loaded, plan)
+
+    def _plan_loaded(self, plan: ChangePlan) -> None:
+        self.plan = plan
+        versions = f"{plan.from_version or '-'} -> {plan.to_version or '-'}"
+        aborts = f"\n[b]aborts the canary {escape(plan.aborts_canary)}[/b]" if plan.aborts_canary else ""
+        noop = "\n[yellow]nothing to do (already so)[/]" if plan.noop else ""
+        self.query_one("#plan", Static).update(
+            f"{escape(plan.description)}\n{escape(versions)}  (generation {plan.generation}){aborts}{noop}")
+        self._validate()
+
+    def _plan_failed(self, message: str) -> None:
+        self.query_one("#plan", Static).update(f"[red]cannot plan: {escape(message)}[/]")
+        self._validate()
+
+    @property
+    def reason(self) -> str:
+        return self.query_one("#reason", Input).value.strip()
+
+    @property
+    def typed_name(self) -> str:
+        return self.query_one("#confirm-name", Input).value.strip()
+
+    def _show_command(self) -> None:
+        command = cli_command(self.action, self.model, self.version, self.reason or "...")
+        self.query_one("#command", Static).update(f"CLI: [b]{escape(command)}[/b]")
+
+    def problem(self) -> str | None:
+        """Why Confirm is not allowed yet, or None."""
+        if not self.opsctl.connected:
+            return "the daemon is unreachable; actions are disabled"
+        if self.opsctl.read_only:
+            return "read-only mode"
+        if self.plan is None:
+            return "no plan from the daemon yet"
+        if not self.reason:
+            return "a reason is required"
+        if self.typed_name != self.model:
+            return f"type {self.model!r} exactly to confirm"
+        return None
+
+    def _validate(self) -> None:
+        self.query_one("#confirm", Button).disabled = self.busy or self.problem() is not None
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show_command()
+        self.query_one("#error", Static).update("")
+        self._validate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "reason":
+            self.query_one("#confirm-name", Input).focus()
+        else:
+            self._try_confirm()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self._try_confirm()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def connectivity_changed(self) -> None:
+        self._validate()
+
+    def _try_confirm(self) -> None:
+        if self.busy:
+            return
+        problem = self.problem()
+        if problem is not None:
+            self.query_one("#error", Static).update(f"[red]refused: {escape(problem)}; nothing was changed[/]")
+            return
+        self.busy = True
+        self._validate()
+        self.query_one("#error", Static).update("working…")
+        self.run_worker(self._perform, thread=True, exclusive=True, group="change")
+
+    def _perform(self) -> None:
+        assert self.plan is not None
+        try:
+            result = self.opsctl.feed.change(self.action, self.model, self.version, reason=self.reason,
+                                             expected_generation=self.plan.generation)
+        except OpsctlError as error:
+            self.app.call_from_thread(self._failed, str(error))
+            return
+        self.app.call_from_thread(self.dismiss, result)
+
+    def _failed(self, message: str) -> None:
+        self.busy = False
+        self.query_one("#error", Static).update(f"[red]failed: {escape(message)}[/]")
+        self._validate()
+
+
+class HelpScreen(ModalScreen[None]):
+    """The keys that apply on the screen underneath, right now."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def __init__(self, title: str, rows: list[tuple[str, str, bool]], notes: str = "") -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.rows = rows
+        self.notes = notes
+
+    def compose(self) -> ComposeResult:
+        lines = [f"[b]{escape(self.title_text)}[/b] — keys", ""]
+        for key, description, enabled in self.rows:
+            suffix = "" if enabled else "  [dim](disabled now)[/]"
+            lines.append(f"  [b]{escape(key):>8}[/b]  {escape(description)}{suffix}")
+        if self.notes:
+            lines += ["", self.notes]
+        lines += ["", "[dim]escape closes this help[/]"]
+        with Vertical(id="help"):
+            yield Static("\n".join(lines))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class TooSmallScreen(ModalScreen[None]):
+    """Says plainly that the terminal is too small, instead of drawing a broken layout."""
+
+    def __init__(self, size: Any, minimum: tuple[int, int]) -> None:
+        super().__init__(id="too-small")
+        self.size_now = size
+        self.minimum = minimum
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._text(), id="too-small-text")
+
+    def _text(self) -> str:
+        width, height = self.minimum
+        return (f"Terminal too small: {self.size_now.width}x{self.size_now.height}.\n"
+                f"opsctl needs at least {width}x{height}. Enlarge the window (q quits).")
+
+    def resized(self, size: Any) -> None:
+        self.size_now = size
+        self.query_one("#too-small-text", Static).update(self._text())

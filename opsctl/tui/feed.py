@@ -1,0 +1,304 @@
+"""The TUI's connection to the daemon: runs in thread workers, talks to the app only by messages.
+
+Two loops, each in its own thread worker:
+
+* the **event loop** follows ``/v1/events`` (SSE) and posts every event; it owns
+  connectivity: a failed connect posts ``Connection(False)`` and retries with
+  exponential backoff; a successful one posts ``Connection(True)`` and asks the
+  status loop for a fresh document (the daemon may have restarted);
+* the **status loop** fetches ``/v1/status`` (and the audit tail) when asked,
+  and otherwise every ``refresh_seconds`` so job-computed panels (health,
+  alerts) stay current. No tight polling: the fast path is the event stream.
+
+Actions (plans, promote, rollback, versions) are plain blocking calls meant to be
+run from a thread worker; each opens its own short-lived client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket as socket_module
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+from textual.message import Message
+
+from opsctl.client import DaemonBackend, DaemonClient
+from opsctl.clock import Clock, SystemClock
+from opsctl.domain import ChangeResult, ModelVersion
+from opsctl.errors import DaemonUnavailableError, OpsctlError
+from opsctl.service import ChangePlan
+
+BACKOFF_START_SECONDS = 0.25
+BACKOFF_MAX_SECONDS = 4.0
+
+
+class StatusArrived(Message):
+    """A whole ``/v1/status`` document (and the audit tail), fetched at ``at``."""
+
+    def __init__(self, document: dict[str, Any], history: list[dict[str, Any]], at: datetime) -> None:
+        super().__init__()
+        self.document = document
+        self.history = history
+        self.at = at
+
+
+class EventArrived(Message):
+    """One SSE event from the daemon."""
+
+    def __init__(self, kind: str, event: dict[str, Any], at: datetime) -> None:
+        super().__init__()
+        self.kind = kind
+        self.event = event
+        self.at = at
+
+
+class Connection(Message):
+    """The daemon became reachable (``up``) or not; ``retry_in`` is the next attempt's delay."""
+
+    def __init__(self, up: bool, error: str = "", retry_in: float | None = None) -> None:
+        super().__init__()
+        self.up = up
+        self.error = error
+        self.retry_in = retry_in
+
+
+Post = Callable[[Message], object]
+
+
+class Feed(Protocol):
+    """What the app needs from a data source (the daemon, or a fixed document for snapshots)."""
+
+    where: str
+
+    def run_events(self, post: Post) -> None: ...
+    def run_status(self, post: Post) -> None: ...
+    def refresh(self) -> None: ...
+    def stop(self) -> None: ...
+    def versions(self, model: str) -> list[ModelVersion]: ...
+    def history(self, model: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def plan(self, action: str, model: str, version: str | None) -> ChangePlan: ...
+    def change(self, action: str, model: str, version: str | None, *, reason: str,
+               expected_generation: int) -> ChangeResult: ...
+
+
+class DaemonFeed:
+    """The live feed over the daemon's Unix socket."""
+
+    def __init__(self, socket_path: str, *, connect_timeout: float = 0.5, timeout: float = 5.0,
+                 refresh_seconds: float = 15.0, clock: Clock | None = None) -> None:
+        self.socket_path = socket_path
+        self.where = socket_path
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock or SystemClock()
+        self._stop = threading.Event()
+        self._wanted = threading.Event()
+        self._lock = threading.Lock()
+        self._sse_socket: socket_module.socket | None = None
+        self.last_event_id: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask both loops to end; unblocks the SSE read by shutting its socket down."""
+        self._stop.set()
+        self._wanted.set()
+        with self._lock:
+            sock = self._sse_socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket_module.SHUT_RDWR)
+
+    def refresh(self) -> None:
+        self._wanted.set()
+
+    def _client(self) -> DaemonClient:
+        return DaemonClient(socket_path=self.socket_path, connect_timeout=self.connect_timeout, timeout=self.timeout)
+
+    # -- the loops ---------------------------------------------------------------------------
+
+    def run_status(self, post: Post) -> None:
+        """Fetch the status document when asked (or every refresh_seconds) until stopped."""
+        while not self._stop.is_set():
+            self._wanted.wait(self.refresh_seconds)
+            self._wanted.clear()
+            if self._stop.is_set():
+                return
+            client = self._client()
+            try:
+                document = client.get("/v1/status")
+                history = client.get("/v1/history", limit=50)
+            except OpsctlError:
+                continue  # the event loop reports connectivity; it will ask again once reconnected
+            finally:
+                client.close()
+            post(StatusArrived(document, history, self.clock.now()))
+
+    def run_events(self, post: Post) -> None:
+        """Follow the SSE stream, reconnecting with backoff, until stopped."""
+        backoff = BACKOFF_START_SECONDS
+        while not self._stop.is_set():
+            try:
+                for kind, event in self._stream(on_open=lambda: self._opened(post)):
+                    backoff = BACKOFF_START_SECONDS
+                    post(EventArrived(kind, event, self.clock.now()))
+                    if kind != "deployment":
+                        # Job results (health, alerts, canary, drift) change the status document, and the
+                        # audit log has the actor and reason that the audit event leaves out.
+                        self._wanted.set()
+                backoff = BACKOFF_START_SECONDS
+            except DaemonUnavailableError as error:
+                if self._stop.is_set():
+                    return
+                post(Connection(False, str(error), retry_in=backoff))
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    def _opened(self, post: Post) -> None:
+        post(Connection(True))
+        self._wanted.set()
+
+    def _stream(self, on_open: Callable[[], None]) -> Any:
+        headers = {"Last-Event-ID": str(self.last_event_id)} if self.last_event_id is not None else {}
+        transport = httpx.HTTPTransport(uds=self.socket_path)
+        try:
+            with httpx.Client(transport=transport, base_url="http://opsctl",
+                              timeout=httpx.Timeout(None, connect=self.connect_timeout)) as http, \
+                    http.stream("GET", "/v1/events", headers=headers) as response:
+                if response.status_code != 200:
+                    raise DaemonUnavailableError(f"the daemon answered HTTP {response.status_code} for its events")
+                stream = response.extensions.get("network_stream")
+                with self._lock:
+                    self._sse_socket = stream.get_extra_info("socket") if stream is not None else None
+                if self._stop.is_set():
+                    return
+                on_open()
+                fields: dict[str, str] = {}
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if not line:
+                        if "data" in fields:
+                            parsed = _parse(fields)
+                            if parsed is not None:
+                                event_id = parsed[1].get("id")
+                                if isinstance(event_id, int):
+                                    self.last_event_id = event_id
+                                yield parsed
+                        fields = {}
+                    elif not line.startswith(":"):
+                        key, _, value = line.partition(":")
+                        fields[key] = value[1:] if value.startswith(" ") else value
+            if not self._stop.is_set():
+                raise DaemonUnavailableError(f"the daemon on {self.where} closed its event stream")
+        except (httpx.TransportError, FileNotFoundError, ConnectionError, OSError) as error:
+            raise DaemonUnavailableError(f"the daemon does not answer on {self.where}: {error}") from error
+        finally:
+            with self._lock:
+                self._sse_socket = None
+
+    # -- actions (blocking; call from a thread worker) ---------------------------------------
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        client = self._client()
+        try:
+            return DaemonBackend(client).versions(model)
+        finally:
+            client.close()
+
+    def history(self, model: str | None, limit: int) -> list[dict[str, Any]]:
+        client = self._client()
+        try:
+            return list(client.get("/v1/history", model=model, limit=limit))
+        finally:
+            client.close()
+
+    def plan(self, action: str, model: str, version: str | None) -> ChangePlan:
+        client = self._client()
+        try:
+            backend = DaemonBackend(client)
+            if action == "promote":
+                assert version is not None
+                return backend.plan_promote(model, version)
+            return backend.plan_rollback(model, version)
+        finally:
+            client.close()
+
+    def change(self, action: str, model: str, version: str | None, *, reason: str,
+               expected_generation: int) -> ChangeResult:
+        client = self._client()
+        try:
+            backend = DaemonBackend(client)
+            if action == "promote":
+                assert version is not None
+                return backend.promote(model, version, reason=reason, expected_generation=expected_generation)
+            return backend.rollback(model, to=version, reason=reason, expected_generation=expected_generation)
+        finally:
+            client.close()
+
+
+def _parse(fields: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
+    try:
+        event = json.loads(fields["data"])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    return fields.get("event") or str(event.get("kind", "message")), event
+
+
+class StaticFeed:
+    """A fixed status document and audit tail: deterministic snapshots, benchmarks, demos without a daemon."""
+
+    where = "fixed document"
+
+    def __init__(self, document: dict[str, Any], history: list[dict[str, Any]] | None = None,
+                 versions: dict[str, list[ModelVersion]] | None = None, *, clock: Clock | None = None,
+                 up: bool = True) -> None:
+        self.document = document
+        self._history = history or []
+        self._versions = versions or {}
+        self.clock = clock or SystemClock()
+        self.up = up
+        self._stop = threading.Event()
+        self.changes: list[tuple[str, str, str | None, str, int]] = []
+
+    def run_status(self, post: Post) -> None:
+        post(StatusArrived(self.document, self._history, self.clock.now()))
+
+    def run_events(self, post: Post) -> None:
+        post(Connection(self.up, "" if self.up else "the daemon is not running (fixed document)",
+                        retry_in=None if self.up else 1.0))
+
+    def refresh(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        return list(self._versions.get(model, []))
+
+    def history(self, model: str | None, limit: int) -> list[dict[str, Any]]:
+        return [h for h in self._history if model is None or h.get("model") == model][-limit:]
+
+    def plan(self, action: str, model: str, version: str | None) -> ChangePlan:
+        deployment = next((d for d in self.document.get("models", []) if d["model"] == model), None)
+        if deployment is None:
+            raise OpsctlError(f"no model {model!r}")
+        previous = (deployment.get("previous_versions") or [None])[-1]
+        target = version if action == "promote" else (version or previous)
+        return ChangePlan(action=action, model=model, from_version=deployment.get("production_version"),
+                          to_version=target, generation=int(deployment.get("generation", 0)), noop=False,
+                          description=f"{action} {model} to {target}")
+
+    def change(self, action: str, model: str, version: str | None, *, reason: str,
+               expected_generation: int) -> ChangeResult:
+        self.changes.append((action, model, version, reason, expected_generation))
+        raise OpsctlError("this is a fixed document; nothing was changed")
