@@ -191,9 +191,9 @@ class OpsctlApp(App[None]):
         if self.connected or self.connection_error == "":
             banner = ""
         else:
-            retry = f"; retrying in {self.retry_in:g}s" if self.retry_in else ""
-            kept = f"showing data from {age_text(age)} ago" if age is not None else "no data yet"
-            banner = (f" DAEMON UNREACHABLE ({escape(self.feed.where)}) — {kept}{retry}; actions disabled")
+            retry = f" · retry in {self.retry_in:g}s" if self.retry_in else ""
+            kept = f"last data {age_text(age)} old" if age is not None else "no data yet"
+            banner = f" DAEMON UNREACHABLE · {kept}{retry} · actions disabled"
         stale = self.stale()
         for screen in self.screen_stack:
             for bar in screen.query(ContextBar):
@@ -254,7 +254,9 @@ class OpsctlApp(App[None]):
         seen = set()
         for active in screen.active_bindings.values():
             binding = active.binding
-            if not binding.description or binding.description in seen:
+            # The screen's and the app's own keys, plus any a widget shows in the footer (not cursor keys).
+            own = active.node is screen or active.node is self
+            if not binding.description or binding.description in seen or not (own or binding.show):
                 continue
             seen.add(binding.description)
             rows.append((binding.key_display or self.get_key_display(binding), binding.description, active.enabled))

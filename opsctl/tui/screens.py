@@ -337,6 +337,7 @@ class ModelScreen(OpsScreen):
             return
         table = self.query_one("#versions", DataTable)
         keep = self.highlighted
+        first = not self.versions
         previous = {v.version: v for v in self.versions}
         self.versions = versions
         self.history = history
@@ -349,8 +350,10 @@ class ModelScreen(OpsScreen):
                         table.update_cell(version.version, key, value)
             else:
                 table.add_row(*cells, key=version.version)
-        if keep and keep in table.rows:
-            table.move_cursor(row=table.get_row_index(keep))
+        production = self.opsctl.fleet.deployments.get(self.model, {}).get("production_version")
+        start = keep if keep and not first else production
+        if start and start in table.rows:
+            table.move_cursor(row=table.get_row_index(start))
         self.show_version()
         self.show_state()
 

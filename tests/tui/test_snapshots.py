@@ -1,0 +1,78 @@
+"""Snapshots of the main screens at 80x24 and 160x48, from a fixed document and a frozen clock.
+
+Regenerate after an intended change with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and
+review the SVGs in ``__snapshots__`` like code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from opsctl.tui.dialogs import ChangeDialog
+from opsctl.tui.screens import ModelScreen
+from tests.tui.fixed import fixed_app
+from tests.tui.helpers import wait_for
+
+SIZES = [(80, 24), (160, 48)]
+
+
+async def _loaded(pilot: Pilot[Any]) -> None:
+    app: Any = pilot.app
+    await wait_for(pilot, lambda: app.overview.ready and app.overview.table.row_count == 3 and app.first_status
+                   and (app.connected or app.connection_error), message="the fixed document")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_overview(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=_loaded)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_registry(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def open_registry(pilot: Pilot[Any]) -> None:
+        await _loaded(pilot)
+        pilot.app.overview.select("fraud-detector")  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ModelScreen) and pilot.app.screen.versions,
+                       message="versions")
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=open_registry)
+
+
+def test_rollback_dialog(snap_compare: Any) -> None:
+    async def open_dialog(pilot: Pilot[Any]) -> None:
+        await _loaded(pilot)
+        pilot.app.overview.select("fraud-detector")  # type: ignore[attr-defined]
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChangeDialog) and pilot.app.screen.plan,
+                       message="the plan")
+        await pilot.press("tab", *"p95 over SLA")
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=open_dialog)
+
+
+def test_daemon_unreachable_banner(snap_compare: Any) -> None:
+    assert snap_compare(fixed_app(up=False), terminal_size=(80, 24), run_before=_loaded)
+
+
+def test_read_only_non_production(snap_compare: Any) -> None:
+    assert snap_compare(fixed_app(read_only=True, production=False), terminal_size=(160, 48), run_before=_loaded)
+
+
+def test_help(snap_compare: Any) -> None:
+    async def help_screen(pilot: Pilot[Any]) -> None:
+        await _loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=help_screen)
+
+
+def test_terminal_too_small(snap_compare: Any) -> None:
+    assert snap_compare(fixed_app(), terminal_size=(60, 20), run_before=_loaded)
