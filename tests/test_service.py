@@ -114,10 +114,7 @@ def test_stale_plan_is_refused_and_audited(tmp_path: Path) -> None:
 def _contender(root: str, user: str, action: str, version: str, barrier: object, results: object) -> None:
     service = make_service(Path(root))
     actor = Actor(user, None, "cli")
-    if action == "promote":
-        plan = service.plan_promote("fraud", version)
-    else:
-        plan = service.plan_rollback("fraud", None)
+    plan = service.plan_promote("fraud", version) if action == "promote" else service.plan_rollback("fraud", None)
     barrier.wait()  # type: ignore[attr-defined]
     try:
         if action == "promote":
