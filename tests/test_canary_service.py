@@ -1,0 +1,302 @@
+"""CanaryService on a real SQLite registry with a ManualClock (and a real Prometheus for the gate source)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from opsctl.adapters.actuators import ActuatorSettings, Hooks, HookSpec, Retrying, RoutingTableActuator, Split
+from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.canary_store import CanaryRecord
+from opsctl.adapters.prometheus import PrometheusSettings
+from opsctl.adapters.registry import Registry
+from opsctl.canary_service import CanaryService, PrometheusGateSource, parse_overrides
+from opsctl.clock import ManualClock
+from opsctl.config import parse_settings
+from opsctl.core.canary import CanaryPolicy, Phase
+from opsctl.core.gates import GateInputs, SlaInput, VersionWindow
+from opsctl.domain import Actor, Outcome
+from opsctl.errors import ActuatorError, ConflictError, NotFoundError, UsageError
+from opsctl.service import RegisterRequest, RegistryService
+
+ALICE = Actor("alice", 1000, "test")
+POLICY = CanaryPolicy(stages=[10.0, 50.0, 100.0], min_stage_seconds=60, analysis_interval_seconds=10,
+                      failure_threshold=2, inconclusive_limit=3, metrics_error_limit=2, accuracy_gate=False,
+                      progress_deadline_seconds=600)
+
+HEALTHY = GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2),
+                     VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2),
+                     sla=SlaInput("healthy"))
+BROKEN = GateInputs(VersionWindow(requests=20000, errors=4000, p95_seconds=0.1, p99_seconds=0.2),
+                    VersionWindow(requests=80000, errors=80, p95_seconds=0.1, p99_seconds=0.2),
+                    sla=SlaInput("degraded", ("error rate",)))
+
+
+class ScriptedGates:
+    """Gate inputs a test sets; raises nothing, counts calls."""
+
+    def __init__(self, inputs: GateInputs = HEALTHY) -> None:
+        self.inputs_now = inputs
+        self.calls = 0
+
+    def inputs(self, record: CanaryRecord, now: datetime) -> GateInputs:
+        self.calls += 1
+        return self.inputs_now
+
+
+class FlakyActuator:
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.applied: list[Split] = []
+
+    def apply(self, split: Split) -> None:
+        if self.failing:
+            raise ActuatorError("nginx reload failed")
+        self.applied.append(split)
+
+    def current_weight(self, model: str) -> float | None:
+        return self.applied[-1].canary_weight if self.applied else None
+
+
+@pytest.fixture
+def world(tmp_path: Path):  # type: ignore[no-untyped-def]
+    registry = Registry(tmp_path / "registry.db")
+    clock = ManualClock()
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    service = RegistryService(registry, artifacts, clock=clock)
+    for version in ("v1", "v2", "v3"):
+        artifact = tmp_path / f"{version}.bin"
+        artifact.write_bytes(version.encode())
+        service.register(RegisterRequest("fraud", version, artifact, metrics={"accuracy": 0.95}), actor=ALICE)
+    service.promote("fraud", "v1", actor=ALICE)
+    return registry, clock, service
+
+
+def make(registry: Registry, clock: ManualClock, gates: ScriptedGates | None = None, actuator=None,  # type: ignore[no-untyped-def]
+         events: list | None = None, hooks: Hooks | None = None) -> CanaryService:
+    sink = (lambda kind, data: events.append((kind, data))) if events is not None else None
+    return CanaryService(registry, policy=POLICY, actuator=Retrying(actuator or RoutingTableActuator(),
+                                                                    attempts=2, sleep=lambda s: None),
+                         hooks=hooks or Hooks(ActuatorSettings()), gate_source=gates or ScriptedGates(),
+                         clock=clock, events=sink)
+
+
+def run_for(canary: CanaryService, clock: ManualClock, seconds: float, step: float = 5) -> None:
+    elapsed = 0.0
+    while elapsed < seconds:
+        clock.advance(step)
+        elapsed += step
+        canary.tick()
+
+
+def test_healthy_canary_walks_every_stage_and_promotes(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    events: list = []
+    canary = make(registry, clock, events=events)
+    record = canary.start("fraud", "v2", actor=ALICE, reason="new model")
+    assert record.state.phase is Phase.PROGRESSING
+    assert registry.get_deployment("fraud").canary_weight == 10.0  # applied before start returns
+    weights_seen = [10.0]
+    for _ in range(100):
+        clock.advance(5)
+        canary.tick()
+        deployment = registry.get_deployment("fraud")
+        weight = deployment.canary_weight if deployment.canary_version == "v2" else None
+        if weight is not None and weight != weights_seen[-1]:
+            weights_seen.append(weight)
+        if deployment.production_version == "v2":
+            break
+    deployment = registry.get_deployment("fraud")
+    assert deployment.production_version == "v2" and deployment.canary_version is None
+    assert weights_seen == [10.0, 50.0, 100.0]
+    final = canary.status("fraud")[0]
+    assert final["state"] == "succeeded" and final["weight"] == 100.0 and not final["active"]
+    actions = [e.action for e in registry.audit("fraud", limit=100)]
+    assert actions.count("canary_start") == 1 and actions.count("canary_promote") == 1
+    assert actions.count("canary_stage") == 2 and actions.count("canary_succeeded") == 1
+    assert [e.detail.split(": ")[-1] for e in registry.audit("fraud", limit=100) if e.action == "canary_weight"] \
+        == ["0% -> 10%", "10% -> 50%", "50% -> 100%"]
+    assert any(kind == "canary" and data.get("evaluation") for kind, data in events)
+
+
+def test_failing_canary_rolls_back_at_the_failure_threshold(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    gates = ScriptedGates(BROKEN)
+    canary = make(registry, clock, gates)
+    canary.start("fraud", "v2", actor=ALICE)
+    clock.advance(10)
+    canary.tick()
+    assert canary.status("fraud")[0]["failed_checks"] == 1
+    assert registry.get_deployment("fraud").canary_weight == 10.0
+    clock.advance(10)
+    canary.tick()
+    doc = canary.status("fraud")[0]
+    assert doc["state"] == "rolled_back" and doc["weight"] == 0.0
+    deployment = registry.get_deployment("fraud")
+    assert deployment.production_version == "v1" and deployment.canary_version is None
+    failed_gates = {g["name"] for g in doc["gates"] if g["verdict"] == "fail"}
+    assert "error_rate" in failed_gates
+
+
+def test_metrics_errors_never_advance_and_pause(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    gates = ScriptedGates(replace(HEALTHY, metrics_error="Prometheus unreachable"))
+    canary = make(registry, clock, gates)
+    canary.start("fraud", "v2", actor=ALICE)
+    run_for(canary, clock, 120)
+    doc = canary.status("fraud")[0]
+    assert doc["state"] == "paused" and doc["stage"] == 1 and doc["weight"] == 10.0
+    # A human resumes once the source is back; the canary then completes.
+    gates.inputs_now = HEALTHY
+    canary.command("fraud", "resume", actor=ALICE, reason="prometheus fixed")
+    run_for(canary, clock, 400)
+    assert canary.status("fraud")[0]["state"] == "succeeded"
+
+
+def test_operator_commands_are_audited_and_abort_is_instant(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    canary = make(registry, clock)
+    canary.start("fraud", "v2", actor=ALICE, reason="try v2")
+    with pytest.raises(ConflictError):
+        canary.start("fraud", "v3", actor=ALICE)
+    canary.command("fraud", "pause", actor=ALICE, reason="looking at logs")
+    run_for(canary, clock, 200)
+    assert canary.status("fraud")[0]["stage"] == 1  # paused: passes never advance
+    with pytest.raises(ConflictError):
+        canary.command("fraud", "pause", actor=ALICE)
+    canary.command("fraud", "abort", actor=ALICE, reason="bad idea")
+    deployment = registry.get_deployment("fraud")
+    assert deployment.canary_version is None and deployment.canary_weight == 0.0
+    audit = [(e.action, e.actor, e.reason) for e in registry.audit("fraud", limit=100)]
+    assert ("canary_pause", "alice", "looking at logs") in audit and ("canary_abort", "alice", "bad idea") in audit
+    with pytest.raises(NotFoundError):
+        canary.command("fraud", "resume", actor=ALICE)
+    canary.start("fraud", "v3", actor=ALICE)  # a new canary may start once the old one is gone
+    canary.command("fraud", "promote", actor=ALICE, reason="hotfix, skip stages")
+    assert registry.get_deployment("fraud").production_version == "v3"
+
+
+def test_manual_approval_waits_for_approve(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    canary = make(registry, clock)
+    canary.start("fraud", "v2", actor=ALICE, overrides={"manual_approval": True, "stages": [50]})
+    run_for(canary, clock, 200)
+    assert canary.status("fraud")[0]["state"] == "promoting"
+    assert registry.get_deployment("fraud").production_version == "v1"
+    canary.command("fraud", "approve", actor=ALICE, reason="looks good")
+    assert registry.get_deployment("fraud").production_version == "v2"
+
+
+def test_rollback_command_aborts_the_running_canary_in_one_transaction(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, service = world
+    canary = make(registry, clock)
+    canary.start("fraud", "v2", actor=ALICE)
+    result = service.rollback("fraud", actor=ALICE, reason="pager")
+    assert result.outcome is Outcome.OK
+    doc = canary.status("fraud")[0]
+    assert doc["state"] == "aborted" and not doc["active"] and doc["weight"] == 0.0
+    assert registry.get_deployment("fraud").production_version == "v1"
+    canary.tick()  # nothing left to converge; the rollback hook and alerts drain
+    assert canary.store.outboxes() == {}
+
+
+def test_failing_actuator_keeps_the_old_weight_and_retries(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    actuator = FlakyActuator()
+    events: list = []
+    canary = make(registry, clock, actuator=actuator, events=events)
+    canary.start("fraud", "v2", actor=ALICE)
+    assert registry.get_deployment("fraud").canary_weight == 10.0
+    actuator.failing = True
+    run_for(canary, clock, 70, step=10)  # stage 1 passes; the move to 50 % cannot be applied
+    doc = canary.status("fraud")[0]
+    assert doc["target_weight"] == 50.0 and doc["weight"] == 10.0 and doc["actuator_error"]
+    assert registry.get_deployment("fraud").canary_weight == 10.0  # never a weight traffic does not have
+    failed = [e for e in registry.audit("fraud", limit=100) if e.outcome is Outcome.FAILED]
+    assert failed and "nginx reload failed" in failed[-1].detail
+    assert any(kind == "alert" and data["key"] == "canary_actuator_failed" for kind, data in events)
+    stage_before = doc["stage_started_at"]
+    actuator.failing = False
+    clock.advance(10)
+    canary.tick()
+    doc = canary.status("fraud")[0]
+    assert doc["weight"] == 50.0 and doc["actuator_error"] is None
+    assert doc["stage_started_at"] != stage_before  # the 50 % stage is timed from when traffic got it
+
+
+def test_pre_rollout_hook_failure_starts_nothing(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    hooks = Hooks(ActuatorSettings(pre_rollout=HookSpec(command=["false"])))
+    canary = make(registry, clock, hooks=hooks)
+    with pytest.raises(ActuatorError):
+        canary.start("fraud", "v2", actor=ALICE, reason="x")
+    assert registry.get_deployment("fraud").canary_version is None
+    assert canary.store.active("fraud") == []
+    assert registry.audit("fraud", limit=1)[0].outcome is Outcome.FAILED
+
+
+def test_start_overrides_are_validated() -> None:
+    assert parse_overrides(["stages=[5, 50]", "on_metrics_error=rollback", "manual_approval=true"]) == {
+        "stages": [5, 50], "on_metrics_error": "rollback", "manual_approval": True}
+    with pytest.raises(UsageError):
+        parse_overrides(["nonsense"])
+
+
+def test_bad_override_is_a_usage_error(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    with pytest.raises(UsageError, match="stages"):
+        make(registry, clock).start("fraud", "v2", actor=ALICE, overrides={"stages": [50, 10]})
+
+
+def test_restart_resumes_from_persisted_state(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    first = make(registry, clock)
+    first.start("fraud", "v2", actor=ALICE)
+    run_for(first, clock, 65, step=5)
+    assert first.status("fraud")[0]["stage"] == 2
+    second = make(registry, clock)  # a new daemon: nothing in memory
+    second.tick()
+    doc = second.status("fraud")[0]
+    assert doc["stage"] == 2 and doc["weight"] == 50.0
+    run_for(second, clock, 200)
+    assert registry.get_deployment("fraud").production_version == "v2"
+    promotions = [e for e in registry.audit("fraud", limit=200) if e.action == "canary_promote"]
+    assert len(promotions) == 1
+
+
+# --------------------------------------------------------------------------- real Prometheus
+
+
+def test_prometheus_gate_source_reads_canary_and_production(world, exporter, prometheus_stack) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    exporter.set("fraud", "v1", request_rate=400.0, error_ratio=0.001)
+    exporter.set("fraud", "v2", request_rate=100.0, error_ratio=0.2)
+    settings = parse_settings(f'[prometheus]\nurl = "{prometheus_stack.url}"\nstaleness_seconds = 3\n'
+                              '[sla]\nrequire_accuracy = false\n')
+    source = PrometheusGateSource(lambda: settings, registry)
+    canary = make(registry, clock)
+    record = canary.start("fraud", "v2", actor=ALICE)
+    deadline = time.monotonic() + 20
+    while True:
+        now = datetime.now(tz=clock.now().tzinfo)
+        inputs = source.inputs(replace(record, state=replace(record.state, stage_started_at=now)), now)
+        if (inputs.canary.requests or 0) > 200 and (inputs.production.requests or 0) > 800:
+            break
+        assert time.monotonic() < deadline, f"no data from Prometheus: {inputs}"
+        time.sleep(0.5)
+    assert inputs.metrics_error is None
+    canary_rate = inputs.canary.errors / inputs.canary.requests
+    assert 0.15 < canary_rate < 0.25
+    assert inputs.production.errors / inputs.production.requests < 0.01
+    assert inputs.sla is not None and inputs.sla.status == "degraded"
+    from opsctl.core.gates import evaluate_gates
+
+    evaluation = evaluate_gates(POLICY, inputs)
+    assert evaluation.verdict.value == "fail"
+    assert isinstance(settings.prometheus, PrometheusSettings)
