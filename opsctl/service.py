@@ -236,6 +236,11 @@ class RegistryService:
                 updated = tx.update_deployment(_next_deployment(deployment, plan),
                                                expected_generation=plan.generation, now=now)
                 _update_stages(tx, deployment, updated)
+                if plan.aborts_canary is not None:
+                    # The canary's own record must say it ended, in this same transaction.
+                    from opsctl.adapters.canary_store import abort_active_in_tx
+
+                    abort_active_in_tx(tx, plan.model, actor=actor, reason=reason, now=now)
                 audit_id = tx.append_audit(actor=actor, action=plan.action, model=plan.model,
                                            from_version=plan.from_version, to_version=plan.to_version,
                                            reason=reason, outcome=Outcome.OK, detail=plan.description, now=now)
