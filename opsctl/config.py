@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from opsctl.core.canary import CanaryPolicy
     from opsctl.core.drift import DriftPolicy
     from opsctl.core.performance import PerformancePolicy
+    from opsctl.core.retrain import RetrainPolicy
     from opsctl.core.sla import SlaThresholds
     from opsctl.core.window import WindowPolicy
 
@@ -138,6 +139,7 @@ _LAZY_SECTIONS: dict[str, str] = {
     "drift": "opsctl.core.drift:DriftPolicy",
     "prometheus": "opsctl.adapters.prometheus:PrometheusSettings",
     "alertmanager": "opsctl.adapters.alertmanager:AlertmanagerSettings",
+    "retrain": "opsctl.core.retrain:RetrainPolicy",
 }
 
 
@@ -197,6 +199,10 @@ class Settings:
     @property
     def alertmanager(self) -> AlertmanagerSettings:
         return self.section("alertmanager")  # type: ignore[no-any-return]
+
+    @property
+    def retrain(self) -> RetrainPolicy:
+        return self.section("retrain")  # type: ignore[no-any-return]
 
 
 # Sections other modules own are registered here as they land, so config.py
