@@ -1,0 +1,152 @@
+"""The demo's process supervisor, with real child processes (small Python scripts)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from opsctl.demo.fleet import pid_alive
+from opsctl.demo.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorError
+from tests.fixtures.daemon import wait_until
+
+PY = sys.executable
+
+
+def script(body: str) -> list[str]:
+    return [PY, "-c", textwrap.dedent(body)]
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path):  # type: ignore[no-untyped-def]
+    sup = Supervisor(tmp_path / "logs", grace_seconds=2.0)
+    try:
+        yield sup
+    finally:
+        sup.stop_all()
+
+
+def test_start_waits_for_readiness_and_stop_takes_the_whole_process_group(supervisor: Supervisor,
+                                                                           tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    grandchild_pid = tmp_path / "grandchild.pid"
+    child = supervisor.start(
+        ChildSpec("parent", script(f"""
+            import pathlib, subprocess, sys, time
+            time.sleep(0.3)
+            g = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            pathlib.Path({str(grandchild_pid)!r}).write_text(str(g.pid))
+            pathlib.Path({str(ready)!r}).write_text("ok")
+            time.sleep(60)
+        """)),
+        ready=ready.exists,
+        ready_timeout_seconds=20,
+    )
+    assert ready.exists() and child.running
+    grandchild = int(grandchild_pid.read_text())
+    assert pid_alive(grandchild)
+    codes = supervisor.stop_all()
+    assert codes == {"parent": -signal.SIGTERM}
+    # The grandchild was in the child's process group: it is gone too, nothing is orphaned.
+    wait_until(lambda: not pid_alive(grandchild), timeout=5, message="grandchild to be gone")
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path / "logs", grace_seconds=0.5)
+    started = tmp_path / "started"
+    sup.start(ChildSpec("stubborn", script(f"""
+        import pathlib, signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        pathlib.Path({str(started)!r}).write_text("x")
+        time.sleep(60)
+    """)), ready=started.exists)
+    before = time.monotonic()
+    assert sup.stop_all() == {"stubborn": -signal.SIGKILL}
+    assert 0.4 < time.monotonic() - before < 5
+
+
+def test_a_crashed_child_is_reported_and_not_restarted_by_default(supervisor: Supervisor) -> None:
+    child = supervisor.start(ChildSpec("server", script("import sys, time; time.sleep(0.2); sys.exit(70)"),
+                                       exit_meanings={70: "the injected crash fault"}))
+    events = wait_until(supervisor.poll, timeout=10, message="the exit to be noticed")
+    assert [(e.name, e.kind, e.exit_code) for e in events] == [("server", "exited", 70)]
+    assert "the injected crash fault" in events[0].message
+    assert "not restarting" in events[0].message
+    time.sleep(0.3)  # a restart would be due by now if the policy were on (backoff 1 s is the default)
+    assert supervisor.poll() == []
+    assert not child.running and child.restarts == 0
+
+
+def test_restart_policy_restarts_a_crashed_child_up_to_its_limit(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path / "logs", restart=RestartPolicy(enabled=True, max_restarts=2, backoff_seconds=0.05))
+    try:
+        child = sup.start(ChildSpec("flaky", script("import sys; sys.exit(3)")))
+        seen: list[str] = []
+
+        def settled() -> bool:
+            seen.extend(f"{e.kind}:{e.exit_code}" for e in sup.poll())
+            return seen.count("exited:3") == 3
+
+        wait_until(settled, timeout=20, message="three exits")
+        time.sleep(0.2)
+        seen.extend(f"{e.kind}:{e.exit_code}" for e in sup.poll())
+        assert seen == ["exited:3", "restarted:None", "exited:3", "restarted:None", "exited:3"]
+        assert child.restarts == 2
+    finally:
+        sup.stop_all()
+
+
+def test_restart_policy_leaves_a_clean_exit_alone(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path / "logs", restart=RestartPolicy(enabled=True, backoff_seconds=0.0))
+    try:
+        child = sup.start(ChildSpec("done", script("pass")))
+        events = wait_until(sup.poll, timeout=10, message="the exit")
+        assert [e.kind for e in events] == ["exited"]
+        time.sleep(0.1)
+        assert sup.poll() == [] and child.restarts == 0
+    finally:
+        sup.stop_all()
+
+
+def test_a_child_dying_during_start_up_raises_with_its_log(supervisor: Supervisor) -> None:
+    with pytest.raises(SupervisorError, match=r"(?s)broken exited during start-up \(exit code 5\).*cannot load model"):
+        supervisor.start(ChildSpec("broken", script("import sys; print('cannot load model'); sys.exit(5)")),
+                         ready=lambda: False)
+
+
+def test_readiness_has_a_deadline(supervisor: Supervisor) -> None:
+    started = time.monotonic()
+    with pytest.raises(SupervisorError, match=r"slow not ready after 0\.5s"):
+        supervisor.start(ChildSpec("slow", script("import time; time.sleep(60)")), ready=lambda: False,
+                         ready_timeout_seconds=0.5)
+    assert time.monotonic() - started < 5
+
+
+def test_children_die_with_a_supervisor_killed_by_sigkill(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: no orphans even when the supervisor gets no chance to tear down."""
+    pid_file = tmp_path / "child.pid"
+    runner = subprocess.Popen(script(f"""
+        import pathlib, sys, time
+        from opsctl.demo.supervisor import ChildSpec, Supervisor
+        sup = Supervisor(pathlib.Path({str(tmp_path / "logs")!r}))
+        child = sup.start(ChildSpec("worker", [sys.executable, "-c", "import time; time.sleep(60)"]))
+        pathlib.Path({str(pid_file)!r}).write_text(str(child.pid))
+        time.sleep(60)
+    """), cwd=Path(__file__).resolve().parents[2])
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=20, message="the child's pid")
+        child_pid = int(pid_file.read_text())
+        assert pid_alive(child_pid)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(10)
+        wait_until(lambda: not pid_alive(child_pid), timeout=5, message="the orphan to die")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(10)
