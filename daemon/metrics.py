@@ -38,6 +38,22 @@ class DaemonMetrics:
         self.registry_versions = Gauge("opsctl_registry_versions", "Model versions in the registry", registry=r)
         self.registry_size = Gauge("opsctl_registry_size_bytes", "Registry database size on disk", registry=r)
         self.config_reloads = Counter("opsctl_config_reloads_total", "SIGHUP reloads", ["result"], registry=r)
+        # Health checks and alerts (opsctld.subsystems.health). The shipped rule OpsctlHealthUnknown in
+        # config/prometheus/alerts.yml relies on opsctl_health_status being 1 for the current status only.
+        self.health_status = Gauge("opsctl_health_status",
+                                   "1 for a deployed version's current SLA status, 0 for the other statuses",
+                                   ["model", "model_version", "status"], registry=r)
+        self.health_check_value = Gauge("opsctl_health_check_value",
+                                        "Last SLA check value in the check's unit: latency_p95/p99 ms, error_rate"
+                                        " and availability percent, accuracy ratio, request_rate req/s",
+                                        ["model", "model_version", "check"], registry=r)
+        self.health_last_cycle = Gauge("opsctl_health_last_cycle_timestamp_seconds",
+                                       "Unix time of the last health cycle", registry=r)
+        self.alerts = Gauge("opsctl_alerts", "Alerts known to the daemon, by state", ["state"], registry=r)
+        self.alert_queued = Gauge("opsctl_alert_notifications_queued",
+                                  "Notifications waiting for a retry, by target", ["target"], registry=r)
+        self.alert_deliveries = Counter("opsctl_alert_deliveries_total", "Notification delivery attempts",
+                                        ["target", "result"], registry=r)
 
     def track_sse_clients(self, count: Callable[[], int]) -> None:
         self.sse_clients.set_function(lambda: float(count()))
