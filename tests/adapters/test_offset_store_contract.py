@@ -31,9 +31,18 @@ def _json_file(tmp_path: Path) -> tuple[Opener, bool]:
     return (lambda: JsonFileOffsetStore(path)), True
 
 
+def _registry(tmp_path: Path) -> tuple[Opener, bool]:
+    from opsctl.adapters.offset_store import RegistryOffsetStore
+    from opsctl.adapters.registry import Registry
+
+    path = tmp_path / "state" / "registry.db"
+    return (lambda: RegistryOffsetStore(Registry(path))), True
+
+
 STORES: dict[str, Callable[[Path], tuple[Opener, bool]]] = {
     "memory": _memory,
     "json-file": _json_file,
+    "registry": _registry,
 }
 
 
