@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.markup import escape
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -50,10 +51,21 @@ class ChangeDialog(ModalScreen[ChangeResult | None]):
             yield Label(f"Type the model name to confirm: [b]{escape(self.model)}[/b]")
             yield Input(placeholder=self.model, id="confirm-name")
             yield Static("", id="command")
+            yield Static("", id="hint")
             yield Static("", id="error")
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary", compact=True)
                 yield Button(TITLES[self.action], id="confirm", variant="error", disabled=True, compact=True)
+
+    HINTS: ClassVar[dict[str, str]] = {
+        "cancel": "Enter on Cancel closes; Tab to write the reason",
+        "reason": "Enter or Tab: next, the model name",
+        "confirm-name": "Enter confirms when the name matches; Escape cancels",
+        "confirm": "Enter performs the change",
+    }
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.query_one("#hint", Static).update(f"[dim]{self.HINTS.get(event.widget.id or '', '')}[/]")
 
     def on_mount(self) -> None:
         self._show_command()

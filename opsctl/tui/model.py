@@ -202,6 +202,8 @@ class Fleet:
         """Any SSE event goes to the feed (newest last, bounded)."""
         self.event_at = at
         data = event.get("data") or {}
+        if kind == "job" and data.get("ok"):
+            return  # routine successful job runs would push the audit trail off the panel
         key = f"audit:{data.get('id')}" if kind == "audit" and "id" in data else f"{kind}:{event.get('id')}"
         self.feed[key] = {"kind": kind, "at": event.get("at"), "data": dict(data)}
         self.feed.move_to_end(key)

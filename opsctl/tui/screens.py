@@ -219,7 +219,9 @@ class OverviewScreen(OpsScreen):
         entries = list(self.opsctl.fleet.feed.values())[-60:]
         text = "\n".join(escape(describe_event(e)) for e in entries) or "[dim]no events yet[/]"
         self.query_one("#feed", Static).update(text)
-        self.query_one("#feed-scroll", VerticalScroll).scroll_end(animate=False)
+        # After the new text is laid out, or the end we scroll to is the old one.
+        scroll = self.query_one("#feed-scroll", VerticalScroll)
+        self.call_after_refresh(scroll.scroll_end, animate=False)
 
     # -- actions -----------------------------------------------------------------------------------
 
