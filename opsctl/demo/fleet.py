@@ -1,0 +1,278 @@
+"""What the demo fleet is: its models, where everything lives in the state dir, the config files it
+generates (``opsctl.toml``, Prometheus scrape config and targets) and the ``demo.json`` state file.
+
+Pure data and text: nothing here starts a process (see :mod:`opsctl.demo.supervisor` and
+:mod:`opsctl.cli.demo_cmds`). Layout of ``STATE_DIR``::
+
+    opsctl.toml          the daemon's and the CLI's config (OPSCTL_CONFIG points here)
+    demo.json            ports and pids of the running demo; removed at teardown
+    state/               the daemon's state_dir: registry.db, artifacts/
+    seed/                artifacts, metrics and reference samples the seed registered
+    logs/                one log per child process, and the servers' prediction logs
+    prometheus/          the generated prometheus.yml, targets.json and a fresh TSDB
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEMO_MODELS: tuple[str, ...] = ("fraud-detector", "churn-predictor")
+SCRAPE_JOB = "opsctl-demo"
+SCRAPE_INTERVAL = "1s"
+STATE_FILE = "demo.json"
+# sun_path is 108 bytes on Linux; past this, the daemon's socket goes to the temp dir instead.
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class FleetLayout:
+    """Paths inside one demo state dir (absolute)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, state_dir: str | os.PathLike[str]) -> FleetLayout:
+        return cls(Path(state_dir).expanduser().resolve())
+
+    @property
+    def config(self) -> Path:
+        return self.root / "opsctl.toml"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / STATE_FILE
+
+    @property
+    def daemon_state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def seed_dir(self) -> Path:
+        return self.root / "seed"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def prometheus_dir(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def socket(self) -> Path:
+        path = self.root / "opsctl.sock"
+        if len(str(path)) <= _MAX_SOCKET_PATH:
+            return path
+        import hashlib
+
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"opsctl-demo-{os.getuid()}-{digest}.sock"
+
+    def ready_file(self, model: str) -> Path:
+        return self.logs / f"{model}.ready.json"
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    """``fraud-detector,churn-predictor`` -> a tuple of known demo models (ValueError on others)."""
+    from opsctl.demo.models import SPECS
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError("--models needs at least one model")
+    unknown = [n for n in names if n not in SPECS]
+    if unknown:
+        raise ValueError(f"unknown demo model {', '.join(unknown)}; known: {', '.join(SPECS)}")
+    return names
+
+
+def demo_config_toml(layout: FleetLayout, prometheus_url: str) -> str:
+    """The demo's ``opsctl.toml``: everything inside the state dir, short intervals, quick canaries.
+
+    Windows are short so a fault shows within seconds and a cleared one is forgotten within
+    ~20 s; availability tolerates one missed 1 s scrape in the window on a busy laptop.
+    """
+    return f"""\
+# Written by `opsctl demo`; rewritten at every start. Point a terminal at this demo with
+#   OPSCTL_CONFIG={layout.config} opsctl status
+[daemon]
+state_dir = "state"
+socket = {json.dumps(str(layout.socket))}
+shutdown_timeout_seconds = 5.0
+
+[jobs]
+health_seconds = 5.0
+canary_seconds = 5.0
+drift_seconds = 30.0
+performance_seconds = 30.0
+ingest_seconds = 2.0
+alerts_seconds = 5.0
+housekeeping_seconds = 60.0
+
+[prometheus]
+url = "{prometheus_url}"
+window = "20s"
+staleness_seconds = 5.0
+timeout_seconds = 3.0
+
+[sla]
+availability_percent = 90.0
+accuracy_min_ratio = 0.9
+
+[canary]
+stages = [10.0, 50.0]
+min_stage_seconds = 30.0
+analysis_interval_seconds = 10.0
+min_requests = 50
+progress_deadline_seconds = 300.0
+
+[ui]
+environment = "demo"
+production = false
+"""
+
+
+def prometheus_config(layout: FleetLayout) -> str:
+    """Scrape every demo server each second; targets come from ``targets.json`` (file_sd)."""
+    return f"""\
+# Written by `opsctl demo`.
+global:
+  scrape_interval: {SCRAPE_INTERVAL}
+  evaluation_interval: {SCRAPE_INTERVAL}
+  external_labels:
+    fleet: opsctl-demo
+scrape_configs:
+  - job_name: {SCRAPE_JOB}
+    scrape_interval: {SCRAPE_INTERVAL}
+    scrape_timeout: {SCRAPE_INTERVAL}
+    file_sd_configs:
+      - files: [{json.dumps(str(layout.prometheus_dir / "targets.json"))}]
+        refresh_interval: 5s
+"""
+
+
+def prometheus_targets(servers: Sequence[ServerState]) -> str:
+    """file_sd targets; the target label is ``service``, never ``model``: the servers' own ``model``
+    label must reach Prometheus unrenamed (a target label of the same name would turn it into
+    ``exported_model``)."""
+    groups = [
+        {"targets": [f"127.0.0.1:{s.port}"], "labels": {"service": s.model, "fleet": "opsctl-demo"}}
+        for s in servers
+    ]
+    return json.dumps(groups, indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    model: str
+    versions: tuple[str, ...]
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "versions": list(self.versions), "port": self.port, "pid": self.pid,
+                "url": self.url}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServerState:
+        return cls(str(data["model"]), tuple(data["versions"]), int(data["port"]), int(data["pid"]))
+
+
+@dataclass(frozen=True)
+class DemoState:
+    """``demo.json``: how ``opsctl demo fault`` and tests find the running demo."""
+
+    supervisor_pid: int
+    state_dir: str
+    config: str
+    prometheus_url: str
+    prometheus_pid: int
+    daemon_pid: int
+    daemon_socket: str
+    traffic_pid: int | None
+    servers: tuple[ServerState, ...] = field(default_factory=tuple)
+    started_at: str = ""
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(self.prometheus_url.rsplit(":", 1)[1]), *(s.port for s in self.servers)]
+
+    @property
+    def pids(self) -> list[int]:
+        pids = [self.prometheus_pid, self.daemon_pid, *(s.pid for s in self.servers)]
+        return pids + ([self.traffic_pid] if self.traffic_pid else [])
+
+    def servers_of(self, model: str) -> list[ServerState]:
+        return [s for s in self.servers if s.model == model]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "supervisor_pid": self.supervisor_pid,
+            "state_dir": self.state_dir,
+            "config": self.config,
+            "started_at": self.started_at,
+            "prometheus": {"url": self.prometheus_url, "pid": self.prometheus_pid},
+            "daemon": {"pid": self.daemon_pid, "socket": self.daemon_socket},
+            "traffic": {"pid": self.traffic_pid},
+            "servers": [s.to_json() for s in self.servers],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DemoState:
+        return cls(
+            supervisor_pid=int(data["supervisor_pid"]),
+            state_dir=str(data["state_dir"]),
+            config=str(data["config"]),
+            started_at=str(data.get("started_at", "")),
+            prometheus_url=str(data["prometheus"]["url"]),
+            prometheus_pid=int(data["prometheus"]["pid"]),
+            daemon_pid=int(data["daemon"]["pid"]),
+            daemon_socket=str(data["daemon"]["socket"]),
+            traffic_pid=data["traffic"]["pid"],
+            servers=tuple(ServerState.from_json(s) for s in data["servers"]),
+        )
+
+
+def write_state(layout: FleetLayout, state: DemoState) -> None:
+    """Atomically (a reader never sees half a file)."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    tmp = layout.state_file.with_name(f".{STATE_FILE}.tmp")
+    tmp.write_text(json.dumps(state.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, layout.state_file)
+
+
+def read_state(layout: FleetLayout) -> DemoState | None:
+    """The running demo's state, or None when no demo runs from this state dir.
+
+    A ``demo.json`` whose supervisor is gone (killed with -9) counts as no demo.
+    """
+    try:
+        data = json.loads(layout.state_file.read_text(encoding="utf-8"))
+        state = DemoState.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if pid_alive(state.supervisor_pid) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not running; /proc says so (Linux).
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
