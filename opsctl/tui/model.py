@@ -64,8 +64,9 @@ def by_model(section: Any) -> dict[str, dict[str, Any]] | None:
     if isinstance(section, Mapping):
         if "model" in section and isinstance(section.get("model"), str):
             return {section["model"]: dict(section)}
-        if "items" in section:
-            return by_model(section["items"])
+        for key in ("models", "items"):  # e.g. the health section: {"evaluated_at", "models": [...]}
+            if isinstance(section.get(key), list):
+                return by_model(section[key])
         return {str(k): v for k, v in section.items() if isinstance(v, Mapping)}
     if isinstance(section, list):
         out: dict[str, dict[str, Any]] = {}

@@ -41,6 +41,10 @@ def health_text(health: Mapping[str, Any] | None) -> str:
     age = health.get("sample_age_seconds")
     lines = [f"SLA: {_styled(health.get('status'))}  version {escape(str(health.get('version', '-')))}"
              + (f"  sample age {age:.0f}s" if isinstance(age, int | float) else "")]
+    for version in health.get("versions") or []:  # the daemon's /v1/status summary: one line per served version
+        lines.append(f"  {escape(str(version.get('version')))} ({escape(str(version.get('role', '')))}):"
+                     f" {_styled(version.get('status'))}"
+                     + (f" — {escape(str(version['reason']))}" if version.get("reason") else ""))
     for check in health.get("checks") or []:
         unit = check.get("unit") or ""
         lines.append(f"  {escape(str(check.get('name')))}: {_num(check.get('value'))}{escape(unit)}"
