@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from opsctl.core.retrain import RetrainPolicy
     from opsctl.core.sla import SlaThresholds
     from opsctl.core.window import WindowPolicy
+    from opsctl.drift_service import IngestSettings
 
 SYSTEM_CONFIG = Path("/etc/opsctl/opsctl.toml")
 
@@ -140,6 +141,7 @@ _LAZY_SECTIONS: dict[str, str] = {
     "prometheus": "opsctl.adapters.prometheus:PrometheusSettings",
     "alertmanager": "opsctl.adapters.alertmanager:AlertmanagerSettings",
     "retrain": "opsctl.core.retrain:RetrainPolicy",
+    "ingest": "opsctl.drift_service:IngestSettings",
 }
 
 
@@ -203,6 +205,10 @@ class Settings:
     @property
     def retrain(self) -> RetrainPolicy:
         return self.section("retrain")  # type: ignore[no-any-return]
+
+    @property
+    def ingest(self) -> IngestSettings:
+        return self.section("ingest")  # type: ignore[no-any-return]
 
 
 # Sections other modules own are registered here as they land, so config.py

@@ -1,0 +1,683 @@
+"""Ingestion, the live window, drift and performance checks, tied together for the daemon.
+
+Three entry points, each called by a scheduled job in a worker thread (never on the event loop):
+
+* :meth:`DriftService.ingest` (``[jobs] ingest_seconds``): finds the SDK's logs in the ``[ingest]
+  log_dirs`` (``{model}.predictions.jsonl`` and ``{model}.feedback.jsonl``), reads what was appended
+  since the last tick with one :class:`~opsctl.adapters.ingest.LogTailer` per file, adds the records
+  to the bounded per-model :class:`~opsctl.core.window.WindowSet`, then commits the tailer's offset to
+  the registry (``ingest_offsets``). Delivery is at-least-once and the window ignores a prediction id
+  it already holds, so a crash between the two re-reads a batch without double-counting it.
+  :meth:`DriftService.ingest_records` takes the same records from ``POST /v1/ingest``.
+* :meth:`DriftService.check_drift` (``[jobs] drift_seconds``): for every deployed version (production
+  and canary) with a reference sample, the window's rows of that version against the version's
+  reference summary (built once, :class:`~opsctl.adapters.drift_store.SummaryCache`), under
+  ``[drift]``. Prediction drift: a reference column named ``prediction_score`` is compared with the
+  logged ``score``, one named ``predicted_class`` with the logged ``prediction``. Reference columns that
+  no record of the window carries (a label column, say) are left out and listed as ``unlogged``.
+* :meth:`DriftService.check_performance` (``[jobs] performance_seconds``): the labelled rows of each
+  deployed version against its registered baseline metrics, under ``[performance]``.
+
+Every result is stored in ``drift_results``, exported as gauges, announced as an SSE event (``drift``,
+``performance``), and turned into alert conditions for :data:`DATA_DRIFT` and
+:data:`PERFORMANCE_DEGRADED` (source ``drift``), stepped by the alert engine over the states stored in
+the registry. A production version that drifts or degrades asks for a retraining run through the
+``retrain`` hook (the retraining service applies its own single flight and cooldown).
+
+The statistics run in the job's thread: a check works on the window (at most
+``[window] max_kept_records`` rows per model) against a precomputed summary, a few milliseconds per
+version, and numpy releases the GIL while it sorts; a process pool would cost more in pickling the
+window than it saves.
+
+The window lives in memory: after a restart the offsets make sure no line is read twice, and the
+window fills again from the lines written since (a restarted daemon judges fewer rows for up to one
+window length).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opsctl.adapters.alert_store import AlertStore
+from opsctl.adapters.drift_store import PREDICTED_CLASS, PREDICTION_SCORE, DriftResult, DriftStore, SummaryCache
+from opsctl.adapters.ingest import LogTailer, Malformed, Offset, OffsetStore
+from opsctl.adapters.registry import Registry
+from opsctl.clock import Clock, SystemClock, utc_iso
+from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, Severity, step
+from opsctl.core.performance import BaselineMetrics, evaluate_window
+from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot
+from opsctl.errors import NotFoundError, OpsctlError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from prometheus_client import CollectorRegistry
+
+    from opsctl.adapters.alert_store import AlertTransition
+    from opsctl.adapters.artifacts import ArtifactStore
+    from opsctl.config import Settings
+    from opsctl.core.drift import ReferenceSummary
+
+log = logging.getLogger("opsctl.drift")
+
+PREDICTIONS_SUFFIX = ".predictions.jsonl"
+FEEDBACK_SUFFIX = ".feedback.jsonl"
+SCORE_COLUMN = PREDICTION_SCORE
+CLASS_COLUMN = PREDICTED_CLASS
+_POLLS_PER_TICK = 16  # per file and tick, each at most max_bytes_per_poll: bounds one tick's work
+
+DATA_DRIFT = AlertRule(
+    "ModelDataDrift", Severity.WARNING, for_seconds=0.0, source=AlertSource.DRIFT,
+    annotations={"description": "The live inputs or predictions of a deployed model version drifted from its"
+                                " reference sample (see opsctl drift MODEL)."},
+)
+PERFORMANCE_DEGRADED = AlertRule(
+    "ModelPerformanceDegraded", Severity.CRITICAL, for_seconds=0.0, source=AlertSource.DRIFT,
+    annotations={"description": "Accuracy, AUC, precision or recall of a deployed model version on labelled"
+                                " traffic fell below its baseline (see opsctl performance MODEL)."},
+)
+
+EventSink = Callable[[str, dict[str, Any]], None]
+# (model, trigger "drift" | "performance", reason) -> None; raises OpsctlError when it cannot.
+RetrainHook = Callable[[str, str, str], None]
+NotifyHook = Callable[[Sequence[Notification]], None]
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """``[ingest]``: where the daemon finds the SDK's prediction and feedback logs.
+
+    Every directory in ``log_dirs`` is scanned at each ingest tick for ``*.predictions.jsonl`` and
+    ``*.feedback.jsonl`` (the SDK's names; rotated ``.1``, ``.2``, ... files are followed by the
+    tailer). A relative directory is taken relative to the config file's folder.
+    """
+
+    log_dirs: list[str] = field(default_factory=list)
+    max_bytes_per_poll: int = 4 << 20
+    max_line_bytes: int = 1 << 20
+    max_batch_records: int = 10_000  # per POST /v1/ingest
+    seed: int | None = None  # of the window's reservoir sampling (None: random)
+
+    def __post_init__(self) -> None:
+        if any(not d.strip() for d in self.log_dirs):
+            raise ValueError("log_dirs must not contain empty paths")
+        if self.max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be at least 1, got {self.max_line_bytes}")
+        if self.max_bytes_per_poll < self.max_line_bytes:
+            raise ValueError(f"max_bytes_per_poll must be at least max_line_bytes ({self.max_line_bytes}),"
+                             f" got {self.max_bytes_per_poll}")
+        if self.max_batch_records < 1:
+            raise ValueError(f"max_batch_records must be at least 1, got {self.max_batch_records}")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Target:
+    """A deployed version the checks look at."""
+
+    model: str
+    version: str
+    role: str  # production | canary
+    reference_name: str | None
+    reference_sha256: str | None
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class IngestTick:
+    """What one ingest tick did."""
+
+    files: int
+    records: int
+    malformed: int
+    committed: int
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _FileState:
+    tailer: LogTailer
+    kind: str  # predictions | feedback
+    committed: Offset | None = None
+    records: int = 0
+    malformed: int = 0
+
+
+class DriftGauges:
+    """The drift and performance series on ``/metrics`` (one set per daemon)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter, Gauge
+
+        r = registry
+        self.feature_statistic = Gauge(
+            "opsctl_drift_feature_statistic",
+            "Last drift test statistic per feature (KS D for numerical, chi-squared for categorical)",
+            ["model", "model_version", "feature"], registry=r)
+        self.feature_drifted = Gauge(
+            "opsctl_drift_feature_drifted", "1 when the feature drifted at the last check, 0 when not"
+            " (absent: not enough data)", ["model", "model_version", "feature"], registry=r)
+        self.dataset_drifted = Gauge(
+            "opsctl_drift_dataset_drifted", "1 when the dataset verdict of the last check is drift, 0 when not"
+            " (absent: no verdict)", ["model", "model_version"], registry=r)
+        self.labelled = Gauge(
+            "opsctl_performance_labelled", "Labelled predictions in the window at the last performance check",
+            ["model", "model_version"], registry=r)
+        self.metric = Gauge(
+            "opsctl_performance_metric", "Last performance metric on labelled traffic (accuracy, auc, precision,"
+            " recall)", ["model", "model_version", "metric"], registry=r)
+        self.ingest_records = Counter("opsctl_ingest_records_total", "Records read from logs or POST /v1/ingest",
+                                      ["source"], registry=r)
+        self.ingest_malformed = Counter("opsctl_ingest_malformed_total", "Log lines skipped as malformed",
+                                        registry=r)
+
+
+def _remove(gauge: Any, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never exported, or already removed
+        gauge.remove(*labels)
+
+
+class DriftService:
+    """See the module docstring. Thread-safe: ingestion, checks and API reads may run concurrently."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        artifacts: ArtifactStore,
+        *,
+        settings: Callable[[], Settings],
+        summaries_dir: Path,
+        offsets: OffsetStore,
+        clock: Clock | None = None,
+        events: EventSink | None = None,
+        gauges: DriftGauges | None = None,
+        notify: NotifyHook | None = None,
+        retrain: RetrainHook | None = None,
+        config_dir: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.registry = registry
+        self._settings = settings
+        self.clock = clock or SystemClock()
+        self.store = DriftStore()
+        self.alert_store = AlertStore()
+        self.summaries = SummaryCache(summaries_dir, artifacts)
+        self.offsets = offsets
+        self._events = events
+        self.gauges = gauges
+        self._notify = notify
+        self._retrain = retrain
+        self.config_dir = config_dir
+        current = settings()
+        seed = current.section("ingest").seed
+        self.windows = WindowSet(current.window, rng=rng or random.Random(seed))
+        self._lock = threading.Lock()  # guards the window (WindowSet is single-owner)
+        self._ingest_lock = threading.Lock()  # one ingest tick at a time
+        self._files: dict[str, _FileState] = {}
+        self._recent_malformed: deque[Malformed] = deque(maxlen=20)
+        self._http_records = 0
+        self._last_ingest_at: datetime | None = None
+        self._exported_drift: dict[tuple[str, str], set[str]] = {}
+        self._exported_performance: dict[tuple[str, str], set[str]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings()
+
+    def _publish(self, kind: str, payload: dict[str, Any]) -> None:
+        if self._events is None:
+            return
+        try:
+            self._events(kind, payload)
+        except Exception:  # a subscriber must never break a check
+            log.exception("publishing a %s event failed", kind)
+
+    # ------------------------------------------------------------------------------- ingestion
+
+    def log_dirs(self) -> list[Path]:
+        dirs = []
+        for entry in self.settings.section("ingest").log_dirs:
+            path = Path(entry).expanduser()
+            if not path.is_absolute() and self.config_dir is not None:
+                path = self.config_dir / path
+            dirs.append(path)
+        return dirs
+
+    def _discover(self) -> list[tuple[Path, str]]:
+        found: list[tuple[Path, str]] = []
+        for directory in self.log_dirs():
+            try:
+                entries = sorted(directory.iterdir())
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                log.warning("cannot list log dir %s: %s", directory, error)
+                continue
+            for entry in entries:
+                if entry.name.endswith(PREDICTIONS_SUFFIX):
+                    found.append((entry, "predictions"))
+                elif entry.name.endswith(FEEDBACK_SUFFIX):
+                    found.append((entry, "feedback"))
+        # Predictions first: a label read in the same tick as its prediction joins at once.
+        found.sort(key=lambda item: (item[1] != "predictions", str(item[0])))
+        return found
+
+    def ingest(self) -> IngestTick:
+        """Read what the logs gained since the last tick into the window, then commit the offsets."""
+        ingest = self.settings.section("ingest")
+        with self._ingest_lock:
+            records = malformed = committed = 0
+            files = self._discover()
+            for path, kind in files:
+                key = str(path.resolve())
+                state = self._files.get(key)
+                if state is None:
+                    tailer = LogTailer(path, self.offsets, key, max_bytes_per_poll=ingest.max_bytes_per_poll,
+                                       max_line_bytes=ingest.max_line_bytes)
+                    state = self._files[key] = _FileState(tailer, kind)
+                for _ in range(_POLLS_PER_TICK):
+                    batch = state.tailer.poll()
+                    if batch.records:
+                        now = self.clock.now()
+                        with self._lock:
+                            self.windows.add_all(batch.records, now)
+                    if batch.offset is not None and batch.offset != state.committed:
+                        state.tailer.commit(batch)  # after the window has the records: at-least-once
+                        state.committed = batch.offset
+                        committed += 1
+                    state.records += len(batch.records)
+                    state.malformed += len(batch.malformed)
+                    records += len(batch.records)
+                    malformed += len(batch.malformed)
+                    self._recent_malformed.extend(batch.malformed)
+                    if not batch.records and not batch.malformed:
+                        break
+            with self._lock:
+                self.windows.expire(self.clock.now())
+            self._last_ingest_at = self.clock.now()
+        if self.gauges is not None:
+            self.gauges.ingest_records.labels("logs").inc(records)
+            self.gauges.ingest_malformed.inc(malformed)
+        return IngestTick(files=len(files), records=records, malformed=malformed, committed=committed)
+
+    def ingest_records(self, records: Sequence[Record]) -> dict[str, int]:
+        """Add records that came over HTTP (already validated by ``parse_batch``)."""
+        now = self.clock.now()
+        with self._lock:
+            before = self.windows.stats.duplicates
+            self.windows.add_all(records, now)
+            duplicates = self.windows.stats.duplicates - before
+        self._http_records += len(records)
+        if self.gauges is not None:
+            self.gauges.ingest_records.labels("http").inc(len(records))
+        predictions = sum(1 for r in records if isinstance(r, PredictionRecord))
+        return {"accepted": len(records), "predictions": predictions, "feedback": len(records) - predictions,
+                "duplicates": duplicates}
+
+    def snapshot(self, model: str, version: str | None = None) -> WindowSnapshot:
+        with self._lock:
+            return self.windows.snapshot(model, self.clock.now(), version=version)
+
+    # ------------------------------------------------------------------------------- targets
+
+    def deployed(self, model: str | None = None) -> list[Target]:
+        """Production and canary versions (of one model, or of all), production first."""
+        targets: list[Target] = []
+        with self.registry.read() as tx:
+            deployments = tx.list_deployments()
+            if model is not None:
+                deployments = [d for d in deployments if d.model == model]
+            for deployment in deployments:
+                for role, version in (("production", deployment.production_version),
+                                      ("canary", deployment.canary_version)):
+                    if not version or any(t.model == deployment.model and t.version == version for t in targets):
+                        continue
+                    found = tx.get_version(deployment.model, version)
+                    if found is None:
+                        continue
+                    targets.append(Target(deployment.model, version, role, found.reference_name,
+                                          found.reference_sha256, dict(found.metrics)))
+        return targets
+
+    # ------------------------------------------------------------------------------- drift
+
+    def check_drift(self) -> list[DriftResult]:
+        """One drift check of every deployed version; results stored, exported, announced, alerted."""
+        results = [self._check_drift_one(target) for target in self.deployed()]
+        self._export_drift(results)
+        self.step_alerts()
+        for result in results:
+            if result.verdict == "drift" and result.document.get("role") == "production":
+                drifted = ", ".join(result.document.get("drifted_features", [])) or "dataset"
+                self._ask_retrain(result.model, "drift",
+                                  f"data drift on {result.model} {result.version}: {drifted}")
+        return results
+
+    def _check_drift_one(self, target: Target) -> DriftResult:
+        now = self.clock.now()
+        policy = self.settings.drift
+        snap = self.snapshot(target.model, target.version)
+        document: dict[str, Any] = {
+            "role": target.role, "evaluated_at": utc_iso(now), "window_rows": snap.rows, "window_seen": snap.seen,
+            "sampled": snap.sampled, "reference": target.reference_name, "unlogged": [], "drifted_features": [],
+            "report": None, "error": None,
+        }
+        if not target.reference_name or not target.reference_sha256:
+            verdict = "no_reference"
+            document["error"] = (f"{target.model} {target.version} has no reference sample; register it with"
+                                 " --reference FILE.csv to check drift")
+        else:
+            try:
+                summary = self.summaries.get(target.reference_name, target.reference_sha256,
+                                             psi_bins=policy.psi_bins)
+                summary, current, unlogged = current_frame(summary, snap)
+                document["unlogged"] = unlogged
+                if not summary.columns:
+                    raise NotFoundError("", "", message="no column of the reference sample appears in the logged"
+                                        " records" if snap.rows else "no logged records in the window yet")
+                from opsctl.core.drift import detect_drift
+
+                report = detect_drift(summary, current, policy)
+                document["report"] = report.to_json()
+                document["drifted_features"] = [f.name for f in report.features if f.drifted]
+                verdict = {True: "drift", False: "no_drift", None: "insufficient_data"}[report.dataset_drift]
+            except NotFoundError as error:
+                verdict, document["error"] = "insufficient_data", str(error)
+            except OpsctlError as error:
+                verdict, document["error"] = "error", f"{type(error).__name__}: {error}"
+                log.warning("drift check failed", extra={"model": target.model, "version": target.version,
+                                                         "error": str(error)})
+        result = DriftResult(now, target.model, target.version, "drift", verdict, document)
+        previous = self.store.latest(self.registry, target.model, "drift", version=target.version)
+        result = replace(result, id=self.store.record(self.registry, result))
+        report = document["report"] or {}
+        self._publish("drift", {
+            "model": target.model, "version": target.version, "role": target.role, "verdict": verdict,
+            "previous": previous[0].verdict if previous else None,
+            "drifted_features": document["drifted_features"], "share_drifted": report.get("share_drifted"),
+            "rows": snap.rows, "error": document["error"]})
+        return result
+
+    def _export_drift(self, results: Iterable[DriftResult]) -> None:
+        if self.gauges is None:
+            return
+        g = self.gauges
+        seen: dict[tuple[str, str], set[str]] = {}
+        for result in results:
+            key = (result.model, result.version)
+            report = result.document.get("report")
+            features: set[str] = set()
+            if report is not None:
+                for feature in report["features"]:
+                    name = feature["name"]
+                    features.add(name)
+                    if feature["statistic"] is None:
+                        _remove(g.feature_statistic, *key, name)
+                    else:
+                        g.feature_statistic.labels(*key, name).set(feature["statistic"])
+                    if feature["drifted"] is None:
+                        _remove(g.feature_drifted, *key, name)
+                    else:
+                        g.feature_drifted.labels(*key, name).set(1.0 if feature["drifted"] else 0.0)
+            if report is not None and report["dataset_drift"] is not None:
+                g.dataset_drifted.labels(*key).set(1.0 if report["dataset_drift"] else 0.0)
+            else:
+                _remove(g.dataset_drifted, *key)
+            for gone in self._exported_drift.get(key, set()) - features:
+                _remove(g.feature_statistic, *key, gone)
+                _remove(g.feature_drifted, *key, gone)
+            seen[key] = features
+        for key, features in self._exported_drift.items():
+            if key in seen:
+                continue
+            _remove(g.dataset_drifted, *key)
+            for name in features:
+                _remove(g.feature_statistic, *key, name)
+                _remove(g.feature_drifted, *key, name)
+        self._exported_drift = seen
+
+    # ------------------------------------------------------------------------------- performance
+
+    def check_performance(self) -> list[DriftResult]:
+        """One performance check of every deployed version; stored, exported, announced, alerted."""
+        results = [self._check_performance_one(target) for target in self.deployed()]
+        self._export_performance(results)
+        self.step_alerts()
+        for result in results:
+            if result.verdict == "degraded" and result.document.get("role") == "production":
+                worst = [m["name"] for m in result.document["metrics"] if m["state"] == "degraded"]
+                self._ask_retrain(result.model, "performance",
+                                  f"performance drop on {result.model} {result.version}: {', '.join(worst)}")
+        return results
+
+    def _check_performance_one(self, target: Target) -> DriftResult:
+        now = self.clock.now()
+        snap = self.snapshot(target.model, target.version)
+        error = None
+        try:
+            baseline = BaselineMetrics.from_mapping(target.metrics)
+        except ValueError as caught:
+            baseline, error = BaselineMetrics(), f"unusable baseline metrics: {caught}"
+        report = evaluate_window(snap, baseline, self.settings.performance)
+        document = {"role": target.role, "evaluated_at": utc_iso(now), "window_rows": snap.rows,
+                    "window_seen": snap.seen, "sampled": snap.sampled, "error": error, **report.to_json()}
+        verdict = report.verdict
+        document.pop("verdict")
+        result = DriftResult(now, target.model, target.version, "performance", verdict, document)
+        previous = self.store.latest(self.registry, target.model, "performance", version=target.version)
+        result = replace(result, id=self.store.record(self.registry, result))
+        self._publish("performance", {
+            "model": target.model, "version": target.version, "role": target.role, "verdict": verdict,
+            "previous": previous[0].verdict if previous else None, "labelled": report.labelled,
+            "metrics": {m.name: m.value for m in report.metrics}})
+        return result
+
+    def _export_performance(self, results: Iterable[DriftResult]) -> None:
+        if self.gauges is None:
+            return
+        g = self.gauges
+        seen: dict[tuple[str, str], set[str]] = {}
+        for result in results:
+            key = (result.model, result.version)
+            g.labelled.labels(*key).set(result.document["labelled"])
+            names: set[str] = set()
+            for metric in result.document["metrics"]:
+                if metric["value"] is None:
+                    _remove(g.metric, *key, metric["name"])
+                else:
+                    g.metric.labels(*key, metric["name"]).set(metric["value"])
+                    names.add(metric["name"])
+            for gone in self._exported_performance.get(key, set()) - names:
+                _remove(g.metric, *key, gone)
+            seen[key] = names
+        for key, names in self._exported_performance.items():
+            if key in seen:
+                continue
+            _remove(g.labelled, *key)
+            for name in names:
+                _remove(g.metric, *key, name)
+        self._exported_performance = seen
+
+    # ------------------------------------------------------------------------------- alerts, retraining
+
+    def conditions(self) -> list[Condition]:
+        """Both rules for every deployed version, from the newest stored results (survives restarts)."""
+        conditions = []
+        for target in self.deployed():
+            labels = {"model": target.model, "model_version": target.version}
+            drift = self.store.latest(self.registry, target.model, "drift", version=target.version)
+            performance = self.store.latest(self.registry, target.model, "performance", version=target.version)
+            if drift:
+                d = drift[0]
+                report = d.document.get("report") or {}
+                features = ", ".join(d.document.get("drifted_features", []))
+                conditions.append(Condition(
+                    DATA_DRIFT, labels, d.verdict == "drift", value=report.get("share_drifted"),
+                    summary=f"{target.model} {target.version}: drift in {features}" if features else ""))
+            if performance:
+                p = performance[0]
+                degraded = [m for m in p.document.get("metrics", []) if m["state"] == "degraded"]
+                text = ", ".join(f"{m['name']} {m['value']:.3f} < {m['floor']:.3f}" for m in degraded)
+                conditions.append(Condition(
+                    PERFORMANCE_DEGRADED, labels, p.verdict == "degraded",
+                    value=degraded[0]["value"] if degraded else None,
+                    summary=f"{target.model} {target.version}: {text}" if text else ""))
+        return conditions
+
+    def step_alerts(self) -> list[AlertTransition]:
+        """Step the alert engine for source ``drift``; other sources' alerts are left alone."""
+        settings = self.settings
+        conditions = self.conditions()
+        now = self.clock.now()
+        with self.registry.write() as tx:
+            before = self.alert_store.load(tx)
+            silences = self.alert_store.silences(tx, active_at=now)
+            after, notifications = step(before, conditions, now, silences=silences, policy=settings.alerts,
+                                        evaluated_sources=(AlertSource.DRIFT,))
+            transitions = self.alert_store.apply(tx, before, after, now)
+        for transition in transitions:
+            self._publish("alert", transition.to_json())
+        if notifications and self._notify is not None:
+            try:
+                self._notify(notifications)
+            except Exception:  # delivery trouble is the notifier's to retry; never fail the check
+                log.exception("sending drift alert notifications failed")
+        return transitions
+
+    def _ask_retrain(self, model: str, trigger: str, reason: str) -> None:
+        if self._retrain is None:
+            return
+        try:
+            self._retrain(model, trigger, reason)
+        except OpsctlError as error:
+            log.warning("retrain trigger failed", extra={"model": model, "trigger": trigger, "error": str(error)})
+        except Exception:
+            log.exception("retrain trigger crashed")
+
+    # ------------------------------------------------------------------------------- reads
+
+    def _window_json(self, model: str) -> dict[str, Any]:
+        snap = self.snapshot(model)
+        return {"rows": snap.rows, "seen": snap.seen, "labelled": len(snap.labelled_indices()),
+                "sampled": snap.sampled, "inclusion_probability": snap.inclusion_probability}
+
+    def _require_model(self, model: str) -> list[Target]:
+        if self.registry.get_deployment(model) is None:
+            raise NotFoundError("model", model, "see `opsctl models`")
+        return self.deployed(model)
+
+    def drift(self, model: str, *, history: int | None = None) -> dict[str, Any]:
+        """``GET /v1/drift/{model}``: the newest check of each deployed version, the window, history."""
+        targets = self._require_model(model)
+        versions = []
+        for target in targets:
+            latest = self.store.latest(self.registry, model, "drift", version=target.version)
+            versions.append({"version": target.version, "role": target.role,
+                             "result": latest[0].to_json() if latest else None})
+        document: dict[str, Any] = {"model": model, "versions": versions, "window": self._window_json(model),
+                                    "drift_seconds": self.settings.jobs.drift_seconds}
+        if history is not None:
+            rows = self.store.history(self.registry, model, "drift", limit=history)
+            document["history"] = [_history_row(r) for r in rows]
+        return document
+
+    def performance(self, model: str) -> dict[str, Any]:
+        """``GET /v1/performance/{model}``: the newest check of each deployed version and the window."""
+        targets = self._require_model(model)
+        versions = []
+        for target in targets:
+            latest = self.store.latest(self.registry, model, "performance", version=target.version)
+            versions.append({"version": target.version, "role": target.role,
+                             "result": latest[0].to_json() if latest else None})
+        return {"model": model, "versions": versions, "window": self._window_json(model),
+                "performance_seconds": self.settings.jobs.performance_seconds}
+
+    def status(self) -> dict[str, Any]:
+        """``/v1/status`` section: ingestion counters and the window's size per model."""
+        with self._lock:
+            stats = self.windows.stats.to_json()
+            models = {m: self.windows.kept(m) for m in self.windows.models()}
+            pending = self.windows.pending_labels()
+        files = [{"path": key, "kind": s.kind, "records": s.records, "malformed": s.malformed,
+                  **{k: v for k, v in s.tailer.stats.to_json().items() if k in ("rotations", "truncations",
+                                                                                 "lost_rotations")}}
+                 for key, s in sorted(self._files.items())]
+        return {
+            "log_dirs": [str(d) for d in self.log_dirs()],
+            "last_ingest_at": None if self._last_ingest_at is None else utc_iso(self._last_ingest_at),
+            "files": files,
+            "records": sum(f["records"] for f in files) + self._http_records,
+            "http_records": self._http_records,
+            "malformed": sum(f["malformed"] for f in files),
+            "recent_malformed": [m.to_json() for m in self._recent_malformed],
+            "window": {**stats, "kept": models, "pending_labels": pending},
+            "summaries_built": self.summaries.built,
+        }
+
+
+def _history_row(result: DriftResult) -> dict[str, Any]:
+    report = result.document.get("report") or {}
+    return {"id": result.id, "at": utc_iso(result.at), "version": result.version, "verdict": result.verdict,
+            "drifted_features": result.document.get("drifted_features", []),
+            "drifted_count": report.get("drifted_count"), "share_drifted": report.get("share_drifted"),
+            "rows": result.document.get("window_rows"), "error": result.document.get("error")}
+
+
+# --------------------------------------------------------------------------- window -> frame
+
+
+def current_frame(summary: ReferenceSummary, snap: WindowSnapshot
+                  ) -> tuple[ReferenceSummary, pd.DataFrame, list[str]]:
+    """The window as a frame with the reference's columns, the summary cut to the columns the window
+    carries, and the reference columns no record carries (``unlogged``).
+
+    Categorical columns are compared as text when the reference's categories are text (``1`` logged
+    as a number is the category ``"1"``); a value that is not a number in a numerical column counts
+    as missing, so the missing-rate signal reports it.
+    """
+    import pandas as pd
+
+    from opsctl.adapters.ingest import features_frame
+
+    frame = features_frame(snap)
+    if SCORE_COLUMN not in frame.columns:
+        frame[SCORE_COLUMN] = [float("nan") if s is None else s for s in snap.scores]
+    if CLASS_COLUMN not in frame.columns:
+        frame[CLASS_COLUMN] = list(snap.predictions)
+    present = set(snap.feature_names()) | {CLASS_COLUMN}
+    if any(s is not None for s in snap.scores):
+        present.add(SCORE_COLUMN)
+    unlogged = [name for name in summary.columns if name not in present]
+    numerical = tuple(c for c in summary.numerical if c.name in present)
+    categorical = tuple(c for c in summary.categorical if c.name in present)
+    columns: dict[str, Any] = {}
+    for ref in numerical:
+        columns[ref.name] = pd.to_numeric(frame[ref.name], errors="coerce").astype("float64")
+    for cat in categorical:
+        values = frame[cat.name]
+        if all(isinstance(c, str) for c in cat.categories):
+            values = values.map(lambda v: v if v is None or isinstance(v, str) else _text(v)).astype("object")
+        columns[cat.name] = values
+    current = pd.DataFrame(columns, index=frame.index)
+    return replace(summary, numerical=numerical, categorical=categorical), current, unlogged
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, float):
+        if value != value:  # NaN stays missing
+            return None
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
