@@ -118,6 +118,24 @@ def metric_samples(daemon: DaemonProcess, name: str, **labels: str) -> dict[tupl
     return found
 
 
+def replayed_events(daemon: DaemonProcess, wanted: int, predicate: Any) -> list[dict[str, Any]]:
+    """Events from the daemon's SSE stream (history replayed from the start) matching ``predicate``,
+    read until ``wanted`` of them arrived or 5 s passed (job events keep the stream busy)."""
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 5
+    with daemon.http(timeout=5).stream("GET", "/v1/events", params={"since": "0"}) as response:
+        for line in response.iter_lines():
+            if time.monotonic() > deadline:
+                break
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                if predicate(event):
+                    found.append(event)
+                    if len(found) >= wanted:
+                        break
+    return found
+
+
 def seconds_between(start: str, end: str) -> float:
     def parse(text: str) -> float:
         from datetime import datetime
@@ -222,6 +240,12 @@ def test_a_slow_version_is_degraded_not_critical_and_its_alert_pends_fires_and_r
     held = seconds_between(firing["starts_at"], firing["fired_at"])
     assert DEGRADED_FOR_SECONDS <= held <= DEGRADED_FOR_SECONDS + 2, held
     assert firing["id"] == pending["id"] and firing["starts_at"] == pending["starts_at"]
+    changes = replayed_events(health_daemon, 3, lambda e: model in (e["data"].get("model"),
+                                                                    e["data"].get("labels", {}).get("model")) and (
+        (e["kind"] == "health" and e["data"]["status"] == "degraded")
+        or (e["kind"] == "alert" and e["data"]["to"] in ("pending", "firing"))))
+    assert [(e["kind"], e["data"].get("status") or e["data"]["to"]) for e in changes] == [
+        ("health", "degraded"), ("alert", "pending"), ("alert", "firing")]
     paged = wait_until(lambda: am_alerts(alertmanager.url, model), timeout=10, message="alert in Alertmanager")
     assert paged[0]["labels"]["alertname"] == "ModelSlaDegraded"
     assert paged[0]["labels"]["model_version"] == "v1"
@@ -339,6 +363,11 @@ def test_prometheus_unreachable_makes_every_version_unknown_and_the_job_fail(tmp
         assert {m["model"]: m["status"] for m in status["health"]["models"]} == {
             "hc-dark-a": "unknown", "hc-dark-b": "unknown"}
         assert daemon.http().get("/healthz").status_code == 200
+        paths = daemon.http().get("/openapi.json").json()["paths"]
+        assert set(paths["/v1/health"]) == {"get"} and set(paths["/v1/silences"]) == {"get", "post"}
+        assert {"/v1/alerts", "/v1/alerts/{id}/ack", "/v1/silences/{id}/expire"} <= set(paths)
+        schema = paths["/v1/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert set(schema["properties"]["models"]["items"]["required"]) <= set(document["models"][0])
         failures = metric_samples(daemon, "opsctl_job_failures_total", job="health")
         assert sum(failures.values()) >= 1
     finally:
