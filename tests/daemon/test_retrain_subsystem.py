@@ -1,0 +1,133 @@
+"""Retraining in the real daemon: the API, the CLI, single flight, and a hanging run that stalls nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
+from tests.fixtures.daemon import DaemonProcess, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+EP = "tests.retrain_entrypoints"
+
+
+def retrain_config(tmp_path: Path) -> str:
+    return f"""
+[jobs]
+housekeeping_seconds = 0.5
+
+[retrain]
+timeout_seconds = 30
+memory_limit_mb = 0
+kill_grace_seconds = 0.2
+cooldown_seconds = 600
+min_improvement = 0.02
+
+[retrain.models.hung]
+entrypoint = "{EP}:hang"
+timeout_seconds = 3
+
+[retrain.models.fraud]
+entrypoint = "{EP}:train_curve"
+params = {{ release = "{tmp_path / 'release'}", weight = "5" }}
+
+[retrain.models.churn]
+entrypoint = "{EP}:train_curve"
+"""
+
+
+@pytest.fixture
+def retrain_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    env = make_opsctl_env(tmp_path / "opsctl", retrain_config(tmp_path))
+    # The test models (tests.retrain_entrypoints) are unpickled by the daemon and imported by training.
+    process = DaemonProcess(env, extra_env={"PYTHONPATH": str(REPO)}).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _run(daemon: DaemonProcess, run_id: str) -> dict:  # type: ignore[type-arg]
+    with daemon.http() as http:
+        return http.get(f"/v1/retrain/{run_id}").json()  # type: ignore[no-any-return]
+
+
+def test_a_hanging_run_is_killed_at_its_timeout_while_the_daemon_keeps_answering(
+        retrain_daemon: DaemonProcess) -> None:
+    with retrain_daemon.http() as http:
+        started = http.post("/v1/retrain/hung", json={"reason": "see what happens"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run"]["id"]
+        housekeeping_runs = _job_runs(http, "housekeeping")
+        slowest = 0.0
+        while _run(retrain_daemon, run_id)["status"] == "running":
+            t0 = time.monotonic()
+            status = http.get("/v1/status")
+            slowest = max(slowest, time.monotonic() - t0)
+            assert status.status_code == 200
+            assert [r["id"] for r in status.json()["retrain"]["running"]] in ([run_id], [])
+            time.sleep(0.1)
+        assert slowest < 1.0, f"/v1/status took {slowest:.2f} s during the run"
+        # Other jobs kept running while the training hung (housekeeping every 0.5 s).
+        assert _job_runs(http, "housekeeping") >= housekeeping_runs + 3
+        run = _run(retrain_daemon, run_id)
+        assert run["status"] == "timed_out"
+        assert "did not finish within 3 s" in run["error"] and "training forever" in run["logs"]
+        # The model was never registered (so /v1/history?model= does not know it); the log does.
+        history = [e for e in http.get("/v1/history").json() if e["model"] == "hung"]
+        assert [(e["action"], e["outcome"]) for e in history] == [("retrain", "ok"), ("retrain", "failed")]
+        assert history[0]["actor"] != "unknown" and history[0]["reason"] == "see what happens"
+
+
+def _job_runs(http, name: str) -> int:  # type: ignore[no-untyped-def]
+    jobs = {j["name"]: j for j in http.get("/v1/status").json()["jobs"]}
+    return int(jobs[name]["runs"])
+
+
+def test_ten_api_triggers_start_one_run_and_the_cli_follows_and_shows_runs(
+        retrain_daemon: DaemonProcess, tmp_path: Path) -> None:
+    env: OpsctlEnv = retrain_daemon.env
+    with retrain_daemon.http() as http:
+        answers = [http.post("/v1/retrain/fraud", json={"reason": f"try {i}"}).json() for i in range(10)]
+        assert [a["verdict"] for a in answers] == ["started"] + ["joined"] * 9
+        run_id = answers[0]["run"]["id"]
+        assert {a["run"]["id"] for a in answers} == {run_id}
+        (tmp_path / "release").touch()
+        done = wait_until(lambda: _run(retrain_daemon, run_id)["status"] not in ("running", "evaluating") and
+                          _run(retrain_daemon, run_id), timeout=30, message="the fraud run to end")
+        assert done["joined_triggers"] == 9
+        # Nothing in production: the first candidate is 1.0.0 and stays registered.
+        assert (done["status"], done["candidate_version"]) == ("kept", "1.0.0")
+        assert done["decision"]["outcome"] == "no_champion"
+
+    result = env.run("retrain", "churn", "--wait", "--reason", "engineer asked", timeout=60)
+    assert result.code == 0, result.stderr
+    assert "| training curve, weight 5.0" in result.stderr
+    assert "[100%] done" in result.stderr
+    assert "churn kept" in result.stdout and "candidate 1.0.0" in result.stdout
+
+    listed = env.run("retrain", "runs", "-o", "json")
+    assert listed.code == 0, listed.stderr
+    assert [(r["model"], r["trigger"]) for r in listed.json()] == [("churn", "manual"), ("fraud", "manual")]
+    only = env.run("retrain", "runs", "fraud", "-o", "json").json()
+    assert [r["id"] for r in only] == [run_id]
+
+    shown = env.run("retrain", "show", run_id)
+    assert shown.code == 0, shown.stderr
+    assert "9 more triggers joined this run" in shown.stdout
+    assert "| waiting for release" in shown.stdout and "no_champion" in shown.stdout
+
+    missing = env.run("retrain", "show", "nosuchrun")
+    assert missing.code == 3 and "not found" in missing.stderr
+    unknown = env.run("retrain", "nosuchmodel")
+    assert unknown.code == 3 and "retrain.models.nosuchmodel" in unknown.stderr
+
+
+def test_cli_needs_the_daemon(tmp_path: Path) -> None:
+    env = make_opsctl_env(tmp_path / "opsctl", retrain_config(tmp_path))
+    result = env.run("retrain", "fraud", "--reason", "x")
+    assert result.code == 6 and "retraining runs in the daemon" in result.stderr
