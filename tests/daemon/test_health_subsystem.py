@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,15 +310,21 @@ def test_ack_and_silence_suppress_notifications_and_are_audited(health_daemon: D
     wait_until(lambda: am_alerts(alertmanager.url, "hc-silenced"), timeout=10, message="paged after unsilence")
 
 
-def test_alert_state_and_acks_survive_a_daemon_restart(health_daemon: DaemonProcess, exporter: Any) -> None:
-    env, model = health_daemon.env, "hc-restart"
-    exporter.set(model, "v1", request_rate=40, latency_lo=0.6, latency_hi=0.9)
-    deploy(env, model)
+def test_alert_state_and_acks_survive_a_daemon_restart_and_alertmanager_down_is_retried_and_shown(
+        health_daemon: DaemonProcess, exporter: Any, alertmanager: Any) -> None:
+    env, model, other = health_daemon.env, "hc-restart", "hc-restart-unacked"
+    for name in (model, other):
+        exporter.set(name, "v1", request_rate=40, latency_lo=0.6, latency_hi=0.9)
+        deploy(env, name)
     firing = wait_alert(env, model, "firing", timeout=20 + DEGRADED_FOR_SECONDS)
+    wait_alert(env, other, "firing", timeout=10)
     assert env.run("alerts", "ack", firing["id"], "--for", "1h", "--comment", "known").code == 0
 
     health_daemon.stop()
     assert env.run("alerts").code == 6
+    # Come back with Alertmanager unreachable: a closed port.
+    original = env.config.read_text()
+    env.config.write_text(original.replace(alertmanager.url, f"http://127.0.0.1:{free_port()}"))
     health_daemon.start()
     after = alert_for(env, model)
     assert after is not None and after["state"] == "firing"
@@ -325,14 +332,28 @@ def test_alert_state_and_acks_survive_a_daemon_restart(health_daemon: DaemonProc
                                                                      firing["fired_at"])
     assert after["ack"]["by"] == ME and after["ack"]["comment"] == "known"
 
-    def alerts_runs() -> int:
-        status = env.run("status", "-o", "json").json()
-        job = next(j for j in status["jobs"] if j["name"] == "alerts")
-        return int(job["runs"])
+    def jobs() -> dict[str, dict[str, Any]]:
+        return {j["name"]: j for j in env.run("status", "-o", "json").json()["jobs"]}
 
-    wait_until(lambda: alerts_runs() >= 4, timeout=10, message="alert rounds after the restart")
+    wait_until(lambda: jobs()["alerts"]["runs"] >= 4, timeout=10, message="alert rounds after the restart")
     again = alert_for(env, model)
     assert again is not None and again["state"] == "firing" and again["fired_at"] == firing["fired_at"]
+
+    # The unacked alert is due for re-sending every second: delivery fails, is queued, shown, and the
+    # health job is unaffected.
+    listing = env.run("alerts", "-o", "json")
+    delivery = listing.json()["delivery"]["alertmanager"]
+    assert delivery["ok"] is False and delivery["queued"] >= 1
+    assert "alertmanager delivery failing" in listing.stderr and "queued for retry" in listing.stderr
+    status = jobs()
+    assert status["alerts"]["last_ok"] is False and "queued for retry" in status["alerts"]["last_summary"]
+    assert status["health"]["last_ok"] is True
+    # Back to the real Alertmanager (SIGHUP reload): the queue drains.
+    env.config.write_text(original)
+    health_daemon.signal(signal.SIGHUP)
+    wait_until(lambda: env.run("alerts", "-o", "json").json()["delivery"]["alertmanager"]["ok"], timeout=10,
+               message="delivery recovered after reload")
+    wait_until(lambda: am_alerts(alertmanager.url, other), timeout=10, message="retried alert delivered")
 
 
 # --------------------------------------------------------------------------- Prometheus down
