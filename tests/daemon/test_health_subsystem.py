@@ -348,7 +348,7 @@ def test_alert_state_and_acks_survive_a_daemon_restart_and_alertmanager_down_is_
     status = jobs()
     assert status["alerts"]["last_ok"] is False and "queued for retry" in status["alerts"]["last_summary"]
     assert status["health"]["last_ok"] is True
-    # Back to the real Alertmanager (SIGHUP reload): the queue drains.
+    # Back to the real Alertmanager (SIGHUP reload): delivery recovers with the next re-send.
     env.config.write_text(original)
     health_daemon.signal(signal.SIGHUP)
     wait_until(lambda: env.run("alerts", "-o", "json").json()["delivery"]["alertmanager"]["ok"], timeout=10,
