@@ -131,3 +131,27 @@ def test_cli_needs_the_daemon(tmp_path: Path) -> None:
     env = make_opsctl_env(tmp_path / "opsctl", retrain_config(tmp_path))
     result = env.run("retrain", "fraud", "--reason", "x")
     assert result.code == 6 and "retraining runs in the daemon" in result.stderr
+
+
+def test_a_better_candidate_starts_a_canary_in_the_daemon_never_a_promotion(
+        retrain_daemon: DaemonProcess, tmp_path: Path) -> None:
+    from tests.retrain_entrypoints import write_model
+
+    champion = write_model(-0.5, tmp_path / "champion.joblib")  # gets the sign wrong: easy to beat
+    with retrain_daemon.http(timeout=60) as http:
+        created = http.post("/v1/models/churn/versions", json={"version": "2.3.4", "artifact_path": str(champion)})
+        assert created.status_code == 201, created.text
+        assert http.post("/v1/models/churn/promote", json={"version": "2.3.4"}).status_code == 200
+        answer = http.post("/v1/retrain/churn", json={"reason": "quarterly refresh", "wait": True}).json()
+        run = answer["run"]
+        assert run["status"] == "canary_started", run
+        assert (run["parent_version"], run["candidate_version"]) == ("2.3.4", "2.3.5")
+        assert run["decision"]["outcome"] == "canary" and run["decision"]["improvement"] > 0.5
+        canaries = http.get("/v1/canaries", params={"model": "churn"}).json()
+        assert [(c["canary_version"], c["production_version"]) for c in canaries] == [("2.3.5", "2.3.4")]
+        versions = {v["version"]: v for v in http.get("/v1/models/churn/versions").json()}
+        assert versions["2.3.4"]["status"] == "production" and versions["2.3.5"]["status"] == "canary"
+        assert versions["2.3.5"]["lineage"]["parent_version"] == "2.3.4"
+        assert versions["2.3.5"]["lineage"]["trigger"] == "manual"
+        story = [e["action"] for e in http.get("/v1/history", params={"model": "churn"}).json()]
+        assert story[story.index("retrain"):][:4] == ["retrain", "register", "retrain-decision", "canary_start"]
