@@ -218,7 +218,7 @@ class RetrainService:
         deployment = tx.get_deployment(model)
         parent = deployment.production_version if deployment else None
         run = RetrainRun(id=self._new_id(), model=model, trigger=trigger, reason=reason, actor=actor.label(),
-                         status=RunStatus.RUNNING, started_at=now, parent_version=parent,
+                         actor_uid=actor.uid, status=RunStatus.RUNNING, started_at=now, parent_version=parent,
                          message=f"training {model} (trigger: {trigger})")
         # Fail before training when the version cannot be bumped: an hour of training for a
         # candidate that cannot be named would be wasted.
@@ -309,7 +309,7 @@ class RetrainService:
         lineage = Lineage(training_data_hash=result.training_data_hash,
                           code_version=policy.lineage_code_version(__version__),
                           parent_version=run.parent_version, trigger=run.trigger)
-        actor = _actor_from_label(run.actor)
+        actor = _run_actor(run)
         for attempt in range(3):
             # Rejected candidates stay registered, so pick a number nobody holds; someone may
             # register the same number meanwhile, hence the retry.
@@ -361,7 +361,7 @@ class RetrainService:
         run = replace(run, decision=decision)
         now = self.clock.now()
         with self.registry.write() as tx:
-            tx.append_audit(actor=_actor_from_label(run.actor), action="retrain-decision", model=run.model,
+            tx.append_audit(actor=_run_actor(run), action="retrain-decision", model=run.model,
                             from_version=decision.champion_version, to_version=decision.challenger_version,
                             reason=run.reason, outcome=Outcome.OK,
                             detail=f"{decision.outcome.value}: {decision.reason}", now=now)
@@ -371,7 +371,7 @@ class RetrainService:
             return self._finish(run, RunStatus.AWAITING_APPROVAL,
                                 message=f"{decision.reason}; waiting for approval"
                                         f" (`opsctl retrain approve {run.id}`)")
-        return self._start_canary(run, _actor_from_label(run.actor))
+        return self._start_canary(run, _run_actor(run))
 
     def _start_canary(self, run: RetrainRun, actor: Actor) -> RetrainRun:
         assert run.candidate_version is not None and run.decision is not None
@@ -430,7 +430,7 @@ class RetrainService:
         with self.registry.write() as tx:
             run = _write_run(tx, run)
             if status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
-                tx.append_audit(actor=_actor_from_label(run.actor), action="retrain", model=run.model,
+                tx.append_audit(actor=_run_actor(run), action="retrain", model=run.model,
                                 from_version=run.parent_version, to_version=run.candidate_version,
                                 reason=run.reason, outcome=Outcome.FAILED,
                                 detail=f"run {run.id} {status.value}: {_first_line(run.error)}", now=now)
@@ -617,9 +617,10 @@ def _score_model(estimator: Any, features: Any, labels: Any) -> dict[str, float]
     return binary_metrics(labels, scores[:, 1])
 
 
-def _actor_from_label(label: str) -> Actor:
-    user, _, via = label.partition(" via ")
-    return Actor(user=user or "unknown", via=via or "retrain")
+def _run_actor(run: RetrainRun) -> Actor:
+    """The actor who triggered the run: its later audit events (register, decision) name them too."""
+    user, _, via = run.actor.partition(" via ")
+    return Actor(user=user or "unknown", uid=run.actor_uid, via=via or "retrain")
 
 
 def _first_line(text: str | None) -> str:

@@ -297,6 +297,9 @@ def test_approval_before_canary(tmp_path: Path) -> None:
     approved = retrain.approve(run.id, actor=ALICE, reason="looked at the numbers")
     assert approved.status is RunStatus.CANARY_STARTED and [c[1] for c in world.canaries] == ["1.2.4"]
     assert ("retrain-approve", "ok", "1.2.4") in world.audit()
+    # The candidate's registration and the decision are attributed to whoever triggered the run.
+    attributed = {e.action: (e.actor, e.uid) for e in world.registry.audit(MODEL, limit=100)}
+    assert attributed["register"] == attributed["retrain-decision"] == ("alice", 1000)
     with pytest.raises(ConflictError, match="not awaiting approval"):
         retrain.approve(run.id, actor=ALICE)
 

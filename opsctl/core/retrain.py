@@ -551,6 +551,7 @@ class RetrainRun:
     parent_version: str | None = None
     candidate_version: str | None = None
     joined_triggers: int = 0  # triggers that arrived while this run was in flight
+    actor_uid: int | None = None  # with ``actor`` ("user via path"): who the run's audit events name
     training: dict[str, Any] | None = None  # TrainingOutcome.to_json() without the log tail
     decision: RetrainDecision | None = None
     canary: dict[str, Any] | None = None
@@ -578,6 +579,7 @@ class RetrainRun:
             "parent_version": self.parent_version,
             "candidate_version": self.candidate_version,
             "joined_triggers": self.joined_triggers,
+            "actor_uid": self.actor_uid,
             "training": self.training,
             "decision": None if self.decision is None else self.decision.to_json(),
             "canary": self.canary,
@@ -595,7 +597,8 @@ class RetrainRun:
             actor=data.get("actor", ""), status=RunStatus(data["status"]), started_at=parse_utc(data["started_at"]),
             finished_at=parse_utc(data["finished_at"]) if data.get("finished_at") else None,
             parent_version=data.get("parent_version"), candidate_version=data.get("candidate_version"),
-            joined_triggers=int(data.get("joined_triggers", 0)), training=data.get("training"),
+            joined_triggers=int(data.get("joined_triggers", 0)), actor_uid=data.get("actor_uid"),
+            training=data.get("training"),
             decision=RetrainDecision.from_json(data["decision"]) if data.get("decision") else None,
             canary=data.get("canary"), error=data.get("error"), message=data.get("message", ""),
             logs=data.get("logs", ""))

@@ -233,7 +233,7 @@ def test_decision_and_run_round_trip_through_json() -> None:
     run = RetrainRun(id="r1", model="m", trigger="drift", reason="psi", actor="opsctld via drift",
                      status=RunStatus.CANARY_STARTED, started_at=T0, finished_at=T0 + timedelta(minutes=3),
                      parent_version="1.0.0", candidate_version="1.0.1", joined_triggers=9, decision=decision,
-                     canary={"id": 4}, logs="line 1\nline 2")
+                     canary={"id": 4}, logs="line 1\nline 2", actor_uid=0)
     assert RetrainRun.from_json(run.to_json()) == run
     assert "logs" not in run.to_json(with_logs=False)
 
