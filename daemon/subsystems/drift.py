@@ -1,0 +1,248 @@
+"""Ingestion, drift and performance checks in the daemon (:mod:`opsctl.drift_service` does the work).
+
+Jobs (bodies run in the job pool's worker threads, never on the event loop):
+
+* ``ingest`` every ``[jobs] ingest_seconds``: new lines of the SDK logs in ``[ingest] log_dirs`` into the
+  per-model window, offsets committed to the registry;
+* ``drift`` every ``[jobs] drift_seconds`` and ``performance`` every ``[jobs] performance_seconds``: one
+  check per deployed version, stored in ``drift_results``, exported on ``/metrics``, announced as SSE
+  ``drift`` / ``performance`` events, stepped through the alert engine (rules ``ModelDataDrift`` and
+  ``ModelPerformanceDegraded``, source ``drift``; notifications go out through the health subsystem's
+  Alertmanager notifier), and, for a production version with a ``[retrain.models.MODEL]`` entry, a
+  retraining trigger (the retraining service holds repeats by single flight and its cooldown).
+
+Endpoints::
+
+    POST /v1/ingest                 {"records": [...]}   the SDK's records, all or nothing per batch
+    GET  /v1/drift/{model}          newest drift check per deployed version (?history=N: last N checks)
+    GET  /v1/performance/{model}    newest performance check per deployed version
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from opsctl.adapters.offset_store import RegistryOffsetStore
+from opsctl.core.alerts import Notification
+from opsctl.core.window import parse_batch
+from opsctl.domain import Actor
+from opsctl.drift_service import DriftGauges, DriftService
+from opsctl.errors import UsageError
+from opsctld.api import Endpoint
+from opsctld.jobs import JobOutcome, JobSpec
+from opsctld.main import Subsystem
+from opsctld.state import DaemonState
+
+log = logging.getLogger("opsctld.drift")
+
+RETRAIN_ACTOR = Actor(user="opsctld", uid=None, via="drift")
+_MAX_HISTORY = 1000
+
+_SERVICES: dict[int, DriftService] = {}
+_GUARD = threading.Lock()
+
+
+def _config_dir(state: DaemonState) -> Path | None:
+    source = state.settings.source
+    if source in ("defaults", "<config>"):
+        return None
+    return Path(source).resolve().parent
+
+
+def _notify(state: DaemonState) -> Any:
+    def send(notifications: Sequence[Notification]) -> None:
+        from opsctld.subsystems.health import runtime_for
+
+        notifier = runtime_for(state).notifier()
+        if notifier.enabled:
+            notifier.send(notifications)
+
+    return send
+
+
+def _retrain(state: DaemonState) -> Any:
+    def trigger(model: str, kind: str, reason: str) -> None:
+        if state.settings.retrain.for_model(model) is None:
+            return  # no [retrain.models.MODEL] entry: this model is not retrained automatically
+        try:
+            from opsctld.subsystems.retrain import retrain_service
+        except ImportError:
+            return
+        result = retrain_service(state).trigger(model, kind, reason, RETRAIN_ACTOR)
+        log.info("retrain requested", extra={"model": model, "trigger": kind, "verdict": result.verdict.value})
+
+    return trigger
+
+
+def drift_service(state: DaemonState) -> DriftService:
+    """The daemon's drift service (one per daemon state)."""
+    with _GUARD:
+        service = _SERVICES.get(id(state))
+        if service is None:
+            service = DriftService(
+                state.registry, state.artifacts, settings=lambda: state.settings,
+                summaries_dir=Path(state.settings.daemon.state_dir) / "summaries",
+                offsets=RegistryOffsetStore(state.registry), clock=state.clock, events=state.bus.publish,
+                gauges=DriftGauges(state.metrics.registry), notify=_notify(state), retrain=_retrain(state),
+                config_dir=_config_dir(state))
+            _SERVICES[id(state)] = service
+        return service
+
+
+def _start(state: DaemonState) -> None:
+    service = drift_service(state)
+    state.status_providers["ingest"] = service.status
+
+
+def _jobs(state: DaemonState) -> list[JobSpec]:
+    service = drift_service(state)
+    jobs = state.settings.jobs
+
+    def ingest() -> JobOutcome:
+        tick = service.ingest()
+        summary = f"{tick.records} records from {tick.files} files"
+        if tick.malformed:
+            summary += f", {tick.malformed} malformed lines skipped"
+        return JobOutcome(True, summary, tick.to_json())
+
+    def drift() -> JobOutcome:
+        results = service.check_drift()
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result.verdict] = counts.get(result.verdict, 0) + 1
+        if not results:
+            return JobOutcome(True, "no deployed versions")
+        tally = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+        return JobOutcome(counts.get("error", 0) == 0, f"{len(results)} versions: {tally}",
+                          {"versions": len(results), **counts})
+
+    def performance() -> JobOutcome:
+        results = service.check_performance()
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result.verdict] = counts.get(result.verdict, 0) + 1
+        if not results:
+            return JobOutcome(True, "no deployed versions")
+        tally = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+        return JobOutcome(True, f"{len(results)} versions: {tally}", {"versions": len(results), **counts})
+
+    return [
+        JobSpec("ingest", jobs.ingest_seconds, ingest, interval_key="ingest_seconds"),
+        JobSpec("drift", jobs.drift_seconds, drift, interval_key="drift_seconds"),
+        JobSpec("performance", jobs.performance_seconds, performance, interval_key="performance_seconds"),
+    ]
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+
+
+def _service(request: Request) -> DriftService:
+    return drift_service(request.app.state.daemon)
+
+
+async def post_ingest(request: Request) -> Response:
+    service = _service(request)
+    raw = await request.body()
+    limit = service.settings.section("ingest").max_batch_records
+    records = await run_in_threadpool(parse_batch, raw, max_records=limit)
+    return JSONResponse(await run_in_threadpool(service.ingest_records, records))
+
+
+async def get_drift(request: Request) -> Response:
+    service = _service(request)
+    history: int | None = None
+    raw = request.query_params.get("history")
+    if raw is not None:
+        if not raw.isdigit() or not 0 < int(raw) <= _MAX_HISTORY:
+            raise UsageError(f"history must be a whole number from 1 to {_MAX_HISTORY}, got {raw!r}")
+        history = int(raw)
+    model = request.path_params["model"]
+    return JSONResponse(await run_in_threadpool(lambda: service.drift(model, history=history)))
+
+
+async def get_performance(request: Request) -> Response:
+    service = _service(request)
+    model = request.path_params["model"]
+    return JSONResponse(await run_in_threadpool(service.performance, model))
+
+
+_STR = {"type": "string"}
+_NULL_STR = {"type": ["string", "null"]}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_FEATURE = {"type": "object",
+            "required": ["name", "kind", "test", "statistic", "p_value", "p_value_adjusted", "effect_size",
+                         "drifted", "reason"],
+            "properties": {"name": _STR, "kind": {"enum": ["numerical", "categorical"]},
+                           "test": {"enum": ["ks", "chi2"]}, "statistic": _NUM_OR_NULL, "p_value": _NUM_OR_NULL,
+                           "p_value_adjusted": _NUM_OR_NULL, "effect_size": _NUM_OR_NULL,
+                           "effect_metric": _STR, "psi": _NUM_OR_NULL, "missing_rate_reference": _NUM_OR_NULL,
+                           "missing_rate_current": _NUM_OR_NULL, "unseen_share": _NUM_OR_NULL,
+                           "drifted": {"type": ["boolean", "null"]}, "reason": _STR}}
+_REPORT = {"type": ["object", "null"],
+           "properties": {"dataset_drift": {"type": ["boolean", "null"]}, "drifted_count": {"type": "integer"},
+                          "share_drifted": _NUM_OR_NULL, "rows_reference": {"type": "integer"},
+                          "rows_current": {"type": "integer"}, "features": {"type": "array", "items": _FEATURE},
+                          "policy": {"type": "object"}}}
+_DRIFT_RESULT = {"type": ["object", "null"],
+                 "properties": {"id": {"type": "integer"}, "at": _STR, "model": _STR, "version": _STR,
+                                "kind": {"enum": ["drift"]},
+                                "verdict": {"enum": ["drift", "no_drift", "insufficient_data", "no_reference",
+                                                     "error"]},
+                                "role": _STR, "window_rows": {"type": "integer"}, "reference": _NULL_STR,
+                                "unlogged": {"type": "array", "items": _STR},
+                                "drifted_features": {"type": "array", "items": _STR}, "report": _REPORT,
+                                "error": _NULL_STR}}
+_METRIC = {"type": "object", "properties": {
+    "name": {"enum": ["accuracy", "auc", "precision", "recall"]},
+    "state": {"enum": ["ok", "degraded", "not_enough_labels", "no_baseline", "undefined"]},
+    "value": _NUM_OR_NULL, "ci_low": _NUM_OR_NULL, "ci_high": _NUM_OR_NULL, "n": {"type": "integer"},
+    "baseline": _NUM_OR_NULL, "relative_drop": _NUM_OR_NULL, "floor": _NUM_OR_NULL}}
+_PERFORMANCE_RESULT = {"type": ["object", "null"],
+                       "properties": {"id": {"type": "integer"}, "at": _STR, "version": _STR,
+                                      "verdict": {"enum": ["ok", "degraded", "not_enough_labels", "no_baseline"]},
+                                      "labelled": {"type": "integer"}, "min_labels": {"type": "integer"},
+                                      "metrics": {"type": "array", "items": _METRIC}}}
+_WINDOW = {"type": "object", "properties": {"rows": {"type": "integer"}, "seen": {"type": "integer"},
+                                            "labelled": {"type": "integer"}, "sampled": {"type": "boolean"}}}
+
+
+def _per_version(result: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "object", "required": ["version", "role", "result"],
+                                       "properties": {"version": _STR, "role": {"enum": ["production", "canary"]},
+                                                      "result": result}}}
+
+
+SUBSYSTEM = Subsystem(
+    name="drift",
+    jobs=_jobs,
+    start=_start,
+    endpoints=[
+        Endpoint("POST", "/v1/ingest", post_ingest,
+                 "Prediction and feedback records in the SDK's log format, for servers that cannot write files"
+                 " (all or nothing per batch; a prediction_id already in the window is ignored)",
+                 request_body={"type": "object", "required": ["records"],
+                               "properties": {"records": {"type": "array", "items": {"type": "object"}}}},
+                 response={"type": "object", "required": ["accepted"],
+                           "properties": {"accepted": {"type": "integer"}, "predictions": {"type": "integer"},
+                                          "feedback": {"type": "integer"}, "duplicates": {"type": "integer"}}}),
+        Endpoint("GET", "/v1/drift/{model}", get_drift,
+                 "Newest data and prediction drift check of each deployed version, per feature",
+                 response={"type": "object", "required": ["model", "versions", "window"],
+                           "properties": {"model": _STR, "versions": _per_version(_DRIFT_RESULT), "window": _WINDOW,
+                                          "history": {"type": "array", "items": {"type": "object"}}}},
+                 query=(("history", f"also the last N checks, newest first (1..{_MAX_HISTORY})", False),)),
+        Endpoint("GET", "/v1/performance/{model}", get_performance,
+                 "Newest performance check (labelled traffic vs the version's baseline) of each deployed version",
+                 response={"type": "object", "required": ["model", "versions", "window"],
+                           "properties": {"model": _STR, "versions": _per_version(_PERFORMANCE_RESULT),
+                                          "window": _WINDOW}}),
+    ],
+)
