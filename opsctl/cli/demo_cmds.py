@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from opsctl.adapters.prometheus_launcher import LocalPrometheus
 from opsctl.cli.commands.demo import DEFAULT_STATE_DIR
 from opsctl.cli.context import CliContext
 from opsctl.cli.output import Output
@@ -38,7 +39,14 @@ from opsctl.demo.fleet import (
     read_state,
     write_state,
 )
-from opsctl.demo.supervisor import Child, ChildSpec, RestartPolicy, Supervisor, SupervisorError
+from opsctl.demo.supervisor import (
+    Child,
+    ChildSpec,
+    RestartPolicy,
+    Supervisor,
+    SupervisorError,
+    with_parent_death_signal,
+)
 from opsctl.errors import ConflictError, IntegrityError, NotFoundError, OpsctlError, UsageError
 
 PROMETHEUS_INSTALL = "sudo apt-get install -y --no-install-recommends prometheus"
@@ -92,7 +100,8 @@ def run(ctx: CliContext) -> int:
                             " stop it with Ctrl-C there, or use another --state-dir")
     fleet = DemoFleet(layout, models, rate=args.rate, label_delay=args.label_delay,
                       restart=RestartPolicy(enabled=args.restart_crashed), out=ctx.out)
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal or a dropped SSH session must not leave the fleet running.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Only the first signal interrupts; a second Ctrl-C during teardown must not cut it short.
@@ -102,6 +111,7 @@ def run(ctx: CliContext) -> int:
 
     for sig in previous:
         signal.signal(sig, on_signal)
+    fleet.with_tui = not args.no_tui and _tui_unavailable() is None
     try:
         fleet.start()
         fleet.announce()
@@ -110,7 +120,7 @@ def run(ctx: CliContext) -> int:
         else:
             fleet.run_foreground_ui()
     except _Shutdown as stop:
-        ctx.out.message(f"\nopsctl demo: {stop.args[0] if stop.args else 'stop'} received, shutting down")
+        fleet._say(f"\nopsctl demo: {stop.args[0] if stop.args else 'stop'} received, shutting down")
     finally:
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
@@ -145,34 +155,38 @@ class DemoFleet:
         self.servers: list[_Server] = []
         self.seeded: list[Any] = []
         self.started_at = ""
+        self.with_tui = False
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCTL_")}
         self.env = {**env, "OPSCTL_CONFIG": str(layout.config), "PYTHONUNBUFFERED": "1"}
+
+    def _say(self, text: str, *, end: str = "\n") -> None:
+        """Progress on stderr; a vanished terminal (SIGHUP, closed SSH) must not stop a teardown."""
+        with contextlib.suppress(OSError, ValueError):
+            self.out.stderr.write(text + end)
+            self.out.stderr.flush()
 
     # -- start ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _step(self, what: str) -> Iterator[list[str]]:
         """``starting X… ok (detail)`` on stderr; the body appends the detail."""
-        self.out.stderr.write(f"{what}… ")
-        self.out.stderr.flush()
+        self._say(f"{what}… ", end="")
         detail: list[str] = []
         started = time.monotonic()
         try:
             yield detail
         except BaseException:
-            self.out.stderr.write("failed\n")
-            self.out.stderr.flush()
+            self._say("failed")
             raise
         took = time.monotonic() - started
         suffix = f" ({', '.join(detail)})" if detail else ""
-        self.out.stderr.write(f"ok{suffix}{f' in {took:.1f}s' if took >= 1 else ''}\n")
-        self.out.stderr.flush()
+        self._say(f"ok{suffix}{f' in {took:.1f}s' if took >= 1 else ''}")
 
     def start(self) -> None:
         self.layout.root.mkdir(parents=True, exist_ok=True)
         _reap_stale(self.layout)
         self.started_at = utc_iso(_now())
-        self.out.message(f"opsctl demo: state dir {self.layout.root}")
+        self._say(f"opsctl demo: state dir {self.layout.root}")
         self._start_prometheus()
         self.layout.config.write_text(demo_config_toml(self.layout, self.prometheus.url), encoding="utf-8")
         self._seed()
@@ -188,12 +202,10 @@ class DemoFleet:
         self._write_state()
 
     def _start_prometheus(self) -> None:
-        from opsctl.adapters.prometheus_launcher import LocalPrometheus
-
         with self._step("starting Prometheus") as detail:
             shutil.rmtree(self.layout.prometheus_dir / "data", ignore_errors=True)  # a fresh TSDB per run
             self.layout.prometheus_dir.mkdir(parents=True, exist_ok=True)
-            self.prometheus = LocalPrometheus(prometheus_config(self.layout), extra_files={"targets.json": "[]\n"},
+            self.prometheus = _DemoPrometheus(prometheus_config(self.layout), extra_files={"targets.json": "[]\n"},
                                               workdir=self.layout.prometheus_dir)
             self.prometheus.start()
             detail.append(f"127.0.0.1:{self.prometheus.port}")
@@ -205,7 +217,7 @@ class DemoFleet:
         with self._step("seeding the registry") as detail:
             settings = load_file(self.layout.config)
             self.seeded = seed_registry(settings, self.layout.seed_dir, self.models,
-                                        progress=lambda m: (self.out.stderr.write(f"{m}… "), self.out.stderr.flush()))
+                                        progress=lambda m: self._say(f"{m}… ", end=""))
             detail.append("; ".join(f"{s.model} {s.production} production, {s.candidate} candidate"
                                     for s in self.seeded))
 
@@ -307,24 +319,25 @@ class DemoFleet:
             f"  opsctl demo fault {self.models[0]} errors     # also: latency, drift, accuracy, crash",
             f"  opsctl demo clear {self.models[0]}",
             "",
-            "Ctrl-C stops the demo and everything it started.",
+            "Ctrl-C stops the demo and everything it started"
+            + (" (so does quitting the TUI)." if self.with_tui else "."),
         ]
-        self.out.message("\n".join(lines))
+        self._say("\n".join(lines))
 
     # -- run -----------------------------------------------------------------------------------
 
     def _check_children(self) -> None:
         events = self.supervisor.poll()
         for event in events:
-            self.out.message(f"opsctl demo: {event.message}")
+            self._say(f"opsctl demo: {event.message}")
         if any(e.kind == "restarted" for e in events):
             self._write_state()
         if self.prometheus is not None and not self.prometheus.running() and not getattr(self, "_prom_noted", False):
             self._prom_noted = True
-            self.out.message(f"opsctl demo: Prometheus exited; see {self.layout.prometheus_dir / 'prometheus.log'}")
+            self._say(f"opsctl demo: Prometheus exited; see {self.layout.prometheus_dir / 'prometheus.log'}")
 
     def run_headless(self) -> None:
-        self.out.message("opsctl demo: running headless (--no-tui)")
+        self._say("opsctl demo: running headless (--no-tui)")
         while True:
             self._check_children()
             time.sleep(0.5)
@@ -345,9 +358,9 @@ class DemoFleet:
                     except subprocess.TimeoutExpired:
                         tui.kill()
                         tui.wait(5)
-            self.out.message("opsctl demo: TUI closed, shutting down")
+            self._say("opsctl demo: TUI closed, shutting down")
             return
-        self.out.message(f"opsctl demo: {reason}; printing `opsctl status` every {_STATUS_EVERY_SECONDS:g}s instead")
+        self._say(f"opsctl demo: {reason}; printing `opsctl status` every {_STATUS_EVERY_SECONDS:g}s instead")
         next_status = time.monotonic()
         while True:
             self._check_children()
@@ -361,25 +374,43 @@ class DemoFleet:
     # -- stop ----------------------------------------------------------------------------------
 
     def teardown(self) -> None:
-        for child in reversed(self.supervisor.children):
-            self.out.stderr.write(f"stopping {child.spec.name}… ")
-            self.out.stderr.flush()
-            code = self.supervisor.stop_child(child)
-            self.out.stderr.write("ok\n" if code in child.spec.clean_exit_codes or code is None
-                                  else f"ok (it had stopped earlier: {child.spec.describe(code)})\n")
+        """Stop everything, newest first; one child failing to stop does not spare the others."""
         self.supervisor.stopping = True
-        if self.prometheus is not None:
-            self.out.stderr.write("stopping Prometheus… ")
-            self.prometheus.stop()
-            self.out.stderr.write("ok\n")
-        self.layout.state_file.unlink(missing_ok=True)
-        self.out.message("opsctl demo: stopped; nothing left running")
+        failures = []
+        try:
+            for child in reversed(self.supervisor.children):
+                self._say(f"stopping {child.spec.name}… ", end="")
+                try:
+                    code = self.supervisor.stop_child(child)
+                except (OSError, subprocess.SubprocessError) as error:
+                    failures.append(child.spec.name)
+                    self._say(f"failed: {error}")
+                    continue
+                self._say("ok" if code in child.spec.clean_exit_codes or code is None
+                          else f"ok (it had stopped earlier: {child.spec.describe(code)})")
+            if self.prometheus is not None:
+                self._say("stopping Prometheus… ", end="")
+                self.prometheus.stop()
+                self._say("ok")
+        finally:
+            self.layout.state_file.unlink(missing_ok=True)
+        if failures:
+            self._say(f"opsctl demo: stopped, but {', '.join(failures)} may still be running")
+        else:
+            self._say("opsctl demo: stopped; nothing left running")
 
 
 def _now() -> Any:
     from opsctl.clock import SystemClock
 
     return SystemClock().now()
+
+
+class _DemoPrometheus(LocalPrometheus):
+    """LocalPrometheus whose process also dies with the supervisor (even on ``kill -9``)."""
+
+    def _command(self, binary: str, port: int) -> list[str]:
+        return with_parent_death_signal(super()._command(binary, port))
 
 
 def _socket_answers(path: Path) -> bool:

@@ -95,7 +95,7 @@ def demo_config_toml(layout: FleetLayout, prometheus_url: str) -> str:
     """The demo's ``opsctl.toml``: everything inside the state dir, short intervals, quick canaries.
 
     Windows are short so a fault shows within seconds and a cleared one is forgotten within
-    ~20 s; availability tolerates one missed 1 s scrape in the window on a busy laptop.
+    ~20 s; availability tolerates a missed 1 s scrape or two in the window on a busy laptop.
     """
     return f"""\
 # Written by `opsctl demo`; rewritten at every start. Point a terminal at this demo with
@@ -123,6 +123,12 @@ timeout_seconds = 3.0
 [sla]
 availability_percent = 90.0
 accuracy_min_ratio = 0.9
+
+# Churn labels are noisy (holdout accuracy ~0.74): over the server's 200-label accuracy window,
+# 0.9 x baseline is only ~1.6 standard errors away and would flap; 0.85 is ~3.5 away, and the
+# accuracy fault (40 % of labels flipped, accuracy ~0.55) still trips it.
+[sla.models.churn-predictor]
+accuracy_min_ratio = 0.85
 
 [canary]
 stages = [10.0, 50.0]

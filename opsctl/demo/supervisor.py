@@ -30,6 +30,7 @@ import ctypes.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,18 @@ def _set_parent_death_signal() -> None:  # runs in the child between fork and ex
         return
     libc = ctypes.CDLL(libc_name, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def with_parent_death_signal(argv: Sequence[str], sig: int = signal.SIGTERM) -> list[str]:
+    """``argv`` behind a tiny Python trampoline that asks for ``sig`` when its parent dies, then
+    execs ``argv`` (same pid): for children another library spawns, such as LocalPrometheus."""
+    trampoline = (
+        "import ctypes, ctypes.util, os, sys\n"
+        "name = ctypes.util.find_library('c')\n"
+        f"name and ctypes.CDLL(name).prctl({_PR_SET_PDEATHSIG}, {int(sig)}, 0, 0, 0)\n"
+        "os.execv(sys.argv[1], sys.argv[1:])\n"
+    )
+    return [sys.executable, "-c", trampoline, *argv]
 
 
 def describe_exit(code: int) -> str:
