@@ -116,6 +116,7 @@ class HealthRuntime:
         self.health_store = HealthStore()
         self.alert_store = AlertStore()
         self._lock = threading.Lock()
+        self._clients_lock = threading.Lock()
         self._latest: dict[tuple[str, str], VersionHealth] = {}
         self._evaluated_at: datetime | None = None
         self._source_error: str | None = None
@@ -130,20 +131,25 @@ class HealthRuntime:
 
     def source(self) -> PrometheusSource:
         settings = self.state.settings.prometheus
-        if self._source is None or settings != self._source_settings:
-            if self._source is not None:
-                self._source.close()
-            self._source, self._source_settings = PrometheusSource(settings), settings
-        return self._source
+        with self._clients_lock:
+            if self._source is None or settings != self._source_settings:
+                if self._source is not None:
+                    self._source.close()
+                self._source, self._source_settings = PrometheusSource(settings), settings
+            return self._source
 
     def notifier(self) -> AlertmanagerNotifier:
+        """The one notifier of this daemon (the drift subsystem sends through it too). A reload that
+        changes ``[alertmanager]`` starts a new one: notifications queued for the old target are dropped,
+        firing ones come back with the next re-send."""
         settings = self.state.settings.alertmanager
-        if self._notifier is None or settings != self._notifier_settings:
-            if self._notifier is not None:
-                self._notifier.close()
-            self._notifier = AlertmanagerNotifier(settings, clock=self.state.clock)
-            self._notifier_settings = settings
-        return self._notifier
+        with self._clients_lock:
+            if self._notifier is None or settings != self._notifier_settings:
+                if self._notifier is not None:
+                    self._notifier.close()
+                self._notifier = AlertmanagerNotifier(settings, clock=self.state.clock)
+                self._notifier_settings = settings
+            return self._notifier
 
     # -- the health job ---------------------------------------------------------------------------
 
