@@ -1,0 +1,53 @@
+"""``opsctl canary ...``: start, watch and steer canaries (through the daemon)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+STATUS_EXIT_CODES = """exit codes of `canary status MODEL`, like `kubectl argo rollouts status`:
+  0  succeeded (or, without --watch, progressing normally)
+  1  failed, rolled_back or aborted
+  2  paused, or waiting for approval (a human must act)
+  3  still progressing when --watch --timeout ran out (also: no such canary)
+  6  the daemon is not running"""
+
+
+def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    group = sub.add_parser("canary", help="canary releases: start, status, pause, resume, promote, abort, approve",
+                           description="Canary releases, run by the daemon (it must be running).",
+                           epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group_sub = group.add_subparsers(dest="canary_command", metavar="SUBCOMMAND", parser_class=type(group))
+
+    def sub_command(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        p = group_sub.add_parser(name, help=help_text, description=help_text, **kwargs)
+        p.add_argument("-o", "--output", choices=("table", "json"), default=None)
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+        p.set_defaults(handler=f"opsctl.cli.canary_cmds:{name}")
+        return p
+
+    p = sub_command("start", "start a canary of VERSION (stage 1's weight is applied at once)")
+    p.add_argument("model")
+    p.add_argument("version")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a [canary] policy key for this canary, e.g. --set stages=[5,50,100]")
+    p.add_argument("--reason", default="", help="why: recorded in the audit log")
+
+    p = sub_command("status", "state, stage, weight, failed checks and gate verdicts",
+                    epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?")
+    p.add_argument("-w", "--watch", action="store_true", help="follow until the canary finishes or pauses")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="with --watch: give up (exit 3)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="with --watch: poll interval")
+
+    for name, help_text in (("pause", "hold the canary at its current weight"),
+                            ("resume", "continue a paused canary in its current stage"),
+                            ("promote", "skip the remaining stages and promote the canary now"),
+                            ("abort", "send all traffic back to production now (no analysis)"),
+                            ("approve", "approve the final promotion of a canary waiting for it")):
+        p = sub_command(name, help_text)
+        p.add_argument("model")
+        p.add_argument("--reason", default="", help="why: recorded in the audit log")
+        if name == "promote":
+            p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
