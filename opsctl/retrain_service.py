@@ -28,7 +28,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import threading
 import traceback
 import uuid
@@ -140,6 +142,7 @@ class RetrainService:
         self._lock = threading.Lock()
         self._live: dict[str, _LiveRun] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._closing = False
 
     @property
     def policy(self) -> RetrainPolicy:
@@ -422,6 +425,10 @@ class RetrainService:
     def _finish(self, run: RetrainRun, status: RunStatus, *, message: str, error: str | None = None,
                 alert: bool = False) -> RetrainRun:
         now = self.clock.now()
+        if self._closing and status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            # shutdown() killed the training: say so rather than blame the training code.
+            status, message = RunStatus.ABANDONED, "abandoned: the daemon stopped during the run"
+            error = f"the daemon stopped while this run was in flight; its training was killed ({error})"
         run = replace(run, status=status, finished_at=now, message=message, error=error or run.error)
         if not run.logs:
             live = self._live.get(run.id)
@@ -523,6 +530,24 @@ class RetrainService:
             thread.join(max(0.0, deadline - self.clock.monotonic()))
         return not any(t.is_alive() for t in threads)
 
+    def shutdown(self, timeout: float = 3.0) -> list[str]:
+        """Stop the runs in flight (daemon shutdown): kill their training processes, record them abandoned.
+
+        The training runs in its own session, so without this it would outlive the daemon.
+        """
+        self._closing = True
+        with self._lock:
+            live = dict(self._live)
+        for run_id, entry in live.items():
+            for pid in training_pids(self.workdir / entry.run.model / run_id / "output"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    if os.getpgid(pid) == pid:
+                        os.killpg(pid, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
+        self.join_threads(timeout)
+        return list(live)
+
     # -- start-up and the schedule -----------------------------------------------------------
 
     def recover(self) -> list[RetrainRun]:
@@ -598,6 +623,26 @@ class RetrainService:
                          "progress": None if progress is None else progress.to_json()}
                         for run, progress in live.values()],
         }
+
+
+def training_pids(output_dir: Path) -> list[int]:
+    """Processes of a training run: those whose environment names its output directory (Linux /proc).
+
+    The environment survives ``exec`` and is inherited, so this finds a command-line trainer and
+    whatever it started, even a child that left the process group.
+    """
+    marker = f"OPSCTL_TRAINING_OUTPUT_DIR={output_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
 
 
 def _write_run(tx: RegistryTx, run: RetrainRun) -> RetrainRun:

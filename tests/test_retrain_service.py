@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -401,3 +402,29 @@ def test_handover_starts_a_real_canary_that_completes(tmp_path: Path) -> None:
     story = actions[actions.index("retrain"):]
     assert story[:4] == ["retrain", "register", "retrain-decision", "canary_start"]
     assert story[-1] == "canary_promote" and "promote" not in story[:-1]
+
+
+def test_shutdown_kills_the_training_and_records_the_run_abandoned(tmp_path: Path) -> None:
+    from opsctl.retrain_service import training_pids
+
+    world = World(tmp_path)
+    retrain = world.retrain(entrypoint="hang", timeout_seconds=60.0)
+    run = retrain.trigger(MODEL, "manual", "", ALICE).run
+    assert run is not None
+    output = tmp_path / "work" / MODEL / run.id / "output"
+    pids = wait_for(lambda: "training forever" in retrain.get(run.id).logs and training_pids(output))
+    assert retrain.shutdown(timeout=10) == [run.id]
+    assert training_pids(output) == []
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    stopped = retrain.get(run.id)
+    assert stopped.status is RunStatus.ABANDONED and "the daemon stopped" in (stopped.error or "")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value

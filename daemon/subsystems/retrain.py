@@ -18,12 +18,14 @@ Cron: the scheduler here runs interval jobs only, so a ``retrain-schedule`` job 
 ``schedule_misfire_grace_seconds``, loses one). No change to ``opsctld.main`` was needed.
 
 Training runs in a thread of its own per run (see :mod:`opsctl.retrain_service`), not in the
-job pool, so a run that hangs until its timeout delays no other job and no API request.
+job pool, so a run that hangs until its timeout delays no other job and no API request. When the
+daemon exits, runs still in flight are killed and recorded as ``abandoned``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,9 @@ def start(state: DaemonState) -> None:
     service = retrain_service(state)
     service.recover()
     state.status_providers["retrain"] = service.status
+    # The daemon has no stop hook for subsystems; at exit, kill training processes still running
+    # (they run in sessions of their own and would outlive the daemon) and record their runs.
+    atexit.register(service.shutdown)
 
 
 def jobs(state: DaemonState) -> list[JobSpec]:

@@ -155,3 +155,24 @@ def test_a_better_candidate_starts_a_canary_in_the_daemon_never_a_promotion(
         assert versions["2.3.5"]["lineage"]["trigger"] == "manual"
         story = [e["action"] for e in http.get("/v1/history", params={"model": "churn"}).json()]
         assert story[story.index("retrain"):][:4] == ["retrain", "register", "retrain-decision", "canary_start"]
+
+
+def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonProcess) -> None:
+    import signal
+
+    from opsctl.adapters import retrain_store
+    from opsctl.adapters.registry import Registry
+    from opsctl.retrain_service import training_pids
+
+    with retrain_daemon.http() as http:
+        run_id = http.post("/v1/retrain/hung", json={"reason": "x"}).json()["run"]["id"]
+    output = retrain_daemon.env.state_dir / "retrain" / "hung" / run_id / "output"
+    wait_until(lambda: training_pids(output), timeout=10, message="the training process")
+    retrain_daemon.signal(signal.SIGTERM)
+    assert retrain_daemon.wait(30) == 0
+    assert training_pids(output) == []  # nothing outlives the daemon
+    registry = Registry(retrain_daemon.env.state_dir / "registry.db")
+    with registry.read() as tx:
+        run = retrain_store.get_run(tx, run_id)
+    registry.close()
+    assert run is not None and run.status.value == "abandoned"
