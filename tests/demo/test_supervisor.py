@@ -150,3 +150,27 @@ def test_children_die_with_a_supervisor_killed_by_sigkill(tmp_path: Path) -> Non
         if runner.poll() is None:
             runner.kill()
             runner.wait(10)
+
+
+def test_the_trampoline_gives_a_foreign_child_the_parent_death_signal(tmp_path: Path) -> None:
+    """What LocalPrometheus runs under in the demo: exec'd in place, so the pid is the real program's."""
+    pid_file = tmp_path / "child.pid"
+    runner = subprocess.Popen(script(f"""
+        import pathlib, subprocess, sys, time
+        from opsctl.demo.supervisor import with_parent_death_signal
+        child = subprocess.Popen(with_parent_death_signal(["/bin/sleep", "60"]))
+        pathlib.Path({str(pid_file)!r}).write_text(str(child.pid))
+        time.sleep(60)
+    """), cwd=Path(__file__).resolve().parents[2])
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=20, message="the child's pid")
+        child_pid = int(pid_file.read_text())
+        wait_until(lambda: Path(f"/proc/{child_pid}/cmdline").read_bytes().startswith(b"/bin/sleep"),
+                   timeout=10, message="the exec into sleep")
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(10)
+        wait_until(lambda: not pid_alive(child_pid), timeout=5, message="the orphan to die")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(10)
