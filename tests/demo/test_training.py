@@ -75,3 +75,48 @@ def test_runs_in_the_training_process(tmp_path: Path) -> None:
     assert outcome.result is not None and outcome.result.holdout_path is not None
     assert "holdout metrics" in outcome.log_tail
     assert outcome.last_progress is not None and outcome.last_progress.fraction == 1.0
+
+
+def test_drift_retrain_of_a_demo_model_in_the_daemon_registers_evaluates_and_starts_a_canary(
+        tmp_path: Path) -> None:
+    """The demo's recipe end to end in the real daemon (the drift job's trigger, sent over the API)."""
+    from opsctl.config import load_file
+    from opsctl.demo.seed import PRODUCTION_VERSION, seed_registry
+    from tests.fixtures.cli import make_opsctl_env
+    from tests.fixtures.daemon import DaemonProcess
+
+    env = make_opsctl_env(tmp_path / "opsctl", """
+[retrain]
+metric = "roc_auc"
+min_improvement = 0.01
+memory_limit_mb = 0
+timeout_seconds = 120
+
+[retrain.models.fraud-detector]
+entrypoint = "opsctl.demo.training:train"
+params = { n_samples = "3000", drift = "v1=2.5,v2=2.5,v3=2.5" }
+""")
+    seed_registry(load_file(env.config), tmp_path / "seed", [models.FRAUD])
+    daemon = DaemonProcess(env).start()
+    try:
+        with daemon.http(timeout=120) as http:
+            answer = http.post("/v1/retrain/fraud-detector", json={
+                "trigger": "drift", "reason": "drift on v1, v2, v3", "wait": True}).json()
+            run = answer["run"]
+            assert run["status"] == "canary_started", run
+            assert run["parent_version"] == PRODUCTION_VERSION and run["candidate_version"] == "1.0.1"
+            decision = run["decision"]
+            assert decision["metric"] == "roc_auc" and decision["improvement"] >= 0.01
+            assert decision["holdout_rows"] == 750
+            assert "holdout metrics" in run["logs"]
+            candidate = {v["version"]: v for v in http.get("/v1/models/fraud-detector/versions").json()}["1.0.1"]
+            assert candidate["status"] == "canary" and candidate["reference"] is not None
+            assert candidate["lineage"]["trigger"] == "drift"
+            assert candidate["lineage"]["parent_version"] == PRODUCTION_VERSION
+            assert candidate["lineage"]["code_version"].startswith("opsctl.demo.training:train")
+            canary = http.get("/v1/canaries", params={"model": "fraud-detector"}).json()[0]
+            assert (canary["canary_version"], canary["production_version"]) == ("1.0.1", PRODUCTION_VERSION)
+            story = [e["action"] for e in http.get("/v1/history", params={"model": "fraud-detector"}).json()]
+            assert story[story.index("retrain"):][:4] == ["retrain", "register", "retrain-decision", "canary_start"]
+    finally:
+        daemon.stop()
