@@ -109,6 +109,7 @@ class _LiveRun:
         self.progress: TrainingProgress | None = None
         self.done = threading.Event()
         self.clock = clock
+        self.total = 0  # lines seen, including those the bounded deque has let go
         self.window = -1
         self.streamed = 0
         self.dropped = 0
@@ -456,6 +457,7 @@ class RetrainService:
 
     def _on_log(self, live: _LiveRun, line: str) -> None:
         live.lines.append(line)
+        live.total += 1
         # Rate-limit what goes out as events: a chatty training must not flush everything else
         # out of the event bus's replay buffer. The full tail is in the run record.
         second = int(live.clock.monotonic())
@@ -500,6 +502,22 @@ class RetrainService:
         if live is not None and not run.logs:
             run = replace(run, logs="\n".join(live.lines))
         return run
+
+    def log_lines(self, run_id: str, offset: int = 0) -> tuple[list[str], int]:
+        """Log lines after the first ``offset`` and the number seen so far, for followers that poll.
+
+        While the run is live the count includes lines the in-memory buffer has let go of; once it
+        has ended, lines come from the stored tail.
+        """
+        with self._lock:
+            live = self._live.get(run_id)
+            if live is not None:
+                lines, total = list(live.lines), live.total
+        if live is None:
+            lines = self.get(run_id).logs.splitlines()
+            return lines[offset:], len(lines)
+        first = total - len(lines)  # index of the oldest line still held
+        return lines[max(0, offset - first):], total
 
     def progress(self, run_id: str) -> TrainingProgress | None:
         with self._lock:

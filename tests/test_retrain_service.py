@@ -428,3 +428,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20) -> Any:
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
     return value
+
+
+def test_followers_page_through_the_logs_by_offset(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    retrain = world.retrain(entrypoint="chatty")
+    run = retrain.trigger(MODEL, "manual", "", ALICE).run
+    assert run is not None
+    seen: list[str] = []
+    while True:
+        lines, total = retrain.log_lines(run.id, len(seen))
+        seen.extend(lines)
+        assert len(seen) == total
+        if retrain.get(run.id).status not in (RunStatus.RUNNING, RunStatus.EVALUATING):
+            lines, total = retrain.log_lines(run.id, len(seen))
+            seen.extend(lines)
+            break
+        time.sleep(0.01)
+    assert [line for line in seen if line.startswith("line ")] == [f"line {i}" for i in range(500)]

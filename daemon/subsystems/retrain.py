@@ -112,9 +112,9 @@ def _state(request: Request) -> DaemonState:
 def _run_document(service: RetrainService, run_id: str, log_offset: int) -> dict[str, Any]:
     run = service.get(run_id)
     document = run.to_json(with_logs=False)
-    lines = run.logs.splitlines()
-    document["log_lines_total"] = len(lines)
-    document["logs"] = "\n".join(lines[log_offset:])
+    lines, total = service.log_lines(run_id, log_offset)
+    document["log_lines_total"] = total
+    document["logs"] = "\n".join(lines)
     progress = service.progress(run_id)
     document["progress"] = None if progress is None else progress.to_json()
     return document
