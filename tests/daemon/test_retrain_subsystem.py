@@ -37,6 +37,10 @@ params = {{ release = "{tmp_path / 'release'}", weight = "5" }}
 
 [retrain.models.churn]
 entrypoint = "{EP}:train_curve"
+
+[retrain.models.gated]
+entrypoint = "{EP}:train_curve"
+approval_before_canary = true
 """
 
 
@@ -176,3 +180,26 @@ def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonPr
         run = retrain_store.get_run(tx, run_id)
     registry.close()
     assert run is not None and run.status.value == "abandoned"
+
+
+def test_approval_before_canary_through_the_cli(retrain_daemon: DaemonProcess, tmp_path: Path) -> None:
+    from tests.retrain_entrypoints import write_model
+
+    env = retrain_daemon.env
+    champion = write_model(-0.5, tmp_path / "champion.joblib")
+    assert env.run("register", "gated", "--version", "1.0.0", "--artifact", str(champion)).code == 0
+    assert env.run("promote", "gated", "1.0.0", "--yes").code == 0
+    waited = env.run("retrain", "gated", "--wait", "-o", "json", timeout=60)
+    assert waited.code == 0, waited.stderr
+    run = waited.json()
+    assert run["status"] == "awaiting_approval" and run["candidate_version"] == "1.0.1"
+    with retrain_daemon.http() as http:
+        assert http.get("/v1/canaries", params={"model": "gated"}).status_code == 404  # nothing started yet
+    approved = env.run("retrain", "approve", run["id"], "--reason", "numbers look right")
+    assert approved.code == 0, approved.stderr
+    assert "canary_started" in approved.stdout
+    again = env.run("retrain", "approve", run["id"])
+    assert again.code == 4 and "not awaiting approval" in again.stderr
+    history = env.run("history", "gated", "-o", "json").json()
+    approval = next(e for e in history if e["action"] == "retrain-approve")
+    assert approval["reason"] == "numbers look right" and approval["to_version"] == "1.0.1"
