@@ -156,6 +156,7 @@ class DemoFleet:
         self.seeded: list[Any] = []
         self.started_at = ""
         self.with_tui = False
+        self.tui_running = False
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCTL_")}
         self.env = {**env, "OPSCTL_CONFIG": str(layout.config), "PYTHONUNBUFFERED": "1"}
 
@@ -164,6 +165,13 @@ class DemoFleet:
         with contextlib.suppress(OSError, ValueError):
             self.out.stderr.write(text + end)
             self.out.stderr.flush()
+
+    def _note(self, text: str) -> None:
+        """A supervision event: on stderr, except while the TUI owns the terminal (then only the log)."""
+        with contextlib.suppress(OSError), (self.layout.logs / "supervisor.log").open("a", encoding="utf-8") as log:
+            log.write(f"{utc_iso(_now())} {text}\n")
+        if not self.tui_running:
+            self._say(text)
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -329,12 +337,12 @@ class DemoFleet:
     def _check_children(self) -> None:
         events = self.supervisor.poll()
         for event in events:
-            self._say(f"opsctl demo: {event.message}")
+            self._note(f"opsctl demo: {event.message}")
         if any(e.kind == "restarted" for e in events):
             self._write_state()
         if self.prometheus is not None and not self.prometheus.running() and not getattr(self, "_prom_noted", False):
             self._prom_noted = True
-            self._say(f"opsctl demo: Prometheus exited; see {self.layout.prometheus_dir / 'prometheus.log'}")
+            self._note(f"opsctl demo: Prometheus exited; see {self.layout.prometheus_dir / 'prometheus.log'}")
 
     def run_headless(self) -> None:
         self._say("opsctl demo: running headless (--no-tui)")
@@ -346,6 +354,7 @@ class DemoFleet:
         reason = _tui_unavailable()
         if reason is None:
             tui = subprocess.Popen([sys.executable, "-m", "opsctl.cli.main"], env=self.env)
+            self.tui_running = True
             try:
                 while tui.poll() is None:
                     self._check_children()
@@ -358,6 +367,7 @@ class DemoFleet:
                     except subprocess.TimeoutExpired:
                         tui.kill()
                         tui.wait(5)
+                self.tui_running = False
             self._say("opsctl demo: TUI closed, shutting down")
             return
         self._say(f"opsctl demo: {reason}; printing `opsctl status` every {_STATUS_EVERY_SECONDS:g}s instead")
