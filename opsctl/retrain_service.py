@@ -569,7 +569,8 @@ class RetrainService:
     # -- start-up and the schedule -----------------------------------------------------------
 
     def recover(self) -> list[RetrainRun]:
-        """Runs left training or evaluating by an earlier process are recorded as abandoned."""
+        """Runs left training or evaluating by an earlier process are recorded as abandoned (and their
+        training processes, if any survived, killed)."""
         now = self.clock.now()
         abandoned = []
         with self.registry.write() as tx:
@@ -585,6 +586,10 @@ class RetrainService:
                                 outcome=Outcome.FAILED, detail=f"run {run.id} abandoned: {run.error}", now=now)
                 abandoned.append(run)
         for run in abandoned:
+            # A daemon killed outright (SIGKILL, OOM) ran no exit handler: its training may still run.
+            for pid in training_pids(self.workdir / run.model / run.id / "output"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
             self._alert(run)
         return abandoned
 

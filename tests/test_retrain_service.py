@@ -446,3 +446,20 @@ def test_followers_page_through_the_logs_by_offset(tmp_path: Path) -> None:
             break
         time.sleep(0.01)
     assert [line for line in seen if line.startswith("line ")] == [f"line {i}" for i in range(500)]
+
+
+def test_recovery_kills_a_training_that_survived_a_killed_daemon(tmp_path: Path) -> None:
+    from opsctl.retrain_service import training_pids
+
+    world = World(tmp_path)
+    killed = world.retrain(entrypoint="hang", timeout_seconds=60.0)  # stands in for a SIGKILLed daemon
+    run = killed.trigger(MODEL, "drift", "psi", DRIFT_JOB).run
+    assert run is not None
+    output = tmp_path / "work" / MODEL / run.id / "output"
+    wait_for(lambda: training_pids(output))
+    restarted = world.retrain(entrypoint="hang")
+    assert [r.id for r in restarted.recover()] == [run.id]
+    wait_for(lambda: training_pids(output) == [])
+    assert killed.join_threads(10)
+    abandoned = [e for e in world.registry.audit(MODEL) if e.outcome is Outcome.FAILED and "abandoned" in e.detail]
+    assert len(abandoned) == 1
