@@ -547,7 +547,11 @@ class PrometheusGateSource:
         for sample, who in ((canary_sample, "canary"), (production_sample, "production")):
             if who == "production" and state.production_version is None:
                 continue
-            if sample is not None and not sample.fresh:
+            if sample is None and (who == "production" or state.weight > 0):
+                # The version serves traffic, so no series at all means its exporter or scrape is gone.
+                name = state.canary_version if who == "canary" else state.production_version
+                problems.append(f"{who} {name}: Prometheus has no series for it in the last {window}")
+            elif sample is not None and not sample.fresh:
                 problems.append(f"{who} {sample.version} stale: no samples in the last "
                                 f"{prom.staleness_seconds:g}s (exporter down or not scraped)")
         thresholds = settings.sla

@@ -300,3 +300,78 @@ def test_prometheus_gate_source_reads_canary_and_production(world, exporter, pro
     evaluation = evaluate_gates(POLICY, inputs)
     assert evaluation.verdict.value == "fail"
     assert isinstance(settings.prometheus, PrometheusSettings)
+
+
+# --------------------------------------------------------------------------- simulation with sampling noise
+
+
+class NoisyTraffic:
+    """Binomial traffic: the fleet's requests split by the canary's weight; counts accumulate over the stage
+    (the window the real source reads), so repeated looks at a growing window are simulated too."""
+
+    def __init__(self, rng, canary_error: float, production_error: float = 0.01, fleet_rps: float = 200.0) -> None:  # type: ignore[no-untyped-def]
+        self.rng = rng
+        self.canary_error = canary_error
+        self.production_error = production_error
+        self.fleet_rps = fleet_rps
+        self.counts: dict[tuple[int, int], list[int]] = {}
+        self.last: dict[int, datetime] = {}
+
+    def inputs(self, record: CanaryRecord, now: datetime) -> GateInputs:
+        state = record.state
+        key = (record.id, state.stage)
+        counts = self.counts.setdefault(key, [0, 0, 0, 0])
+        since = max(self.last.get(record.id, state.stage_started_at or now), state.stage_started_at or now)
+        seconds = (now - since).total_seconds()
+        self.last[record.id] = now
+        n_canary = int(self.rng.poisson(self.fleet_rps * state.weight / 100 * seconds))
+        n_prod = int(self.rng.poisson(self.fleet_rps * (100 - state.weight) / 100 * seconds))
+        counts[0] += n_canary
+        counts[1] += int(self.rng.binomial(n_canary, self.canary_error))
+        counts[2] += n_prod
+        counts[3] += int(self.rng.binomial(n_prod, self.production_error))
+        return GateInputs(VersionWindow(requests=counts[0], errors=counts[1], p95_seconds=0.1, p99_seconds=0.2),
+                          VersionWindow(requests=counts[2], errors=counts[3], p95_seconds=0.1, p99_seconds=0.2),
+                          sla=SlaInput("healthy"))
+
+
+# No 100 % stage: with all traffic on the canary there is no production to compare with (the
+# canary-vs-production gates stay inconclusive); the promotion after the 50 % stage moves the rest.
+SIM_POLICY = CanaryPolicy(stages=[10.0, 50.0], min_stage_seconds=60, analysis_interval_seconds=10,
+                          failure_threshold=3, inconclusive_limit=20, accuracy_gate=False,
+                          error_rate_mde_relative=2.0, progress_deadline_seconds=900)
+
+
+def test_noisy_simulation_false_rollbacks_and_detection(world) -> None:  # type: ignore[no-untyped-def]
+    """50 healthy canaries (1 % errors like production) and 20 with 20 % errors, fixed seed."""
+    import numpy as np
+
+    registry, clock, service = world
+    rng = np.random.default_rng(6)
+    outcomes = {"healthy": [], "faulty": []}  # type: ignore[var-annotated]
+    detection_seconds = []
+    for label, runs, error in (("healthy", 50, 0.01), ("faulty", 20, 0.20)):
+        for _ in range(runs):
+            traffic = NoisyTraffic(rng, error)
+            canary = CanaryService(registry, policy=SIM_POLICY, actuator=Retrying(RoutingTableActuator()),
+                                   hooks=Hooks(ActuatorSettings()), gate_source=traffic, clock=clock)
+            started_at = clock.now()
+            canary.start("fraud", "v2", actor=ALICE)
+            for _ in range(200):
+                clock.advance(10)
+                canary.tick()
+                if canary.status("fraud")[0]["state"] in ("succeeded", "rolled_back", "paused"):
+                    break
+            doc = canary.status("fraud")[0]
+            outcomes[label].append(doc["state"])
+            if doc["state"] == "rolled_back":
+                detection_seconds.append((clock.now() - started_at).total_seconds())
+            if doc["state"] == "succeeded":
+                service.promote("fraud", "v1", actor=ALICE)  # back to v1 for the next run
+    false_rollbacks = outcomes["healthy"].count("rolled_back")
+    print(f"\nsimulated: {false_rollbacks}/50 healthy canaries rolled back; faulty: "
+          f"{outcomes['faulty'].count('rolled_back')}/20 rolled back, "
+          f"median detection {float(np.median(detection_seconds[-20:])):g}s of simulated time")
+    assert outcomes["healthy"].count("succeeded") + false_rollbacks == 50, outcomes
+    assert false_rollbacks <= 1  # alpha 0.01 per look, three failed looks needed
+    assert outcomes["faulty"] == ["rolled_back"] * 20
