@@ -137,6 +137,28 @@ analysis_interval_seconds = 10.0
 min_requests = 50
 progress_deadline_seconds = 300.0
 
+# The servers write SDK prediction/feedback logs under logs/MODEL/; the daemon tails them for the
+# drift and performance checks.
+[ingest]
+log_dirs = {json.dumps([f"logs/{m}" for m in DEMO_MODELS])}
+
+[window]
+max_age_seconds = 600.0
+
+[drift]
+min_rows = 200
+
+# Drift or a performance drop on fraud-detector retrains it on fresh (drifted) data; a challenger
+# better by 0.01 AUC on the same holdout goes to a canary, never straight to production.
+[retrain]
+metric = "roc_auc"
+min_improvement = 0.01
+cooldown_seconds = 600
+
+[retrain.models.fraud-detector]
+entrypoint = "opsctl.demo.training:train"
+params = {{ drift = "v1=2.0,v2=2.0" }}
+
 [ui]
 environment = "demo"
 production = false
