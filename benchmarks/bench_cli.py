@@ -51,11 +51,11 @@ def main() -> None:
             for _ in range(runs):
                 start = time.perf_counter()
                 subprocess.run([OPSCTL, "promote", "bench", "1.1.0", "--yes", "-o", fmt], env=env, check=True,
-                               stdout=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 promote.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 subprocess.run([OPSCTL, "rollback", "bench", "--yes", "-o", fmt], env=env, check=True,
-                               stdout=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 rollback.append(time.perf_counter() - start)
             results[f"promote -o {fmt}"] = statistics.median(promote)
             results[f"rollback -o {fmt}"] = statistics.median(rollback)
