@@ -9,7 +9,6 @@ from opsctl.cli.context import CliContext
 from opsctl.clock import utc_iso
 from opsctl.domain import ChangeResult, Lineage, Outcome
 from opsctl.errors import UsageError
-from opsctl.service import RegisterRequest, validate_model_name
 
 
 def models(ctx: CliContext) -> int:
@@ -44,6 +43,9 @@ def _status_style(status: str) -> tuple[str, ...]:
 
 
 def register(ctx: CliContext) -> int:
+    # The service layer (SQLite, hashing) loads only for the command that needs it.
+    from opsctl.service import RegisterRequest, validate_model_name
+
     args = ctx.args
     validate_model_name(args.model)
     metrics: dict[str, float] = {}
