@@ -18,11 +18,15 @@ def tui(ctx: CliContext) -> int:
         os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
     from opsctl.tui.app import OpsctlApp
     from opsctl.tui.feed import DaemonFeed
+    from opsctl.tui.gameday import GameDay
 
     settings = ctx.settings
     feed = DaemonFeed(settings.daemon.socket, connect_timeout=settings.daemon.connect_timeout_seconds,
                       timeout=settings.daemon.request_timeout_seconds)
+    # Connected to the demo fleet (its demo.json beside the daemon's state dir): game-day fault commands.
+    config = settings.source if settings.source not in ("defaults", "<config>") else None
+    gameday = GameDay.detect([settings.daemon.state_dir, config and os.path.dirname(os.path.abspath(config))])
     app = OpsctlApp(feed, environment=settings.ui.environment, production=settings.ui.production,
-                    read_only=bool(getattr(args, "read_only", False)))
+                    read_only=bool(getattr(args, "read_only", False)), gameday=gameday)
     app.run(mouse=not getattr(args, "no_mouse", False))
     return 0

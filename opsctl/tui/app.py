@@ -21,10 +21,13 @@ from textual.screen import Screen
 
 from opsctl.clock import Clock, SystemClock
 from opsctl.domain import ChangeResult
-from opsctl.tui.dialogs import ChangeDialog, HelpScreen, TooSmallScreen
+from opsctl.errors import OpsctlError
+from opsctl.tui.actions import CANARY_COMMANDS, CANARY_PHASES, Action, canary_action, retrain_action
+from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallScreen
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
+from opsctl.tui.gameday import FAULT_KINDS, GameDay
 from opsctl.tui.model import Fleet, age_text
-from opsctl.tui.screens import Banner, ContextBar, ModelScreen, OverviewScreen, Panel
+from opsctl.tui.screens import AlertsScreen, Banner, ContextBar, ModelScreen, OverviewScreen, Panel
 
 MIN_SIZE = (80, 24)
 WIDE_AT = 120
@@ -45,6 +48,23 @@ class OpsctlCommands(Provider):
                 if canary:
                     commands.append((f"promote {model} {canary}", partial(app.open_change, "promote", model, canary),
                                      "promote the canary to production (asks first)"))
+                live = (app.fleet.canaries or {}).get(model)
+                if live and live.get("active", True):
+                    for command in CANARY_COMMANDS:
+                        if str(live.get("phase")) in CANARY_PHASES[command]:
+                            commands.append((f"{command} canary {model}",
+                                             partial(app.open_action, canary_action(model, command)),
+                                             f"canary {command} (asks for a reason)"))
+                commands.append((f"retrain {model}", partial(app.open_action, retrain_action(model)),
+                                 "train a candidate; a better one goes through a canary (asks for a reason)"))
+        if not app.read_only and app.gameday is not None:
+            for model in app.gameday_models:
+                for kind in FAULT_KINDS:
+                    commands.append((f"game day: inject {kind} into {model}",
+                                     partial(app.game_day, "inject", model, kind), "demo fleet fault (practice)"))
+                commands.append((f"game day: clear faults of {model}", partial(app.game_day, "clear", model, None),
+                                 "demo fleet: back to normal"))
+        commands.append(("alerts", app.open_alerts, "firing, pending and resolved alerts; ack and silence"))
         commands.append(("refresh", app.feed.refresh, "fetch the daemon's status now"))
         commands.append(("help", app.action_help, "keys for the current screen"))
         return commands
@@ -76,8 +96,10 @@ class OpsctlApp(App[None]):
 
     def __init__(self, feed: Feed, *, environment: str = "production", production: bool = True,
                  read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
-                 animate: bool = True) -> None:
+                 animate: bool = True, gameday: GameDay | None = None) -> None:
         super().__init__()
+        self.gameday = gameday
+        self.gameday_models: list[str] = []
         self.feed = feed
         self.environment = environment
         self.production = production
@@ -108,6 +130,13 @@ class OpsctlApp(App[None]):
         self.feed.refresh()
         self.set_interval(1.0, self.tick)
         self.update_chrome()
+        if self.gameday is not None:
+            self.run_worker(self._gameday_models, thread=True, group="gameday", exit_on_error=False)
+
+    def _gameday_models(self) -> None:
+        assert self.gameday is not None
+        models = self.gameday.models()
+        self.call_from_thread(setattr, self, "gameday_models", models)
 
     def on_unmount(self) -> None:
         self.feed.stop()
@@ -119,30 +148,62 @@ class OpsctlApp(App[None]):
     # -- messages from the feed ------------------------------------------------------------------
 
     def on_status_arrived(self, message: StatusArrived) -> None:
-        added, changed, removed = self.fleet.apply_status(message.document, message.at)
-        self.fleet.apply_history(message.history)
+        fleet = self.fleet
+        fleet.apply_alerts(message.alerts)
+        fleet.apply_health(message.health)
+        if isinstance(message.document.get("demo"), dict) and self.gameday is None:
+            root = message.document["demo"].get("state_dir")
+            self.gameday = GameDay.detect([root]) if root else None
+        feed_before = fleet.feed_version
+        added, changed, removed = fleet.apply_status(message.document, message.at)
+        fleet.apply_history(message.history)
         self.first_status = True
         self.overview.apply_rows(added, changed, removed)
-        self.overview.show_detail()
-        self.overview.show_feed()
+        self.overview.show_detail()  # one widget: the selected model's health, alerts or canary may have moved
+        if fleet.feed_version != feed_before:
+            self.overview.show_feed()
         for screen in self._model_screens():
             screen.show_state()
+        for alerts in self._screens(AlertsScreen):
+            alerts.show_alerts()
         self.update_chrome()
 
     def on_event_arrived(self, message: EventArrived) -> None:
+        kind = message.kind
         data = message.event.get("data") or {}
-        self.fleet.apply_event(message.kind, message.event, message.at)
-        if message.kind == "deployment" and isinstance(data.get("model"), str):
-            self.fleet.apply_deployment(data, message.at)
-            added, changed = self.fleet.diff([data["model"]])
+        fleet = self.fleet
+        feed_before = fleet.feed_version
+        fleet.apply_event(kind, message.event, message.at)
+        touched: set[str] = set()
+        if kind == "deployment" and isinstance(data.get("model"), str):
+            fleet.apply_deployment(data, message.at)
+            touched.add(data["model"])
+        elif kind == "canary":
+            model = fleet.apply_canary(data)
+            touched |= {model} if model else set()
+        elif kind == "alert":
+            touched |= fleet.apply_alert_event(data)
+            for alerts in self._screens(AlertsScreen):
+                alerts.show_alerts()
+        if touched:
+            added, changed = fleet.diff(touched & set(fleet.deployments))
             self.overview.apply_rows(added, changed, set())
-        self.overview.show_feed()
+            if self.overview.selected in touched:
+                self.overview.show_detail()
+        if fleet.feed_version != feed_before:
+            self.overview.show_feed()
         model = data.get("model")
         for screen in self._model_screens():
-            if screen.model == model:
-                screen.show_state()
-                if message.kind in ("audit", "deployment"):
-                    screen.reload()
+            if screen.model != model:
+                continue
+            if kind == "retrain":
+                screen.retrain_event(data)
+                continue
+            screen.show_state()
+            if kind in ("audit", "deployment"):
+                screen.reload()
+            elif kind in ("drift", "performance"):
+                screen.reload_drift()
         self.update_chrome()
 
     def on_connection(self, message: Connection) -> None:
@@ -155,12 +216,15 @@ class OpsctlApp(App[None]):
         if changed:
             for screen in self.screen_stack:
                 screen.refresh_bindings()
-                if isinstance(screen, ChangeDialog):
+                if isinstance(screen, ChangeDialog | ActionDialog):
                     screen.connectivity_changed()
         self.update_chrome()
 
     def _model_screens(self) -> list[ModelScreen]:
         return [s for s in self.screen_stack if isinstance(s, ModelScreen)]
+
+    def _screens(self, kind: type[Any]) -> list[Any]:
+        return [s for s in self.screen_stack if isinstance(s, kind)]
 
     # -- chrome: context bar, banner, ages ---------------------------------------------------------
 
@@ -225,9 +289,55 @@ class OpsctlApp(App[None]):
 
     def open_model(self, model: str) -> None:
         self.overview.select(model)
-        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen):
+        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen | AlertsScreen):
             self.pop_screen()
         self.push_screen(ModelScreen(model))
+
+    def open_alerts(self) -> None:
+        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen | AlertsScreen):
+            self.pop_screen()
+        self.push_screen(AlertsScreen())
+
+    def open_action(self, action: Action) -> None:
+        if self.read_only:
+            self.notify("read-only mode: no actions", severity="warning")
+            return
+        if not self.connected:
+            self.notify("the daemon is unreachable; actions are disabled", severity="error")
+            return
+        self.push_screen(ActionDialog(action), callback=self._action_done)
+
+    def _action_done(self, result: tuple[Action, Any] | None) -> None:
+        if result is None:
+            return
+        action, answer = result
+        detail = ""
+        if isinstance(answer, dict):
+            detail = str(answer.get("phase") or answer.get("state") or answer.get("verdict") or answer.get("id") or "")
+        line = f"{action.name} {action.model or ''}: done {detail}".rstrip()
+        self.log_lines.append(line)
+        self.notify(line, title="done", timeout=8)
+        if action.name.startswith("canary.") and isinstance(answer, dict):
+            self.fleet.apply_canary(answer)
+            for screen in self._model_screens():
+                screen.show_state()
+        self.feed.refresh()
+
+    def game_day(self, verb: str, model: str, kind: str | None) -> None:
+        if self.read_only or self.gameday is None:
+            return
+        self.run_worker(partial(self._game_day, verb, model, kind), thread=True, group="gameday",
+                        exit_on_error=False)
+
+    def _game_day(self, verb: str, model: str, kind: str | None) -> None:
+        assert self.gameday is not None
+        try:
+            line = self.gameday.inject(model, kind or "") if verb == "inject" else self.gameday.clear(model)
+        except OpsctlError as error:
+            self.call_from_thread(self.notify, str(error), title="game day", severity="error")
+            return
+        self.log_lines.append(line)
+        self.call_from_thread(self.notify, line, title="game day", timeout=8)
 
     def open_change(self, action: str, model: str, version: str | None = None) -> None:
         if self.read_only:
@@ -262,6 +372,7 @@ class OpsctlApp(App[None]):
             rows.append((binding.key_display or self.get_key_display(binding), binding.description, active.enabled))
         notes = getattr(screen, "HELP_NOTES", "")
         if self.read_only:
-            notes = (notes + "\n" if notes else "") + "Read-only mode: rollback and promote are not offered."
-        title = "overview" if isinstance(screen, OverviewScreen) else getattr(screen, "model", "screen")
+            notes = (notes + "\n" if notes else "") + "Read-only mode: no action is offered."
+        title = ("overview" if isinstance(screen, OverviewScreen) else "alerts" if isinstance(screen, AlertsScreen)
+                 else getattr(screen, "model", "screen"))
         self.push_screen(HelpScreen(str(title), rows, notes))

@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Static
 from opsctl.domain import ChangeResult
 from opsctl.errors import OpsctlError
 from opsctl.service import ChangePlan
+from opsctl.tui.actions import Action
 from opsctl.tui.panels import cli_command
 
 if TYPE_CHECKING:
@@ -165,6 +166,126 @@ class ChangeDialog(ModalScreen[ChangeResult | None]):
             self.app.call_from_thread(self._failed, str(error))
             return
         self.app.call_from_thread(self.dismiss, result)
+
+    def _failed(self, message: str) -> None:
+        self.busy = False
+        self.query_one("#error", Static).update(f"[red]failed: {escape(message)}[/]")
+        self._validate()
+
+
+class ActionDialog(ModalScreen[tuple[Action, Any] | None]):
+    """Confirm an audited action (ack, silence, canary command, retrain): a reason, focus on Cancel, the CLI
+    equivalent; the dangerous ones (canary abort and promote) also want the model name typed out."""
+
+    AUTO_FOCUS = "#cancel"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    HINTS: ClassVar[dict[str, str]] = {
+        "cancel": "Enter on Cancel closes; Tab to write the reason",
+        "reason": "Enter: next",
+        "confirm-name": "Enter confirms when the name matches; Escape cancels",
+        "confirm": "Enter performs the action",
+    }
+
+    def __init__(self, action: Action) -> None:
+        super().__init__(classes="dialog-screen")
+        self.action_ = action
+        self.busy = False
+
+    @property
+    def opsctl(self) -> OpsctlApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        action = self.action_
+        with Vertical(id="dialog"):
+            yield Static(f"[b]{escape(action.title)}[/b]", id="dialog-title")
+            yield Static(escape(action.effect), id="plan")
+            yield Label("Reason (recorded in the audit log):")
+            yield Input(placeholder="why, e.g. known issue, fix deploying", id="reason")
+            if action.confirm_name and action.model:
+                yield Label(f"Type the model name to confirm: [b]{escape(action.model)}[/b]")
+                yield Input(placeholder=action.model, id="confirm-name")
+            yield Static("", id="command")
+            yield Static("", id="hint")
+            yield Static("", id="error")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="cancel", variant="primary", compact=True)
+                yield Button(action.name.split(".")[-1].capitalize(), id="confirm", variant="error", disabled=True,
+                             compact=True)
+
+    def on_mount(self) -> None:
+        self._show_command()
+        self._validate()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.query_one("#hint", Static).update(f"[dim]{self.HINTS.get(event.widget.id or '', '')}[/]")
+
+    @property
+    def reason(self) -> str:
+        return self.query_one("#reason", Input).value.strip()
+
+    def _show_command(self) -> None:
+        self.query_one("#command", Static).update(f"CLI: [b]{escape(self.action_.command(self.reason or '...'))}[/b]")
+
+    def problem(self) -> str | None:
+        if not self.opsctl.connected:
+            return "the daemon is unreachable; actions are disabled"
+        if self.opsctl.read_only:
+            return "read-only mode"
+        if not self.reason:
+            return "a reason is required"
+        if self.action_.confirm_name and self.action_.model:
+            typed = self.query_one("#confirm-name", Input).value.strip()
+            if typed != self.action_.model:
+                return f"type {self.action_.model!r} exactly to confirm"
+        return None
+
+    def _validate(self) -> None:
+        self.query_one("#confirm", Button).disabled = self.busy or self.problem() is not None
+
+    def connectivity_changed(self) -> None:
+        self._validate()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show_command()
+        self.query_one("#error", Static).update("")
+        self._validate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "reason" and self.action_.confirm_name and self.action_.model:
+            self.query_one("#confirm-name", Input).focus()
+        else:
+            self._try_confirm()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self._try_confirm()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _try_confirm(self) -> None:
+        if self.busy:
+            return
+        problem = self.problem()
+        if problem is not None:
+            self.query_one("#error", Static).update(f"[red]refused: {escape(problem)}; nothing was changed[/]")
+            return
+        self.busy = True
+        self._validate()
+        self.query_one("#error", Static).update("working…")
+        self.run_worker(self._perform, thread=True, exclusive=True, group="action")
+
+    def _perform(self) -> None:
+        action = self.action_
+        try:
+            answer = self.opsctl.feed.act(action.method, action.path, action.request(self.reason))
+        except OpsctlError as error:
+            self.app.call_from_thread(self._failed, str(error))
+            return
+        self.app.call_from_thread(self.dismiss, (action, answer))
 
     def _failed(self, message: str) -> None:
         self.busy = False

@@ -6,9 +6,12 @@ Two loops, each in its own thread worker:
   connectivity: a failed connect posts ``Connection(False)`` and retries with
   exponential backoff; a successful one posts ``Connection(True)`` and asks the
   status loop for a fresh document (the daemon may have restarted);
-* the **status loop** fetches ``/v1/status`` (and the audit tail) when asked,
-  and otherwise every ``refresh_seconds`` so job-computed panels (health,
-  alerts) stay current. No tight polling: the fast path is the event stream.
+* the **status loop** fetches ``/v1/status``, the audit tail, ``/v1/alerts`` and
+  ``/v1/health`` when asked, and otherwise every ``refresh_seconds`` so
+  job-computed panels stay current. Events that the app can apply by themselves
+  (deployments, canary documents, alert transitions, retrain logs) never cause a
+  fetch; the others ask for one on a debounce (:data:`DEBOUNCE_SECONDS`), so a
+  burst of events costs one fetch. No tight polling: the fast path is the stream.
 
 Actions (plans, promote, rollback, versions) are plain blocking calls meant to be
 run from a thread worker; each opens its own short-lived client.
@@ -20,6 +23,7 @@ import contextlib
 import json
 import socket as socket_module
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -30,21 +34,27 @@ from textual.message import Message
 from opsctl.client import DaemonBackend, DaemonClient
 from opsctl.clock import Clock, SystemClock
 from opsctl.domain import ChangeResult, ModelVersion
-from opsctl.errors import DaemonUnavailableError, OpsctlError
+from opsctl.errors import DaemonUnavailableError, NotFoundError, OpsctlError
 from opsctl.service import ChangePlan
 
 BACKOFF_START_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 4.0
+DEBOUNCE_SECONDS = 0.3
+# Events the app applies from their payload alone; anything else asks for a (debounced) status fetch.
+SELF_CONTAINED = frozenset({"deployment", "canary", "drift", "performance", "silence"})
 
 
 class StatusArrived(Message):
     """A whole ``/v1/status`` document (and the audit tail), fetched at ``at``."""
 
-    def __init__(self, document: dict[str, Any], history: list[dict[str, Any]], at: datetime) -> None:
+    def __init__(self, document: dict[str, Any], history: list[dict[str, Any]], at: datetime, *,
+                 alerts: dict[str, Any] | None = None, health: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.document = document
         self.history = history
         self.at = at
+        self.alerts = alerts
+        self.health = health
 
 
 class EventArrived(Message):
@@ -84,6 +94,19 @@ class Feed(Protocol):
     def plan(self, action: str, model: str, version: str | None) -> ChangePlan: ...
     def change(self, action: str, model: str, version: str | None, *, reason: str,
                expected_generation: int) -> ChangeResult: ...
+    def act(self, method: str, path: str, body: dict[str, Any]) -> Any: ...
+    def fetch(self, path: str, **params: Any) -> Any: ...
+
+
+def needs_status(kind: str, event: Mapping[str, Any]) -> bool:
+    """Whether an SSE event changes what only a status fetch can tell (see the module doc)."""
+    if kind in SELF_CONTAINED:
+        return False
+    if kind == "job":
+        return False  # a job's result is announced by its own event (health, alert, canary...)
+    if kind == "retrain":
+        return (event.get("data") or {}).get("event") == "status"
+    return True
 
 
 class DaemonFeed:
@@ -99,6 +122,7 @@ class DaemonFeed:
         self.clock = clock or SystemClock()
         self._stop = threading.Event()
         self._wanted = threading.Event()
+        self._due: float | None = None  # monotonic time of the debounced fetch
         self._lock = threading.Lock()
         self._sse_socket: socket_module.socket | None = None
         self.last_event_id: int | None = None
@@ -116,6 +140,18 @@ class DaemonFeed:
                 sock.shutdown(socket_module.SHUT_RDWR)
 
     def refresh(self) -> None:
+        """Fetch now."""
+        with self._lock:
+            self._due = None
+        self._wanted.set()
+
+    def refresh_soon(self, delay: float = DEBOUNCE_SECONDS) -> None:
+        """Fetch within ``delay`` seconds; more calls before then share the same fetch."""
+        with self._lock:
+            if self._wanted.is_set() and self._due is None:
+                return  # an immediate fetch is already asked for
+            due = time.monotonic() + delay
+            self._due = due if self._due is None else min(self._due, due)
         self._wanted.set()
 
     def _client(self) -> DaemonClient:
@@ -127,6 +163,10 @@ class DaemonFeed:
         """Fetch the status document when asked (or every refresh_seconds) until stopped."""
         while not self._stop.is_set():
             self._wanted.wait(self.refresh_seconds)
+            with self._lock:
+                due, self._due = self._due, None
+            if due is not None and self._stop.wait(max(0.0, due - time.monotonic())):
+                return
             self._wanted.clear()
             if self._stop.is_set():
                 return
@@ -134,11 +174,13 @@ class DaemonFeed:
             try:
                 document = client.get("/v1/status")
                 history = client.get("/v1/history", limit=50)
+                alerts = _optional(client, "/v1/alerts", all=1)
+                health = _optional(client, "/v1/health")
             except OpsctlError:
                 continue  # the event loop reports connectivity; it will ask again once reconnected
             finally:
                 client.close()
-            post(StatusArrived(document, history, self.clock.now()))
+            post(StatusArrived(document, history, self.clock.now(), alerts=alerts, health=health))
 
     def run_events(self, post: Post) -> None:
         """Follow the SSE stream, reconnecting with backoff, until stopped."""
@@ -148,10 +190,10 @@ class DaemonFeed:
                 for kind, event in self._stream(on_open=lambda: self._opened(post)):
                     backoff = BACKOFF_START_SECONDS
                     post(EventArrived(kind, event, self.clock.now()))
-                    if kind != "deployment":
-                        # Job results (health, alerts, canary, drift) change the status document, and the
-                        # audit log has the actor and reason that the audit event leaves out.
-                        self._wanted.set()
+                    if needs_status(kind, event):
+                        # Health checks, alert lists and the audit log's actor and reason are only in the
+                        # documents; a burst of events shares one fetch.
+                        self.refresh_soon()
                 backoff = BACKOFF_START_SECONDS
             except DaemonUnavailableError as error:
                 if self._stop.is_set():
@@ -162,7 +204,7 @@ class DaemonFeed:
 
     def _opened(self, post: Post) -> None:
         post(Connection(True))
-        self._wanted.set()
+        self.refresh()
 
     def _stream(self, on_open: Callable[[], None]) -> Any:
         headers = {"Last-Event-ID": str(self.last_event_id)} if self.last_event_id is not None else {}
@@ -243,6 +285,30 @@ class DaemonFeed:
             client.close()
 
 
+    def act(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        """One audited action through the daemon's API (ack, silence, canary command, retrain)."""
+        client = self._client()
+        try:
+            return client.request(method, path, json=body)
+        finally:
+            client.close()
+
+    def fetch(self, path: str, **params: Any) -> Any:
+        client = self._client()
+        try:
+            return client.get(path, **params)
+        finally:
+            client.close()
+
+
+def _optional(client: DaemonClient, path: str, **params: Any) -> Any:
+    """A document from a subsystem that may not be loaded in this daemon: None when it is not there."""
+    try:
+        return client.get(path, **params)
+    except NotFoundError:
+        return None
+
+
 def _parse(fields: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
     try:
         event = json.loads(fields["data"])
@@ -260,8 +326,13 @@ class StaticFeed:
 
     def __init__(self, document: dict[str, Any], history: list[dict[str, Any]] | None = None,
                  versions: dict[str, list[ModelVersion]] | None = None, *, clock: Clock | None = None,
-                 up: bool = True) -> None:
+                 up: bool = True, alerts: dict[str, Any] | None = None, health: dict[str, Any] | None = None,
+                 documents: dict[str, Any] | None = None) -> None:
         self.document = document
+        self.alerts = alerts
+        self.health = health
+        self.documents = documents or {}
+        self.acts: list[tuple[str, str, dict[str, Any]]] = []
         self._history = history or []
         self._versions = versions or {}
         self.clock = clock or SystemClock()
@@ -270,7 +341,7 @@ class StaticFeed:
         self.changes: list[tuple[str, str, str | None, str, int]] = []
 
     def run_status(self, post: Post) -> None:
-        post(StatusArrived(self.document, self._history, self.clock.now()))
+        post(StatusArrived(self.document, self._history, self.clock.now(), alerts=self.alerts, health=self.health))
 
     def run_events(self, post: Post) -> None:
         post(Connection(self.up, "" if self.up else "the daemon is not running (fixed document)",
@@ -279,8 +350,20 @@ class StaticFeed:
     def refresh(self) -> None:
         pass
 
+    def refresh_soon(self, delay: float = DEBOUNCE_SECONDS) -> None:
+        pass
+
     def stop(self) -> None:
         self._stop.set()
+
+    def act(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        self.acts.append((method, path, body))
+        raise OpsctlError("this is a fixed document; nothing was changed")
+
+    def fetch(self, path: str, **params: Any) -> Any:
+        if path not in self.documents:
+            raise NotFoundError("document", path)
+        return self.documents[path]
 
     def versions(self, model: str) -> list[ModelVersion]:
         return list(self._versions.get(model, []))

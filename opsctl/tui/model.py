@@ -9,7 +9,7 @@ value is ``None`` and the screen says "no data yet" instead of inventing one.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +29,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("canary", "canary"),
     ("sla", "SLA"),
     ("alerts", "alerts"),
+    ("trend", "p95 trend"),
 )
+
+# The health checks whose values the sparklines follow (check name, label), newest last.
+TRENDS: tuple[tuple[str, str], ...] = (("latency_p95", "p95 latency"), ("error_rate", "error rate"),
+                                       ("request_rate", "request rate"))
+TREND_POINTS = 60
+_BLOCKS = "▁▂▃▄▅▆▇█"
 
 NO_DATA = "no data yet"
 FEED_LIMIT = 200
@@ -45,6 +52,7 @@ class ModelRow:
     canary_weight: float
     sla: str | None
     alerts: int | None
+    trend: str = ""
 
     def cells(self) -> dict[str, str]:
         canary = f"{self.canary} {self.canary_weight:g}%" if self.canary else "-"
@@ -54,7 +62,25 @@ class ModelRow:
             "canary": canary,
             "sla": self.sla or "-",
             "alerts": "-" if self.alerts is None else str(self.alerts),
+            "trend": self.trend or "-",
         }
+
+
+def spark_text(values: Iterable[float | None], width: int = 8) -> str:
+    """A one-line sparkline of the last ``width`` values (a gap for a missing one); '' when none."""
+    points = list(values)[-width:]
+    present = [v for v in points if v is not None]
+    if not present:
+        return ""
+    low, high = min(present), max(present)
+    span = high - low
+    out = []
+    for value in points:
+        if value is None:
+            out.append(" ")
+        else:
+            out.append(_BLOCKS[0 if span == 0 else min(7, int((value - low) / span * 7.999))])
+    return "".join(out)
 
 
 def by_model(section: Any) -> dict[str, dict[str, Any]] | None:
@@ -115,9 +141,17 @@ class Fleet:
         self.alerts: list[dict[str, Any]] = []
         self.canaries: dict[str, dict[str, Any]] | None = None
         self.drift: dict[str, dict[str, Any]] | None = None
+        # /v1/health: every deployed version's checks, per model; and the values seen per model over time.
+        self.health_detail: dict[str, list[dict[str, Any]]] | None = None
+        self.health_meta: dict[str, Any] = {}
+        self.trends: dict[str, dict[str, deque[float | None]]] = {}
+        self._trend_at: dict[str, str] = {}
+        self.alerts_fetched = False
+        self.demo: dict[str, Any] | None = None
         self.daemon: dict[str, Any] = {}
         self.jobs: list[dict[str, Any]] = []
         self.feed: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.feed_version = 0  # bumped whenever the feed's text would change
         self.status_at: datetime | None = None
         self.event_at: datetime | None = None
         self._rows: dict[str, ModelRow] = {}
@@ -139,7 +173,13 @@ class Fleet:
             canary_weight=float(deployment.get("canary_weight") or 0.0),
             sla=health.get("status") if health else None,
             alerts=None if self.alert_counts is None else self.alert_counts.get(model, 0),
+            trend=spark_text(self.trend(model, "latency_p95")),
         )
+
+    def trend(self, model: str, check: str) -> list[float | None]:
+        """The production version's values of one check, oldest first (what the sparklines draw)."""
+        series = self.trends.get(model, {}).get(check)
+        return list(series) if series else []
 
     @property
     def updated_at(self) -> datetime | None:
@@ -155,9 +195,13 @@ class Fleet:
         self.daemon = dict(document.get("daemon") or {})
         self.jobs = list(document.get("jobs") or [])
         self.health = by_model(_first(document, HEALTH_KEYS))
-        self.alert_counts, self.alerts = _alert_counts(_first(document, ALERT_KEYS))
+        if not self.alerts_fetched:  # /v1/alerts (apply_alerts) is the better source when we have it
+            self.alert_counts, self.alerts = _alert_counts(_first(document, ALERT_KEYS))
         self.canaries = by_model(_first(document, CANARY_KEYS))
         self.drift = by_model(_first(document, DRIFT_KEYS))
+        demo = document.get("demo")
+        if isinstance(demo, Mapping):
+            self.demo = dict(demo)
         incoming = {d["model"]: dict(d) for d in document.get("models") or [] if isinstance(d, Mapping)}
         removed = set(self.deployments) - set(incoming)
         self.deployments = incoming
@@ -165,6 +209,69 @@ class Fleet:
             self._rows.pop(name, None)
         added, changed = self._diff(incoming)
         return added, changed, removed
+
+    def apply_alerts(self, document: Mapping[str, Any] | None) -> None:
+        """``/v1/alerts?all=1``: every alert (pending, firing, resolved); counts firing ones per model."""
+        if document is None:
+            return
+        self.alerts_fetched = True
+        self.alert_counts, self.alerts = _alert_counts(document)
+
+    def apply_alert_event(self, transition: Mapping[str, Any]) -> set[str]:
+        """An SSE ``alert`` transition (id, labels, from, to): the alert's new state; returns models touched."""
+        alert_id = transition.get("id")
+        if not isinstance(alert_id, str) or transition.get("to") is None:
+            return set()
+        for alert in self.alerts:
+            if alert.get("id") == alert_id:
+                alert["state"] = transition["to"]
+                if "ack" in transition:
+                    alert["ack"] = transition["ack"]
+                break
+        else:
+            self.alerts.append({"id": alert_id, "rule": transition.get("rule"), "severity": transition.get("severity"),
+                                "state": transition["to"], "labels": dict(transition.get("labels") or {}),
+                                "summary": transition.get("summary", ""), "ack": transition.get("ack")})
+        self.alert_counts, self.alerts = _alert_counts(self.alerts)
+        self.alerts_fetched = True
+        model = (transition.get("labels") or {}).get("model")
+        return {model} if isinstance(model, str) else set()
+
+    def apply_health(self, document: Mapping[str, Any] | None) -> set[str]:
+        """``/v1/health``: per-version checks; a new evaluation adds a point to each model's trends.
+
+        Returns the models whose trend moved (their overview rows need the new sparkline)."""
+        if document is None:
+            return set()
+        self.health_meta = {k: v for k, v in document.items() if k != "models"}
+        detail: dict[str, list[dict[str, Any]]] = {}
+        for item in document.get("models") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("model"), str):
+                detail.setdefault(item["model"], []).append(dict(item))
+        self.health_detail = detail
+        moved: set[str] = set()
+        for model, versions in detail.items():
+            production = next((v for v in versions if v.get("role") == "production"), versions[0])
+            stamp = str(production.get("evaluated_at"))
+            if self._trend_at.get(model) == stamp:
+                continue  # the same evaluation fetched again: no new point
+            self._trend_at[model] = stamp
+            checks = {c.get("name"): c.get("value") for c in production.get("checks") or []}
+            series = self.trends.setdefault(model, {})
+            for name, _ in TRENDS:
+                series.setdefault(name, deque(maxlen=TREND_POINTS)).append(_float(checks.get(name)))
+            moved.add(model)
+        return moved
+
+    def apply_canary(self, document: Mapping[str, Any]) -> str | None:
+        """An SSE ``canary`` event carries the whole status document of that canary."""
+        model = document.get("model")
+        if not isinstance(model, str):
+            return None
+        if self.canaries is None:
+            self.canaries = {}
+        self.canaries[model] = dict(document)
+        return model
 
     def diff(self, names: Iterable[str]) -> tuple[set[str], set[str]]:
         """(added, changed) among ``names`` compared with what the screen shows."""
@@ -205,19 +312,34 @@ class Fleet:
         data = event.get("data") or {}
         if kind == "job" and data.get("ok"):
             return  # routine successful job runs would push the audit trail off the panel
+        if kind == "retrain" and data.get("event") in ("log", "progress"):
+            return  # a training's log lines belong to the retrain panel, not the fleet's event feed
         key = f"audit:{data.get('id')}" if kind == "audit" and "id" in data else f"{kind}:{event.get('id')}"
         self.feed[key] = {"kind": kind, "at": event.get("at"), "data": dict(data)}
         self.feed.move_to_end(key)
+        self.feed_version += 1
         while len(self.feed) > FEED_LIMIT:
             self.feed.popitem(last=False)
 
     def apply_history(self, audit: Iterable[Mapping[str, Any]]) -> None:
         """The audit log's tail (``/v1/history``) as feed entries, keyed by audit id so SSE does not duplicate."""
+        changed = False
         for entry in audit:
             # The audit log's entry is richer than the SSE event (actor, reason): it wins.
-            self.feed[f"audit:{entry['id']}"] = {"kind": "audit", "at": entry.get("at"), "data": dict(entry)}
+            key = f"audit:{entry['id']}"
+            new = {"kind": "audit", "at": entry.get("at"), "data": dict(entry)}
+            if self.feed.get(key) != new:
+                self.feed[key] = new
+                changed = True
+        if not changed:
+            return
+        self.feed_version += 1
         ordered = sorted(self.feed.items(), key=lambda kv: kv[1].get("at") or "")
         self.feed = OrderedDict(ordered[-FEED_LIMIT:])
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def describe_event(entry: Mapping[str, Any]) -> str:
@@ -235,6 +357,18 @@ def describe_event(entry: Mapping[str, Any]) -> str:
         return f"{when} job {data.get('job', '?')} {verdict} {data.get('summary') or ''}".rstrip()
     if kind == "deployment":
         return f"{when} deployment {data.get('model', '?')} generation {data.get('generation', '?')}"
+    if kind == "health":
+        return (f"{when} health {data.get('model', '?')} {data.get('version', '')}"
+                f" {data.get('previous') or '-'} -> {data.get('status', '?')}").rstrip()
+    if kind == "alert" and "to" in data:
+        model = (data.get("labels") or {}).get("model", "")
+        return f"{when} alert {data.get('rule', '?')} {model} {data.get('from') or '-'} -> {data['to']}"
+    if kind == "canary":
+        why = data.get("transition") or data.get("reason") or ""
+        return (f"{when} canary {data.get('model', '?')} {data.get('canary_version', '')} {data.get('phase', '?')}"
+                f" stage {data.get('stage', '?')}/{data.get('stages', '?')} {data.get('weight', 0):g}% {why}").rstrip()
+    if kind == "retrain":
+        return f"{when} retrain {data.get('model', '?')} {data.get('status') or data.get('event') or ''}".rstrip()
     summary = data.get("summary") or data.get("reason") or data.get("model") or ""
     return f"{when} {kind} {summary}".rstrip()
 

@@ -8,15 +8,18 @@ no panel ever shows a made-up value.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from rich.markup import escape
 
 from opsctl.domain import ModelVersion
-from opsctl.tui.model import NO_DATA
+from opsctl.tui.model import NO_DATA, age_text, parse_at
 
 _VERDICT_STYLE = {"pass": "green", "ok": "green", "healthy": "green", "fail": "red", "degraded": "red",
-                  "unknown": "yellow", "inconclusive": "yellow"}
+                  "unknown": "yellow", "inconclusive": "yellow", "progressing": "cyan", "paused": "yellow",
+                  "promoting": "cyan", "succeeded": "green", "aborted": "red", "rolled_back": "red",
+                  "failed": "red", "firing": "red", "pending": "yellow", "resolved": "green", "running": "cyan"}
 
 
 def _styled(word: str | None) -> str:
@@ -39,7 +42,8 @@ def health_text(health: Mapping[str, Any] | None) -> str:
     if not health:
         return f"SLA: [dim]{NO_DATA}[/]"
     age = health.get("sample_age_seconds")
-    lines = [f"SLA: {_styled(health.get('status'))}  version {escape(str(health.get('version', '-')))}"
+    version = f"  version {escape(str(health['version']))}" if health.get("version") else ""
+    lines = [f"SLA: {_styled(health.get('status'))}{version}"
              + (f"  sample age {age:.0f}s" if isinstance(age, int | float) else "")]
     for version in health.get("versions") or []:  # the daemon's /v1/status summary: one line per served version
         lines.append(f"  {escape(str(version.get('version')))} ({escape(str(version.get('role', '')))}):"
@@ -53,23 +57,96 @@ def health_text(health: Mapping[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def canary_text(canary: Mapping[str, Any] | None, deployment: Mapping[str, Any] | None = None) -> str:
-    """Canary phase, stage, weight and the last evaluation's gates."""
+def stage_track(stage_weights: Sequence[Any], stage: int, phase: str) -> str:
+    """Stages as a progress track: done ones filled, the current one bold, later ones dim."""
+    parts = []
+    for index, weight in enumerate(stage_weights, start=1):
+        label = f"{float(weight):g}%"
+        if index < stage or phase == "succeeded":
+            parts.append(f"[green]■ {label}[/]")
+        elif index == stage and phase not in ("aborted", "rolled_back", "failed"):
+            parts.append(f"[b reverse] {label} [/]")
+        else:
+            parts.append(f"[dim]□ {label}[/]")
+    return " ─ ".join(parts)
+
+
+def _since(stamp: Any, now: datetime | None) -> str:
+    at = parse_at(stamp) if isinstance(stamp, str) else None
+    if at is None or now is None:
+        return "-"
+    return age_text((now - at).total_seconds())
+
+
+def gate_line(gate: Mapping[str, Any]) -> str:
+    numbers = [f"value {_num(gate.get('value'))}"]
+    if gate.get("threshold") is not None:
+        numbers.append(f"limit {_num(gate.get('threshold'))}")
+    if gate.get("p_value") is not None:
+        numbers.append(f"p {_num(gate.get('p_value'))}")
+    if gate.get("sample_size") is not None:
+        needed = f"/{gate['sample_needed']}" if gate.get("sample_needed") is not None else ""
+        numbers.append(f"n {gate['sample_size']}{needed}")
+    reason = f" — {escape(str(gate['reason']))}" if gate.get("reason") else ""
+    return f"  {escape(str(gate.get('name', '?')))}: {_styled(gate.get('verdict'))} ({', '.join(numbers)}){reason}"
+
+
+def canary_text(canary: Mapping[str, Any] | None, deployment: Mapping[str, Any] | None = None,
+                now: datetime | None = None, *, brief: bool = False) -> str:
+    """The canary: stage track, weight, time in stage, failed checks, why (e.g. paused), each gate's numbers."""
     if not canary:
         if deployment and deployment.get("canary_version"):
             return (f"canary: {escape(str(deployment['canary_version']))} at {deployment.get('canary_weight', 0):g}%"
                     f"  [dim](analysis: {NO_DATA})[/]")
         return "canary: none"
-    lines = [f"canary: {escape(str(canary.get('canary_version', '-')))} {_styled(canary.get('phase'))}"
-             f"  stage {canary.get('stage', '-')}  weight {_num(canary.get('weight'))}%"
-             f"  failed checks {canary.get('failed_checks', 0)}"]
+    phase = str(canary.get("phase") or canary.get("state") or "?")
+    if not canary.get("active", True) and brief:
+        return (f"canary: last {escape(str(canary.get('canary_version', '-')))} {_styled(phase)}"
+                f" {_since(canary.get('finished_at'), now)} ago")
+    lines = [f"canary: {escape(str(canary.get('canary_version', '-')))} {_styled(phase)}"
+             f"  weight {_num(canary.get('weight'))}%"
+             f"  stage {canary.get('stage', '-')}/{canary.get('stages', '-')}"
+             f" for {_since(canary.get('stage_started_at'), now)}"
+             f"  failed {canary.get('failed_checks', 0)}/{canary.get('failure_threshold', '-')}"]
+    if canary.get("stage_weights"):
+        lines.append("  " + stage_track(canary["stage_weights"], int(canary.get("stage") or 0), phase))
     if canary.get("reason"):
-        lines.append(f"  why: {escape(str(canary['reason']))}")
-    evaluation = canary.get("last_evaluation") or {}
-    for gate in evaluation.get("gates") or evaluation.get("results") or []:
-        if isinstance(gate, Mapping):
-            lines.append(f"  {escape(str(gate.get('name', gate.get('gate', '?'))))}: {_styled(gate.get('verdict'))}"
-                         + (f" — {escape(str(gate['reason']))}" if gate.get("reason") else ""))
+        label = "paused" if phase == "paused" else "why"
+        lines.append(f"  {label}: {escape(str(canary['reason']))}")
+    if canary.get("actuator_error"):
+        lines.append(f"  [red]actuator: {escape(str(canary['actuator_error']))}[/]")
+    gates = canary.get("gates") or (canary.get("last_evaluation") or {}).get("results") or []
+    if gates:
+        lines.append(f"  gates ({_styled(canary.get('verdict'))},"
+                     f" {_since(canary.get('last_evaluation_at'), now)} ago):")
+        lines += [gate_line(g) for g in gates if isinstance(g, Mapping)][: 3 if brief else None]
+    elif not brief:
+        lines.append("  [dim]no evaluation yet[/]")
+    return "\n".join(lines)
+
+
+def health_detail_text(versions: Sequence[Mapping[str, Any]] | None, meta: Mapping[str, Any] | None = None) -> str:
+    """Every deployed version's checks from ``/v1/health``: value, threshold, verdict, reason, sample age."""
+    if versions is None:
+        return f"SLA checks: [dim]{NO_DATA}[/]"
+    if not versions:
+        return "SLA checks: [dim]no deployed version evaluated yet[/]"
+    lines = []
+    prometheus = (meta or {}).get("prometheus") or {}
+    if prometheus and not prometheus.get("ok", True):
+        lines.append(f"[red]Prometheus: {escape(str(prometheus.get('error')))}[/]")
+    for version in versions:
+        age = version.get("sample_age_seconds")
+        age_part = f"sample age {age:.0f}s" if isinstance(age, int | float) else "sample age -"
+        critical = "  [b red]CRITICAL[/]" if version.get("critical") else ""
+        lines.append(f"[b]{escape(str(version.get('version')))}[/b] ({escape(str(version.get('role', '')))}):"
+                     f" {_styled(version.get('status'))}{critical}  {age_part}"
+                     f"  evaluated {escape(str(version.get('evaluated_at', '-'))[11:19])}")
+        for check in version.get("checks") or []:
+            unit = check.get("unit") or ""
+            lines.append(f"  {escape(str(check.get('name'))):<13} {_num(check.get('value')):>8} {escape(unit):<6}"
+                         f" limit {_num(check.get('threshold')):>6}  {_styled(check.get('verdict'))}"
+                         + (f" — {escape(str(check['reason']))}" if check.get("reason") else ""))
     return "\n".join(lines)
 
 
@@ -87,16 +164,80 @@ def alerts_text(alerts: Sequence[Mapping[str, Any]] | None, model: str | None = 
 
 
 def drift_text(drift: Mapping[str, Any] | None) -> str:
+    """The status section's one-line drift summary (when a daemon publishes one)."""
     if not drift:
         return f"drift: [dim]{NO_DATA}[/]"
     verdict = {True: "[red]drift[/]", False: "[green]no drift[/]", None: "[yellow]unknown[/]"}[
         drift.get("dataset_drift")]
-    lines = [f"drift: {verdict}  {drift.get('drifted_count', 0)} of {len(drift.get('features') or [])} features"]
-    for feature in (drift.get("features") or [])[:6]:
-        lines.append(f"  {escape(str(feature.get('feature', feature.get('name', '?'))))}:"
-                     f" p={_num(feature.get('p_value_adjusted', feature.get('p_value')))}"
-                     f" effect={_num(feature.get('effect_size'))}"
-                     f" {'[red]drifted[/]' if feature.get('drifted') else 'ok'}")
+    return f"drift: {verdict}  {drift.get('drifted_count', 0)} of {len(drift.get('features') or [])} features"
+
+
+_DRIFT_VERDICT = {"drift": "[red]drift[/]", "no_drift": "[green]no drift[/]",
+                  "insufficient_data": "[yellow]insufficient data[/]", "no_reference": "[yellow]no reference[/]",
+                  "error": "[red]error[/]"}
+
+
+def drift_detail_text(document: Mapping[str, Any] | None, spark: str = "") -> str:
+    """``/v1/drift/{model}``: per version and feature, the statistic, corrected p-value, effect size, verdict."""
+    if document is None:
+        return f"drift: [dim]{NO_DATA}[/]"
+    window = document.get("window") or {}
+    lines = [f"window: {window.get('rows', '-')} rows, {window.get('labelled', '-')} labelled"
+             + (f"   trend {spark} (drifted features per check)" if spark else "")]
+    for entry in document.get("versions") or []:
+        result = entry.get("result")
+        head = f"[b]{escape(str(entry.get('version')))}[/b] ({escape(str(entry.get('role', '')))})"
+        if not result:
+            lines.append(f"{head}: [dim]not checked yet[/]")
+            continue
+        report = result.get("report") or {}
+        lines.append(f"{head}: {_DRIFT_VERDICT.get(result.get('verdict'), escape(str(result.get('verdict'))))}"
+                     f"  {report.get('drifted_count', 0)} of {len(report.get('features') or [])} features"
+                     f"  at {escape(str(result.get('at', '-'))[11:19])}"
+                     + (f"  [red]{escape(str(result['error']))}[/]" if result.get("error") else ""))
+        if report.get("features"):
+            lines.append(f"  {'feature':<16} {'test':<5} {'statistic':>9} {'p adj':>9} {'effect':>8}  verdict")
+        for feature in report.get("features") or []:
+            drifted = feature.get("drifted")
+            verdict = "[red]drifted[/]" if drifted else "[yellow]unknown[/]" if drifted is None else "[green]ok[/]"
+            lines.append(f"  {escape(str(feature.get('name', '?')))[:16]:<16} {escape(str(feature.get('test', ''))):<5}"
+                         f" {_num(feature.get('statistic')):>9} {_num(feature.get('p_value_adjusted')):>9}"
+                         f" {_num(feature.get('effect_size')):>8}  {verdict}")
+    return "\n".join(lines)
+
+
+def performance_text(document: Mapping[str, Any] | None) -> str:
+    """``/v1/performance/{model}``: each metric with its confidence interval against the baseline."""
+    if document is None:
+        return f"performance: [dim]{NO_DATA}[/]"
+    lines = []
+    for entry in document.get("versions") or []:
+        result = entry.get("result")
+        head = f"[b]{escape(str(entry.get('version')))}[/b] ({escape(str(entry.get('role', '')))})"
+        if not result:
+            lines.append(f"{head}: [dim]not checked yet[/]")
+            continue
+        lines.append(f"{head}: {_styled(result.get('verdict'))}  {result.get('labelled', 0)} labelled"
+                     f" (needs {result.get('min_labels', '-')})")
+        for metric in result.get("metrics") or []:
+            lines.append(f"  {escape(str(metric.get('name'))):<10} {_num(metric.get('value')):>7}"
+                         f" [{_num(metric.get('ci_low'))}, {_num(metric.get('ci_high'))}]"
+                         f" baseline {_num(metric.get('baseline'))} floor {_num(metric.get('floor'))}"
+                         f"  {_styled(metric.get('state'))}")
+    return "\n".join(lines) or f"performance: [dim]{NO_DATA}[/]"
+
+
+def retrain_runs_text(runs: Sequence[Mapping[str, Any]] | None) -> str:
+    if runs is None:
+        return f"retrain runs: [dim]{NO_DATA}[/]"
+    if not runs:
+        return "retrain runs: none yet"
+    lines = []
+    for run in runs[:6]:
+        candidate = f" -> {escape(str(run['candidate_version']))}" if run.get("candidate_version") else ""
+        lines.append(f"{escape(str(run.get('id', '?')))} {escape(str(run.get('started_at', ''))[5:16])}"
+                     f" {escape(str(run.get('trigger', '')))} {_styled(run.get('status'))}{candidate}"
+                     + (f" [red]{escape(str(run['error']))}[/]" if run.get("error") else ""))
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.markup import escape
@@ -10,17 +11,31 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, Log, Sparkline, Static, TabbedContent, TabPane
 
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
-from opsctl.tui.model import COLUMNS, ModelRow, describe_event
-from opsctl.tui.panels import alerts_text, canary_text, drift_text, health_text, version_cells, version_text
+from opsctl.tui.actions import CANARY_PHASES, alert_ack, alert_model, alert_silence, canary_action, retrain_action
+from opsctl.tui.model import COLUMNS, TRENDS, ModelRow, describe_event, spark_text
+from opsctl.tui.panels import (
+    _num,
+    alerts_text,
+    canary_text,
+    drift_detail_text,
+    drift_text,
+    health_detail_text,
+    health_text,
+    performance_text,
+    retrain_runs_text,
+    version_cells,
+    version_text,
+)
 
 if TYPE_CHECKING:
     from opsctl.tui.app import OpsctlApp
 
-ACTIONS = frozenset({"rollback", "promote"})
+ACTIONS = frozenset({"rollback", "promote", "ack", "silence", "canary_pause", "canary_resume", "canary_abort",
+                     "canary_promote", "retrain"})
 _SLA_STYLE = {"healthy": "green", "degraded": "bold red", "unknown": "yellow"}
 
 
@@ -73,12 +88,14 @@ class OverviewScreen(OpsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "rollback", "Rollback"),
         Binding("p", "promote", "Promote canary"),
+        Binding("a", "alerts", "Alerts"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
     ]
-    HELP_NOTES = ("enter opens the registry for the highlighted model; r rolls it back (to the previous\n"
-                  "production version, or aborts its canary); p promotes its canary to production.")
+    HELP_NOTES = ("enter opens the model (registry, SLA, canary, drift, retrain, history); r rolls it back\n"
+                  "(to the previous production version, or aborts its canary); p promotes its canary;\n"
+                  "a lists the alerts (ack, silence). `:` runs any action by name.")
 
     def __init__(self) -> None:
         super().__init__(id="overview")
@@ -128,6 +145,8 @@ class OverviewScreen(OpsScreen):
             return Text(value, style=_SLA_STYLE[value])
         if key == "alerts" and value not in ("-", "0"):
             return Text(value, style="bold red")
+        if key == "trend":
+            return Text(value, style="cyan")
         return value
 
     def apply_rows(self, added: set[str], changed: set[str], removed: set[str]) -> None:
@@ -206,9 +225,11 @@ class OverviewScreen(OpsScreen):
         deployment = fleet.deployments.get(model, {})
         panel.border_title = escape(model)
         row: ModelRow = fleet.row(model)
+        trends = "  ".join(f"{label} {spark_text(fleet.trend(model, name), 12) or '-'}" for name, label in TRENDS)
         lines = [f"production {escape(row.production or '-')}  generation {deployment.get('generation', '-')}",
-                 canary_text((fleet.canaries or {}).get(model), deployment),
+                 canary_text((fleet.canaries or {}).get(model), deployment, self.opsctl.clock.now(), brief=True),
                  health_text((fleet.health or {}).get(model)),
+                 trends,
                  alerts_text(None if fleet.alert_counts is None else fleet.alerts, model),
                  drift_text((fleet.drift or {}).get(model))]
         detail.update("\n".join(lines))
@@ -244,6 +265,9 @@ class OverviewScreen(OpsScreen):
             return
         self.opsctl.open_change("promote", model, canary)
 
+    def action_alerts(self) -> None:
+        self.opsctl.open_alerts()
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.remove_class("hidden")
@@ -272,17 +296,168 @@ class OverviewScreen(OpsScreen):
             self.table.move_cursor(row=self.table.get_row_index(model))
 
 
+class AlertsScreen(OpsScreen):
+    """Every alert the daemon tracks (firing, pending, then resolved), with ack and silence from the keyboard."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("k", "ack", "Ack"),
+        Binding("s", "silence", "Silence 1h"),
+        Binding("enter", "open", "Open model"),
+    ]
+    HELP_NOTES = ("k acknowledges the highlighted alert until it resolves (notifications stop);\n"
+                  "s silences alerts like it (its rule on its model) for an hour. Both ask for a reason\n"
+                  "and are audited with your user.")
+    COLUMNS: ClassVar[tuple[str, ...]] = ("state", "severity", "rule", "model", "since", "ack")
+    ORDER: ClassVar[dict[str, int]] = {"firing": 0, "pending": 1, "resolved": 2}
+
+    def __init__(self) -> None:
+        super().__init__(id="alerts-screen")
+        self.ready = False
+        self.shown: dict[str, tuple[str, ...]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield from self.chrome()
+        with Panel(id="alerts-panel", classes="panel"):
+            table: DataTable[Any] = DataTable(id="alerts", cursor_type="row")
+            for key in self.COLUMNS:
+                table.add_column(key, key=key)
+            yield table
+        with Panel(id="alert-panel", classes="panel"), VerticalScroll():
+            yield Static("", id="alert-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.ready = True
+        self.query_one("#alerts-panel").border_title = "alerts"
+        self.query_one("#alert-panel").border_title = "alert"
+        self.query_one("#alerts", DataTable).focus()
+        self.show_alerts()
+
+    def _cells(self, alert: dict[str, Any]) -> tuple[str, ...]:
+        ack = alert.get("ack") or {}
+        since = alert.get("fired_at") or alert.get("starts_at") or ""
+        return (str(alert.get("state", "?")), str(alert.get("severity", "")), str(alert.get("rule", "")),
+                alert_model(alert) or "-", str(since)[5:16].replace("T", " "), str(ack.get("by", "")))
+
+    def show_alerts(self) -> None:
+        """Rows updated in place; a changed order (a new or re-stated alert) re-sorts."""
+        if not self.ready:
+            return
+        table = self.query_one("#alerts", DataTable)
+        alerts = {str(a.get("id")): a for a in self.opsctl.fleet.alerts}
+        for key in list(self.shown):
+            if key not in alerts:
+                table.remove_row(key)
+                del self.shown[key]
+        resort = False
+        for key, alert in alerts.items():
+            cells = self._cells(alert)
+            if key not in self.shown:
+                table.add_row(*(self._styled(c) for c in cells), key=key)
+                resort = True
+            elif self.shown[key] != cells:
+                for column, old, new in zip(self.COLUMNS, self.shown[key], cells, strict=True):
+                    if old != new:
+                        table.update_cell(key, column, self._styled(new))
+                resort = resort or self.shown[key][0] != cells[0]
+            self.shown[key] = cells
+        if resort:
+            table.sort("state", key=lambda state: self.ORDER.get(str(state), 3))
+        self.query_one("#alerts-panel").border_title = (
+            f"alerts: {sum(1 for a in alerts.values() if a.get('state') == 'firing')} firing,"
+            f" {sum(1 for a in alerts.values() if a.get('state') == 'pending')} pending, "
+            f"{sum(1 for a in alerts.values() if a.get('state') == 'resolved')} resolved")
+        self.show_detail()
+
+    @staticmethod
+    def _styled(value: str) -> str | Text:
+        style = {"firing": "bold red", "pending": "yellow", "resolved": "green", "critical": "red"}.get(value)
+        return Text(value, style=style) if style else value
+
+    @property
+    def selected(self) -> dict[str, Any] | None:
+        table = self.query_one("#alerts", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:
+            return None
+        return next((a for a in self.opsctl.fleet.alerts if str(a.get("id")) == key), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        alert = self.selected
+        detail = self.query_one("#alert-detail", Static)
+        if alert is None:
+            fetched = self.opsctl.fleet.alerts_fetched
+            detail.update("[dim]no alerts[/]" if fetched else "[dim]no data yet[/]")
+            return
+        ack = alert.get("ack")
+        labels = " ".join(f"{k}={v}" for k, v in sorted((alert.get("labels") or {}).items()))
+        lines = [f"[b]{escape(str(alert.get('rule')))}[/b] {escape(str(alert.get('id')))}"
+                 f"  {escape(str(alert.get('state')))}  value {_num(alert.get('value'))}",
+                 escape(str(alert.get("summary") or "")),
+                 f"labels: {escape(labels)}",
+                 f"started {escape(str(alert.get('starts_at', '-')))}"
+                 f"  fired {escape(str(alert.get('fired_at') or '-'))}"
+                 f"  resolved {escape(str(alert.get('resolved_at') or '-'))}"]
+        if ack:
+            lines.append(f"acked by {escape(str(ack.get('by')))} at {escape(str(ack.get('at')))}\n"
+                         f"  until {escape(str(ack.get('until') or 'it resolves'))}:"
+                         f" {escape(str(ack.get('comment', '')))}")
+        detail.update("\n".join(lines))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if action in ("ack", "silence") and allowed:
+            alert = self.selected
+            if alert is None or (action == "ack" and alert.get("state") == "resolved"):
+                return None
+        return allowed
+
+    def action_ack(self) -> None:
+        alert = self.selected
+        if alert is not None and alert.get("state") != "resolved":
+            self.opsctl.open_action(alert_ack(alert))
+
+    def action_silence(self) -> None:
+        alert = self.selected
+        if alert is not None:
+            self.opsctl.open_action(alert_silence(alert))
+
+    def action_open(self) -> None:
+        alert = self.selected
+        model = alert_model(alert) if alert else None
+        if model and model in self.opsctl.fleet.deployments:
+            self.opsctl.open_model(model)
+
+
+TABS = ("registry", "sla", "canary", "drift", "retrain", "history")
+
+
 class ModelScreen(OpsScreen):
-    """The registry for one model: versions with metrics, lineage and status; panels; its audit history."""
+    """One model: registry (versions, lineage), SLA checks with trends, canary, drift, retrain runs, history."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "rollback", "Rollback"),
         Binding("p", "promote", "Promote version"),
+        Binding("z", "canary_pause", "Pause canary"),
+        Binding("u", "canary_resume", "Resume canary"),
+        Binding("x", "canary_abort", "Abort canary"),
+        Binding("g", "canary_promote", "Promote canary"),
+        Binding("t", "retrain", "Retrain"),
+        *(Binding(str(i), f"tab('{name}')", name, show=False) for i, name in enumerate(TABS, start=1)),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
-    HELP_NOTES = ("r rolls back to the previous production version (or aborts a running canary);\n"
-                  "p promotes the highlighted version to production.")
+    HELP_NOTES = ("1-6 switch tabs: registry, SLA, canary, drift, retrain, history.\n"
+                  "r rolls back to the previous production version (or aborts a running canary);\n"
+                  "p promotes the highlighted version; z/u pause/resume the canary, x aborts it,\n"
+                  "g promotes it now (x and g ask for the model name); t retrains.")
 
     def __init__(self, model: str) -> None:
         super().__init__(id=f"model-{abs(hash(model))}", classes="model-screen")
@@ -290,20 +465,41 @@ class ModelScreen(OpsScreen):
         self.ready = False
         self.versions: list[ModelVersion] = []
         self.history: list[dict[str, Any]] = []
+        self.drift: dict[str, Any] | None = None
+        self.drift_history: list[dict[str, Any]] = []
+        self.performance: dict[str, Any] | None = None
+        self.runs: list[dict[str, Any]] | None = None
+        self.log_run: str | None = None
+        self.log_lines = 0
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
         yield Static("", id="model-title")
-        with Horizontal(id="reg-body"):
-            with Panel(id="versions-panel", classes="panel"):
-                table: DataTable[Any] = DataTable(id="versions", cursor_type="row")
-                for key in ("version", "status", "created", "metrics", "parent"):
-                    table.add_column(key, key=key)
-                yield table
-            with Panel(id="version-panel", classes="panel"), VerticalScroll():
-                yield Static("[dim]loading versions…[/]", id="version-detail")
-        with Panel(id="model-panels", classes="panel"), VerticalScroll():
-            yield Static("", id="model-state")
+        with TabbedContent(id="tabs", initial="registry"):
+            with TabPane("1 registry", id="registry"), Horizontal(id="reg-body"):
+                with Panel(id="versions-panel", classes="panel"):
+                    table: DataTable[Any] = DataTable(id="versions", cursor_type="row")
+                    for key in ("version", "status", "created", "metrics", "parent"):
+                        table.add_column(key, key=key)
+                    yield table
+                with Panel(id="version-panel", classes="panel"), VerticalScroll():
+                    yield Static("[dim]loading versions…[/]", id="version-detail")
+            with TabPane("2 SLA", id="sla"), Panel(id="sla-panel", classes="panel"), VerticalScroll():
+                with Horizontal(id="sparks"):
+                    for name, label in TRENDS:
+                        with Vertical(classes="spark-box"):
+                            yield Static(label, id=f"spark-label-{name}", classes="spark-label")
+                            yield Sparkline([], id=f"spark-{name}", summary_function=max)
+                yield Static("", id="sla-detail")
+            with TabPane("3 canary", id="canary"), Panel(id="canary-panel", classes="panel"), VerticalScroll():
+                yield Static("", id="canary-detail")
+            with TabPane("4 drift", id="drift"), Panel(id="drift-panel", classes="panel"), VerticalScroll():
+                yield Static(f"[dim]{escape('loading…')}[/]", id="drift-detail")
+            with TabPane("5 retrain", id="retrain"), Panel(id="retrain-panel", classes="panel"):
+                yield Static("", id="runs")
+                yield Log(id="retrain-log", max_lines=2000)
+            with TabPane("6 history", id="history"), Panel(id="model-panels", classes="panel"), VerticalScroll():
+                yield Static("", id="model-state")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -311,12 +507,27 @@ class ModelScreen(OpsScreen):
         self.query_one("#versions-panel").border_title = "versions"
         self.query_one("#version-panel").border_title = "version"
         self.query_one("#model-panels").border_title = "state and history"
+        self.query_one("#sla-panel").border_title = "SLA checks (from /v1/health)"
+        self.query_one("#canary-panel").border_title = "canary"
+        self.query_one("#drift-panel").border_title = "drift and performance"
+        self.query_one("#retrain-panel").border_title = "retrain runs and logs"
         self.query_one("#versions", DataTable).focus()
         self.show_state()
         self.reload()
 
+    def action_tab(self, name: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = name
+
     def reload(self) -> None:
         self.run_worker(self._load, thread=True, exclusive=True, group="registry")
+        self.reload_drift()
+        self.reload_runs()
+
+    def reload_drift(self) -> None:
+        self.run_worker(self._load_drift, thread=True, exclusive=True, group="drift")
+
+    def reload_runs(self) -> None:
+        self.run_worker(self._load_runs, thread=True, exclusive=True, group="runs")
 
     def action_reload(self) -> None:
         self.reload()
@@ -330,10 +541,60 @@ class ModelScreen(OpsScreen):
             return
         self.app.call_from_thread(self._loaded, versions, history)
 
+    def _load_drift(self) -> None:
+        feed = self.opsctl.feed
+        drift = performance = None
+        # On failure "no data yet" stays on screen; the subsystem may not run in this daemon.
+        with contextlib.suppress(OpsctlError):
+            drift = feed.fetch(f"/v1/drift/{self.model}", history=20)
+        with contextlib.suppress(OpsctlError):
+            performance = feed.fetch(f"/v1/performance/{self.model}")
+        self.app.call_from_thread(self._drift_loaded, drift, performance)
+
+    def _drift_loaded(self, drift: dict[str, Any] | None, performance: dict[str, Any] | None) -> None:
+        if not self.ready:
+            return
+        self.drift = drift if drift is not None else self.drift
+        self.performance = performance if performance is not None else self.performance
+        history = list((self.drift or {}).get("history") or [])
+        counts = [float(len(h.get("drifted_features") or [])) for h in reversed(history)
+                  if h.get("verdict") in ("drift", "no_drift")]
+        self.query_one("#drift-detail", Static).update(
+            drift_detail_text(self.drift, spark_text(counts, 20)) + "\n\n" + performance_text(self.performance))
+
+    def _load_runs(self) -> None:
+        feed = self.opsctl.feed
+        try:
+            runs = list(feed.fetch("/v1/retrain", model=self.model, limit=10))
+            run = feed.fetch(f"/v1/retrain/{runs[0]['id']}") if runs else None
+        except OpsctlError:
+            return
+        self.app.call_from_thread(self._runs_loaded, runs, run)
+
+    def _runs_loaded(self, runs: list[dict[str, Any]], run: dict[str, Any] | None) -> None:
+        if not self.ready:
+            return
+        self.runs = runs
+        self.query_one("#runs", Static).update(retrain_runs_text(runs))
+        if run is not None:
+            log = self.query_one("#retrain-log", Log)
+            if run["id"] != self.log_run or int(run.get("log_lines_total") or 0) > self.log_lines:
+                log.clear()
+                lines = [line for line in str(run.get("logs") or "").splitlines()]
+                log.write_lines(lines)
+                self.log_run, self.log_lines = run["id"], int(run.get("log_lines_total") or len(lines))
+
+    def retrain_event(self, data: dict[str, Any]) -> None:
+        """A streamed log line of the run on screen goes straight to the log; anything else reloads the list."""
+        if data.get("event") == "log" and data.get("run_id") == self.log_run and "line" in data:
+            self.query_one("#retrain-log", Log).write_line(str(data["line"]))
+            self.log_lines += 1
+        elif data.get("event") == "status":
+            self.reload_runs()
+
     def _load_failed(self, message: str) -> None:
         if not self.versions:
             self.query_one("#version-detail", Static).update(f"[red]{escape(message)}[/]")
-
     def _loaded(self, versions: list[ModelVersion], history: list[dict[str, Any]]) -> None:
         if not self.ready:
             return
@@ -388,12 +649,52 @@ class ModelScreen(OpsScreen):
             f"  generation {deployment.get('generation', '-')}")
         history = "\n".join(escape(describe_event({"kind": "audit", "at": h.get("at"), "data": h}))
                             for h in self.history[-20:]) or "[dim]no history yet[/]"
+        canary = (fleet.canaries or {}).get(self.model)
+        now = self.opsctl.clock.now()
         self.query_one("#model-state", Static).update("\n".join([
-            canary_text((fleet.canaries or {}).get(self.model), deployment),
+            canary_text(canary, deployment, now, brief=True),
             health_text((fleet.health or {}).get(self.model)),
             alerts_text(None if fleet.alert_counts is None else fleet.alerts, self.model),
             drift_text((fleet.drift or {}).get(self.model)),
             "", "[b]history[/b]", history]))
+        self.query_one("#canary-detail", Static).update(canary_text(canary, deployment, now))
+        self.query_one("#sla-detail", Static).update(
+            health_detail_text(None if fleet.health_detail is None else fleet.health_detail.get(self.model, []),
+                               fleet.health_meta))
+        for name, label in TRENDS:
+            values = [v for v in fleet.trend(self.model, name) if v is not None]
+            self.query_one(f"#spark-{name}", Sparkline).data = values
+            last = f"{values[-1]:.4g}" if values else "no data yet"
+            self.query_one(f"#spark-label-{name}", Static).update(f"{label} {last}")
+        self.refresh_bindings()
+
+    @property
+    def canary(self) -> dict[str, Any] | None:
+        return (self.opsctl.fleet.canaries or {}).get(self.model)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if allowed is not False and action.startswith("canary_"):
+            canary = self.canary
+            phase = str((canary or {}).get("phase"))
+            if canary is None or not canary.get("active", True) or phase not in CANARY_PHASES[action[7:]]:
+                return False  # no such canary action now: hidden
+        return allowed
+
+    def action_canary_pause(self) -> None:
+        self.opsctl.open_action(canary_action(self.model, "pause"))
+
+    def action_canary_resume(self) -> None:
+        self.opsctl.open_action(canary_action(self.model, "resume"))
+
+    def action_canary_abort(self) -> None:
+        self.opsctl.open_action(canary_action(self.model, "abort"))
+
+    def action_canary_promote(self) -> None:
+        self.opsctl.open_action(canary_action(self.model, "promote"))
+
+    def action_retrain(self) -> None:
+        self.opsctl.open_action(retrain_action(self.model))
 
     def action_rollback(self) -> None:
         self.opsctl.open_change("rollback", self.model)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from opsctl.tui.dialogs import ChangeDialog
-from opsctl.tui.screens import ModelScreen
+from opsctl.tui.dialogs import ActionDialog, ChangeDialog
+from opsctl.tui.screens import AlertsScreen, ModelScreen
 from tests.tui.fixed import fixed_app
 from tests.tui.helpers import wait_for
 
@@ -76,3 +76,57 @@ def test_help(snap_compare: Any) -> None:
 
 def test_terminal_too_small(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(), terminal_size=(60, 20), run_before=_loaded)
+
+
+async def _model_tab(pilot: Pilot[Any], tab: str) -> None:
+    await _loaded(pilot)
+    pilot.app.open_model("fraud-detector")  # type: ignore[attr-defined]
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ModelScreen) and pilot.app.screen.versions
+                   and pilot.app.screen.drift is not None and pilot.app.screen.runs is not None, message="documents")
+    await pilot.press(tab)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_canary_tab(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def canary(pilot: Pilot[Any]) -> None:
+        await _model_tab(pilot, "3")
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=canary)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sla_tab(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def sla(pilot: Pilot[Any]) -> None:
+        await _model_tab(pilot, "2")
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=sla)
+
+
+def test_drift_tab(snap_compare: Any) -> None:
+    async def drift(pilot: Pilot[Any]) -> None:
+        await _model_tab(pilot, "4")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=drift)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_alerts(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def alerts(pilot: Pilot[Any]) -> None:
+        await _loaded(pilot)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, AlertsScreen), message="the alerts screen")
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=alerts)
+
+
+def test_canary_abort_dialog(snap_compare: Any) -> None:
+    async def abort(pilot: Pilot[Any]) -> None:
+        await _model_tab(pilot, "3")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ActionDialog), message="the dialog")
+        await pilot.press("tab", *"latency regression")
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=abort)

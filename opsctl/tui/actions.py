@@ -1,0 +1,115 @@
+"""The TUI's audited actions other than rollback/promote: what each sends to the daemon and its CLI twin.
+
+An :class:`Action` is plain data built from what the screen shows (an alert document, a model
+name); :class:`~opsctl.tui.dialogs.ActionDialog` asks for the reason (and, for the dangerous ones,
+the model name typed out), shows :meth:`Action.command` and sends :meth:`Action.request` through
+the feed. Every one of these endpoints writes an audit event with the caller from the socket's
+peer credentials, so the TUI never writes audit entries itself.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsctl.tui.panels import _dq
+
+SILENCE_SECONDS = 3600.0
+REASON_SLOT = "\0reason"  # where the CLI command repeats the reason (silence --comment)
+CANARY_COMMANDS = ("pause", "resume", "promote", "abort")
+# Phases in which each canary command makes sense (the daemon refuses the others anyway).
+CANARY_PHASES: dict[str, frozenset[str]] = {
+    "pause": frozenset({"pending", "progressing", "promoting"}),
+    "resume": frozenset({"paused"}),
+    "promote": frozenset({"pending", "progressing", "paused", "promoting"}),
+    "abort": frozenset({"pending", "progressing", "paused", "promoting"}),
+}
+_CANARY_EFFECT = {
+    "pause": "hold the canary at its current weight (analysis stops until resumed)",
+    "resume": "continue the paused canary in its current stage",
+    "promote": "skip the remaining stages: the canary becomes production NOW",
+    "abort": "send all traffic back to production now (no analysis); the canary ends",
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One audited request to the daemon and the equivalent one-shot command."""
+
+    name: str
+    title: str
+    effect: str
+    method: str
+    path: str
+    cli: tuple[str, ...]
+    model: str | None = None
+    body: Mapping[str, Any] = field(default_factory=dict)
+    reason_keys: tuple[str, ...] = ("reason",)
+    confirm_name: bool = False
+
+    def request(self, reason: str) -> dict[str, Any]:
+        return {**self.body, **dict.fromkeys(self.reason_keys, reason)}
+
+    def command(self, reason: str) -> str:
+        quoted = f'"{_dq(reason)}"'
+        parts = " ".join(quoted if p == REASON_SLOT else shlex.quote(p) for p in self.cli)
+        return f"{parts} --reason {quoted}"
+
+
+def alert_model(alert: Mapping[str, Any]) -> str | None:
+    model = (alert.get("labels") or {}).get("model") or alert.get("model")
+    return model if isinstance(model, str) else None
+
+
+def alert_ack(alert: Mapping[str, Any]) -> Action:
+    alert_id = str(alert["id"])
+    model = alert_model(alert)
+    return Action(
+        name="alert.ack", title=f"Acknowledge alert {alert_id[:12]}",
+        effect=f"{alert.get('rule', '?')} on {model or '-'} ({alert.get('state', '?')}): notifications stop"
+               " until it resolves; it still resolves on its own",
+        method="POST", path=f"/v1/alerts/{alert_id}/ack", model=model, body={"for_seconds": None},
+        reason_keys=("reason", "comment"), cli=("opsctl", "alerts", "ack", alert_id))
+
+
+def silence_matchers(alert: Mapping[str, Any]) -> list[str]:
+    """Silence what this alert is: its rule on its model (and version when it has one)."""
+    labels = dict(alert.get("labels") or {})
+    matchers = [f"{k}={labels[k]}" for k in ("alertname", "model", "model_version") if labels.get(k)]
+    if not matchers:
+        matchers = [f"{k}={v}" for k, v in sorted(labels.items())]
+    return matchers
+
+
+def alert_silence(alert: Mapping[str, Any], seconds: float = SILENCE_SECONDS) -> Action:
+    matchers = silence_matchers(alert)
+    cli: list[str] = ["opsctl", "alerts", "silence"]
+    for matcher in matchers:
+        cli += ["--match", matcher]
+    cli += ["--for", f"{seconds / 60:g}m", "--comment", REASON_SLOT]
+    return Action(
+        name="alert.silence", title=f"Silence {' '.join(matchers)} for {seconds / 60:g} minutes",
+        effect="no notifications for any alert matching every matcher until the silence ends",
+        method="POST", path="/v1/silences", model=alert_model(alert),
+        body={"matchers": matchers, "for_seconds": seconds}, reason_keys=("reason", "comment"), cli=tuple(cli))
+
+
+def canary_action(model: str, command: str) -> Action:
+    if command not in CANARY_COMMANDS:
+        raise ValueError(f"unknown canary command {command!r}")
+    dangerous = command in ("abort", "promote")
+    return Action(
+        name=f"canary.{command}", title=f"{command.capitalize()} the canary of {model}",
+        effect=_CANARY_EFFECT[command], method="POST", path=f"/v1/canaries/{model}/{command}", model=model,
+        cli=("opsctl", "canary", command, model) + (("--yes",) if command == "promote" else ()),
+        confirm_name=dangerous)
+
+
+def retrain_action(model: str) -> Action:
+    return Action(
+        name="retrain", title=f"Retrain {model}",
+        effect="train a candidate on fresh data; a better one goes through a canary, never straight to production",
+        method="POST", path=f"/v1/retrain/{model}", model=model, body={"trigger": "manual"},
+        cli=("opsctl", "retrain", model))
