@@ -22,8 +22,20 @@ start to now, capped by the SLA window (``[prometheus] window``) and at least
 therefore reaches into the previous stage). Metrics-source errors (Prometheus down, the canary's
 or production's series stale) make the evaluation a ``metrics_error``: never a pass.
 
-Known gap: the accuracy gate reads labelled/correct counts that no source fills yet, so it is
-inconclusive; turn it off (``accuracy_gate = false``) until the label store is wired in.
+**Accuracy.** The accuracy gate's labelled/correct counts come from a :data:`LabelCounter` (in the
+daemon: the drift service's live window, where feedback is joined to predictions by
+``prediction_id``): per version, the predictions made since the stage started whose label has
+arrived. Until ``min_labels`` have arrived the gate is inconclusive; without a counter it says
+"no labels".
+
+**At 100 %** production serves nothing; the source passes the canary's weight in the gate inputs
+and :func:`~opsctl.core.gates.evaluate_gates` judges the stage on the absolute gates, the
+comparative ones reporting ``not_applicable`` (a missing production series is then no error).
+
+**Alerts.** Canary alerts (paused, awaiting approval, rolled back, failed, actuator failing) are
+conditions of the alert engine with source ``canary`` (:meth:`CanaryService.step_alerts`): stored
+with the other alerts, acked and silenced the same way, and sent to Alertmanager by the daemon's
+notifier; SSE events announce every change as before.
 """
 
 from __future__ import annotations
@@ -32,16 +44,24 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from opsctl.adapters.actuators import HookCall, Hooks, Retrying, Split
+from opsctl.adapters.alert_store import AlertStore
 from opsctl.adapters.canary_store import CanaryRecord, CanaryStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock, utc_iso
+from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification
+from opsctl.core.alerts import Severity as AlertSeverity
+from opsctl.core.alerts import step as alert_step
 from opsctl.core.canary import (
+    ALERT_AWAITING_APPROVAL,
+    ALERT_FAILED,
+    ALERT_PAUSED,
+    ALERT_ROLLED_BACK,
     CanaryPolicy,
     Command,
     CommandKind,
@@ -54,7 +74,7 @@ from opsctl.core.canary import (
     new_canary,
     step,
 )
-from opsctl.core.gates import CustomReading, Evaluation, GateInputs, VersionWindow, evaluate_gates
+from opsctl.core.gates import FULL_TRAFFIC_PERCENT, CustomReading, Evaluation, GateInputs, VersionWindow, evaluate_gates
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, MetricsSourceError, NotFoundError, OpsctlError, UsageError
 from opsctl.service import validate_model_name, validate_version
@@ -65,6 +85,34 @@ EventSink = Callable[[str, dict[str, Any]], None]
 SYSTEM_ACTOR = Actor(user="opsctld", uid=None, via="canary-job")
 ALERT_ACTUATOR = "canary_actuator_failed"
 _WEIGHT_EPSILON = 1e-6
+
+# (model, version, since) -> (labelled, correct): predictions of that version made since ``since``
+# whose delayed label has arrived, and how many of them were right.
+LabelCounter = Callable[[str, str, datetime], tuple[int, int]]
+NotifyHook = Callable[[Sequence[Notification]], None]
+
+
+def _rule(name: str, severity: AlertSeverity, description: str) -> AlertRule:
+    return AlertRule(name, severity, for_seconds=0.0, source=AlertSource.CANARY,
+                     annotations={"description": description})
+
+
+# One alert rule per condition the canary raises; labels model and model_version (the canary's).
+CANARY_ALERT_RULES: dict[str, AlertRule] = {
+    ALERT_PAUSED: _rule("CanaryPaused", AlertSeverity.WARNING,
+                        "A canary paused by itself (inconclusive analysis, metrics source errors or its progress"
+                        " deadline) and waits for a human (opsctl canary status MODEL)."),
+    ALERT_AWAITING_APPROVAL: _rule("CanaryAwaitingApproval", AlertSeverity.INFO,
+                                   "A canary passed every stage and waits for `opsctl canary approve MODEL`."),
+    ALERT_ROLLED_BACK: _rule("CanaryRolledBack", AlertSeverity.CRITICAL,
+                             "A canary was rolled back automatically: its gates failed (opsctl canary status"
+                             " MODEL). Production is unchanged."),
+    ALERT_FAILED: _rule("CanaryFailed", AlertSeverity.CRITICAL,
+                        "A canary missed its progress deadline and was sent back to weight 0."),
+    ALERT_ACTUATOR: _rule("CanaryActuatorFailed", AlertSeverity.CRITICAL,
+                          "The traffic split of a canary could not be applied; traffic keeps its last weight and"
+                          " the daemon retries."),
+}
 
 
 class GateSource(Protocol):
@@ -122,6 +170,7 @@ class CanaryService:
         self._verified: set[int] = set()  # canaries whose actuator weight this process has (re)applied
         self._hook_failures: dict[tuple[int, str], int] = {}
         self.actuator_errors: dict[str, str] = {}  # model -> last actuator error, cleared on success
+        self.alert_store = AlertStore()
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -404,6 +453,48 @@ class CanaryService:
             else:
                 self.store.pop_outbox(canary_id, action)
 
+    # -- alerts through the alert engine -------------------------------------------------------
+
+    def conditions(self) -> list[Condition]:
+        """Every canary alert rule for each model's latest canary (active = raised and not resolved)."""
+        conditions: list[Condition] = []
+        for record in self.store.list_latest():
+            state = record.state
+            labels = {"model": state.model, "model_version": state.canary_version}
+            for key, rule in CANARY_ALERT_RULES.items():
+                if key == ALERT_ACTUATOR:
+                    active = state.model in self.actuator_errors
+                    error = self.actuator_errors.get(state.model)
+                    summary = f"canary {state.model}: traffic split not applied: {error}"
+                else:
+                    active = key in state.open_alerts
+                    summary = f"canary {state.model} {state.canary_version} {state.phase.value}: {state.reason}"
+                conditions.append(Condition(rule, labels, active, summary=summary if active else ""))
+        return conditions
+
+    def step_alerts(self, policy: Any, notify: NotifyHook | None = None) -> int:
+        """Step the alert engine for source ``canary``; returns how many alerts changed.
+
+        ``policy`` is the ``[alerts]`` :class:`~opsctl.core.alerts.AlertPolicy`; ``notify`` sends the
+        resulting notifications (the daemon's Alertmanager notifier). Other sources are left alone.
+        """
+        conditions = self.conditions()
+        now = self.clock.now()
+        with self.registry.write() as tx:
+            before = self.alert_store.load(tx)
+            silences = self.alert_store.silences(tx, active_at=now)
+            after, notifications = alert_step(before, conditions, now, silences=silences, policy=policy,
+                                              evaluated_sources=(AlertSource.CANARY,))
+            transitions = self.alert_store.apply(tx, before, after, now)
+        for transition in transitions:
+            self._publish("alert", transition.to_json())
+        if notifications and notify is not None:
+            try:
+                notify(notifications)
+            except Exception:  # delivery trouble is the notifier's to retry; never fail the tick
+                log.exception("sending canary alert notifications failed")
+        return len(transitions)
+
     # -- views --------------------------------------------------------------------------------
 
     def _announce(self, record: CanaryRecord, transition: Transition, evaluation: Evaluation | None) -> None:
@@ -499,10 +590,18 @@ class PrometheusGateSource:
     """
 
     def __init__(self, settings_provider: Callable[[], Any], registry: Registry,
-                 source_factory: Callable[[Any], Any] | None = None) -> None:
+                 source_factory: Callable[[Any], Any] | None = None,
+                 labels: LabelCounter | None = None) -> None:
         self._settings = settings_provider
         self.registry = registry
         self._factory = source_factory
+        self._labels = labels
+
+    def _with_labels(self, window: VersionWindow, model: str, version: str | None, since: datetime) -> VersionWindow:
+        if self._labels is None or version is None:
+            return window
+        labelled, correct = self._labels(model, version, since)
+        return replace(window, labelled=labelled, correct=correct)
 
     def window_seconds(self, record: CanaryRecord, now: datetime) -> float:
         prom = self._settings().prometheus
@@ -544,9 +643,10 @@ class PrometheusGateSource:
             if close is not None:
                 close()
         problems = []
+        full = state.weight >= FULL_TRAFFIC_PERCENT
         for sample, who in ((canary_sample, "canary"), (production_sample, "production")):
-            if who == "production" and state.production_version is None:
-                continue
+            if who == "production" and (state.production_version is None or full):
+                continue  # at 100 % production serves nothing: no fresh series is expected
             if sample is None and (who == "production" or state.weight > 0):
                 # The version serves traffic, so no series at all means its exporter or scrape is gone.
                 name = state.canary_version if who == "canary" else state.production_version
@@ -561,9 +661,12 @@ class PrometheusGateSource:
                               version=state.canary_version)
         from opsctl.core.gates import SlaInput
 
+        since = state.stage_started_at or state.started_at or now
         return GateInputs(
-            canary=_window(canary_sample, seconds),
-            production=_window(production_sample, seconds),
+            canary=self._with_labels(_window(canary_sample, seconds), state.model, state.canary_version, since),
+            production=self._with_labels(_window(production_sample, seconds), state.model,
+                                         state.production_version, since),
+            canary_weight=state.weight,
             sla=SlaInput(health.status.value, (health.reason,) if health.reason else ()),
             custom=tuple(custom),
             sla_error_rate_percent=thresholds.for_model(state.model).error_rate_percent,

@@ -19,6 +19,7 @@ from opsctl.errors import ConfigError
 from opsctl.settings_loader import load_dataclass
 
 if TYPE_CHECKING:
+    from opsctl.adapters.actuators import ActuatorSettings
     from opsctl.adapters.alertmanager import AlertmanagerSettings
     from opsctl.adapters.prometheus import PrometheusSettings
     from opsctl.core.alerts import AlertPolicy
@@ -142,6 +143,7 @@ _LAZY_SECTIONS: dict[str, str] = {
     "alertmanager": "opsctl.adapters.alertmanager:AlertmanagerSettings",
     "retrain": "opsctl.core.retrain:RetrainPolicy",
     "ingest": "opsctl.drift_service:IngestSettings",
+    "actuators": "opsctl.adapters.actuators:ActuatorSettings",
 }
 
 
@@ -209,6 +211,10 @@ class Settings:
     @property
     def ingest(self) -> IngestSettings:
         return self.section("ingest")  # type: ignore[no-any-return]
+
+    @property
+    def actuators(self) -> ActuatorSettings:
+        return self.section("actuators")  # type: ignore[no-any-return]
 
 
 # Sections other modules own are registered here as they land, so config.py

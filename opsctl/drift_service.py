@@ -330,6 +330,21 @@ class DriftService:
         with self._lock:
             return self.windows.snapshot(model, self.clock.now(), version=version)
 
+    def label_counts(self, model: str, version: str, since: datetime) -> tuple[int, int]:
+        """(labelled, correct): the version's predictions in the window made at or after ``since``
+        whose label has arrived (joined by ``prediction_id``), and how many were right.
+
+        The canary's accuracy gate reads it; when the window is sampled, so are the counts.
+        """
+        snap = self.snapshot(model, version)
+        labelled = correct = 0
+        for when, prediction, label in zip(snap.timestamps, snap.predictions, snap.labels, strict=True):
+            if label is None or when < since:
+                continue
+            labelled += 1
+            correct += int(_same_label(prediction, label))
+        return labelled, correct
+
     # ------------------------------------------------------------------------------- targets
 
     def deployed(self, model: str | None = None) -> list[Target]:
@@ -681,3 +696,8 @@ def _text(value: Any) -> Any:
         if value.is_integer():
             return str(int(value))
     return str(value)
+
+
+def _same_label(prediction: Any, label: Any) -> bool:
+    """A prediction of 1 and a label of "1" (or 1.0) name the same class."""
+    return prediction == label or str(prediction) == str(label)

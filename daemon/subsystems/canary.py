@@ -7,13 +7,17 @@ whatever a killed daemon left behind). Endpoints::
     POST /v1/canaries {model, version, reason, overrides}
     POST /v1/canaries/{model}/{pause|resume|promote|abort|approve} {reason}
 
-Actuator settings come from an ``[actuators]`` table (:class:`ActuatorSettings`); until that
-section is registered in ``opsctl/config.py`` the default routing-table actuator is used.
+The actuator and the hooks come from ``[actuators]`` (:class:`ActuatorSettings`; default: the
+routing table). The accuracy gate counts labels in the drift subsystem's live window. After every
+tick the canary's alert conditions are stepped through the alert engine (source ``canary``) and
+sent with the health subsystem's Alertmanager notifier, like drift alerts.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Gauge
@@ -23,9 +27,9 @@ from starlette.responses import JSONResponse, Response
 
 from opsctl.adapters.actuators import ActuatorSettings, Hooks, build_actuator
 from opsctl.canary_service import CanaryService, PrometheusGateSource
+from opsctl.core.alerts import Notification
 from opsctl.core.canary import CommandKind, Phase
 from opsctl.errors import UsageError
-from opsctl.settings_loader import load_dataclass
 from opsctld.api import Endpoint, actor_for, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
@@ -34,7 +38,7 @@ from opsctld.state import DaemonState
 log = logging.getLogger("opsctld.canary")
 
 _PHASES = [p.value for p in Phase]
-_VERDICT_VALUE = {"pass": 1.0, "inconclusive": 0.0, "fail": -1.0}
+_VERDICT_VALUE = {"pass": 1.0, "inconclusive": 0.0, "fail": -1.0, "not_applicable": float("nan")}
 
 
 class CanaryMetrics:
@@ -49,7 +53,8 @@ class CanaryMetrics:
         self.phase = Gauge("opsctl_canary_phase", "1 for the canary's current phase", ["model", "phase"],
                            registry=r)
         self.failed = Gauge("opsctl_canary_failed_checks", "Failed evaluations so far", ["model"], registry=r)
-        self.verdict = Gauge("opsctl_canary_gate_verdict", "Last verdict per gate: 1 pass, 0 inconclusive, -1 fail",
+        self.verdict = Gauge("opsctl_canary_gate_verdict",
+                             "Last verdict per gate: 1 pass, 0 inconclusive, -1 fail, NaN not applicable",
                              ["model", "gate"], registry=r)
         self.value = Gauge("opsctl_canary_gate_value", "The number behind the gate's last verdict",
                            ["model", "gate"], registry=r)
@@ -74,8 +79,30 @@ class CanaryMetrics:
 
 
 def actuator_settings(state: DaemonState) -> ActuatorSettings:
-    table = state.settings.tables.get("actuators", {})
-    return load_dataclass(ActuatorSettings, table, key="actuators", path=state.settings.source)
+    return state.settings.actuators
+
+
+def _label_counter(state: DaemonState) -> Any:
+    try:
+        from opsctld.subsystems.drift import drift_service
+    except ImportError:  # pragma: no cover - the drift subsystem ships with the daemon
+        return None
+
+    def count(model: str, version: str, since: datetime) -> tuple[int, int]:
+        return drift_service(state).label_counts(model, version, since)
+
+    return count
+
+
+def _notify(state: DaemonState) -> Any:
+    def send(notifications: Sequence[Notification]) -> None:
+        from opsctld.subsystems.health import runtime_for
+
+        notifier = runtime_for(state).notifier()
+        if notifier.enabled:
+            notifier.send(notifications)
+
+    return send
 
 
 def start(state: DaemonState) -> None:
@@ -91,7 +118,7 @@ def start(state: DaemonState) -> None:
         policy=state.settings.canary,
         actuator=build_actuator(settings, read_weight=read_weight),
         hooks=Hooks(settings),
-        gate_source=PrometheusGateSource(lambda: state.settings, registry),
+        gate_source=PrometheusGateSource(lambda: state.settings, registry, labels=_label_counter(state)),
         clock=state.clock,
         events=state.bus.publish,
         hook_max_attempts=settings.hook_max_attempts,
@@ -116,8 +143,11 @@ def _get(state: DaemonState) -> tuple[CanaryService, CanaryMetrics]:
 def jobs(state: DaemonState) -> list[JobSpec]:
     service, metrics = _get(state)
 
+    notify = _notify(state)
+
     def run() -> JobOutcome:
         result = service.tick()
+        service.step_alerts(state.settings.alerts, notify)
         documents = service.status()
         metrics.update(documents)
         live = {d["model"]: d["phase"] for d in documents if d["active"]}

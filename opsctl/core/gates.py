@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,9 @@ class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    # The gate's question has no meaning in this window (a comparison with production when the
+    # canary has all the traffic); it reports its numbers and takes no part in the verdict.
+    NOT_APPLICABLE = "not_applicable"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -147,6 +150,9 @@ class GateInputs:
     sla_error_rate_percent: float | None = None
     # Set by the shell when the metrics source failed; the message says how.
     metrics_error: str | None = None
+    # The canary's share of traffic in percent during the window. At 100 production serves
+    # nothing, so the comparative gates are not applicable (see :func:`evaluate_gates`).
+    canary_weight: float | None = None
 
 
 # --------------------------------------------------------------------------- results
@@ -192,7 +198,11 @@ class GateResult:
 
 
 def combine(verdicts: Sequence[Verdict]) -> Verdict:
-    """Fail if any fails, inconclusive if any is inconclusive (or there is nothing), else pass."""
+    """Fail if any fails, inconclusive if any is inconclusive (or nothing applies), else pass.
+
+    ``not_applicable`` verdicts are left out: an evaluation made only of them is inconclusive.
+    """
+    verdicts = [v for v in verdicts if v is not Verdict.NOT_APPLICABLE]
     if Verdict.FAIL in verdicts:
         return Verdict.FAIL
     if not verdicts or Verdict.INCONCLUSIVE in verdicts:
@@ -249,13 +259,18 @@ class Evaluation:
 def _summary(results: Sequence[GateResult]) -> str:
     if not results:
         return "no gate produced a result"
+    if all(r.verdict is Verdict.NOT_APPLICABLE for r in results):
+        return "inconclusive: no gate applies to this window"
     failing = [r for r in results if r.verdict is Verdict.FAIL]
     unsure = [r for r in results if r.verdict is Verdict.INCONCLUSIVE]
     if failing:
         return "failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failing)
     if unsure:
         return "inconclusive: " + "; ".join(f"{r.name}: {r.reason}" for r in unsure)
-    return "all gates passed: " + ", ".join(r.name for r in results)
+    judged = [r.name for r in results if r.verdict is Verdict.PASS]
+    skipped = [r.name for r in results if r.verdict is Verdict.NOT_APPLICABLE]
+    text = "all gates passed: " + ", ".join(judged)
+    return text + (f" (not applicable: {', '.join(skipped)})" if skipped else "")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -599,11 +614,76 @@ def custom_gate(spec: CustomGate, reading: CustomReading | None) -> GateResult:
 # --------------------------------------------------------------------------- all together
 
 
+FULL_TRAFFIC_PERCENT = 100.0
+_NO_PRODUCTION = "not applicable: no production traffic at 100 %"
+
+
+def _not_applicable(result: GateResult, why: str) -> GateResult:
+    """``result``'s numbers, marked not applicable (they are shown, they decide nothing)."""
+    return replace(result, verdict=Verdict.NOT_APPLICABLE, reason=f"{why} ({result.reason})")
+
+
+def _unjudged(result: GateResult, why: str) -> GateResult:
+    """``result``'s numbers, inconclusive: nothing else judges what this gate would have."""
+    return replace(result, verdict=Verdict.INCONCLUSIVE, reason=f"{why} ({result.reason})")
+
+
 def evaluate_gates(policy: CanaryPolicy, inputs: GateInputs) -> Evaluation:
     """Run every gate the policy enables on one window; the overall verdict combines them.
 
     ``metrics_error`` is set when the shell says the source failed or a custom query failed.
+
+    **At 100 %** (``inputs.canary_weight``) production serves nothing, so a comparison with it
+    would only ever be inconclusive and the last stage could never pass. The stage is judged on
+    the absolute gates instead: the error-rate ceiling, the SLA (latency and accuracy thresholds),
+    accuracy against ``quality_reference`` when given, drift and custom gates. Each comparative
+    gate is reported ``not_applicable`` with its numbers, but only when an absolute gate covers
+    its question; otherwise it is inconclusive, so missing data never becomes a pass: the error
+    rate needs a ceiling (``max_error_rate_percent`` or the SLA's), latency and an accuracy
+    without ``quality_reference`` need ``sla_gate``.
     """
+    full = inputs.canary_weight is not None and inputs.canary_weight >= FULL_TRAFFIC_PERCENT
+    ceiling = policy.max_error_rate_percent
+    if ceiling is None:
+        ceiling = inputs.sla_error_rate_percent
+    results = _evaluate(policy, inputs, ceiling)
+    if full:
+        results = [_at_full_traffic(r, policy, inputs, ceiling) for r in results]
+    readings = {r.name: r for r in inputs.custom}
+    custom_failed = any(readings.get(spec.name) is not None and readings[spec.name].error is not None
+                        for spec in policy.custom_gates)
+    metrics_error = inputs.metrics_error is not None or custom_failed
+    evaluation = Evaluation.of(results, metrics_error=metrics_error)
+    if inputs.metrics_error is not None:
+        return Evaluation.of(
+            results, metrics_error=True, reason=f"metrics source error: {inputs.metrics_error}; {evaluation.reason}"
+        )
+    return evaluation
+
+
+def _at_full_traffic(result: GateResult, policy: CanaryPolicy, inputs: GateInputs,
+                     ceiling: float | None) -> GateResult:
+    if result.name == "error_rate":
+        canary = inputs.canary
+        usable = _counts_problem(canary.requests, canary.errors, "canary") is None
+        if result.value is None and usable and canary.requests:
+            assert canary.errors is not None and canary.requests is not None
+            result = replace(result, value=canary.errors / canary.requests)  # the canary's own rate
+        if ceiling is None:
+            return _unjudged(result, "no production traffic at 100 % and no error-rate ceiling to judge by")
+        return _not_applicable(result, f"{_NO_PRODUCTION}; judged by error_rate_ceiling")
+    if result.name.startswith("latency_"):
+        if not policy.sla_gate:
+            return _unjudged(result, "no production traffic at 100 % and sla_gate is off")
+        return _not_applicable(result, f"{_NO_PRODUCTION}; judged by the SLA")
+    if result.name == "accuracy" and inputs.quality_reference is None:
+        if not policy.sla_gate:
+            return _unjudged(result, "no production labels at 100 %, no quality_reference and sla_gate is off")
+        return _not_applicable(result, f"{_NO_PRODUCTION}; judged by the SLA's accuracy floor")
+    return result
+
+
+def _evaluate(policy: CanaryPolicy, inputs: GateInputs, ceiling: float | None) -> list[GateResult]:
     results: list[GateResult] = [
         error_rate_gate(
             inputs.canary,
@@ -615,9 +695,6 @@ def evaluate_gates(policy: CanaryPolicy, inputs: GateInputs) -> Evaluation:
             min_requests=policy.min_requests,
         )
     ]
-    ceiling = policy.max_error_rate_percent
-    if ceiling is None:
-        ceiling = inputs.sla_error_rate_percent
     if ceiling is not None:
         results.append(
             error_ceiling_gate(
@@ -649,15 +726,5 @@ def evaluate_gates(policy: CanaryPolicy, inputs: GateInputs) -> Evaluation:
     if policy.drift_gate:
         results.append(drift_gate(inputs.drift))
     readings = {r.name: r for r in inputs.custom}
-    custom_failed = False
-    for spec in policy.custom_gates:
-        reading = readings.get(spec.name)
-        custom_failed = custom_failed or (reading is not None and reading.error is not None)
-        results.append(custom_gate(spec, reading))
-    metrics_error = inputs.metrics_error is not None or custom_failed
-    evaluation = Evaluation.of(results, metrics_error=metrics_error)
-    if inputs.metrics_error is not None:
-        return Evaluation.of(
-            results, metrics_error=True, reason=f"metrics source error: {inputs.metrics_error}; {evaluation.reason}"
-        )
-    return evaluation
+    results.extend(custom_gate(spec, readings.get(spec.name)) for spec in policy.custom_gates)
+    return results

@@ -288,3 +288,61 @@ def test_evaluation_round_trips_through_json():
 
     evaluation = evaluate_gates(CanaryPolicy(), healthy_inputs())
     assert Evaluation.from_json(json.loads(json.dumps(evaluation.to_json()))) == evaluation
+
+
+# --------------------------------------------------------------------------- the 100 % stage
+
+FULL_POLICY = CanaryPolicy(error_rate_mde_relative=2.0, error_rate_min_baseline=0.005)
+NO_PRODUCTION = VersionWindow(requests=0, errors=0)
+
+
+def test_at_100_percent_comparisons_are_not_applicable_and_the_absolute_gates_judge():
+    inputs = healthy_inputs(production=NO_PRODUCTION, canary_weight=100.0,
+                            quality_reference=window(labelled=500, correct=450))
+    evaluation = evaluate_gates(FULL_POLICY, inputs)
+    verdicts = {r.name: r.verdict for r in evaluation.results}
+    assert evaluation.verdict is Verdict.PASS, evaluation.reason
+    assert verdicts == {"error_rate": Verdict.NOT_APPLICABLE, "error_rate_ceiling": Verdict.PASS,
+                        "latency_p95": Verdict.NOT_APPLICABLE, "latency_p99": Verdict.NOT_APPLICABLE,
+                        "sla": Verdict.PASS, "accuracy": Verdict.PASS}
+    skipped = next(r for r in evaluation.results if r.name == "error_rate")
+    assert "no production traffic at 100 %" in skipped.reason and skipped.sample_size == 5000
+    assert skipped.value == pytest.approx(25 / 5000)
+    assert "not applicable: error_rate, latency_p95, latency_p99" in evaluation.reason
+    # Below 100 % the same empty production is inconclusive, as before.
+    partial = evaluate_gates(FULL_POLICY, healthy_inputs(production=NO_PRODUCTION, canary_weight=50.0))
+    assert partial.verdict is Verdict.INCONCLUSIVE
+
+
+def test_at_100_percent_a_failing_absolute_gate_still_fails():
+    bad = healthy_inputs(canary=window(10_000, 900), production=NO_PRODUCTION, canary_weight=100.0)  # 9 % > 5 %
+    evaluation = evaluate_gates(FULL_POLICY, bad)
+    assert evaluation.verdict is Verdict.FAIL
+    degraded = healthy_inputs(production=NO_PRODUCTION, canary_weight=100.0, sla=SlaInput("degraded", ("p95",)))
+    assert evaluate_gates(FULL_POLICY, degraded).verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    ("policy", "changes", "unjudged"),
+    [
+        # No ceiling anywhere: nothing judges the error rate, so it stays inconclusive.
+        (CanaryPolicy(accuracy_gate=False), {"sla_error_rate_percent": None}, "error_rate"),
+        # SLA gate off: nothing judges latency.
+        (CanaryPolicy(accuracy_gate=False, sla_gate=False), {}, "latency_p95"),
+        # No quality reference and no SLA: nothing judges accuracy.
+        (CanaryPolicy(sla_gate=False, max_error_rate_percent=5.0), {}, "accuracy"),
+    ],
+)
+def test_at_100_percent_missing_data_never_becomes_a_pass(policy, changes, unjudged):
+    inputs = healthy_inputs(production=NO_PRODUCTION, canary_weight=100.0, **changes)
+    evaluation = evaluate_gates(policy, inputs)
+    result = next(r for r in evaluation.results if r.name == unjudged)
+    assert result.verdict is Verdict.INCONCLUSIVE and "100 %" in result.reason
+    assert evaluation.verdict is Verdict.INCONCLUSIVE
+
+
+def test_an_evaluation_of_only_not_applicable_results_is_inconclusive():
+    only = [GateResult("error_rate", Verdict.NOT_APPLICABLE, reason="n/a")]
+    assert combine([Verdict.NOT_APPLICABLE]) is Verdict.INCONCLUSIVE
+    assert Evaluation.of(only).verdict is Verdict.INCONCLUSIVE
+    assert combine([Verdict.NOT_APPLICABLE, Verdict.PASS]) is Verdict.PASS
