@@ -173,11 +173,17 @@ class RegistryService:
     def _plan_rollback(self, tx: RegistryTx, model: str, to: str | None) -> ChangePlan:
         deployment = self._deployment(tx, model)
         current = deployment.production_version
-        if deployment.canary_version is not None and to is None:
-            return ChangePlan("rollback", model, deployment.canary_version, current, deployment.generation, False,
-                              f"abort the canary of {model} {deployment.canary_version}"
+        canary = deployment.canary_version
+        if canary is None:
+            # A canary whose first weight has not reached the deployment yet is still a canary.
+            from opsctl.adapters.canary_store import live_canary_version_in_tx
+
+            canary = live_canary_version_in_tx(tx, model)
+        if canary is not None and to is None:
+            return ChangePlan("rollback", model, canary, current, deployment.generation, False,
+                              f"abort the canary of {model} {canary}"
                               f" ({deployment.canary_weight:g}% of traffic) and send all traffic to"
-                              f" {current or '(none)'}", aborts_canary=deployment.canary_version)
+                              f" {current or '(none)'}", aborts_canary=canary)
         if to is not None:
             if tx.get_version(model, to) is None:
                 raise NotFoundError("version", f"{model} {to}", f"see `opsctl versions {model}`")
@@ -195,7 +201,7 @@ class RegistryService:
             target = deployment.previous_versions[-1]
         return ChangePlan("rollback", model, current, target, deployment.generation, False,
                           f"roll back {model} {current or '(none)'} -> {target}",
-                          aborts_canary=deployment.canary_version)
+                          aborts_canary=canary)
 
     # -- applying ------------------------------------------------------------------
 
