@@ -1,9 +1,10 @@
 """``opsctl demo`` handlers: bring the fleet up, keep it running, tear it down; faults and status.
 
 Start order (each step waits for readiness by polling, never a fixed sleep): Prometheus (scraping
-an empty target list) -> ``STATE_DIR/opsctl.toml`` -> registry seed -> daemon -> one model server
-per model (routing from the daemon's socket) -> Prometheus targets -> traffic generator. Teardown
-runs in reverse, TERM then KILL after a grace period, and removes ``demo.json``.
+an empty target list) -> ``STATE_DIR/opsctl.toml`` (``--config-extra FILE`` laid over it) ->
+registry seed -> daemon -> one model server per model (routing from the daemon's socket) ->
+Prometheus targets -> traffic generator. Teardown runs in reverse, TERM then KILL after a grace
+period, and removes ``demo.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from opsctl.demo.fleet import (
     FleetLayout,
     ServerState,
     demo_config_toml,
+    merge_config,
     parse_models,
     pid_alive,
     prometheus_config,
@@ -98,8 +100,17 @@ def run(ctx: CliContext) -> int:
     if running is not None:
         raise ConflictError(f"a demo is already running from {layout.root} (pid {running.supervisor_pid});"
                             " stop it with Ctrl-C there, or use another --state-dir")
+    extra = None
+    if getattr(args, "config_extra", None):
+        try:
+            extra = Path(args.config_extra).read_text(encoding="utf-8")
+            merge_config("", extra)
+        except OSError as error:
+            raise UsageError(f"--config-extra {args.config_extra}: {error.strerror}") from None
+        except ValueError as error:
+            raise UsageError(f"--config-extra {args.config_extra}: {error}") from None
     fleet = DemoFleet(layout, models, rate=args.rate, label_delay=args.label_delay,
-                      restart=RestartPolicy(enabled=args.restart_crashed), out=ctx.out)
+                      restart=RestartPolicy(enabled=args.restart_crashed), out=ctx.out, config_extra=extra)
     # SIGHUP too: a closed terminal or a dropped SSH session must not leave the fleet running.
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
@@ -142,8 +153,9 @@ class DemoFleet:
     """One demo run: the children it started and how to stop them."""
 
     def __init__(self, layout: FleetLayout, models: tuple[str, ...], *, rate: float, label_delay: float,
-                 restart: RestartPolicy, out: Output) -> None:
+                 restart: RestartPolicy, out: Output, config_extra: str | None = None) -> None:
         self.layout = layout
+        self.config_extra = config_extra
         self.models = models
         self.rate = rate
         self.label_delay = label_delay
@@ -196,7 +208,10 @@ class DemoFleet:
         self.started_at = utc_iso(_now())
         self._say(f"opsctl demo: state dir {self.layout.root}")
         self._start_prometheus()
-        self.layout.config.write_text(demo_config_toml(self.layout, self.prometheus.url), encoding="utf-8")
+        config = demo_config_toml(self.layout, self.prometheus.url)
+        if self.config_extra is not None:
+            config = merge_config(config, self.config_extra)
+        self.layout.config.write_text(config, encoding="utf-8")
         self._seed()
         self._start_daemon()
         for model in self.models:

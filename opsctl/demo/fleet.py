@@ -165,6 +165,64 @@ production = false
 """
 
 
+def merge_config(base: str, extra: str) -> str:
+    """``base`` TOML with the tables and keys of ``extra`` laid over it (``opsctl demo --config-extra``).
+
+    Tables merge key by key (``[canary] min_stage_seconds`` replaces only that key); any other
+    value replaces the base's. Raises ValueError when either text is not valid TOML.
+    """
+    import tomllib
+
+    try:
+        merged = tomllib.loads(base)
+        over = tomllib.loads(extra)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"not valid TOML: {error}") from None
+    _merge_into(merged, over)
+    return "# Written by `opsctl demo` (its defaults with --config-extra laid over them).\n" + _dump_toml(merged)
+
+
+def _merge_into(target: dict[str, Any], over: Mapping[str, Any]) -> None:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise ValueError(f"cannot write {value!r} as TOML")
+
+
+def _dump_toml(document: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> str:
+    lines: list[str] = []
+    tables = {k: v for k, v in document.items() if isinstance(v, Mapping)}
+    arrays = {k: v for k, v in document.items()
+              if isinstance(v, list) and v and all(isinstance(i, Mapping) for i in v)}
+    for key, value in document.items():
+        if key not in tables and key not in arrays:
+            lines.append(f"{json.dumps(key)} = {_toml_value(value)}")
+    text = "\n".join(lines) + ("\n" if lines else "")
+    for key, value in tables.items():
+        path = (*prefix, key)
+        text += f"\n[{'.'.join(json.dumps(p) for p in path)}]\n" + _dump_toml(value, path)
+    for key, items in arrays.items():
+        path = (*prefix, key)
+        for item in items:
+            text += f"\n[[{'.'.join(json.dumps(p) for p in path)}]]\n" + _dump_toml(item, path)
+    return text
+
+
 def prometheus_config(layout: FleetLayout) -> str:
     """Scrape every demo server each second; targets come from ``targets.json`` (file_sd)."""
     return f"""\

@@ -27,6 +27,9 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
                        help="requests per second per model (default: %(default)s)")
     group.add_argument("--label-delay", type=float, default=5.0, metavar="SECONDS",
                        help="ground-truth labels arrive this long after a prediction (default: %(default)s)")
+    group.add_argument("--config-extra", default=None, metavar="FILE",
+                       help="TOML laid over the demo's generated opsctl.toml, table by table and key by key "
+                            "(e.g. a shorter [canary] or [jobs] drift_seconds)")
     group.add_argument("--restart-crashed", action="store_true",
                        help="restart a model server that crashes (off by default, so a `crash` fault stays visible)")
     group_sub = group.add_subparsers(dest="demo_command", metavar="SUBCOMMAND", parser_class=type(group))
