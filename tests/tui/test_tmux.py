@@ -13,6 +13,9 @@ import pytest
 from tests.fixtures.cli import OPSCTL
 from tests.fixtures.daemon import DaemonProcess, wait_until
 from tests.tui.helpers import seed
+from tests.tui.test_actions import busy_daemon, start_canary
+
+__all__ = ["busy_daemon"]  # a fixture shared with test_actions
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -92,6 +95,51 @@ def test_open_pick_a_model_roll_it_back(daemon: DaemonProcess, tmux: Tmux) -> No
     history = daemon.env.run("history", "fraud-detector", "-o", "json").json()
     assert (history[-1]["action"], history[-1]["reason"], history[-1]["to_version"]) == (
         "rollback", "tmux drill", "1.0.0")
+
+    tmux.keys("q")
+    wait_until(lambda: tmux("has-session", "-t", "tui", check=False).returncode != 0, timeout=10,
+               message="opsctl to quit on q")
+
+
+def test_open_pick_a_model_see_its_canary_abort_it(busy_daemon: DaemonProcess, tmux: Tmux) -> None:
+    seed(busy_daemon)
+    start_canary(busy_daemon)
+    script = busy_daemon.env.root / "tui.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in busy_daemon.env.env.items()
+                      if k in ("OPSCTL_CONFIG", "NO_COLOR", "PATH", "HOME", "LANG", "LC_ALL"))
+    script.write_text(f"{exports}exec {shlex.quote(OPSCTL)}\n")
+    tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", f"sh {shlex.quote(str(script))}")
+
+    tmux.wait_for("fraud-detector", "churn", "daemon up", "1.2.0 5%")  # the canary's weight in the row
+    tmux.keys("Down")  # rows are sorted: churn, fraud-detector
+    tmux.wait_for("─ fraud-detector ─")
+    tmux.keys("Enter")
+    tmux.wait_for("1 registry", "3 canary")
+    tmux.keys("3")
+    screen = tmux.wait_for("canary: 1.2.0 progressing", "stage 1/")
+    assert "Abort canary" in screen  # the footer offers the abort while it runs
+
+    tmux.keys("x")
+    screen = tmux.wait_for("Abort the canary of fraud-detector", "Enter on Cancel closes")
+    assert "CLI: opsctl canary abort fraud-detector" in screen
+    tmux.keys("Tab")
+    tmux.wait_for("Enter: next")
+    tmux.type("tmux drill")
+    tmux.wait_for('--reason "tmux drill"')
+    tmux.keys("Enter")
+    tmux.wait_for("Enter confirms when the name matches")
+    tmux.type("fraud-detector")
+    tmux.wait_for('--reason "tmux drill"')
+    tmux.keys("Enter")
+    screen = tmux.wait_for("canary: 1.2.0 aborted")
+    assert "Abort the canary" not in screen  # the dialog closed
+    assert "Abort canary" not in screen  # and the footer no longer offers it
+
+    canary = busy_daemon.http().get("/v1/canaries", params={"model": "fraud-detector"}).json()[0]
+    assert (canary["phase"], canary["weight"]) == ("aborted", 0.0)
+    history = busy_daemon.env.run("history", "fraud-detector", "-o", "json").json()
+    aborted = [e for e in history if "abort" in e["action"]]
+    assert aborted and aborted[-1]["reason"] == "tmux drill"
 
     tmux.keys("q")
     wait_until(lambda: tmux("has-session", "-t", "tui", check=False).returncode != 0, timeout=10,
