@@ -286,13 +286,6 @@ def _numeric_values(frame: pd.DataFrame, name: str, side: str) -> np.ndarray:
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _finite_slice(sorted_row: np.ndarray) -> np.ndarray:
-    """The finite part of a sorted row (-inf first, +inf and NaN last)."""
-    lo = int(np.searchsorted(sorted_row, -np.inf, side="right"))
-    hi = int(np.searchsorted(sorted_row, np.inf, side="left"))
-    return sorted_row[lo:hi]
-
-
 def summarize_reference(
     frame: pd.DataFrame, categorical: Sequence[str] = (), *, psi_bins: int = 10
 ) -> ReferenceSummary:
@@ -318,7 +311,7 @@ def summarize_reference(
             categorical_refs.append(CategoricalReference(name, tuple(categories), counts, missing))
         else:
             values = np.sort(_numeric_values(frame, name, "reference"))
-            finite = np.ascontiguousarray(_finite_slice(values))
+            finite = np.ascontiguousarray(num.finite_part(values))
             edges = num.psi_edges(finite, psi_bins) if finite.size else np.zeros(0)
             numerical_refs.append(
                 NumericalReference(
@@ -420,9 +413,14 @@ def _measure_numerical(
     # One (columns x rows) block of the window, reused for every block and sorted in place.
     buffer = np.empty((width, rows), dtype=np.float64) if refs else np.empty((0, rows))
 
-    def measure(ref: NumericalReference, row: np.ndarray) -> _Measured:
-        row.sort()  # numpy releases the GIL here and in the searches: columns run in parallel
-        c = _finite_slice(row)
+    def measure(ref: NumericalReference, source: np.ndarray | None, row: np.ndarray) -> _Measured:
+        # The window's one sort; numpy releases the GIL in it and in the searches, so the
+        # columns of a block run in parallel with ``threads``.
+        if source is None:
+            row.fill(np.nan)
+        else:
+            num.sort_into(source, row)
+        c = num.finite_part(row)
         r = ref.sorted_values
         m = _Measured(
             name=ref.name,
@@ -445,16 +443,17 @@ def _measure_numerical(
     with ThreadPoolExecutor(max_workers=policy.threads) if policy.threads > 1 else nullcontext() as pool:
         for start in range(0, len(refs), policy.block_columns):
             block = refs[start : start + policy.block_columns]
-            values = buffer[: len(block)]
-            for i, ref in enumerate(block):
-                if ref.name in current.columns:
-                    values[i] = _numeric_values(current, ref.name, "current")
-                else:
-                    values[i] = np.nan
+            # Float64 views of the window's columns where pandas has them (no copy); the sort
+            # writes each into its row of the reused block buffer.
+            sources = [
+                _numeric_values(current, ref.name, "current") if ref.name in current.columns else None
+                for ref in block
+            ]
+            rows_of_block = list(buffer[: len(block)])
             if pool is None:
-                out.extend(measure(ref, values[i]) for i, ref in enumerate(block))
+                out.extend(map(measure, block, sources, rows_of_block))
             else:
-                out.extend(pool.map(measure, block, list(values)))
+                out.extend(pool.map(measure, block, sources, rows_of_block))
     return out
 
 

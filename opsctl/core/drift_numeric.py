@@ -27,55 +27,123 @@ KS_MAX_EXACT_N = 10_000
 SPREAD_FLOOR = 0.001
 # Evidently's stand-in for an empty bin in PSI (log(0) otherwise).
 PSI_EMPTY_BIN_SHARE = 0.0001
+# ks_statistic evaluates the candidates of this many distinct current values per chunk.
+KS_CHUNK = 64
+# sort_into presorts windows of at least this many values by bucket (below, np.sort is as fast).
+PRESORT_MIN_SIZE = 20_000
+PRESORT_BUCKETS = 1 << 16
+PRESORT_SAMPLE = 8192
 
 
-@lru_cache(maxsize=2)
-def _rank_fractions(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(k/n for k = 0..n-1, k/n for k = 1..n): the current ECDF just left of and at each value."""
-    ranks = np.arange(n + 1, dtype=np.float64) / n
-    return ranks[:-1], ranks[1:]
+def sort_into(values: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write ``values`` sorted into ``out`` (same length; NaN last, as ``np.sort``) and return it.
+
+    numpy's float sort costs ~55 ns per value at a million values, most of a drift check. A
+    large window is first grouped into ``PRESORT_BUCKETS`` equal-width buckets between the
+    0.5 % and 99.5 % quantiles of a strided sample (a 16-bit radix argsort), and the grouped
+    copy, almost in order, is finished by numpy's stable sort (timsort, adaptive to runs): about
+    half the time on smooth data. The buckets only speed the sort up; the final sort alone
+    makes ``out`` sorted, so the result is the same sorted array whatever the data.
+    """
+    if values.size >= PRESORT_MIN_SIZE and _group_by_bucket(values, out):
+        out.sort(kind="stable")
+    else:
+        out[:] = values
+        out.sort()
+    return out
+
+
+def _group_by_bucket(values: np.ndarray, out: np.ndarray) -> bool:
+    """Write ``values`` grouped by bucket into ``out``; False (nothing written) when buckets
+    cannot be placed (a sample with fewer than 100 finite values or with no spread)."""
+    sample = finite_part(np.sort(values[:: max(1, values.size // PRESORT_SAMPLE)]))
+    if sample.size < 100:
+        return False
+    tail = sample.size // 200
+    lo, hi = float(sample[tail]), float(sample[-1 - tail])
+    with np.errstate(over="ignore", divide="ignore"):
+        scale = PRESORT_BUCKETS / (hi - lo) if hi > lo else math.inf
+    if not math.isfinite(scale):
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        position = np.subtract(values, lo)
+        position *= scale
+    np.fmin(position, PRESORT_BUCKETS - 1, out=position)  # NaN and +inf to the last bucket
+    np.maximum(position, 0, out=position)  # -inf to the first
+    order = np.argsort(position.astype(np.uint16), kind="stable")
+    del position
+    np.take(values, order, out=out)
+    return True
+
+
+def finite_part(sorted_values: np.ndarray) -> np.ndarray:
+    """The finite part of a sorted array (-inf first, +inf and NaN last), a view."""
+    lo = int(np.searchsorted(sorted_values, -np.inf, side="right"))
+    hi = int(np.searchsorted(sorted_values, np.inf, side="left"))
+    return sorted_values[lo:hi]
 
 
 def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
     """Two-sided KS statistic sup|F_ref - F_cur| of two sorted samples.
 
-    The supremum of the difference of two right-continuous step functions is reached at a data
-    point or just left of a current-sample point, so counting, for every current value, the
-    reference values at most it and strictly below it covers every candidate that scipy's
-    evaluation on the pooled sample sees, with the same float arithmetic (count/n1 - count/n2).
+    Both ECDFs are right-continuous step functions, so the supremum is reached at a pooled data
+    point, where scipy evaluates it. For each distinct current value u (first index f, last
+    index l in ``current``) the candidates are the difference at u, ``#ref<=u/n1 - (l+1)/n2``,
+    and just left of u, ``#ref<u/n1 - f/n2`` (the value at the pooled point before u); every
+    other pooled point (a reference value between two current values) has one of those
+    differences. The counts and the float arithmetic (count/n1 - count/n2) are scipy's.
+
+    Evaluating every candidate costs two binary searches per current value, which at a million
+    rows cost as much as sorting. Instead the distinct values are cut into chunks of
+    ``KS_CHUNK``; the counts are monotone, so one search at each chunk end bounds every
+    candidate inside the chunk (the float operations are monotone too), and only the chunks
+    whose bound could exceed the best exact candidate found so far are evaluated: the result is
+    exactly the maximum over all candidates.
     """
     n1 = reference.size
     n2 = current.size
-    below_or_equal = np.searchsorted(reference, current, side="right")
-    tie_next = current[1:] == current[:-1]
-    if tie_next.any():
-        last_idx = np.flatnonzero(np.append(~tie_next, True))
-        first_idx = np.flatnonzero(np.insert(~tie_next, 0, True))
-        right_diff = below_or_equal[last_idx] / n1 - (last_idx + 1) / n2
-        strictly_below = np.searchsorted(reference, current[first_idx], side="left")
-        left_diff = strictly_below / n1 - first_idx / n2
-        d_max = max(float(right_diff.max()), float(left_diff.max()))
-        d_min = -min(float(right_diff.min()), float(left_diff.min()))
-        return max(d_max, d_min, 0.0)
-    left_of, at = _rank_fractions(n2)
-    right_diff = below_or_equal / n1
-    # Without ties in the current sample, "strictly below" differs from "at most" only where a
-    # reference value equals the current value; find those with one gather, search only there.
-    at_or_below = reference.take(np.maximum(below_or_equal - 1, 0))
-    hit = (at_or_below == current) & (below_or_equal > 0)
-    del at_or_below
-    if hit.any():
-        strictly_below = below_or_equal.copy()
-        strictly_below[hit] = np.searchsorted(reference, current[hit], side="left")
-        left_diff = strictly_below / n1 - left_of
-        np.subtract(right_diff, at, out=right_diff)
-        d_max = max(float(right_diff.max()), float(left_diff.max()))
-        d_min = -min(float(right_diff.min()), float(left_diff.min()))
-        return max(d_max, d_min, 0.0)
-    # Here left_diff = right_diff + 1/n2 elementwise, so only two reductions are needed.
-    left_diff = np.subtract(right_diff, left_of)
-    np.subtract(right_diff, at, out=right_diff)
-    return max(float(left_diff.max()), -float(right_diff.min()), 0.0)
+    differs = current[1:] != current[:-1]
+    if differs.all():
+        values, first, after = current, None, None  # no ties: first == last == index
+        runs = n2
+    else:
+        last = np.flatnonzero(np.append(differs, True))
+        after = last + 1  # (index of the last occurrence) + 1 = #cur <= value
+        first = np.empty_like(last)
+        first[0] = 0
+        first[1:] = after[:-1]
+        values = current[last]
+        runs = values.size
+    del differs
+
+    def candidates(index: np.ndarray) -> float:
+        """max(|difference|) over the candidates of the distinct values at ``index``."""
+        u = values[index]
+        f = index if first is None else first[index]
+        a = index + 1 if after is None else after[index]
+        at = np.searchsorted(reference, u, side="right") / n1 - a / n2
+        left = np.searchsorted(reference, u, side="left") / n1 - f / n2
+        return max(float(at.max()), float(left.max()), -float(at.min()), -float(left.min()), 0.0)
+
+    if runs <= KS_CHUNK * 16:
+        return candidates(np.arange(runs))
+    starts = np.arange(0, runs, KS_CHUNK)
+    ends = np.minimum(starts + KS_CHUNK, runs)  # exclusive
+    first_start = starts if first is None else first[starts]
+    after_end = ends if after is None else after[ends - 1]
+    # Every candidate in chunk J lies in [lower[J], upper[J]].
+    upper = np.searchsorted(reference, values[ends - 1], side="right") / n1 - first_start / n2
+    lower = np.searchsorted(reference, values[starts], side="left") / n1 - after_end / n2
+
+    def evaluate(chunks: np.ndarray) -> float:
+        index = (chunks[:, None] * KS_CHUNK + np.arange(KS_CHUNK)).ravel()
+        return candidates(index[index < runs])
+
+    best = evaluate(np.unique([int(np.argmax(upper)), int(np.argmin(lower))]))
+    open_chunks = np.flatnonzero((upper > best) | (-lower > best))
+    if open_chunks.size:
+        best = max(best, evaluate(open_chunks))
+    return best
 
 
 def _prob_outside_square(n: int, h: int) -> float:
