@@ -229,7 +229,7 @@ def main() -> None:
         for rows in [int(s) for s in args.sizes.split(",")]:
             ref_path, cur_path, size = make_frames(rows, Path(tmp))
             summary_path = Path(tmp) / f"summary_{rows}.npz"
-            row: dict = {"rows": rows, "frames_mb": size / 2**20}
+            row: dict = {"rows": rows, "frames_mb": size / 2**20, "load_before": os.getloadavg()[0]}
             row["summarize"] = _run_worker(sys.executable, "summarize", str(ref_path), str(summary_path))
             for threads in (1, 2):
                 row[f"opsctl_t{threads}"] = _run_worker(sys.executable, "opsctl", str(summary_path), str(cur_path),
@@ -237,6 +237,7 @@ def main() -> None:
             row["scipy"] = _run_worker(sys.executable, "scipy", str(ref_path), str(cur_path), str(args.repeat))
             if use_evidently:
                 row["evidently"] = _run_worker(EVIDENTLY_PYTHON, "evidently", str(ref_path), str(cur_path))
+            row["load_after"] = os.getloadavg()[0]
             results.append(row)
             _print_row(row)
     out = HERE / "results"
@@ -248,7 +249,8 @@ def _print_row(row: dict) -> None:
     ours = row["opsctl_t1"]
     two = row["opsctl_t2"]
     lines = [
-        f"rows={row['rows']:,}  frames={row['frames_mb']:.1f} MB  summarize ahead={row['summarize']['seconds']:.3f}s",
+        f"rows={row['rows']:,}  frames={row['frames_mb']:.1f} MB  summarize ahead={row['summarize']['seconds']:.3f}s"
+        f"  (1-min load average {row['load_before']:.1f} before, {row['load_after']:.1f} after)",
         f"  opsctl (1 thread) {ours['seconds']:.3f}s (first {ours['first_seconds']:.3f}s)   "
         f"opsctl (2 threads) {two['seconds']:.3f}s   scipy loop {row['scipy']['seconds']:.3f}s",
         f"  speed-up vs scipy: {row['scipy']['seconds'] / ours['seconds']:.1f}x "

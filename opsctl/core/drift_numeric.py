@@ -65,13 +65,13 @@ def _group_by_bucket(values: np.ndarray, out: np.ndarray) -> bool:
         scale = PRESORT_BUCKETS / (hi - lo) if hi > lo else math.inf
     if not math.isfinite(scale):
         return False
+    position = out  # scratch until the grouped values overwrite it
     with np.errstate(over="ignore", invalid="ignore"):
-        position = np.subtract(values, lo)
+        np.subtract(values, lo, out=position)
         position *= scale
     np.fmin(position, PRESORT_BUCKETS - 1, out=position)  # NaN and +inf to the last bucket
     np.maximum(position, 0, out=position)  # -inf to the first
     order = np.argsort(position.astype(np.uint16), kind="stable")
-    del position
     np.take(values, order, out=out)
     return True
 
@@ -217,7 +217,8 @@ def wasserstein_sorted(reference: np.ndarray, current: np.ndarray) -> float:
     n1 = reference.size
     n2 = current.size
     if n1 == n2:
-        return float(np.abs(reference - current).mean())
+        difference = reference - current
+        return float(np.abs(difference, out=difference).mean())
     i, j, widths = _quantile_grid(n1, n2)
     return float(np.dot(widths, np.abs(reference[i] - current[j])))
 
