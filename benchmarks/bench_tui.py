@@ -7,7 +7,9 @@ Run: .venv/bin/python benchmarks/bench_tui.py [--runs N]
 * refresh: in one running app (160x48) with N models, the time the UI thread spends handling
   (a) a status document in which one model changed, (b) a status document in which every model
   changed, (c) one ``deployment`` SSE event; then the next frame is rendered (``pause``) and
-  timed together with the handler as "with render". Targets: first frame < 1.5 s; refresh growing
+  timed together with the handler as "with render". Each status document comes with ``/v1/alerts`` and
+  ``/v1/health`` as the live feed fetches them: the same evaluation for (a), a new one (every model's
+  sparkline moves) for (b). Targets: first frame < 1.5 s; refresh growing
   at most linearly and < 50 ms at 500 models. The data is the fixed document of the snapshot tests.
 """
 
@@ -51,7 +53,7 @@ def first_frame(runs: int) -> float:
 
 async def _refresh(models: int, runs: int) -> dict[str, float]:
     from opsctl.tui.feed import EventArrived, StatusArrived
-    from tests.tui.fixed import NOW, document, fixed_app
+    from tests.tui.fixed import NOW, alerts_document, document, fixed_app, health_document
 
     app = fixed_app(models=models - 3)
     timings: dict[str, list[float]] = {"one_changed": [], "all_changed": [], "sse_event": [], "one_with_render": []}
@@ -59,19 +61,26 @@ async def _refresh(models: int, runs: int) -> dict[str, float]:
         while not (app.overview.ready and app.overview.table.row_count == models):
             await pilot.pause(0.01)
         base = document(models - 3)
+        alerts = alerts_document()
+        health = health_document(models - 3)
         for i in range(runs):
             one = copy.deepcopy(base)
             one["models"][5]["production_version"] = f"9.{i}.0"
             started = time.perf_counter()
-            app.on_status_arrived(StatusArrived(one, [], NOW))
+            app.on_status_arrived(StatusArrived(one, [], NOW, alerts=alerts, health=health))
             timings["one_changed"].append(time.perf_counter() - started)
             await pilot.pause()
 
             every = copy.deepcopy(base)
             for d in every["models"]:
                 d["canary_version"], d["canary_weight"] = f"8.{i}.0", float(i % 50 + 1)
+            newer = copy.deepcopy(health)
+            for version in newer["models"]:
+                version["evaluated_at"] = f"2026-03-14T10:{i // 60:02d}:{i % 60:02d}Z"
+                for check in version["checks"]:
+                    check["value"] = (check["value"] or 0) + i % 5
             started = time.perf_counter()
-            app.on_status_arrived(StatusArrived(every, [], NOW))
+            app.on_status_arrived(StatusArrived(every, [], NOW, alerts=alerts, health=newer))
             timings["all_changed"].append(time.perf_counter() - started)
             await pilot.pause()
 
@@ -84,7 +93,7 @@ async def _refresh(models: int, runs: int) -> dict[str, float]:
 
             one["models"][5]["production_version"] = f"9.{i}.1"
             started = time.perf_counter()
-            app.on_status_arrived(StatusArrived(one, [], NOW))
+            app.on_status_arrived(StatusArrived(one, [], NOW, alerts=alerts, health=health))
             await pilot.pause(0)
             timings["one_with_render"].append(time.perf_counter() - started)
     return {k: statistics.median(v) * 1000 for k, v in timings.items()}

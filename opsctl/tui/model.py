@@ -146,6 +146,7 @@ class Fleet:
         self.health_meta: dict[str, Any] = {}
         self.trends: dict[str, dict[str, deque[float | None]]] = {}
         self._trend_at: dict[str, str] = {}
+        self._spark: dict[str, str] = {}  # the overview's p95 sparkline, redrawn only when a point is added
         self.alerts_fetched = False
         self.demo: dict[str, Any] | None = None
         self.daemon: dict[str, Any] = {}
@@ -173,7 +174,7 @@ class Fleet:
             canary_weight=float(deployment.get("canary_weight") or 0.0),
             sla=health.get("status") if health else None,
             alerts=None if self.alert_counts is None else self.alert_counts.get(model, 0),
-            trend=spark_text(self.trend(model, "latency_p95")),
+            trend=self._spark.get(model, ""),
         )
 
     def trend(self, model: str, check: str) -> list[float | None]:
@@ -260,6 +261,7 @@ class Fleet:
             series = self.trends.setdefault(model, {})
             for name, _ in TRENDS:
                 series.setdefault(name, deque(maxlen=TREND_POINTS)).append(_float(checks.get(name)))
+            self._spark[model] = spark_text(series["latency_p95"])
             moved.add(model)
         return moved
 

@@ -119,8 +119,8 @@ async def test_abort_a_canary_from_the_model_screen(busy_daemon: DaemonProcess) 
         await wait_for(pilot, lambda: app.connected and (app.fleet.canaries or {}).get("fraud-detector"),
                        message="the canary in the status document")
         app.open_model("fraud-detector")
-        screen = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ModelScreen) else None,
-                                message="the model screen")
+        screen = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ModelScreen) and app.screen.versions
+                                else None, message="the model screen")
         await pilot.press("3")
         await wait_for(pilot, lambda: "canary: 1.2.0" in screen_text(app) and "stage 1/" in screen_text(app),
                        message="the canary tab")

@@ -133,7 +133,8 @@ def test_open_pick_a_model_see_its_canary_abort_it(busy_daemon: DaemonProcess, t
     tmux.keys("Enter")
     screen = tmux.wait_for("canary: 1.2.0 aborted")
     assert "Abort the canary" not in screen  # the dialog closed
-    assert "Abort canary" not in screen  # and the footer no longer offers it
+    wait_until(lambda: "Abort canary" not in tmux.screen(), timeout=5,
+               message="the footer to stop offering the abort")
 
     canary = busy_daemon.http().get("/v1/canaries", params={"model": "fraud-detector"}).json()[0]
     assert (canary["phase"], canary["weight"]) == ("aborted", 0.0)
