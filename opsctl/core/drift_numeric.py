@@ -1,9 +1,18 @@
 """Numerical drift kernels on sorted samples: two-sample KS, Wasserstein-1 and PSI.
 
 Every function takes the reference and the current sample already sorted, finite and
-non-empty (``opsctl.core.drift`` sorts the live window once per column block and keeps the
-reference sorted in its summary), so no kernel sorts or concatenates the two samples the way
-``scipy.stats.ks_2samp`` and ``scipy.stats.wasserstein_distance`` do on every call.
+non-empty (``opsctl.core.drift`` sorts each column of the live window once, with
+``sort_into``, and keeps the reference sorted in its summary), so no kernel sorts or
+concatenates the two samples the way ``scipy.stats.ks_2samp`` and
+``scipy.stats.wasserstein_distance`` do on every call. Everything else is derived from that one
+sorted array: the finite part and so the missing count by two binary searches (``finite_part``),
+KS by binary searches of the current's distinct values in the reference, bounded chunk by chunk
+so that only a few percent of them are searched one by one (``ks_statistic``), Wasserstein-1 by
+pairing quantiles, the PSI counts by searching the fixed edges in the sorted current values.
+
+Where the time goes at a million rows per column (one core): the sort, about 35 ms
+(``sort_into``: bucket presort and timsort; ``np.sort`` alone takes ~55 ms), the KS bounds and
+searches 2-4 ms, Wasserstein 2-4 ms, the rest below 1 ms.
 
 Agreement with scipy (checked in ``tests/core/test_drift_numeric.py``):
 
@@ -205,7 +214,12 @@ def _quantile_grid(n1: int, n2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     g = math.gcd(n1, n2)
     a, b = n2 // g, n1 // g  # i/n1 == i*a / lcm, j/n2 == j*b / lcm
     lcm = n1 * a
-    keys = np.union1d(np.arange(1, n1 + 1, dtype=np.int64) * a, np.arange(1, n2 + 1, dtype=np.int64) * b)
+    keys = np.concatenate((np.arange(1, n1 + 1, dtype=np.int64) * a, np.arange(1, n2 + 1, dtype=np.int64) * b))
+    keys.sort(kind="stable")  # two sorted runs: timsort merges them (np.union1d sorts from scratch)
+    distinct = np.empty(keys.size, dtype=bool)
+    distinct[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+    keys = keys[distinct]
     widths = np.diff(keys, prepend=0) / lcm
     i = (keys + a - 1) // a - 1
     j = (keys + b - 1) // b - 1
