@@ -93,7 +93,7 @@ def finite_part(sorted_values: np.ndarray) -> np.ndarray:
     return sorted_values[lo:hi]
 
 
-def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
+def ks_statistic(reference: np.ndarray, current: np.ndarray, *, chunk: int = KS_CHUNK) -> float:
     """Two-sided KS statistic sup|F_ref - F_cur| of two sorted samples.
 
     Both ECDFs are right-continuous step functions, so the supremum is reached at a pooled data
@@ -135,10 +135,10 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
         left = np.searchsorted(reference, u, side="left") / n1 - f / n2
         return max(float(at.max()), float(left.max()), -float(at.min()), -float(left.min()), 0.0)
 
-    if runs <= KS_CHUNK * 16:
+    if runs <= chunk * 16:
         return candidates(np.arange(runs))
-    starts = np.arange(0, runs, KS_CHUNK)
-    ends = np.minimum(starts + KS_CHUNK, runs)  # exclusive
+    starts = np.arange(0, runs, chunk)
+    ends = np.minimum(starts + chunk, runs)  # exclusive
     first_start = starts if first is None else first[starts]
     after_end = ends if after is None else after[ends - 1]
     # Every candidate in chunk J lies in [lower[J], upper[J]].
@@ -146,7 +146,7 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
     lower = np.searchsorted(reference, values[starts], side="left") / n1 - after_end / n2
 
     def evaluate(chunks: np.ndarray) -> float:
-        index = (chunks[:, None] * KS_CHUNK + np.arange(KS_CHUNK)).ravel()
+        index = (chunks[:, None] * chunk + np.arange(chunk)).ravel()
         return candidates(index[index < runs])
 
     best = evaluate(np.unique([int(np.argmax(upper)), int(np.argmin(lower))]))

@@ -79,3 +79,38 @@ def test_psi_edges_collapse_on_ties() -> None:
     edges = num.psi_edges(r, 10)
     assert np.unique(edges).size == edges.size
     assert num.bin_counts(r, edges).sum() == r.size
+
+
+AWKWARD = {
+    "normal": lambda rng: rng.normal(size=50_000),
+    "cauchy": lambda rng: rng.standard_cauchy(size=50_000),
+    "nan_inf": lambda rng: np.where(rng.random(50_000) < 0.3, np.nan,
+                                    np.where(rng.random(50_000) < 0.01, np.inf, rng.normal(size=50_000))),
+    "zero_inflated": lambda rng: np.where(rng.random(50_000) < 0.9, 0.0, rng.exponential(size=50_000)),
+    "integers": lambda rng: rng.integers(0, 7, size=50_000).astype(float),
+    "constant": lambda rng: np.full(50_000, 3.25),
+    "all_nan": lambda rng: np.full(50_000, np.nan),
+    "huge": lambda rng: rng.choice([-1e307, 1e307, 0.0, 1.0], size=50_000),
+    "sorted": lambda rng: np.sort(rng.normal(size=50_000)),
+    "reversed": lambda rng: np.sort(rng.normal(size=50_000))[::-1].copy(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(AWKWARD))
+def test_sort_into_equals_numpy_sort_on_awkward_data(kind: str) -> None:
+    values = AWKWARD[kind](np.random.default_rng(11))
+    out = np.empty_like(values)
+    result = num.sort_into(values.copy(), out)
+    np.testing.assert_array_equal(result, np.sort(values))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 64])
+def test_ks_statistic_does_not_depend_on_the_chunk_size(chunk: int) -> None:
+    """The chunk bounds only prune work: every chunk size gives scipy's statistic exactly."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n1, n2 = int(rng.integers(2_000, 12_000)), int(rng.integers(2_000, 12_000))
+        reference = np.sort(np.round(rng.normal(size=n1), int(rng.integers(1, 4))))
+        current = np.sort(np.round(rng.normal(0.05, 1.1, size=n2), int(rng.integers(1, 4))))
+        expected = stats.ks_2samp(reference, current).statistic
+        assert num.ks_statistic(reference, current, chunk=chunk) == pytest.approx(expected, abs=1e-12)
