@@ -145,8 +145,13 @@ log_dirs = {json.dumps([f"logs/{m}" for m in DEMO_MODELS])}
 [window]
 max_age_seconds = 600.0
 
+# The drift fault shifts two features (`opsctl demo fault MODEL drift`: the first two unless
+# --feature says otherwise): 2 of fraud-detector's 10 features, 2 of churn-predictor's 6. The
+# product default (dataset drift when half the features drift) would call that "no drift" and
+# never retrain; in the demo two drifted features are dataset drift.
 [drift]
 min_rows = 200
+drift_share = 0.2
 
 # Drift or a performance drop on fraud-detector retrains it on fresh (drifted) data; a challenger
 # better by 0.01 AUC on the same holdout goes to a canary, never straight to production.
