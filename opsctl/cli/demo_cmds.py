@@ -269,7 +269,9 @@ class DemoFleet:
         argv = [sys.executable, "-m", "opsctl.demo.server", "--model", model,
                 *(arg for v in seeded.versions for arg in ("--version", f"{v.version}={v.artifact}:{v.sha256}")),
                 "--port", "0", "--ready-file", str(ready_file), "--log-dir", str(self.layout.logs / model),
-                "--routing-socket", str(self.layout.socket), "--routing-ttl", "2"]
+                "--routing-socket", str(self.layout.socket), "--routing-ttl", "2",
+                # A retrained candidate the daemon sends traffic to is loaded from its store.
+                "--artifacts-dir", str(self.layout.daemon_state / "artifacts")]
         with self._step(f"starting model server {model}") as detail:
             spec = ChildSpec(model, argv, env=self.env,
                              exit_meanings={CRASH_EXIT_CODE: "the injected crash fault",

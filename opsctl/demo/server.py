@@ -13,6 +13,12 @@ request's ``id``; the split comes from the daemon (``--routing-url`` or
 ``--routing-socket``, refreshed every ``--routing-ttl`` seconds, last known split kept)
 or is static (``--split``, default: all traffic to the first version).
 
+With ``--artifacts-dir`` (the daemon's artifact store), a split naming a version the server
+does not load yet (a retrained candidate going into a canary) makes it ask the daemon for the
+version (``GET /v1/models/{model}/versions``: artifact name and sha256), load the verified
+artifact and then follow the split, as a deployment would roll the new version out. Without it,
+or when loading fails, the last split it can honour stays.
+
 Endpoints (JSON):
 
 * ``POST /predict`` ``{"id": "user-7", "prediction_id": "p-1", "features": {...}}`` ->
@@ -41,10 +47,11 @@ import sys
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, ProcessCollector, generate_latest
 from starlette.applications import Starlette
@@ -114,6 +121,7 @@ class ModelServer:
         accuracy_window: int = 200,
         registry: CollectorRegistry | None = None,
         seed: int | None = None,
+        version_source: Callable[[str], VersionArg | None] | None = None,
     ) -> None:
         self.spec = models.spec(model)
         self.model = model
@@ -125,8 +133,10 @@ class ModelServer:
             raise UsageError(f"split {self.router.as_dict()} names versions this server does not load")
         self.routing = routing
         self.routing_ttl_seconds = routing_ttl_seconds
+        self.version_source = version_source
         self.faults = FaultState(random.Random(seed))
         self._rng = random.Random(seed)
+        self.accuracy_window = accuracy_window
         self.windows = {v: deque[bool](maxlen=accuracy_window) for v in estimators}
         self._predictions: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self.prediction_log = PredictionLogger(log_dir, model, next(iter(estimators)), registry=self.registry)
@@ -194,11 +204,34 @@ class ModelServer:
         candidate = TrafficRouter(split.weights)
         if candidate == self.router:
             return
+        if not self._servable(candidate) and self.version_source is not None:
+            for version, weight in candidate.weights:
+                if weight > 0 and version not in self.estimators:
+                    self._add_version(version)
         if self._servable(candidate):
             self.router = candidate
             self._routing_rejected.labels(self.model).set(0)
         else:  # keep serving the last split we can honour
             self._routing_rejected.labels(self.model).set(1)
+
+    def _add_version(self, version: str) -> None:
+        """Load a version the daemon's split names (verified artifact); on failure, leave it out."""
+        assert self.version_source is not None
+        try:
+            found = self.version_source(version)
+            if found is None:
+                return
+            estimator = models.load_artifact(found.path, found.sha256)
+        except (OpsctlError, OSError, ValueError) as error:
+            print(f"opsctl-demo-server: cannot load {self.model} {version}: {error}", file=sys.stderr, flush=True)
+            return
+        # Metrics and windows first: a request is routed to the version only once the router
+        # (swapped after this returns) names it.
+        self.metrics[version] = ModelMetrics(self.model, version, registry=self.registry)
+        self.windows[version] = deque[bool](maxlen=self.accuracy_window)
+        self.estimators[version] = estimator
+        self._update_fault_gauge()
+        print(f"opsctl-demo-server: {self.model} now serves {version} too", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.prediction_log.close()
@@ -368,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     routing.add_argument("--routing-url", help="daemon base URL serving GET /v1/routing/{model}")
     routing.add_argument("--routing-socket", help="daemon Unix socket serving GET /v1/routing/{model}")
     parser.add_argument("--routing-ttl", type=float, default=2.0, metavar="SECONDS")
+    parser.add_argument("--artifacts-dir", type=Path, metavar="DIR",
+                        help="the daemon's artifact store: load versions the daemon's split names on demand")
     parser.add_argument("--accuracy-window", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None, help="seed for fault randomness")
     parser.add_argument("--ready-file", type=Path, help='write {"port", "pid"} here once listening')
@@ -393,6 +428,12 @@ def _load(args: argparse.Namespace) -> ModelServer:
             fallback=dict(split or [(version_args[0].version, 100.0)]),
             registry=registry,
         )
+    version_source = None
+    if args.artifacts_dir is not None:
+        if not (args.routing_url or args.routing_socket):
+            raise UsageError("--artifacts-dir needs --routing-url or --routing-socket (the daemon says what to load)")
+        version_source = daemon_versions(args.model, args.artifacts_dir, url=args.routing_url,
+                                         socket_path=args.routing_socket)
     return ModelServer(
         args.model,
         estimators,
@@ -403,7 +444,33 @@ def _load(args: argparse.Namespace) -> ModelServer:
         accuracy_window=args.accuracy_window,
         registry=registry,
         seed=args.seed,
+        version_source=version_source,
     )
+
+
+def daemon_versions(model: str, artifacts_dir: Path, *, url: str | None = None,
+                    socket_path: str | None = None) -> Callable[[str], VersionArg | None]:
+    """A lookup of ``model``'s versions through the daemon's API: version -> its artifact in ``artifacts_dir``."""
+    import httpx
+
+    def lookup(version: str) -> VersionArg | None:
+        transport = httpx.HTTPTransport(uds=socket_path) if socket_path else None
+        try:
+            with httpx.Client(base_url=url or "http://opsctld", transport=transport, timeout=5.0) as client:
+                response = client.get(f"/v1/models/{quote(model, safe='')}/versions")
+                response.raise_for_status()
+                listed = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise OpsctlError(f"the daemon did not list {model}'s versions: {error}") from error
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, dict) and item.get("version") == version:
+                artifact = Path(str(item["artifact"]))
+                if artifact.is_absolute() or ".." in artifact.parts:
+                    raise IntegrityError(f"{model} {version}: artifact name {artifact} is not inside the store")
+                return VersionArg(version, artifacts_dir / artifact, str(item["sha256"]).lower())
+        return None
+
+    return lookup
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from opsctl.demo import models
 from opsctl.demo.faults import CRASH_EXIT_CODE
@@ -293,3 +296,85 @@ def test_split_follows_the_daemons_routing_table(tmp_path: Path, artifacts: dict
         if daemon._thread is not None and daemon._thread.is_alive():
             daemon.stop()
 
+
+
+class VersionsDaemon(FakeDaemon):
+    """FakeDaemon that also lists versions (``GET /v1/models/{model}/versions``) like the real daemon."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: list[dict[str, str]] = []
+
+    async def list_versions(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.versions)
+
+    def start(self) -> None:
+        import threading
+
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        app = Starlette(routes=[Route("/v1/routing/{model}", self.routing),
+                                Route("/v1/models/{model}/versions", self.list_versions)])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert time.monotonic() < deadline, "fake daemon did not start"
+            time.sleep(0.01)
+
+
+def test_a_version_the_daemon_routes_to_is_loaded_from_the_store(
+        tmp_path: Path, artifacts: dict[str, tuple[Path, str]]) -> None:
+    # A retrained candidate registered after the server started: the daemon's split names it.
+    store = tmp_path / "store"
+    store.mkdir()
+    path, digest = artifacts["1.1.0"]
+    shutil.copyfile(path, store / f"sha256-{digest}.joblib")
+    (store / "tampered.joblib").write_bytes(path.read_bytes() + b"x")
+    daemon = VersionsDaemon()
+    daemon.versions = [{"version": "1.1.0", "artifact": f"sha256-{digest}.joblib", "sha256": digest},
+                       {"version": "1.2.0", "artifact": "tampered.joblib", "sha256": digest}]
+    daemon.splits = [{"version": "1.0.0", "weight": 100.0}]
+    daemon.start()
+    running = None
+    try:
+        running = start_server(tmp_path, {"1.0.0": artifacts["1.0.0"]}, "--routing-url", daemon.url,
+                               "--routing-ttl", "0.2", "--artifacts-dir", str(store))
+        rows, _ = live_rows(20)
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            def served() -> set[str]:
+                return {http.post("/predict", json={"id": f"u{i}", "features": row}).json()["version"]
+                        for i, row in enumerate(rows)}
+
+            assert served() == {"1.0.0"} and http.get("/healthz").json()["versions"] == ["1.0.0"]
+            # A tampered artifact is never loaded: the last split it can honour stays.
+            daemon.splits = [{"version": "1.0.0", "weight": 50.0}, {"version": "1.2.0", "weight": 50.0}]
+            deadline = time.monotonic() + 10
+            while (sample(scrape(http), "opsctl_demo_routing_split_rejected", model=MODEL) or 0) < 1:
+                assert time.monotonic() < deadline, "the tampered version's split was not rejected"
+                time.sleep(0.05)
+            assert served() == {"1.0.0"} and http.get("/healthz").json()["versions"] == ["1.0.0"]
+            daemon.splits = [{"version": "1.0.0", "weight": 50.0}, {"version": "1.1.0", "weight": 50.0}]
+            while served() != {"1.0.0", "1.1.0"}:
+                assert time.monotonic() < deadline + 10, "the routed-to version was never loaded"
+                time.sleep(0.05)
+            assert http.get("/healthz").json()["versions"] == ["1.0.0", "1.1.0"]
+            assert sample(scrape(http), "opsctl_demo_routing_split_rejected", model=MODEL) == 0
+            # The loaded version is a full citizen: its predictions are counted under its own label.
+            counted = scrape(http)
+            assert any(name.startswith("model_predictions") and ("model_version", "1.1.0") in labels and value > 0
+                       for (name, labels), value in counted.items()), sorted({n for n, _ in counted})
+    finally:
+        if running is not None:
+            running.stop()
+        if daemon._thread is not None and daemon._thread.is_alive():
+            daemon.stop()
+    assert running is not None
+    stderr = running.process.stderr.read().decode()
+    assert "failed verification" in stderr and "now serves 1.1.0" in stderr
