@@ -375,3 +375,159 @@ def test_noisy_simulation_false_rollbacks_and_detection(world) -> None:  # type:
     assert outcomes["healthy"].count("succeeded") + false_rollbacks == 50, outcomes
     assert false_rollbacks <= 1  # alpha 0.01 per look, three failed looks needed
     assert outcomes["faulty"] == ["rolled_back"] * 20
+
+
+# -- a real command actuator ------------------------------------------------------------------------
+
+SET_WEIGHT = """\
+import json, os, sys
+record = {"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items() if k.startswith("OPSCTL_")}}
+if os.path.exists(sys.argv[1] + ".fail"):
+    print("upstream weights rejected by nginx -t", file=sys.stderr)
+    sys.exit(3)
+with open(sys.argv[1], "a") as out:
+    out.write(json.dumps(record) + "\\n")
+"""
+
+
+def test_a_command_actuator_runs_and_a_failing_one_leaves_the_weight_and_is_audited(  # type: ignore[no-untyped-def]
+        world, tmp_path: Path) -> None:
+    import sys
+
+    from opsctl.adapters.actuators import build_actuator
+
+    registry, clock, _ = world
+    script = tmp_path / "set-weight.py"
+    script.write_text(SET_WEIGHT)
+    calls = tmp_path / "calls.jsonl"
+    settings = ActuatorSettings(kind="command", attempts=2, retry_backoff_seconds=0.0,
+                                command=[sys.executable, str(script), str(calls), "{model}", "{canary_version}",
+                                         "{canary_weight}", "{production_version}", "{production_weight}"])
+    events: list = []
+    canary = CanaryService(registry, policy=POLICY, actuator=build_actuator(settings, sleep=lambda s: None),
+                           hooks=Hooks(ActuatorSettings()), gate_source=ScriptedGates(), clock=clock,
+                           events=lambda kind, data: events.append((kind, data)))
+    canary.start("fraud", "v2", actor=ALICE, reason="command actuator")
+
+    def applied() -> list[dict]:
+        import json
+
+        return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+    # The script really ran, before the weight reached the registry, with args and environment.
+    first = applied()
+    assert [c["argv"][1:] for c in first] == [["fraud", "v2", "10", "v1", "90"]]
+    assert first[0]["env"]["OPSCTL_MODEL"] == "fraud" and first[0]["env"]["OPSCTL_CANARY_WEIGHT"] == "10"
+    assert first[0]["env"]["OPSCTL_PRODUCTION_VERSION"] == "v1"
+    assert registry.get_deployment("fraud").canary_weight == 10.0
+
+    Path(f"{calls}.fail").touch()
+    run_for(canary, clock, 70, step=10)  # stage 1 passes; the 50 % split is refused by the command
+    doc = canary.status("fraud")[0]
+    assert doc["target_weight"] == 50.0 and doc["weight"] == 10.0
+    assert "exited with 3" in doc["actuator_error"] and "nginx -t" in doc["actuator_error"]
+    deployment = registry.get_deployment("fraud")
+    assert deployment.canary_version == "v2" and deployment.canary_weight == 10.0  # unchanged
+    assert deployment.production_version == "v1"
+    assert len(applied()) == 1  # no call recorded a weight it did not apply
+    failed = [e for e in registry.audit("fraud", limit=100) if e.outcome is Outcome.FAILED]
+    assert failed and failed[0].action == "canary_weight" and "nginx -t" in failed[0].detail
+    assert any(kind == "alert" and data["key"] == "canary_actuator_failed" for kind, data in events)
+
+    Path(f"{calls}.fail").unlink()
+    clock.advance(10)
+    canary.tick()
+    assert [c["argv"][3] for c in applied()] == ["10", "50"]
+    assert registry.get_deployment("fraud").canary_weight == 50.0
+    assert canary.status("fraud")[0]["actuator_error"] is None
+
+
+# -- rollback before the first weight reached the deployment ----------------------------------------
+
+def test_rollback_aborts_a_canary_whose_first_weight_never_reached_the_deployment(  # type: ignore[no-untyped-def]
+        world) -> None:
+    registry, clock, service = world
+    service.promote("fraud", "v3", actor=ALICE)  # production v3, v1 before it: a rollback target exists
+    actuator = FlakyActuator()
+    actuator.failing = True
+    canary = make(registry, clock, actuator=actuator)
+    canary.start("fraud", "v2", actor=ALICE, reason="new model")
+    # The canary is live, but traffic (and so the deployment) never got its first weight.
+    assert canary.status("fraud")[0]["active"] and canary.status("fraud")[0]["target_weight"] == 10.0
+    before = registry.get_deployment("fraud")
+    assert before.canary_version is None and before.production_version == "v3"
+
+    # What the operator is shown before confirming: abort the canary, production stays.
+    plan = service.plan_rollback("fraud")
+    assert plan.aborts_canary == "v2" and plan.to_version == "v3" and "abort the canary" in plan.description
+    result = service.rollback("fraud", actor=ALICE, reason="pager at 3am")
+    assert result.outcome is Outcome.OK
+    after = registry.get_deployment("fraud")
+    assert after.production_version == "v3" and after.previous_versions == before.previous_versions
+    assert after.canary_version is None and after.canary_weight == 0.0
+    doc = canary.status("fraud")[0]
+    assert doc["state"] == "aborted" and not doc["active"]
+    audit = [(e.action, e.from_version, e.to_version, e.outcome) for e in registry.audit("fraud", limit=100)]
+    assert ("rollback", "v2", "v3", Outcome.OK) in audit, audit
+    assert not any(a[0] == "rollback" and a[2] == "v1" for a in audit)
+    # The actuator recovers: nothing of the aborted canary reaches traffic any more.
+    actuator.failing = False
+    run_for(canary, clock, 60, step=10)
+    assert all(split.canary_weight == 0.0 for split in actuator.applied)
+    assert registry.get_deployment("fraud").production_version == "v3"
+    assert registry.get_deployment("fraud").canary_weight == 0.0
+
+
+# -- canary alerts through the alert engine ---------------------------------------------------------
+
+def test_rolled_back_alert_fires_stays_until_the_next_canary_and_abort_raises_none(world) -> None:  # type: ignore[no-untyped-def]
+    from opsctl.core.alerts import AlertPhase, AlertPolicy
+
+    registry, clock, _ = world
+    policy = AlertPolicy(resend_interval_seconds=60.0)
+    sent: list = []
+    gates = ScriptedGates(BROKEN)
+    canary = make(registry, clock, gates)
+
+    def rolled_back() -> list:
+        return [a for a in canary.alert_store.load(registry) if a.rule == "CanaryRolledBack"]
+
+    # An operator's abort is no incident: no alert at all.
+    canary.start("fraud", "v3", actor=ALICE)
+    canary.command("fraud", "abort", actor=ALICE, reason="wrong version")
+    canary.step_alerts(policy, sent.extend)
+    assert rolled_back() == [] and sent == []
+
+    canary.start("fraud", "v2", actor=ALICE)
+    canary.step_alerts(policy, sent.extend)
+    assert rolled_back() == [] and sent == []  # a running canary raises nothing
+    run_for(canary, clock, 20, step=10)  # two failed checks: automatic rollback
+    assert canary.status("fraud")[0]["state"] == "rolled_back"
+    assert canary.step_alerts(policy, sent.extend) == 1
+    [alert] = rolled_back()
+    assert alert.phase is AlertPhase.FIRING and alert.severity.value == "critical"
+    assert dict(alert.labels)["model"] == "fraud" and dict(alert.labels)["model_version"] == "v2"
+    assert "rolled_back" in alert.summary and "v2" in alert.summary
+    assert [(n.alert.rule, n.alert.phase) for n in sent] == [("CanaryRolledBack", AlertPhase.FIRING)]
+
+    # It stays firing while that canary is the model's latest, re-sent only after the interval.
+    sent.clear()
+    clock.advance(30)
+    assert canary.step_alerts(policy, sent.extend) == 0
+    assert rolled_back()[0].phase is AlertPhase.FIRING and sent == []
+    clock.advance(31)
+    canary.step_alerts(policy, sent.extend)
+    assert rolled_back()[0].phase is AlertPhase.FIRING
+    assert [(n.alert.rule, n.alert.phase) for n in sent] == [("CanaryRolledBack", AlertPhase.FIRING)]
+
+    # The next canary of the model resolves it (and tells Alertmanager so).
+    sent.clear()
+    gates.inputs_now = HEALTHY
+    canary.start("fraud", "v3", actor=ALICE, reason="fixed")
+    canary.step_alerts(policy, sent.extend)
+    [alert] = rolled_back()
+    assert alert.phase is AlertPhase.RESOLVED and alert.resolved_at is not None
+    assert [(n.alert.rule, n.alert.phase) for n in sent] == [("CanaryRolledBack", AlertPhase.RESOLVED)]
+    sent.clear()
+    canary.step_alerts(policy, sent.extend)
+    assert sent == [] and rolled_back()[0].phase is AlertPhase.RESOLVED
