@@ -6,8 +6,9 @@ Run: .venv/bin/python benchmarks/bench_tui.py [--runs N]
   10-model document, headless at 80x24 (median of --runs processes);
 * refresh: in one running app (160x48) with N models, the time the UI thread spends handling
   (a) a status document in which one model changed, (b) a status document in which every model
-  changed, (c) one ``deployment`` SSE event; then the next frame is rendered (``pause``) and
-  timed together with the handler as "with render". Each status document comes with ``/v1/alerts`` and
+  changed, (c) one ``deployment`` SSE event; then a status document in which every model's row changes
+  (canaries back) and one in which one model changed are each timed together with the next frame
+  (``pause(0)``) as "with render". Each status document comes with ``/v1/alerts`` and
   ``/v1/health`` as the live feed fetches them: the same evaluation for (a), a new one (every model's
   sparkline moves) for (b). Targets: first frame < 1.5 s; refresh growing
   at most linearly and < 50 ms at 500 models. The data is the fixed document of the snapshot tests.
@@ -56,7 +57,8 @@ async def _refresh(models: int, runs: int) -> dict[str, float]:
     from tests.tui.fixed import NOW, alerts_document, document, fixed_app, health_document
 
     app = fixed_app(models=models - 3)
-    timings: dict[str, list[float]] = {"one_changed": [], "all_changed": [], "sse_event": [], "one_with_render": []}
+    timings: dict[str, list[float]] = {"one_changed": [], "all_changed": [], "sse_event": [], "one_with_render": [],
+                                       "all_with_render": []}
     async with app.run_test(size=(160, 48)) as pilot:
         while not (app.overview.ready and app.overview.table.row_count == models):
             await pilot.pause(0.01)
@@ -91,6 +93,12 @@ async def _refresh(models: int, runs: int) -> dict[str, float]:
             timings["sse_event"].append(time.perf_counter() - started)
             await pilot.pause()
 
+            # Back to `one` (every row's canary changes back), then one model changes: each timed with its frame.
+            started = time.perf_counter()
+            app.on_status_arrived(StatusArrived(one, [], NOW, alerts=alerts, health=health))
+            await pilot.pause(0)
+            timings["all_with_render"].append(time.perf_counter() - started)
+            await pilot.pause()
             one["models"][5]["production_version"] = f"9.{i}.1"
             started = time.perf_counter()
             app.on_status_arrived(StatusArrived(one, [], NOW, alerts=alerts, health=health))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Log, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets._data_table import ColumnKey, RowKey, default_cell_formatter
 
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
@@ -55,6 +57,44 @@ class ModelTable(DataTable[Any]):
     """The overview's table; enter opens the highlighted model (and says so in the footer)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", show=True)]
+
+    def set_cells(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Like ``update_cell`` for each (row, column, value), but repaints only the rows that changed.
+
+        ``DataTable.update_cell`` bumps the table-wide update counter, which drops every render
+        cache and the row-order and y-offset lists (rebuilt over *all* rows on the next frame) and
+        repaints the whole widget: a refresh then cost a full table render plus work per model.
+        Here the changed rows' cache entries are dropped and only those rows are repainted. A value
+        wider than its column falls back to ``update_cell(update_width=True)`` (the column grows)."""
+        touched: set[RowKey] = set()
+        for row, cells in updates.items():
+            row_key = RowKey(row)
+            if row_key not in self._row_locations:
+                continue
+            for column, value in cells.items():
+                column_key = ColumnKey(column)
+                width = self.columns[column_key].content_width
+                plain = value.plain if isinstance(value, Text) else str(value)
+                # Markup only shortens a string, so the exact (slower) measure is needed only past `width`.
+                if cell_len(plain) > width and self.app.console.measure(default_cell_formatter(value)).maximum > width:
+                    self.update_cell(row_key, column_key, value, update_width=True)
+                else:
+                    self._data[row_key][column_key] = value
+                    touched.add(row_key)
+        if not touched:
+            return
+        indices = {self._row_locations.get(key) for key in touched}
+        for rkey in [k for k in self._row_renderable_cache.keys() if k[1] in indices]:  # noqa: SIM118 (not a dict)
+            self._row_renderable_cache.discard(rkey)
+        for cache in (self._cell_render_cache, self._row_render_cache):
+            for ckey in [k for k in cache.keys() if k[0] in touched]:  # noqa: SIM118
+                cache.discard(ckey)
+        self._line_cache.clear()  # keyed by screen line; rebuilt from the row caches above
+        if len(indices) <= 4:
+            for index in indices:
+                self.refresh_row(index)  # sums the heights of the rows above: fine for a few
+        else:
+            self.refresh()  # many rows: repaint what is visible; untouched rows come from the caches
 
 
 class OpsScreen(Screen[None]):
@@ -101,6 +141,7 @@ class OverviewScreen(OpsScreen):
         super().__init__(id="overview")
         self.filter_text = ""
         self.ready = False
+        self._detail_text: str | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
@@ -118,8 +159,8 @@ class OverviewScreen(OpsScreen):
         yield Footer()
 
     @property
-    def table(self) -> DataTable[Any]:
-        return self.query_one("#models", DataTable)
+    def table(self) -> ModelTable:
+        return self.query_one("#models", ModelTable)
 
     def on_mount(self) -> None:
         self.query_one("#models-panel").border_title = "models"
@@ -164,15 +205,16 @@ class OverviewScreen(OpsScreen):
                 table.add_row(*(self._cell(k, cells[k]) for k, _ in COLUMNS), key=name)
         if added:
             table.sort("model")
+        updates: dict[str, dict[str, Any]] = {}
         for name in changed:
             if name not in table.rows:
                 continue
             before = fleet.committed(name)
             after = fleet.row(name).cells()
             old = before.cells() if before else {}
-            for key, _ in COLUMNS:
-                if old.get(key) != after[key]:
-                    table.update_cell(name, key, self._cell(key, after[key]))
+            updates[name] = {key: self._cell(key, after[key]) for key, _ in COLUMNS if old.get(key) != after[key]}
+        if updates:
+            table.set_cells(updates)
         fleet.commit(added | changed)
         if self.selected in added | changed or (added and self.selected is None):
             self.show_detail()
@@ -219,6 +261,7 @@ class OverviewScreen(OpsScreen):
         panel = self.query_one("#detail-panel")
         if model is None:
             panel.border_title = "model"
+            self._detail_text = None
             detail.update("[dim]no models registered yet[/]" if not self.opsctl.fleet.models else "")
             return
         fleet = self.opsctl.fleet
@@ -232,7 +275,10 @@ class OverviewScreen(OpsScreen):
                  trends,
                  alerts_text(None if fleet.alert_counts is None else fleet.alerts, model),
                  drift_text((fleet.drift or {}).get(model))]
-        detail.update("\n".join(lines))
+        text = "\n".join(lines)
+        if text != self._detail_text:  # an update re-lays out and repaints the panel: skip when unchanged
+            self._detail_text = text
+            detail.update(text)
 
     def show_feed(self) -> None:
         if not self.ready:
