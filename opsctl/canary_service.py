@@ -307,9 +307,13 @@ class CanaryService:
                     self._announce(record, transition, None)
                     return 1 + self._after(record)
             evaluation: Evaluation | None = None
+            judged_at = now
             if inputs is not None and inputs[0] == record.state.revision:
                 evaluation = evaluate_gates(record.policy, inputs[1])
-            transition = step(record.state, record.policy, now, evaluation=evaluation)
+                # The state steps as of the window's end (the audit keeps the real time): stamped
+                # after the read, every analysis interval grew by one job tick.
+                judged_at = inputs[2]
+            transition = step(record.state, record.policy, judged_at, evaluation=evaluation)
             if transition.state.revision == record.state.revision:
                 return 0  # nothing changed (e.g. still waiting for the stage's minimum time)
             old = record.state
@@ -328,7 +332,7 @@ class CanaryService:
         self._drain_outbox(record.id)
         return 0
 
-    def _inputs_if_due(self, record: CanaryRecord) -> tuple[int, GateInputs] | None:
+    def _inputs_if_due(self, record: CanaryRecord) -> tuple[int, GateInputs, datetime] | None:
         state, policy = record.state, record.policy
         if self.gate_source is None or state.terminal or state.phase is Phase.PENDING:
             return None
@@ -340,7 +344,7 @@ class CanaryService:
             inputs = self.gate_source.inputs(record, now)
         except MetricsSourceError as error:
             inputs = GateInputs(VersionWindow(), VersionWindow(), metrics_error=str(error))
-        return state.revision, inputs
+        return state.revision, inputs, now
 
     # -- convergence --------------------------------------------------------------------------
 

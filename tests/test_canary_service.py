@@ -15,7 +15,7 @@ from opsctl.adapters.canary_store import CanaryRecord
 from opsctl.adapters.prometheus import PrometheusSettings
 from opsctl.adapters.registry import Registry
 from opsctl.canary_service import CanaryService, PrometheusGateSource, parse_overrides
-from opsctl.clock import ManualClock
+from opsctl.clock import ManualClock, utc_iso
 from opsctl.config import parse_settings
 from opsctl.core.canary import CanaryPolicy, Phase
 from opsctl.core.gates import GateInputs, SlaInput, VersionWindow
@@ -531,3 +531,37 @@ def test_rolled_back_alert_fires_stays_until_the_next_canary_and_abort_raises_no
     sent.clear()
     canary.step_alerts(policy, sent.extend)
     assert sent == [] and rolled_back()[0].phase is AlertPhase.RESOLVED
+
+
+# -- the analysis interval with a slow metrics source -----------------------------------------------
+
+class SlowGates(ScriptedGates):
+    """Each read takes ``seconds`` of the (manual) clock, like a Prometheus round trip."""
+
+    def __init__(self, clock: ManualClock, seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+        self.read_at: list[datetime] = []
+
+    def inputs(self, record: CanaryRecord, now: datetime) -> GateInputs:
+        self.read_at.append(now)
+        self.clock.advance(self.seconds)
+        return super().inputs(record, now)
+
+
+def test_evaluations_keep_the_analysis_interval_when_the_metrics_read_is_slow(world) -> None:  # type: ignore[no-untyped-def]
+    # Regression: the evaluation was stamped when the read had finished, so with a job ticking every
+    # second and a 0.4 s read, a 10 s interval became 11 s (3 s became 4 s on the demo, and the
+    # rollback missed its bound).
+    registry, clock, _ = world
+    gates = SlowGates(clock, 0.4)
+    canary = make(registry, clock, gates)
+    canary.start("fraud", "v2", actor=ALICE)
+    start = clock.now()
+    for second in range(1, 46):  # the job's ticks are on the wall clock, whatever each one took
+        clock.advance((start - clock.now()).total_seconds() + second)
+        canary.tick()
+    gaps = [(b - a).total_seconds() for a, b in zip(gates.read_at, gates.read_at[1:], strict=False)]
+    assert gaps and set(gaps) == {POLICY.analysis_interval_seconds}, gaps
+    assert canary.status("fraud")[0]["last_evaluation_at"] == utc_iso(gates.read_at[-1])
