@@ -22,7 +22,9 @@ import pytest
 
 from tests.demo.test_demo_e2e import Demo
 
-pytestmark = [pytest.mark.slow,
+# One demo for the whole module, on one xdist worker, in file order: (c) builds on the production
+# version (a) promoted, and two demos at once would only slow each other down.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo-canary-retrain"),
               pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus binary")]
 
 RATE = 20.0  # requests per second per model
@@ -183,6 +185,8 @@ def test_b_a_canary_with_errors_is_rolled_back_within_the_bound(demo: Demo) -> N
 def test_c_drift_triggers_a_retrain_whose_candidate_goes_through_a_canary(demo: Demo) -> None:
     model = "fraud-detector"
     before = max(e["id"] for e in history(demo, model))
+    production = next(v["version"] for v in ok(demo, "versions", model, "-o", "json")
+                      if v["status"] == "production")
     ok(demo, "demo", "fault", model, "drift", "--level", "2.0")
     try:
         def finished() -> Any:
@@ -207,7 +211,7 @@ def test_c_drift_triggers_a_retrain_whose_candidate_goes_through_a_canary(demo: 
         assert [retrain["action"], register["action"], decision["action"]] == ["retrain", "register",
                                                                               "retrain-decision"], actions
         assert retrain["outcome"] == "ok" and (retrain["actor"], retrain["via"]) == ("opsctld", "drift"), retrain
-        drifted = retrain["reason"].removeprefix(f"data drift on {model} 1.1.0: ").split(", ")
+        drifted = retrain["reason"].removeprefix(f"data drift on {model} {production}: ").split(", ")
         assert {"v1", "v2"} <= set(drifted), retrain  # the features the fault shifts
         assert decision["to_version"] == register["to_version"], (register, decision)
         verdict = "canary" if number == len(runs) else "keep"
@@ -218,7 +222,7 @@ def test_c_drift_triggers_a_retrain_whose_candidate_goes_through_a_canary(demo: 
     version = next(v for v in ok(demo, "versions", model, "-o", "json") if v["version"] == candidate)
     lineage = version["lineage"]
     print(f"candidate {candidate}: {json.dumps(lineage)}")
-    assert lineage["parent_version"] == "1.1.0" and lineage["trigger"] == "drift", lineage
+    assert lineage["parent_version"] == production and lineage["trigger"] == "drift", lineage
     assert lineage["training_data_hash"].startswith("sha256:") and "opsctl.demo.training:train" in \
         lineage["code_version"], lineage
     end = next(a for a in actions if a in ("canary_succeeded", "canary_rolled_back", "canary_paused",
@@ -234,7 +238,7 @@ def test_c_drift_triggers_a_retrain_whose_candidate_goes_through_a_canary(demo: 
         assert actions.index("canary_succeeded") < actions.index("canary_promote")
         assert routing(demo, model) == {candidate: 100.0}
         versions = {v["version"]: v["status"] for v in ok(demo, "versions", model, "-o", "json")}
-        assert versions[candidate] == "production" and versions["1.1.0"] != "production"
+        assert versions[candidate] == "production" and versions[production] != "production"
     else:  # ended as the policy says, judged on the candidate's own traffic; the reason is on record
         assert final["reason"], final
         print(f"canary ended {end}: {final['reason']}")
