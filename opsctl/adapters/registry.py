@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -213,6 +214,9 @@ class Registry:
         self.path = Path(path)
         self._local = threading.local()
         self._migrated = False
+        # Threads opening their first connection at once would race to switch a new file to WAL
+        # (SQLite answers that with "database is locked" at once, without the busy handler).
+        self._open_lock = threading.Lock()
 
     # -- connections and transactions -------------------------------------------------
 
@@ -220,20 +224,38 @@ class Registry:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._open_lock:
+                conn = self._open()
+            self._local.conn = conn
+        if not self._migrated:
+            with self._open_lock:
+                if not self._migrated:
+                    self._migrate(conn)
+                    self._migrated = True
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            conn = None
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.OperationalError as error:
+                if conn is not None:
+                    conn.close()
+                # Another *process* may be switching the new file to WAL right now: retry briefly.
+                if "locked" in str(error) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                raise RegistryError(f"cannot open registry {self.path}: {error}") from error
             except sqlite3.DatabaseError as error:
                 raise RegistryError(f"cannot open registry {self.path}: {error}") from error
             conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-        if not self._migrated:
-            self._migrate(conn)
-            self._migrated = True
-        return conn
+            return conn
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

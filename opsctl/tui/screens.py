@@ -239,6 +239,8 @@ class OverviewScreen(OpsScreen):
 
     @property
     def selected(self) -> str | None:
+        if not self.ready:  # an SSE event can arrive before the overview is composed
+            return None
         table = self.table
         if not table.row_count:
             return None
