@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from opsctl import __version__
 from opsctl.cli.output import Output, colour_enabled
@@ -33,6 +34,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="output format (json: a stable document on stdout)")
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="config file (default: $OPSCTL_CONFIG, /etc/opsctl/opsctl.toml, ~/.config/opsctl/)")
+
+
+def subcommand(group: Any, name: str, handler: str, help_text: str, *, config: bool = True,
+               **kwargs: Any) -> argparse.ArgumentParser:
+    """One subcommand under a command group (``opsctl canary start``), with ``-o`` and ``--config``."""
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text, **kwargs)
+    parser.add_argument("-o", "--output", choices=("table", "json"), default=None,
+                        help="output format (json: a stable document on stdout)")
+    if config:
+        parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _change(parser: argparse.ArgumentParser) -> None:

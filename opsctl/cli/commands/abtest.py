@@ -6,17 +6,15 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from opsctl.cli.main import subcommand
+
 
 def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     group = sub.add_parser("abtest", help="A/B analysis: z-test, sample size, sequential test")
     group_sub = group.add_subparsers(dest="abtest_command", metavar="SUBCOMMAND", parser_class=type(group))
 
     def sub_command(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
-        p = group_sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-o", "--output", choices=("table", "json"), default=None)
-        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
-        p.set_defaults(handler=handler)
-        return p
+        return subcommand(group_sub, name, handler, help_text)
 
     p = sub_command("ztest", "opsctl.cli.abtest_cmds:ztest",
                     "two-proportion z-test with confidence interval and relative lift")

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from opsctl.cli.main import subcommand
+
 DURATION_HELP = "a duration such as 90s, 30m, 2h, 1d or 1h30m"
 
 
@@ -16,11 +18,7 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
     group_sub = group.add_subparsers(dest="alerts_command", metavar="SUBCOMMAND", parser_class=type(group))
 
     def sub_command(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
-        p = group_sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-o", "--output", choices=("table", "json"), default=None)
-        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
-        p.set_defaults(handler=handler)
-        return p
+        return subcommand(group_sub, name, handler, help_text)
 
     p = sub_command("ack", "opsctl.cli.health_cmds:ack",
                     "acknowledge an alert: no more notifications for it; it still resolves on its own (audited)")

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from opsctl.cli.main import subcommand
+
 STATUS_EXIT_CODES = """exit codes of `canary status MODEL`, like `kubectl argo rollouts status`:
   0  succeeded (or, without --watch, progressing normally)
   1  failed, rolled_back or aborted
@@ -21,11 +23,7 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
     group_sub = group.add_subparsers(dest="canary_command", metavar="SUBCOMMAND", parser_class=type(group))
 
     def sub_command(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
-        p = group_sub.add_parser(name, help=help_text, description=help_text, **kwargs)
-        p.add_argument("-o", "--output", choices=("table", "json"), default=None)
-        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
-        p.set_defaults(handler=f"opsctl.cli.canary_cmds:{name}")
-        return p
+        return subcommand(group_sub, name, f"opsctl.cli.canary_cmds:{name}", help_text, **kwargs)
 
     p = sub_command("start", "start a canary of VERSION (stage 1's weight is applied at once)")
     p.add_argument("model")

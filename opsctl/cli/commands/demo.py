@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from opsctl.cli.main import subcommand
+
 DEFAULT_STATE_DIR = ".demo-state"
 FAULT_KINDS = ("latency", "errors", "drift", "accuracy", "crash")
 
@@ -35,10 +37,8 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
     group_sub = group.add_subparsers(dest="demo_command", metavar="SUBCOMMAND", parser_class=type(group))
 
     def sub_command(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
-        p = group_sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-o", "--output", choices=("table", "json"), default=None)
+        p = subcommand(group_sub, name, handler, help_text, config=False)
         _state_dir(p)
-        p.set_defaults(handler=handler)
         return p
 
     p = sub_command("fault", "opsctl.cli.demo_cmds:fault",
