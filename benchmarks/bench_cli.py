@@ -16,16 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from process_timing import timed
+
 OPSCTL = str(Path(sys.executable).with_name("opsctl"))
-
-
-def timed(cmd: list[str], env: dict[str, str], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

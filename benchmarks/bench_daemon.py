@@ -26,6 +26,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from process_timing import timed  # noqa: E402 (benchmarks/ is the script folder)
+
 from tests.fixtures.cli import OPSCTL, make_opsctl_env  # noqa: E402
 from tests.fixtures.daemon import DaemonProcess  # noqa: E402
 
@@ -77,15 +79,6 @@ async def load(socket_path: str, seconds: float, rate: int) -> tuple[list[float]
         task.cancel()
     await asyncio.gather(*sse, return_exceptions=True)
     return latencies, errors, received[0]
-
-
-def timed(cmd: list[str], env: dict[str, str], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

@@ -176,9 +176,7 @@ class RegistryService:
         canary = deployment.canary_version
         if canary is None:
             # A canary whose first weight has not reached the deployment yet is still a canary.
-            from opsctl.adapters.canary_store import live_canary_version_in_tx
-
-            canary = live_canary_version_in_tx(tx, model)
+            canary = tx.live_canary_version(model)
         if canary is not None and to is None:
             return ChangePlan("rollback", model, canary, current, deployment.generation, False,
                               f"abort the canary of {model} {canary}"

@@ -324,19 +324,6 @@ class CanaryStore:
         return {k: v for k, v in found.items() if v}
 
 
-def live_canary_version_in_tx(tx: RegistryTx, model: str) -> str | None:
-    """The canary version of the model's live canary (not terminal), or None.
-
-    A live canary may not be in ``deployments`` yet: its first weight is committed there only once
-    the actuator confirmed it. ``opsctl rollback`` asks here so it aborts such a canary instead of
-    rolling production back.
-    """
-    record = _latest(tx, model)
-    if record is None or not record.active or record.state.terminal:
-        return None
-    return record.state.canary_version
-
-
 def abort_active_in_tx(tx: RegistryTx, model: str, *, actor: Actor, reason: str, now: datetime) -> bool:
     """Inside another change's transaction (``opsctl rollback``): mark the model's live canary aborted.
 

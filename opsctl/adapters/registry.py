@@ -202,6 +202,10 @@ MIGRATIONS: tuple[str, ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# The canary phases after which a canary no longer holds traffic (opsctl.core.canary's terminal
+# phases; a test keeps the two in step).
+CANARY_TERMINAL_PHASES = frozenset({"succeeded", "failed", "aborted", "rolled_back"})
+
 
 class RegistryError(OpsctlError):
     """The registry file cannot be used (locked too long, corrupt, too new)."""
@@ -551,6 +555,20 @@ class RegistryTx:
         for table in ("health_results", "drift_results", "canary_evaluations", "alert_history"):
             removed += self.conn.execute(f"DELETE FROM {table} WHERE at < ?", (cutoff,)).rowcount
         return removed
+
+    def live_canary_version(self, model: str) -> str | None:
+        """The canary version of the model's live canary (active, not finished), or None.
+
+        Plain SQL on purpose: ``opsctl rollback`` asks this on every plan, and the direct CLI path
+        must not load the canary state machine and its statistics to answer it.
+        """
+        row = self.conn.execute(
+            "SELECT canary_version, phase FROM canaries WHERE model = ? AND active = 1 ORDER BY id DESC LIMIT 1",
+            (model,),
+        ).fetchone()
+        if row is None or row["phase"] in CANARY_TERMINAL_PHASES:
+            return None
+        return str(row["canary_version"])
 
     def get_kv(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -78,3 +78,11 @@ def test_prune_keeps_the_audit_log(tmp_path: Path) -> None:
         assert tx.prune(before=datetime(2021, 1, 1, tzinfo=UTC)) == 2
         counts = tx.counts()
     assert counts["events"] == 1 and counts["job_runs"] == 0 and counts["audit_log"] == 1
+
+
+def test_the_registry_knows_the_canary_state_machines_terminal_phases() -> None:
+    """`live_canary_version` answers in plain SQL; it must agree with the state machine's phases."""
+    from opsctl.adapters.registry import CANARY_TERMINAL_PHASES
+    from opsctl.core.canary import Phase
+
+    assert {p.value for p in Phase if p.terminal} == CANARY_TERMINAL_PHASES
