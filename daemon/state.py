@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry
@@ -15,6 +17,8 @@ from opsctl.service import RegistryService
 from opsctld.events import EventBus
 from opsctld.jobs import JobRunner
 from opsctld.metrics import DaemonMetrics
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,3 +36,13 @@ class DaemonState:
     pid: int = field(default_factory=os.getpid)
     # Extra sections of the status document, filled by later subsystems (health, canary, ...).
     status_providers: dict[str, Any] = field(default_factory=dict)
+    # Each subsystem's long-lived service object, created on first use (see ``shared``).
+    services: dict[str, Any] = field(default_factory=dict)
+    _services_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def shared(self, name: str, build: Callable[[], T]) -> T:
+        """The subsystem service called ``name``, built once per daemon by whichever caller asks first."""
+        with self._services_lock:
+            if name not in self.services:
+                self.services[name] = build()
+            return self.services[name]  # type: ignore[no-any-return]

@@ -129,15 +129,13 @@ def start(state: DaemonState) -> None:
         return service.status()
 
     state.status_providers["canaries"] = provider
-    _SERVICES[id(state)] = (service, metrics)
+    state.services["canary"] = (service, metrics)
 
 
-# DaemonState has no slot for subsystem objects; one daemon per process, keyed by its state.
-_SERVICES: dict[int, tuple[CanaryService, CanaryMetrics]] = {}
 
 
 def _get(state: DaemonState) -> tuple[CanaryService, CanaryMetrics]:
-    return _SERVICES[id(state)]
+    return state.services["canary"]  # type: ignore[no-any-return]
 
 
 def jobs(state: DaemonState) -> list[JobSpec]:

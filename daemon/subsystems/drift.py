@@ -21,7 +21,6 @@ Endpoints::
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,6 @@ log = logging.getLogger("opsctld.drift")
 RETRAIN_ACTOR = Actor(user="opsctld", uid=None, via="drift")
 _MAX_HISTORY = 1000
 
-_SERVICES: dict[int, DriftService] = {}
-_GUARD = threading.Lock()
 
 
 def _config_dir(state: DaemonState) -> Path | None:
@@ -84,17 +81,12 @@ def _retrain(state: DaemonState) -> Any:
 
 def drift_service(state: DaemonState) -> DriftService:
     """The daemon's drift service (one per daemon state)."""
-    with _GUARD:
-        service = _SERVICES.get(id(state))
-        if service is None:
-            service = DriftService(
-                state.registry, state.artifacts, settings=lambda: state.settings,
-                summaries_dir=Path(state.settings.daemon.state_dir) / "summaries",
-                offsets=RegistryOffsetStore(state.registry), clock=state.clock, events=state.bus.publish,
-                gauges=DriftGauges(state.metrics.registry), notify=_notify(state), retrain=_retrain(state),
-                config_dir=_config_dir(state))
-            _SERVICES[id(state)] = service
-        return service
+    return state.shared("drift", lambda: DriftService(
+        state.registry, state.artifacts, settings=lambda: state.settings,
+        summaries_dir=Path(state.settings.daemon.state_dir) / "summaries",
+        offsets=RegistryOffsetStore(state.registry), clock=state.clock, events=state.bus.publish,
+        gauges=DriftGauges(state.metrics.registry), notify=_notify(state), retrain=_retrain(state),
+        config_dir=_config_dir(state)))
 
 
 def _start(state: DaemonState) -> None:

@@ -395,17 +395,9 @@ class HealthRuntime:
         return expired
 
 
-_RUNTIMES: dict[int, HealthRuntime] = {}
-_RUNTIMES_LOCK = threading.Lock()
-
-
 def runtime_for(state: DaemonState) -> HealthRuntime:
     """The runtime of this daemon (one per DaemonState)."""
-    with _RUNTIMES_LOCK:
-        runtime = _RUNTIMES.get(id(state))
-        if runtime is None or runtime.state is not state:
-            runtime = _RUNTIMES[id(state)] = HealthRuntime(state)
-        return runtime
+    return state.shared("health", lambda: HealthRuntime(state))
 
 
 def _start(state: DaemonState) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,24 +42,16 @@ from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
 
-# DaemonState has no slot for subsystem objects; one daemon per process, keyed by its state.
-_SERVICES: dict[int, RetrainService] = {}
-_GUARD = threading.Lock()
 _MAX_WAIT_SECONDS = 24 * 3600.0
 
 
 def retrain_service(state: DaemonState) -> RetrainService:
     """The daemon's retraining service (created on first use, whichever subsystem asks first)."""
-    with _GUARD:
-        service = _SERVICES.get(id(state))
-        if service is None:
-            service = RetrainService(
-                state.registry, state.artifacts, state.service,
-                policy=lambda: state.settings.retrain,
-                workdir=Path(state.settings.daemon.state_dir) / "retrain",
-                clock=state.clock, events=state.bus.publish, start_canary=_canary_starter(state))
-            _SERVICES[id(state)] = service
-        return service
+    return state.shared("retrain", lambda: RetrainService(
+        state.registry, state.artifacts, state.service,
+        policy=lambda: state.settings.retrain,
+        workdir=Path(state.settings.daemon.state_dir) / "retrain",
+        clock=state.clock, events=state.bus.publish, start_canary=_canary_starter(state)))
 
 
 def _canary_starter(state: DaemonState) -> CanaryStarter:
