@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.markup import escape
 from textual import events
@@ -12,9 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from opsctl.domain import ChangeResult
+from opsctl.domain import ChangePlan, ChangeResult
 from opsctl.errors import OpsctlError
-from opsctl.service import ChangePlan
 from opsctl.tui.actions import Action
 from opsctl.tui.panels import cli_command
 
@@ -23,24 +22,118 @@ if TYPE_CHECKING:
 
 TITLES = {"rollback": "Roll back", "promote": "Promote"}
 
+R = TypeVar("R")
 
-class ChangeDialog(ModalScreen[ChangeResult | None]):
-    """Confirm a production change: a reason, the model name typed out, focus on Cancel, the CLI equivalent."""
+
+class _ConfirmDialog(ModalScreen[R]):
+    """What every confirmation shares: a required reason, the model name typed out when ``confirm_name``
+    is set, focus starting on Cancel, the equivalent CLI command, and the change run in a worker."""
 
     AUTO_FOCUS = "#cancel"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    HINTS: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, action: str, model: str, version: str | None = None) -> None:
+    def __init__(self, confirm_name: str | None) -> None:
         super().__init__(classes="dialog-screen")
-        self.action = action
-        self.model = model
-        self.version = version
-        self.plan: ChangePlan | None = None
+        self.confirm_name = confirm_name
         self.busy = False
 
     @property
     def opsctl(self) -> OpsctlApp:
         return self.app  # type: ignore[return-value]
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.query_one("#hint", Static).update(f"[dim]{self.HINTS.get(event.widget.id or '', '')}[/]")
+
+    @property
+    def reason(self) -> str:
+        return self.query_one("#reason", Input).value.strip()
+
+    def _show_command(self) -> None:
+        raise NotImplementedError
+
+    def _blocked(self) -> str | None:
+        """A subclass's own reason to refuse Confirm (e.g. no plan yet), or None."""
+        return None
+
+    def _perform(self) -> None:
+        raise NotImplementedError
+
+    def problem(self) -> str | None:
+        """Why Confirm is not allowed yet, or None."""
+        if not self.opsctl.connected:
+            return "the daemon is unreachable; actions are disabled"
+        if self.opsctl.read_only:
+            return "read-only mode"
+        blocked = self._blocked()
+        if blocked is not None:
+            return blocked
+        if not self.reason:
+            return "a reason is required"
+        if self.confirm_name and self.query_one("#confirm-name", Input).value.strip() != self.confirm_name:
+            return f"type {self.confirm_name!r} exactly to confirm"
+        return None
+
+    def _validate(self) -> None:
+        self.query_one("#confirm", Button).disabled = self.busy or self.problem() is not None
+
+    def connectivity_changed(self) -> None:
+        self._validate()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show_command()
+        self.query_one("#error", Static).update("")
+        self._validate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "reason" and self.confirm_name:
+            self.query_one("#confirm-name", Input).focus()
+        else:
+            self._try_confirm()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self._try_confirm()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _try_confirm(self) -> None:
+        if self.busy:
+            return
+        problem = self.problem()
+        if problem is not None:
+            self.query_one("#error", Static).update(f"[red]refused: {escape(problem)}; nothing was changed[/]")
+            return
+        self.busy = True
+        self._validate()
+        self.query_one("#error", Static).update("working…")
+        self.run_worker(self._perform, thread=True, exclusive=True, group="confirm")
+
+    def _failed(self, message: str) -> None:
+        self.busy = False
+        self.query_one("#error", Static).update(f"[red]failed: {escape(message)}[/]")
+        self._validate()
+
+
+class ChangeDialog(_ConfirmDialog[ChangeResult | None]):
+    """Confirm a production change: a reason, the model name typed out, focus on Cancel, the CLI equivalent."""
+
+    HINTS: ClassVar[dict[str, str]] = {
+        "cancel": "Enter on Cancel closes; Tab to write the reason",
+        "reason": "Enter or Tab: next, the model name",
+        "confirm-name": "Enter confirms when the name matches; Escape cancels",
+        "confirm": "Enter performs the change",
+    }
+
+    def __init__(self, action: str, model: str, version: str | None = None) -> None:
+        super().__init__(confirm_name=model)
+        self.action = action
+        self.model = model
+        self.version = version
+        self.plan: ChangePlan | None = None
 
     def compose(self) -> ComposeResult:
         target = f" to {self.version}" if self.version else ""
@@ -57,16 +150,6 @@ class ChangeDialog(ModalScreen[ChangeResult | None]):
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary", compact=True)
                 yield Button(TITLES[self.action], id="confirm", variant="error", disabled=True, compact=True)
-
-    HINTS: ClassVar[dict[str, str]] = {
-        "cancel": "Enter on Cancel closes; Tab to write the reason",
-        "reason": "Enter or Tab: next, the model name",
-        "confirm-name": "Enter confirms when the name matches; Escape cancels",
-        "confirm": "Enter performs the change",
-    }
-
-    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        self.query_one("#hint", Static).update(f"[dim]{self.HINTS.get(event.widget.id or '', '')}[/]")
 
     def on_mount(self) -> None:
         self._show_command()
@@ -94,10 +177,6 @@ class ChangeDialog(ModalScreen[ChangeResult | None]):
         self._validate()
 
     @property
-    def reason(self) -> str:
-        return self.query_one("#reason", Input).value.strip()
-
-    @property
     def typed_name(self) -> str:
         return self.query_one("#confirm-name", Input).value.strip()
 
@@ -105,57 +184,8 @@ class ChangeDialog(ModalScreen[ChangeResult | None]):
         command = cli_command(self.action, self.model, self.version, self.reason or "...")
         self.query_one("#command", Static).update(f"CLI: [b]{escape(command)}[/b]")
 
-    def problem(self) -> str | None:
-        """Why Confirm is not allowed yet, or None."""
-        if not self.opsctl.connected:
-            return "the daemon is unreachable; actions are disabled"
-        if self.opsctl.read_only:
-            return "read-only mode"
-        if self.plan is None:
-            return "no plan from the daemon yet"
-        if not self.reason:
-            return "a reason is required"
-        if self.typed_name != self.model:
-            return f"type {self.model!r} exactly to confirm"
-        return None
-
-    def _validate(self) -> None:
-        self.query_one("#confirm", Button).disabled = self.busy or self.problem() is not None
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._show_command()
-        self.query_one("#error", Static).update("")
-        self._validate()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "reason":
-            self.query_one("#confirm-name", Input).focus()
-        else:
-            self._try_confirm()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        else:
-            self._try_confirm()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def connectivity_changed(self) -> None:
-        self._validate()
-
-    def _try_confirm(self) -> None:
-        if self.busy:
-            return
-        problem = self.problem()
-        if problem is not None:
-            self.query_one("#error", Static).update(f"[red]refused: {escape(problem)}; nothing was changed[/]")
-            return
-        self.busy = True
-        self._validate()
-        self.query_one("#error", Static).update("working…")
-        self.run_worker(self._perform, thread=True, exclusive=True, group="change")
+    def _blocked(self) -> str | None:
+        return "no plan from the daemon yet" if self.plan is None else None
 
     def _perform(self) -> None:
         assert self.plan is not None
@@ -167,18 +197,11 @@ class ChangeDialog(ModalScreen[ChangeResult | None]):
             return
         self.app.call_from_thread(self.dismiss, result)
 
-    def _failed(self, message: str) -> None:
-        self.busy = False
-        self.query_one("#error", Static).update(f"[red]failed: {escape(message)}[/]")
-        self._validate()
 
-
-class ActionDialog(ModalScreen[tuple[Action, Any] | None]):
+class ActionDialog(_ConfirmDialog[tuple[Action, Any] | None]):
     """Confirm an audited action (ack, silence, canary command, retrain): a reason, focus on Cancel, the CLI
     equivalent; the dangerous ones (canary abort and promote) also want the model name typed out."""
 
-    AUTO_FOCUS = "#cancel"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
     HINTS: ClassVar[dict[str, str]] = {
         "cancel": "Enter on Cancel closes; Tab to write the reason",
         "reason": "Enter: next",
@@ -187,13 +210,8 @@ class ActionDialog(ModalScreen[tuple[Action, Any] | None]):
     }
 
     def __init__(self, action: Action) -> None:
-        super().__init__(classes="dialog-screen")
+        super().__init__(confirm_name=action.model if action.confirm_name and action.model else None)
         self.action_ = action
-        self.busy = False
-
-    @property
-    def opsctl(self) -> OpsctlApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         action = self.action_
@@ -202,9 +220,9 @@ class ActionDialog(ModalScreen[tuple[Action, Any] | None]):
             yield Static(escape(action.effect), id="plan")
             yield Label("Reason (recorded in the audit log):")
             yield Input(placeholder="why, e.g. known issue, fix deploying", id="reason")
-            if action.confirm_name and action.model:
-                yield Label(f"Type the model name to confirm: [b]{escape(action.model)}[/b]")
-                yield Input(placeholder=action.model, id="confirm-name")
+            if self.confirm_name:
+                yield Label(f"Type the model name to confirm: [b]{escape(self.confirm_name)}[/b]")
+                yield Input(placeholder=self.confirm_name, id="confirm-name")
             yield Static("", id="command")
             yield Static("", id="hint")
             yield Static("", id="error")
@@ -217,66 +235,8 @@ class ActionDialog(ModalScreen[tuple[Action, Any] | None]):
         self._show_command()
         self._validate()
 
-    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        self.query_one("#hint", Static).update(f"[dim]{self.HINTS.get(event.widget.id or '', '')}[/]")
-
-    @property
-    def reason(self) -> str:
-        return self.query_one("#reason", Input).value.strip()
-
     def _show_command(self) -> None:
         self.query_one("#command", Static).update(f"CLI: [b]{escape(self.action_.command(self.reason or '...'))}[/b]")
-
-    def problem(self) -> str | None:
-        if not self.opsctl.connected:
-            return "the daemon is unreachable; actions are disabled"
-        if self.opsctl.read_only:
-            return "read-only mode"
-        if not self.reason:
-            return "a reason is required"
-        if self.action_.confirm_name and self.action_.model:
-            typed = self.query_one("#confirm-name", Input).value.strip()
-            if typed != self.action_.model:
-                return f"type {self.action_.model!r} exactly to confirm"
-        return None
-
-    def _validate(self) -> None:
-        self.query_one("#confirm", Button).disabled = self.busy or self.problem() is not None
-
-    def connectivity_changed(self) -> None:
-        self._validate()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._show_command()
-        self.query_one("#error", Static).update("")
-        self._validate()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "reason" and self.action_.confirm_name and self.action_.model:
-            self.query_one("#confirm-name", Input).focus()
-        else:
-            self._try_confirm()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        else:
-            self._try_confirm()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def _try_confirm(self) -> None:
-        if self.busy:
-            return
-        problem = self.problem()
-        if problem is not None:
-            self.query_one("#error", Static).update(f"[red]refused: {escape(problem)}; nothing was changed[/]")
-            return
-        self.busy = True
-        self._validate()
-        self.query_one("#error", Static).update("working…")
-        self.run_worker(self._perform, thread=True, exclusive=True, group="action")
 
     def _perform(self) -> None:
         action = self.action_
@@ -286,11 +246,6 @@ class ActionDialog(ModalScreen[tuple[Action, Any] | None]):
             self.app.call_from_thread(self._failed, str(error))
             return
         self.app.call_from_thread(self.dismiss, (action, answer))
-
-    def _failed(self, message: str) -> None:
-        self.busy = False
-        self.query_one("#error", Static).update(f"[red]failed: {escape(message)}[/]")
-        self._validate()
 
 
 class HelpScreen(ModalScreen[None]):

@@ -33,9 +33,8 @@ from textual.message import Message
 
 from opsctl.client import DaemonBackend, DaemonClient
 from opsctl.clock import Clock, SystemClock
-from opsctl.domain import ChangeResult, ModelVersion
+from opsctl.domain import ChangePlan, ChangeResult, ModelVersion
 from opsctl.errors import DaemonUnavailableError, NotFoundError, OpsctlError
-from opsctl.service import ChangePlan
 
 BACKOFF_START_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 4.0
