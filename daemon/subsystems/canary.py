@@ -16,7 +16,6 @@ sent with the health subsystem's Alertmanager notifier, like drift alerts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +26,6 @@ from starlette.responses import JSONResponse, Response
 
 from opsctl.adapters.actuators import ActuatorSettings, Hooks, build_actuator
 from opsctl.canary_service import CanaryService, PrometheusGateSource
-from opsctl.core.alerts import Notification
 from opsctl.core.canary import CommandKind, Phase
 from opsctl.errors import UsageError
 from opsctld.api import Endpoint, actor_for, read_json_body
@@ -95,14 +93,9 @@ def _label_counter(state: DaemonState) -> Any:
 
 
 def _notify(state: DaemonState) -> Any:
-    def send(notifications: Sequence[Notification]) -> None:
-        from opsctld.subsystems.health import runtime_for
+    from opsctld.subsystems.health import alert_sender
 
-        notifier = runtime_for(state).notifier()
-        if notifier.enabled:
-            notifier.send(notifications)
-
-    return send
+    return alert_sender(state)
 
 
 def start(state: DaemonState) -> None:

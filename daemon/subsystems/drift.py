@@ -21,7 +21,6 @@ Endpoints::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from opsctl.adapters.offset_store import RegistryOffsetStore
-from opsctl.core.alerts import Notification
 from opsctl.core.window import parse_batch
 from opsctl.domain import Actor
 from opsctl.drift_service import DriftGauges, DriftService
@@ -55,14 +53,9 @@ def _config_dir(state: DaemonState) -> Path | None:
 
 
 def _notify(state: DaemonState) -> Any:
-    def send(notifications: Sequence[Notification]) -> None:
-        from opsctld.subsystems.health import runtime_for
+    from opsctld.subsystems.health import alert_sender
 
-        notifier = runtime_for(state).notifier()
-        if notifier.enabled:
-            notifier.send(notifications)
-
-    return send
+    return alert_sender(state)
 
 
 def _retrain(state: DaemonState) -> Any:

@@ -29,6 +29,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,7 @@ from opsctl.core.alerts import (
     AlertSource,
     AlertState,
     Matcher,
+    Notification,
     Silence,
     acknowledge,
     find_alert,
@@ -393,6 +395,17 @@ class HealthRuntime:
         self.state.bus.publish("audit", {"id": audit_id, "action": "alert.unsilence", "model": model})
         self.state.bus.publish("silence", expired.to_json())
         return expired
+
+
+def alert_sender(state: DaemonState) -> Callable[[Sequence[Notification]], None]:
+    """For other subsystems' alerts (drift, canary): send through this daemon's notifier when configured."""
+
+    def send(notifications: Sequence[Notification]) -> None:
+        notifier = runtime_for(state).notifier()
+        if notifier.enabled:
+            notifier.send(notifications)
+
+    return send
 
 
 def runtime_for(state: DaemonState) -> HealthRuntime:
