@@ -53,7 +53,7 @@ from opsctl.adapters.ingest import LogTailer, Malformed, Offset, OffsetStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, Severity, step
-from opsctl.core.performance import BaselineMetrics, evaluate_window
+from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window
 from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot
 from opsctl.errors import NotFoundError, OpsctlError
 
@@ -342,7 +342,7 @@ class DriftService:
             if label is None or when < since:
                 continue
             labelled += 1
-            correct += int(_same_label(prediction, label))
+            correct += int(canonical_label(prediction) == canonical_label(label))
         return labelled, correct
 
     # ------------------------------------------------------------------------------- targets
@@ -696,8 +696,3 @@ def _text(value: Any) -> Any:
         if value.is_integer():
             return str(int(value))
     return str(value)
-
-
-def _same_label(prediction: Any, label: Any) -> bool:
-    """A prediction of 1 and a label of "1" (or 1.0) name the same class."""
-    return prediction == label or str(prediction) == str(label)

@@ -276,3 +276,20 @@ def test_drift_alerts_resolve_and_leave_other_sources_alone(world: World) -> Non
     assert alerts["ModelSlaDegraded"].phase is AlertPhase.FIRING
     history = world.drift.drift("fraud", history=5)["history"]
     assert [h["verdict"] for h in history] == ["no_drift", "drift"]
+
+
+@pytest.mark.parametrize(("prediction", "label", "same"), [
+    (True, "1", True), (1.0, "1", True), (True, 1, True), (False, "0", True), (1, 1.0, True),
+    (True, "0", False), (1.0, 0, False), ("cat", "cat", True), ("cat", "dog", False),
+])
+def test_label_counts_compares_classes_like_the_performance_check(
+        world: World, prediction: Any, label: Any, same: bool) -> None:
+    # The canary's accuracy gate reads these counts: a JSON true and a label "1" are the same class,
+    # exactly as canonical_label (the performance check) says.
+    world.deploy("fraud")
+    since = world.clock.now()
+    records = [{"prediction_id": "p1", "timestamp": since.isoformat(), "model": "fraud", "version": "v1",
+                "features": {"x1": 0.1}, "prediction": prediction, "score": 0.7, "latency_ms": None},
+               {"prediction_id": "p1", "label": label, "timestamp": since.isoformat()}]
+    world.drift.ingest_records(parse_batch(json.dumps({"records": records})))
+    assert world.drift.label_counts("fraud", "v1", since) == (1, int(same))
