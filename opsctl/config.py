@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from opsctl.adapters.prometheus import PrometheusSettings
     from opsctl.core.alerts import AlertPolicy
     from opsctl.core.canary import CanaryPolicy
-    from opsctl.core.drift import DriftPolicy
+    from opsctl.core.drift_policy import DriftPolicy
     from opsctl.core.performance import PerformancePolicy
     from opsctl.core.retrain import RetrainPolicy
     from opsctl.core.sla import SlaThresholds
@@ -138,7 +138,7 @@ _LAZY_SECTIONS: dict[str, str] = {
     "canary": "opsctl.core.canary:CanaryPolicy",
     "window": "opsctl.core.window:WindowPolicy",
     "performance": "opsctl.core.performance:PerformancePolicy",
-    "drift": "opsctl.core.drift:DriftPolicy",
+    "drift": "opsctl.core.drift_policy:DriftPolicy",
     "prometheus": "opsctl.adapters.prometheus:PrometheusSettings",
     "alertmanager": "opsctl.adapters.alertmanager:AlertmanagerSettings",
     "retrain": "opsctl.core.retrain:RetrainPolicy",

@@ -90,7 +90,7 @@ import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,65 +99,26 @@ import pandas as pd
 
 from opsctl.core import drift_categorical as cat
 from opsctl.core import drift_numeric as num
-from opsctl.core.multiple_testing import CORRECTIONS, adjust_pvalues
+from opsctl.core.drift_policy import DATASET_RULES, DriftPolicy, render_markdown
+from opsctl.core.multiple_testing import adjust_pvalues
 from opsctl.errors import IntegrityError, NotFoundError, UsageError
+
+__all__ = [
+    "DATASET_RULES",
+    "CategoricalReference",
+    "DriftPolicy",
+    "DriftReport",
+    "FeatureDrift",
+    "NumericalReference",
+    "ReferenceSummary",
+    "detect_drift",
+    "render_markdown",
+    "summarize_reference",
+]
 
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
-DATASET_RULES = ("share", "any_critical")
 SUMMARY_FORMAT = "opsctl-drift-reference/1"
-
-
-@dataclass(frozen=True)
-class DriftPolicy:
-    """The ``[drift]`` section of opsctl.toml: how a drift check turns statistics into verdicts."""
-
-    alpha: float = 0.05
-    correction: str = "bh"
-    wasserstein_threshold: float = 0.1
-    js_threshold: float = 0.1
-    psi_bins: int = 10
-    psi_threshold: float = 0.2
-    dataset_rule: str = "share"
-    drift_share: float = 0.5
-    critical_features: list[str] = field(default_factory=list)
-    min_rows: int = 100
-    missing_rate_threshold: float = 0.1
-    unseen_share_threshold: float = 0.05
-    block_columns: int = 8
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must be between 0 and 1 (exclusive), not {self.alpha}")
-        if self.correction not in CORRECTIONS:
-            raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, not {self.correction!r}")
-        for key in ("wasserstein_threshold", "js_threshold", "psi_threshold"):
-            value = getattr(self, key)
-            if not (value >= 0.0 and math.isfinite(value)):
-                raise ValueError(f"{key} must be a finite number >= 0, not {value}")
-        if self.js_threshold > 1.0:
-            raise ValueError(f"js_threshold must be at most 1 (base-2 JS distance), not {self.js_threshold}")
-        if self.psi_bins < 2:
-            raise ValueError(f"psi_bins must be at least 2, not {self.psi_bins}")
-        if self.dataset_rule not in DATASET_RULES:
-            raise ValueError(
-                f"dataset_rule must be one of {', '.join(DATASET_RULES)}, not {self.dataset_rule!r}"
-            )
-        if not 0.0 < self.drift_share <= 1.0:
-            raise ValueError(f"drift_share must be in (0, 1], not {self.drift_share}")
-        if self.dataset_rule == "any_critical" and not self.critical_features:
-            raise ValueError('dataset_rule "any_critical" needs at least one name in critical_features')
-        if self.min_rows < 2:
-            raise ValueError(f"min_rows must be at least 2, not {self.min_rows}")
-        for key in ("missing_rate_threshold", "unseen_share_threshold"):
-            value = getattr(self, key)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{key} must be in [0, 1], not {value}")
-        if self.block_columns < 1:
-            raise ValueError(f"block_columns must be at least 1, not {self.block_columns}")
-        if not 1 <= self.threads <= 64:
-            raise ValueError(f"threads must be between 1 and 64, not {self.threads}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,50 +531,3 @@ def _verdict(m: _Measured, p_adjusted: float | None, policy: DriftPolicy) -> Fea
         drifted=drifted,
         reason=reason,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Markdown
-
-
-def _fmt(value: float | None, spec: str = ".4g") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return format(value, spec)
-
-
-def render_markdown(report: DriftReport, title: str = "Drift report") -> str:
-    """The report as a Markdown section for incident write-ups."""
-    policy = report.policy
-    verdict = {True: "**DRIFT**", False: "no drift", None: "unknown (not enough data)"}[report.dataset_drift]
-    rule = (
-        f"share of drifted features >= {policy.drift_share:g}"
-        if policy.dataset_rule == "share"
-        else f"any critical feature drifts ({', '.join(policy.critical_features)})"
-    )
-    lines = [
-        f"## {title}",
-        "",
-        f"- Dataset verdict: {verdict} ({report.drifted_count} of "
-        f"{sum(1 for f in report.features if f.drifted is not None)} judged features drifted; rule: {rule})",
-        f"- Rows: reference {report.rows_reference:,}, current {report.rows_current:,}",
-        f"- Tests corrected with {'Benjamini-Hochberg' if policy.correction == 'bh' else 'Bonferroni'} "
-        f"at alpha {policy.alpha:g}; effect floors: normalized Wasserstein {policy.wasserstein_threshold:g}, "
-        f"Jensen-Shannon {policy.js_threshold:g}",
-        "",
-        "| feature | kind | test | statistic | p-value | p adj. | effect | PSI | missing ref/cur "
-        "| unseen | verdict |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for f in report.features:
-        psi = _fmt(f.psi, ".3f")
-        if f.psi is not None and f.psi >= policy.psi_threshold:
-            psi += " ⚠"
-        state = {True: "**drift**", False: "ok", None: "?"}[f.drifted]
-        lines.append(
-            f"| {f.name} | {f.kind} | {f.test} | {_fmt(f.statistic)} | {_fmt(f.p_value, '.3g')} "
-            f"| {_fmt(f.p_value_adjusted, '.3g')} | {_fmt(f.effect_size, '.3f')} ({f.effect_metric}) | {psi} "
-            f"| {_fmt(f.missing_rate_reference, '.1%')} / {_fmt(f.missing_rate_current, '.1%')} "
-            f"| {_fmt(f.unseen_share, '.1%')} | {state} ({f.reason}) |"
-        )
-    return "\n".join(lines) + "\n"

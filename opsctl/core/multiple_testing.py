@@ -14,13 +14,20 @@ Both agree with ``statsmodels.stats.multitest.multipletests`` (methods ``fdr_bh`
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported inside the functions: ``opsctl.core.drift_policy`` validates ``correction``
+# against CORRECTIONS on the numpy-free path of ``opsctl config check``.
 CORRECTIONS = ("bh", "bonferroni")
 
 
 def adjust_pvalues(p_values: np.ndarray, method: str = "bh") -> np.ndarray:
     """Adjusted p-values (same order as given) for ``bh`` or ``bonferroni``."""
+    import numpy as np
+
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError("p_values must be one-dimensional")
