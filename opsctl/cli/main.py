@@ -16,6 +16,15 @@ from opsctl import __version__
 from opsctl.cli.output import Output, colour_enabled
 from opsctl.errors import OpsctlError, UsageError
 
+# httpx 0.28's __init__ imports its own command-line client (httpx._main), which loads rich.console, click
+# and pygments (~45 ms, a third of a daemon command's run) although opsctl never calls it. httpx wraps that
+# import in `except ImportError` (the CLI extra is optional), and a None entry in sys.modules makes it raise
+# ImportError, so httpx.main becomes its "install httpx[cli]" stub. Done here, in the console script's first
+# module, because every path to httpx goes through it: opsctl.client, and also `opsctl demo status/fault`
+# (opsctl.adapters.prometheus_launcher imports httpx directly). setdefault: a process that already imported
+# the real module keeps it. (The imports above load no httpx.)
+sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+
 EXIT_CODES_HELP = """exit codes:
   0  success            4  conflict (someone else changed it first, or the state forbids it)
   1  failure            5  integrity (tampered or missing artifact, unsafe path)
