@@ -85,6 +85,7 @@ def drift_service(state: DaemonState) -> DriftService:
 def _start(state: DaemonState) -> None:
     service = drift_service(state)
     state.status_providers["ingest"] = service.status
+    state.status_providers["drift"] = lambda: service.drift_status().to_json()
 
 
 def _jobs(state: DaemonState) -> list[JobSpec]:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 ACTIONS = frozenset({"rollback", "promote", "ack", "silence", "canary_pause", "canary_resume", "canary_abort",
                      "canary_promote", "retrain"})
 _SLA_STYLE = {"healthy": "green", "degraded": "bold red", "unknown": "yellow"}
+_DRIFT_STYLE = {"DRIFT": "bold red", "ok": "green", "unknown": "yellow", "error": "red", "no reference": "yellow"}
 
 
 class ContextBar(Static):
@@ -67,6 +68,7 @@ class ModelTable(DataTable[Any]):
         Here the changed rows' cache entries are dropped and only those rows are repainted. A value
         wider than its column falls back to ``update_cell(update_width=True)`` (the column grows)."""
         touched: set[RowKey] = set()
+        grew = False
         for row, cells in updates.items():
             row_key = RowKey(row)
             if row_key not in self._row_locations:
@@ -78,9 +80,14 @@ class ModelTable(DataTable[Any]):
                 # Markup only shortens a string, so the exact (slower) measure is needed only past `width`.
                 if cell_len(plain) > width and self.app.console.measure(default_cell_formatter(value)).maximum > width:
                     self.update_cell(row_key, column_key, value, update_width=True)
+                    grew = True
                 else:
                     self._data[row_key][column_key] = value
                     touched.add(row_key)
+        if grew and self.row_count:
+            # A wider column can bring a horizontal scrollbar, which hides the last visible row: keep the
+            # cursor in view as a fresh table (sized for the wide value from the start) would.
+            self.call_after_refresh(self.move_cursor, row=self.cursor_row, animate=False)
         if not touched:
             return
         indices = {self._row_locations.get(key) for key in touched}
@@ -186,6 +193,8 @@ class OverviewScreen(OpsScreen):
             return Text(value, style=_SLA_STYLE[value])
         if key == "alerts" and value not in ("-", "0"):
             return Text(value, style="bold red")
+        if key == "drift" and value in _DRIFT_STYLE:
+            return Text(value, style=_DRIFT_STYLE[value])
         if key == "trend":
             return Text(value, style="cyan")
         return value
