@@ -262,3 +262,172 @@ class StatusDocument:
             canaries=None if canaries is None else tuple(dict(c) for c in canaries),
             retrain=data.get("retrain"), ingest=data.get("ingest"),
             extra={k: v for k, v in data.items() if k not in STATUS_SECTIONS})
+
+
+# -- documents of the other resources ----------------------------------------------------------------------
+# Each keeps the fields its readers decide on, typed, and ``json``: the document as the daemon sent it, which
+# ``-o json`` prints unchanged (the stable output scripts rely on).
+
+
+@dataclass(frozen=True)
+class CanaryStatus:
+    """One canary (``/v1/canaries``): state machine position, traffic weight and gate verdicts."""
+
+    model: str
+    canary_version: str
+    production_version: str | None
+    state: str
+    active: bool
+    stage: int
+    stages: int
+    weight: float
+    target_weight: float | None
+    failed_checks: int
+    failure_threshold: int
+    reason: str | None
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CanaryStatus:
+        return cls(model=str(data["model"]), canary_version=str(data["canary_version"]),
+                   production_version=_str_or_none(data.get("production_version")), state=str(data["state"]),
+                   active=bool(data.get("active")), stage=int(data.get("stage") or 0),
+                   stages=int(data.get("stages") or 0), weight=float(data.get("weight") or 0.0),
+                   target_weight=_float_or_none(data.get("target_weight")),
+                   failed_checks=int(data.get("failed_checks") or 0),
+                   failure_threshold=int(data.get("failure_threshold") or 0), reason=_str_or_none(data.get("reason")),
+                   json=dict(data))
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """One retraining run (``/v1/retrain/{id}``); ``logs`` holds the lines asked for (``log_offset`` on)."""
+
+    id: str
+    model: str
+    status: str
+    trigger: str
+    started_at: str
+    finished_at: str | None
+    candidate_version: str | None
+    log_lines_total: int
+    logs: str
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("running", "evaluating")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RetrainRun:
+        return cls(id=str(data["id"]), model=str(data["model"]), status=str(data["status"]),
+                   trigger=str(data.get("trigger") or ""), started_at=str(data.get("started_at") or ""),
+                   finished_at=_str_or_none(data.get("finished_at")),
+                   candidate_version=_str_or_none(data.get("candidate_version")),
+                   log_lines_total=int(data.get("log_lines_total") or 0), logs=str(data.get("logs") or ""),
+                   json=dict(data))
+
+
+@dataclass(frozen=True)
+class RetrainTrigger:
+    """``POST /v1/retrain/{model}``: what the daemon did (started, joined or refused) and the run, if any."""
+
+    verdict: str
+    message: str
+    run: RetrainRun | None
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RetrainTrigger:
+        run = data.get("run")
+        return cls(verdict=str(data["verdict"]), message=str(data.get("message") or ""),
+                   run=None if run is None else RetrainRun.from_json(run), json=dict(data))
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert (``/v1/alerts``)."""
+
+    id: str
+    rule: str
+    state: str
+    severity: str
+    labels: Mapping[str, str]
+    summary: str
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        return cls(id=str(data["id"]), rule=str(data.get("rule") or ""), state=str(data.get("state") or ""),
+                   severity=str(data.get("severity") or ""), labels=dict(data.get("labels") or {}),
+                   summary=str(data.get("summary") or ""), json=dict(data))
+
+
+@dataclass(frozen=True)
+class AlertList:
+    """``GET /v1/alerts``: the alerts and each notification target's delivery state."""
+
+    alerts: tuple[Alert, ...]
+    delivery: Mapping[str, Mapping[str, Any]]
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AlertList:
+        return cls(alerts=tuple(Alert.from_json(a) for a in data.get("alerts") or ()),
+                   delivery=dict(data.get("delivery") or {}), json=dict(data))
+
+
+@dataclass(frozen=True)
+class Silence:
+    """One silence (``/v1/silences``)."""
+
+    id: str
+    matchers: tuple[str, ...]
+    starts_at: str
+    ends_at: str
+    author: str
+    comment: str
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Silence:
+        return cls(id=str(data["id"]), matchers=tuple(str(m) for m in data.get("matchers") or ()),
+                   starts_at=str(data.get("starts_at") or ""), ends_at=str(data.get("ends_at") or ""),
+                   author=str(data.get("author") or ""), comment=str(data.get("comment") or ""), json=dict(data))
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """``GET /v1/health``: every deployed version's SLA checks (``evaluated_at`` None before the first cycle)."""
+
+    evaluated_at: str | None
+    models: tuple[Mapping[str, Any], ...]
+    health_seconds: float | None
+    prometheus: Mapping[str, Any]
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HealthReport:
+        return cls(evaluated_at=_str_or_none(data.get("evaluated_at")),
+                   models=tuple(dict(m) for m in data.get("models") or ()),
+                   health_seconds=_float_or_none(data.get("health_seconds")),
+                   prometheus=dict(data.get("prometheus") or {}), json=dict(data))
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """``GET /v1/drift/{model}`` or ``/v1/performance/{model}``: the newest check of each deployed version."""
+
+    model: str
+    versions: tuple[Mapping[str, Any], ...]
+    window: Mapping[str, Any]
+    history: tuple[Mapping[str, Any], ...]
+    every_seconds: float | None
+    json: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CheckReport:
+        every = data.get("drift_seconds", data.get("performance_seconds"))
+        return cls(model=str(data["model"]), versions=tuple(dict(v) for v in data.get("versions") or ()),
+                   window=dict(data.get("window") or {}), history=tuple(dict(h) for h in data.get("history") or ()),
+                   every_seconds=_float_or_none(every), json=dict(data))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsctl.client.resources import path_segment
 from opsctl.tui.panels import _dq
 
 SILENCE_SECONDS = 3600.0
@@ -70,7 +71,7 @@ def alert_ack(alert: Mapping[str, Any]) -> Action:
         name="alert.ack", title=f"Acknowledge alert {alert_id[:12]}",
         effect=f"{alert.get('rule', '?')} on {model or '-'} ({alert.get('state', '?')}): notifications stop"
                " until it resolves; it still resolves on its own",
-        method="POST", path=f"/v1/alerts/{alert_id}/ack", model=model, body={"for_seconds": None},
+        method="POST", path=f"/v1/alerts/{path_segment(alert_id)}/ack", model=model, body={"for_seconds": None},
         reason_keys=("reason", "comment"), cli=("opsctl", "alerts", "ack", alert_id))
 
 
@@ -102,7 +103,8 @@ def canary_action(model: str, command: str) -> Action:
     dangerous = command in ("abort", "promote")
     return Action(
         name=f"canary.{command}", title=f"{command.capitalize()} the canary of {model}",
-        effect=_CANARY_EFFECT[command], method="POST", path=f"/v1/canaries/{model}/{command}", model=model,
+        effect=_CANARY_EFFECT[command], method="POST", path=f"/v1/canaries/{path_segment(model)}/{command}",
+        model=model,
         cli=("opsctl", "canary", command, model) + (("--yes",) if command == "promote" else ()),
         confirm_name=dangerous)
 
@@ -111,5 +113,5 @@ def retrain_action(model: str) -> Action:
     return Action(
         name="retrain", title=f"Retrain {model}",
         effect="train a candidate on fresh data; a better one goes through a canary, never straight to production",
-        method="POST", path=f"/v1/retrain/{model}", model=model, body={"trigger": "manual"},
+        method="POST", path=f"/v1/retrain/{path_segment(model)}", model=model, body={"trigger": "manual"},
         cli=("opsctl", "retrain", model))

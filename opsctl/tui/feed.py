@@ -171,10 +171,10 @@ class DaemonFeed:
                 return
             client = self._client()
             try:
-                document = client.get("/v1/status")
-                history = client.get("/v1/history", limit=50)
-                alerts = _optional(client, "/v1/alerts", all=1)
-                health = _optional(client, "/v1/health")
+                document = client.status_json()
+                history = [e.to_json() for e in client.models.history(limit=50)]
+                alerts = _optional(lambda c=client: dict(c.alerts.list(include_resolved=True).json))
+                health = _optional(lambda c=client: dict(c.health.get().json))
             except OpsctlError:
                 continue  # the event loop reports connectivity; it will ask again once reconnected
             finally:
@@ -256,7 +256,7 @@ class DaemonFeed:
     def history(self, model: str | None, limit: int) -> list[dict[str, Any]]:
         client = self._client()
         try:
-            return list(client.get("/v1/history", model=model, limit=limit))
+            return [e.to_json() for e in client.models.history(model, limit)]
         finally:
             client.close()
 
@@ -288,22 +288,22 @@ class DaemonFeed:
         """One audited action through the daemon's API (ack, silence, canary command, retrain)."""
         client = self._client()
         try:
-            return client.request(method, path, json=body)
+            return client.transport.request(method, path, json=body)
         finally:
             client.close()
 
     def fetch(self, path: str, **params: Any) -> Any:
         client = self._client()
         try:
-            return client.get(path, **params)
+            return client.transport.get(path, **params)
         finally:
             client.close()
 
 
-def _optional(client: DaemonClient, path: str, **params: Any) -> Any:
+def _optional(fetch: Callable[[], Any]) -> Any:
     """A document from a subsystem that may not be loaded in this daemon: None when it is not there."""
     try:
-        return client.get(path, **params)
+        return fetch()
     except NotFoundError:
         return None
 

@@ -53,7 +53,7 @@ class GameDay:
         return sorted({server.model for server in state.servers})
 
     def inject(self, model: str, kind: str) -> str:
-        from opsctl.cli.demo_cmds import _call, _http, _servers
+        from opsctl.cli.demo.handlers import _call, _http, _servers
 
         lines = []
         with _http() as client:
@@ -65,7 +65,7 @@ class GameDay:
         return "; ".join(lines)
 
     def clear(self, model: str) -> str:
-        from opsctl.cli.demo_cmds import _call, _http, _servers
+        from opsctl.cli.demo.handlers import _call, _http, _servers
 
         lines = []
         with _http() as client:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
+
+from opsctl.cli.args import command
 
 HEALTH_EPILOG = """\
 exit codes (the monitoring-plugin convention, for Nagios/Icinga/cron; the worst version decides):
@@ -17,8 +18,8 @@ exit codes (the monitoring-plugin convention, for Nagios/Icinga/cron; the worst 
   Order when versions disagree: critical, then degraded, then unknown, then healthy."""
 
 
-def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    p = command("health", "opsctl.cli.health_cmds:health",
+def add_commands(sub: Any) -> None:
+    p = command(sub, "health", "opsctl.cli.health.handlers:health",
                 "SLA health of every deployed version: latency, errors, availability, traffic, accuracy")
     p.add_argument("model", nargs="?", help="only this model")
     p.epilog = HEALTH_EPILOG

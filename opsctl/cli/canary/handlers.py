@@ -9,37 +9,22 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import quote
 
 from opsctl.cli.context import CliContext
-from opsctl.errors import DaemonUnavailableError, UsageError
+from opsctl.errors import UsageError
 
 EXIT_BY_STATE = {"succeeded": 0, "failed": 1, "rolled_back": 1, "aborted": 1, "paused": 2, "promoting": 2}
 EXIT_TIMEOUT = 3
 _SETTLED = {"succeeded", "failed", "rolled_back", "aborted", "paused", "promoting"}
 
 
-def _client(ctx: CliContext) -> Any:
-    from opsctl.client import DaemonClient
-
-    return DaemonClient.from_settings(ctx.settings)
+NEEDS = "canary commands need the daemon"
+HINT = "to stop a canary right now without it, use `opsctl rollback MODEL`"
 
 
-def _call(ctx: CliContext, method: str, path: str, body: dict[str, Any] | None = None,
-          params: dict[str, Any] | None = None) -> Any:
-    client = _client(ctx)
-    try:
-        if method == "GET":
-            return client.get(path, **(params or {}))
-        return client.post(path, body or {})
-    except DaemonUnavailableError as error:
-        raise DaemonUnavailableError(
-            f"canary commands need the daemon, and it does not answer ({error}). Start it with "
-            "`systemctl start opsctl` (or `opsctl daemon`); to stop a canary right now without it, "
-            "use `opsctl rollback MODEL`"
-        ) from error
-    finally:
-        client.close()
+def _list(ctx: CliContext, model: str | None) -> list[dict[str, Any]]:
+    with ctx.daemon(needs=NEEDS, hint=HINT) as client:
+        return [dict(c.json) for c in client.canaries.list(model)]
 
 
 def _print(ctx: CliContext, doc: dict[str, Any], *, gates: bool) -> None:
@@ -81,13 +66,17 @@ def start(ctx: CliContext) -> int:
     from opsctl.canary_service import parse_overrides
 
     a = ctx.args
-    body = {"model": a.model, "version": a.version, "reason": a.reason, "overrides": parse_overrides(a.overrides)}
-    return _finish(ctx, _call(ctx, "POST", "/v1/canaries", body))
+    overrides = parse_overrides(a.overrides)
+    with ctx.daemon(needs=NEEDS, hint=HINT) as client:
+        started = client.canaries.start(a.model, a.version, reason=a.reason, overrides=overrides)
+    return _finish(ctx, dict(started.json))
 
 
 def _command(ctx: CliContext, name: str) -> int:
     a = ctx.args
-    return _finish(ctx, _call(ctx, "POST", f"/v1/canaries/{quote(a.model, safe='')}/{name}", {"reason": a.reason}))
+    with ctx.daemon(needs=NEEDS, hint=HINT) as client:
+        document = client.canaries.command(a.model, name, reason=a.reason)
+    return _finish(ctx, dict(document.json))
 
 
 def pause(ctx: CliContext) -> int:
@@ -119,7 +108,7 @@ def status(ctx: CliContext) -> int:
         raise UsageError("--timeout must be positive")
     if a.interval <= 0:
         raise UsageError("--interval must be positive")
-    docs = _call(ctx, "GET", "/v1/canaries", params={"model": a.model})
+    docs = _list(ctx, a.model)
     if not a.model:
         if ctx.out.json:
             ctx.out.emit_json(docs)
@@ -151,4 +140,4 @@ def status(ctx: CliContext) -> int:
             ctx.out.message(f"opsctl: {a.model}'s canary still {doc['state']} after {a.timeout:g}s")
             return EXIT_TIMEOUT
         time.sleep(a.interval if deadline is None else max(0.0, min(a.interval, deadline - time.monotonic())))
-        doc = _call(ctx, "GET", "/v1/canaries", params={"model": a.model})[0]
+        doc = _list(ctx, a.model)[0]

@@ -12,28 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.cli.context import CliContext
-from opsctl.errors import DaemonUnavailableError, NotFoundError, UsageError
+from opsctl.errors import NotFoundError, UsageError
 
-START_HINT = "start it with `systemctl start opsctl` (or `opsctl daemon` in the foreground)"
 _VERDICT_WORDS = {"drift": "DRIFT", "no_drift": "no drift", "insufficient_data": "not enough data",
                   "no_reference": "no reference sample", "error": "check failed"}
 
 
-def _get(ctx: CliContext, path: str, **params: Any) -> Any:
-    socket = ctx.settings.daemon.socket
-    if not Path(socket).exists():
-        raise DaemonUnavailableError(f"the daemon is not running (no socket at {socket}); {START_HINT}")
-    from urllib.parse import quote
-
-    from opsctl.client import DaemonClient
-
-    client = DaemonClient.from_settings(ctx.settings)
-    try:
-        return client.get(path.format(*(quote(p, safe="") for p in params.pop("segments", ()))), **params)
-    except DaemonUnavailableError as error:
-        raise DaemonUnavailableError(f"{error}; {START_HINT}") from error
-    finally:
-        client.close()
+def _drift(ctx: CliContext, model: str, *, history: int | None = None) -> dict[str, Any]:
+    with ctx.daemon() as client:
+        return dict(client.drift.get(model, history=history).json)
 
 
 def _num(value: float | None, spec: str = ".4g") -> str:
@@ -63,19 +50,13 @@ _FEATURE_HEADERS = ["feature", "kind", "test", "statistic", "p adj", "effect", "
 
 
 def drift(ctx: CliContext) -> int:
+    """``opsctl drift [check] MODEL``."""
     a = ctx.args
-    if a.model == "compare":
-        return compare(ctx)
-    if a.files:
-        raise UsageError(f"opsctl drift: unexpected argument(s) {' '.join(a.files)} (did you mean "
-                         "`opsctl drift compare REFERENCE CURRENT`?)")
-    if a.categorical:
-        raise UsageError("opsctl drift: --categorical applies to `opsctl drift compare` only")
     if a.history is not None:
         if a.history < 1:
             raise UsageError(f"--history must be at least 1, got {a.history}")
         return _history(ctx)
-    document = _get(ctx, "/v1/drift/{}", segments=(a.model,))
+    document = _drift(ctx, a.model)
     if a.report:
         return _write_report(ctx, document, Path(a.report))
     if ctx.out.json:
@@ -126,7 +107,7 @@ def _version_json(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _history(ctx: CliContext) -> int:
     a = ctx.args
-    document = _get(ctx, "/v1/drift/{}", segments=(a.model,), history=a.history)
+    document = _drift(ctx, a.model, history=a.history)
     rows = document.get("history", [])
     if ctx.out.json:
         ctx.out.emit_json({"model": a.model, "history": rows})
@@ -169,17 +150,12 @@ def _write_report(ctx: CliContext, document: dict[str, Any], path: Path) -> int:
 def compare(ctx: CliContext) -> int:
     """``opsctl drift compare REFERENCE CURRENT``: the scheduled check's computation on two files."""
     a = ctx.args
-    if a.history is not None or a.report:
-        raise UsageError("opsctl drift compare: --history and --report apply to `opsctl drift MODEL`")
-    if len(a.files) != 2:
-        raise UsageError("usage: opsctl drift compare REFERENCE CURRENT [--categorical COL,...] [-o json]"
-                         " (two .csv or .parquet files)")
     categorical = [c.strip() for c in a.categorical.split(",") if c.strip()]
     policy = ctx.settings.drift  # validated here: the same [drift] policy the daemon uses
 
     from opsctl.adapters.frames import compare_files
 
-    reference, current = a.files
+    reference, current = a.reference, a.current
     report = compare_files(reference, current, categorical, policy)
     if ctx.out.json:
         ctx.out.emit_json({"reference": reference, "current": current, **report.to_json()})
@@ -198,7 +174,8 @@ def compare(ctx: CliContext) -> int:
 
 def performance(ctx: CliContext) -> int:
     a = ctx.args
-    document = _get(ctx, "/v1/performance/{}", segments=(a.model,))
+    with ctx.daemon() as client:
+        document = dict(client.drift.performance(a.model).json)
     if ctx.out.json:
         ctx.out.emit_json(document)
         return 0

@@ -23,8 +23,8 @@ from types import FrameType
 from typing import Any
 
 from opsctl.adapters.prometheus_launcher import LocalPrometheus
-from opsctl.cli.commands.demo import DEFAULT_STATE_DIR
 from opsctl.cli.context import CliContext
+from opsctl.cli.demo.args import DEFAULT_STATE_DIR
 from opsctl.cli.output import Output
 from opsctl.clock import utc_iso
 from opsctl.demo.faults import CRASH_EXIT_CODE
@@ -472,7 +472,7 @@ def _tui_unavailable() -> str | None:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         return "no terminal for the TUI"
     try:
-        import opsctl.cli.tui_cmd
+        import opsctl.cli.tui.handlers
         import opsctl.tui.app
         import opsctl.tui.feed  # noqa: F401
     except ImportError as error:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
-from opsctl.cli.main import subcommand
+from opsctl.cli.args import group, subcommand
 
 STATUS_EXIT_CODES = """exit codes of `canary status MODEL`, like `kubectl argo rollouts status`:
   0  succeeded (or, without --watch, progressing normally)
@@ -16,14 +15,13 @@ STATUS_EXIT_CODES = """exit codes of `canary status MODEL`, like `kubectl argo r
   6  the daemon is not running"""
 
 
-def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    group = sub.add_parser("canary", help="canary releases: start, status, pause, resume, promote, abort, approve",
-                           description="Canary releases, run by the daemon (it must be running).",
-                           epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    group_sub = group.add_subparsers(dest="canary_command", metavar="SUBCOMMAND", parser_class=type(group))
+def add_commands(sub: Any) -> None:
+    _, group_sub = group(sub, "canary", "canary releases: start, status, pause, resume, promote, abort, approve",
+                         "canary_command", description="Canary releases, run by the daemon (it must be running).",
+                         epilog=STATUS_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def sub_command(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return subcommand(group_sub, name, f"opsctl.cli.canary_cmds:{name}", help_text, **kwargs)
+        return subcommand(group_sub, name, f"opsctl.cli.canary.handlers:{name}", help_text, **kwargs)
 
     p = sub_command("start", "start a canary of VERSION (stage 1's weight is applied at once)")
     p.add_argument("model")

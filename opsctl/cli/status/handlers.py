@@ -6,7 +6,6 @@ still printed, so the on-call engineer sees what is deployed either way).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from opsctl.cli.context import CliContext
@@ -14,16 +13,8 @@ from opsctl.errors import DaemonUnavailableError
 
 
 def _daemon_status(ctx: CliContext) -> dict[str, Any]:
-    socket = ctx.settings.daemon.socket
-    if not Path(socket).exists():
-        raise DaemonUnavailableError(f"the daemon is not running (no socket at {socket})")
-    from opsctl.client import DaemonClient
-
-    client = DaemonClient.from_settings(ctx.settings)
-    try:
-        return client.get("/v1/status")  # type: ignore[no-any-return]
-    finally:
-        client.close()
+    with ctx.daemon() as client:
+        return client.status_json()
 
 
 def status(ctx: CliContext) -> int:
@@ -36,8 +27,7 @@ def status(ctx: CliContext) -> int:
         deployments = DirectBackend(ctx.settings).deployments()
         document = {"daemon": {"up": False, "error": str(error), "socket": ctx.settings.daemon.socket},
                     "jobs": [], "models": [d.to_json() for d in deployments], "source": "registry"}
-        ctx.out.message(f"opsctl: {error}; showing the registry's view."
-                        " Start it with `systemctl start opsctl` (or `opsctl daemon` in the foreground).")
+        ctx.out.message(f"opsctl: {error}; showing the registry's view")
         code = DaemonUnavailableError.exit_code
     if ctx.out.json:
         ctx.out.emit_json(document)

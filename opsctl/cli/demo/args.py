@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
-from opsctl.cli.main import subcommand
+from opsctl.cli.args import Parser, subcommand
 
 DEFAULT_STATE_DIR = ".demo-state"
 FAULT_KINDS = ("latency", "errors", "drift", "accuracy", "crash")
 
 
-def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+def add_commands(sub: Any) -> None:
     group = sub.add_parser(
         "demo",
         help="run a local demo fleet (Prometheus, model servers, traffic, daemon) and inject faults",
@@ -20,7 +19,7 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
                     "generator with delayed labels and the daemon, all supervised; then the TUI (or, with "
                     "--no-tui, run headless until Ctrl-C or SIGTERM). Everything is torn down on exit.",
     )
-    group.set_defaults(handler="opsctl.cli.demo_cmds:run")
+    group.set_defaults(handler="opsctl.cli.demo.handlers:run")
     _state_dir(group)
     group.add_argument("--no-tui", action="store_true", help="run headless until Ctrl-C or SIGTERM")
     group.add_argument("--models", default="fraud-detector,churn-predictor", metavar="A,B",
@@ -34,14 +33,14 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
                             "(e.g. a shorter [canary] or [jobs] drift_seconds)")
     group.add_argument("--restart-crashed", action="store_true",
                        help="restart a model server that crashes (off by default, so a `crash` fault stays visible)")
-    group_sub = group.add_subparsers(dest="demo_command", metavar="SUBCOMMAND", parser_class=type(group))
+    group_sub = group.add_subparsers(dest="demo_command", metavar="SUBCOMMAND", parser_class=Parser)
 
     def sub_command(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
         p = subcommand(group_sub, name, handler, help_text, config=False)
         _state_dir(p)
         return p
 
-    p = sub_command("fault", "opsctl.cli.demo_cmds:fault",
+    p = sub_command("fault", "opsctl.cli.demo.handlers:fault",
                     "inject a game-day fault into a running demo's model server")
     p.add_argument("model")
     p.add_argument("kind", choices=FAULT_KINDS)
@@ -53,11 +52,11 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
     p.add_argument("--feature", action="append", default=[], metavar="NAME",
                    help="drift only: the features to shift (default: the model's first two)")
 
-    p = sub_command("clear", "opsctl.cli.demo_cmds:clear", "remove the faults injected into a model's server")
+    p = sub_command("clear", "opsctl.cli.demo.handlers:clear", "remove the faults injected into a model's server")
     p.add_argument("model")
     p.add_argument("kind", nargs="?", choices=FAULT_KINDS[:-1], help="only this kind (default: all)")
 
-    sub_command("status", "opsctl.cli.demo_cmds:status", "the running demo: processes, ports and active faults")
+    sub_command("status", "opsctl.cli.demo.handlers:status", "the running demo: processes, ports and active faults")
 
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:

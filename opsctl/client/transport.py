@@ -1,20 +1,20 @@
-"""The daemon's client: httpx over the Unix socket (or TCP with a bearer token).
+"""The daemon client's transport: httpx over the Unix socket (or TCP with a bearer token).
 
 Timeouts are short enough for an incident: connecting takes at most
 ``connect_timeout_seconds`` (0.5 s by default), so a dead daemon is noticed at
-once and the CLI can fall back to the registry.
+once and the CLI can fall back to the registry. A daemon that does not answer is
+one :class:`DaemonUnavailableError` whose message names the socket and how to start
+the daemon (:func:`unavailable`), built here and nowhere else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from opsctl.config import Settings
-from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, Deployment, ModelSummary, ModelVersion
 from opsctl.errors import (
     ConfirmationRequired,
     ConflictError,
@@ -24,9 +24,6 @@ from opsctl.errors import (
     OpsctlError,
     UsageError,
 )
-
-if TYPE_CHECKING:
-    from opsctl.service import RegisterRequest
 
 _ERRORS: dict[str, type[OpsctlError]] = {
     "UsageError": UsageError,
@@ -43,8 +40,16 @@ class SseMessage:
     data: str
 
 
-class DaemonClient:
-    """A thin, typed wrapper over the daemon's HTTP API."""
+START_HINT = "start it with `systemctl start opsctl` (or `opsctl daemon` in the foreground)"
+
+
+def unavailable(problem: str) -> DaemonUnavailableError:
+    """The one daemon-unavailable error: ``the daemon <problem, naming the socket>; start it with ...``."""
+    return DaemonUnavailableError(f"the daemon {problem}; {START_HINT}")
+
+
+class Transport:
+    """Requests to the daemon's HTTP API: JSON in and out, its error documents raised as opsctl errors."""
 
     def __init__(self, *, socket_path: str | None = None, base_url: str | None = None, token: str | None = None,
                  connect_timeout: float = 0.5, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
@@ -57,11 +62,6 @@ class DaemonClient:
         self._http = httpx.Client(transport=transport, base_url=base_url or "http://opsctl", headers=headers,
                                   timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DaemonClient:
-        return cls(socket_path=settings.daemon.socket, connect_timeout=settings.daemon.connect_timeout_seconds,
-                   timeout=settings.daemon.request_timeout_seconds)
-
     def close(self) -> None:
         self._http.close()
 
@@ -69,7 +69,7 @@ class DaemonClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, FileNotFoundError, ConnectionRefusedError) as error:
-            raise DaemonUnavailableError(f"the daemon does not answer on {self.where}: {error}") from error
+            raise unavailable(f"does not answer on {self.where} ({error})") from error
         except httpx.TransportError as error:
             # The request may have reached the daemon: never retry a change elsewhere behind its back.
             raise OpsctlError(f"the daemon on {self.where} did not complete the request ({error}); it may or may"
@@ -104,7 +104,7 @@ class DaemonClient:
                         key, _, value = line.partition(":")
                         fields[key] = value[1:] if value.startswith(" ") else value
         except (httpx.ConnectError, httpx.ConnectTimeout, FileNotFoundError) as error:
-            raise DaemonUnavailableError(f"the daemon does not answer on {self.where}: {error}") from error
+            raise unavailable(f"does not answer on {self.where} ({error})") from error
         except httpx.TransportError as error:
             raise DaemonUnavailableError(f"lost the event stream from {self.where}: {error}") from error
 
@@ -118,57 +118,3 @@ def _error_from(response: httpx.Response) -> OpsctlError:
     if response.status_code == 404 or kind == "NotFoundError":
         return NotFoundError("", "", message=message)
     return _ERRORS.get(kind, OpsctlError)(message)
-
-
-class DaemonBackend:
-    """The CLI's backend when the daemon answers: changes are attributed by the daemon (SO_PEERCRED)."""
-
-    via = "daemon"
-
-    def __init__(self, client: DaemonClient) -> None:
-        self.client = client
-
-    def models(self) -> list[ModelSummary]:
-        return [ModelSummary.from_json(m) for m in self.client.get("/v1/models")]
-
-    def versions(self, model: str) -> list[ModelVersion]:
-        return [ModelVersion.from_json(v) for v in self.client.get(f"/v1/models/{_seg(model)}/versions")]
-
-    def deployments(self) -> list[Deployment]:
-        return [Deployment.from_json(d) for d in self.client.get("/v1/status")["models"]]
-
-    def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion:
-        body = {"version": request.version, "artifact_path": str(request.artifact.resolve()),
-                "reference_path": str(request.reference.resolve()) if request.reference else None,
-                "metrics": request.metrics, "tags": request.tags, "description": request.description,
-                "lineage": request.lineage.to_json(), "reason": reason}
-        return ModelVersion.from_json(self.client.post(f"/v1/models/{_seg(request.model)}/versions", body))
-
-    def plan_promote(self, model: str, version: str) -> ChangePlan:
-        return ChangePlan.from_json(self.client.get(f"/v1/models/{_seg(model)}/plan/promote", version=version))
-
-    def promote(self, model: str, version: str, *, reason: str, expected_generation: int | None) -> ChangeResult:
-        return ChangeResult.from_json(self.client.post(
-            f"/v1/models/{_seg(model)}/promote",
-            {"version": version, "reason": reason, "expected_generation": expected_generation}))
-
-    def plan_rollback(self, model: str, to: str | None) -> ChangePlan:
-        return ChangePlan.from_json(self.client.get(f"/v1/models/{_seg(model)}/plan/rollback", to=to))
-
-    def rollback(self, model: str, *, to: str | None, reason: str, expected_generation: int | None) -> ChangeResult:
-        return ChangeResult.from_json(self.client.post(
-            f"/v1/models/{_seg(model)}/rollback", {"to": to, "reason": reason,
-                                                   "expected_generation": expected_generation}))
-
-    def history(self, model: str | None, limit: int) -> list[AuditEvent]:
-        return [AuditEvent.from_json(e) for e in self.client.get("/v1/history", model=model, limit=limit)]
-
-    def verify(self, model: str, version: str) -> str:
-        self.client.post(f"/v1/models/{_seg(model)}/versions/{_seg(version)}/verify", {})
-        return version
-
-
-def _seg(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
