@@ -24,11 +24,11 @@ import httpx
 
 from opsctl.client.resources import Alerts, Canaries, Drift, Health, Models, Retrain, path_segment
 from opsctl.client.transport import START_HINT, SseMessage, Transport, unavailable
-from opsctl.documents import StatusDocument
 from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, Deployment, ModelSummary, ModelVersion
 
 if TYPE_CHECKING:
     from opsctl.config import Settings
+    from opsctl.documents import StatusDocument
     from opsctl.service import RegisterRequest
 
 __all__ = ["START_HINT", "DaemonBackend", "DaemonClient", "SseMessage", "path_segment"]
@@ -90,6 +90,8 @@ class DaemonClient:
 
     def status(self) -> StatusDocument:
         """``GET /v1/status``, typed."""
+        from opsctl.documents import StatusDocument
+
         return StatusDocument.from_json(self.status_json())
 
     def status_json(self) -> dict[str, Any]:
@@ -116,7 +118,7 @@ class DaemonBackend:
         return self.client.models.versions(model)
 
     def deployments(self) -> list[Deployment]:
-        return list(self.client.status().models)
+        return [Deployment.from_json(d) for d in self.client.status_json()["models"]]
 
     def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion:
         body = {"version": request.version, "artifact_path": str(request.artifact.resolve()),

@@ -2,6 +2,9 @@
 ``client.drift``, ``client.retrain``. Each method is one request and returns a typed document
 (:mod:`opsctl.documents`, :mod:`opsctl.domain`); every path segment is quoted with :func:`path_segment`,
 so a model called ``a/b`` or ``my model`` is one segment, never two.
+
+The documents module is imported by the methods that return its types: its dataclasses cost
+milliseconds to create, which a one-shot command that never uses them should not pay.
 """
 
 from __future__ import annotations
@@ -10,19 +13,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from opsctl.documents import (
-    AlertList,
-    CanaryStatus,
-    CheckReport,
-    HealthReport,
-    RetrainRun,
-    RetrainTrigger,
-    Silence,
-)
 from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, ModelSummary, ModelVersion
 
 if TYPE_CHECKING:
     from opsctl.client.transport import Transport
+    from opsctl.documents import AlertList, CanaryStatus, CheckReport, HealthReport, RetrainRun, RetrainTrigger, Silence
 
 
 def path_segment(value: str) -> str:
@@ -77,14 +72,20 @@ class Canaries(_Resource):
 
     def list(self, model: str | None = None) -> list[CanaryStatus]:
         """The latest canary of each model (or of ``model`` only; a NotFoundError when it has none)."""
+        from opsctl.documents import CanaryStatus
+
         return [CanaryStatus.from_json(d) for d in self._t.get("/v1/canaries", model=model)]
 
     def start(self, model: str, version: str, *, reason: str = "",
               overrides: dict[str, Any] | None = None) -> CanaryStatus:
+        from opsctl.documents import CanaryStatus
+
         return CanaryStatus.from_json(self._t.post("/v1/canaries", {
             "model": model, "version": version, "reason": reason, "overrides": overrides or {}}))
 
     def command(self, model: str, command: str, *, reason: str = "") -> CanaryStatus:
+        from opsctl.documents import CanaryStatus
+
         if command not in self.COMMANDS:
             raise ValueError(f"unknown canary command {command!r}")
         return CanaryStatus.from_json(self._t.post(
@@ -110,6 +111,8 @@ class Alerts(_Resource):
     """Alerts and silences (``/v1/alerts``, ``/v1/silences``); every change is audited by the daemon."""
 
     def list(self, *, include_resolved: bool = False) -> AlertList:
+        from opsctl.documents import AlertList
+
         return AlertList.from_json(self._t.get("/v1/alerts", all="1" if include_resolved else None))
 
     def ack(self, alert_id: str, *, for_seconds: float | None = None, comment: str = "",
@@ -119,14 +122,20 @@ class Alerts(_Resource):
                                  {"for_seconds": for_seconds, "comment": comment, "reason": reason}))
 
     def silence(self, matchers: Sequence[str], *, for_seconds: float, comment: str, reason: str = "") -> Silence:
+        from opsctl.documents import Silence
+
         return Silence.from_json(self._t.post("/v1/silences", {
             "matchers": list(matchers), "for_seconds": for_seconds, "comment": comment, "reason": reason}))
 
     def silences(self, *, include_expired: bool = False) -> list[Silence]:
+        from opsctl.documents import Silence
+
         document = self._t.get("/v1/silences", all="1" if include_expired else None)
         return [Silence.from_json(s) for s in document["silences"]]
 
     def unsilence(self, silence_id: str, *, reason: str = "") -> Silence:
+        from opsctl.documents import Silence
+
         return Silence.from_json(self._t.post(f"/v1/silences/{path_segment(silence_id)}/expire", {"reason": reason}))
 
 
@@ -134,6 +143,8 @@ class Health(_Resource):
     """SLA health of the deployed versions (``/v1/health``)."""
 
     def get(self, model: str | None = None) -> HealthReport:
+        from opsctl.documents import HealthReport
+
         return HealthReport.from_json(self._t.get("/v1/health", model=model))
 
 
@@ -141,9 +152,13 @@ class Drift(_Resource):
     """Drift and performance checks of a model's deployed versions."""
 
     def get(self, model: str, *, history: int | None = None) -> CheckReport:
+        from opsctl.documents import CheckReport
+
         return CheckReport.from_json(self._t.get(f"/v1/drift/{path_segment(model)}", history=history))
 
     def performance(self, model: str) -> CheckReport:
+        from opsctl.documents import CheckReport
+
         return CheckReport.from_json(self._t.get(f"/v1/performance/{path_segment(model)}"))
 
 
@@ -151,14 +166,22 @@ class Retrain(_Resource):
     """Retraining runs (``/v1/retrain``)."""
 
     def trigger(self, model: str, *, reason: str = "", trigger: str = "manual") -> RetrainTrigger:
+        from opsctl.documents import RetrainTrigger
+
         return RetrainTrigger.from_json(self._t.post(f"/v1/retrain/{path_segment(model)}",
                                                      {"reason": reason, "wait": False, "trigger": trigger}))
 
     def runs(self, model: str | None = None, *, limit: int = 20) -> list[RetrainRun]:
+        from opsctl.documents import RetrainRun
+
         return [RetrainRun.from_json(r) for r in self._t.get("/v1/retrain", model=model, limit=limit)]
 
     def show(self, run_id: str, *, log_offset: int | None = None) -> RetrainRun:
+        from opsctl.documents import RetrainRun
+
         return RetrainRun.from_json(self._t.get(f"/v1/retrain/{path_segment(run_id)}", log_offset=log_offset))
 
     def approve(self, run_id: str, *, reason: str = "") -> RetrainRun:
+        from opsctl.documents import RetrainRun
+
         return RetrainRun.from_json(self._t.post(f"/v1/retrain/{path_segment(run_id)}/approve", {"reason": reason}))
