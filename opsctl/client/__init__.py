@@ -15,7 +15,8 @@ One namespace per resource (:mod:`opsctl.client.resources`), typed documents bac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,9 +99,10 @@ class DaemonClient:
         """``GET /v1/status`` as the daemon sent it (what ``opsctl status -o json`` prints)."""
         return dict(self.transport.get("/v1/status"))
 
-    def events(self, last_id: int | None = None) -> Iterator[SseMessage]:
-        """Follow ``/v1/events`` (blocking; one SSE message at a time)."""
-        return self.transport.events(last_id)
+    def events(self, last_id: int | None = None,
+               on_open: Callable[[socket.socket | None], None] | None = None) -> Iterator[SseMessage]:
+        """Follow ``/v1/events`` (blocking; one SSE message at a time); see :meth:`Transport.events`."""
+        return self.transport.events(last_id, on_open)
 
 
 class DaemonBackend:

@@ -9,7 +9,8 @@ the daemon (:func:`unavailable`), built here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,12 +87,21 @@ class Transport:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body)
 
-    def events(self, last_id: int | None = None) -> Iterator[SseMessage]:
-        """Follow ``/v1/events`` (blocking; one SSE message at a time)."""
+    def events(self, last_id: int | None = None,
+               on_open: Callable[[socket.socket | None], None] | None = None) -> Iterator[SseMessage]:
+        """Follow ``/v1/events`` (blocking; one SSE message at a time).
+
+        ``on_open`` gets the stream's socket once the daemon has answered (None when the transport hides
+        it): shutting that socket down is how another thread ends a read that would block forever."""
         headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
         try:
             with self._http.stream("GET", "/v1/events", headers=headers,
                                    timeout=httpx.Timeout(None, connect=self._http.timeout.connect)) as response:
+                if response.status_code != 200:
+                    raise DaemonUnavailableError(f"the daemon answered HTTP {response.status_code} for its events")
+                if on_open is not None:
+                    stream = response.extensions.get("network_stream")
+                    on_open(stream.get_extra_info("socket") if stream is not None else None)
                 fields: dict[str, str] = {}
                 for line in response.iter_lines():
                     if not line:
@@ -105,7 +115,7 @@ class Transport:
                         fields[key] = value[1:] if value.startswith(" ") else value
         except (httpx.ConnectError, httpx.ConnectTimeout, FileNotFoundError) as error:
             raise unavailable(f"does not answer on {self.where} ({error})") from error
-        except httpx.TransportError as error:
+        except (httpx.TransportError, OSError) as error:
             raise DaemonUnavailableError(f"lost the event stream from {self.where}: {error}") from error
 
 

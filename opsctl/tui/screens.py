@@ -15,7 +15,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Log, Sparkline, Static, TabbedContent, TabPane
 from textual.widgets._data_table import ColumnKey, RowKey, default_cell_formatter
 
-from opsctl.client.resources import path_segment
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import CANARY_PHASES, alert_ack, alert_model, alert_silence, canary_action, retrain_action
@@ -604,9 +603,9 @@ class ModelScreen(OpsScreen):
         drift = performance = None
         # On failure "no data yet" stays on screen; the subsystem may not run in this daemon.
         with contextlib.suppress(OpsctlError):
-            drift = feed.fetch(f"/v1/drift/{path_segment(self.model)}", history=20)
+            drift = feed.drift(self.model, history=20)
         with contextlib.suppress(OpsctlError):
-            performance = feed.fetch(f"/v1/performance/{path_segment(self.model)}")
+            performance = feed.performance(self.model)
         self.app.call_from_thread(self._drift_loaded, drift, performance)
 
     def _drift_loaded(self, drift: dict[str, Any] | None, performance: dict[str, Any] | None) -> None:
@@ -623,8 +622,8 @@ class ModelScreen(OpsScreen):
     def _load_runs(self) -> None:
         feed = self.opsctl.feed
         try:
-            runs = list(feed.fetch("/v1/retrain", model=self.model, limit=10))
-            run = feed.fetch(f"/v1/retrain/{path_segment(runs[0]['id'])}") if runs else None
+            runs = feed.retrain_runs(self.model, limit=10)
+            run = feed.retrain_run(runs[0]["id"]) if runs else None
         except OpsctlError:
             return
         self.app.call_from_thread(self._runs_loaded, runs, run)

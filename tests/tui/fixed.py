@@ -186,8 +186,9 @@ def versions() -> dict[str, list[ModelVersion]]:
 def fixed_app(*, up: bool = True, read_only: bool = False, models: int = 0, production: bool = True) -> OpsctlApp:
     clock = ManualClock(NOW)
     runs, run = retrain_documents()
-    documents = {"/v1/drift/fraud-detector": drift_document(), "/v1/performance/fraud-detector": performance_document(),
-                 "/v1/retrain": runs, f"/v1/retrain/{run['id']}": run}
+    documents = {("drift", "fraud-detector"): drift_document(),
+                 ("performance", "fraud-detector"): performance_document(),
+                 ("retrain_runs", "fraud-detector"): runs, ("retrain_run", run["id"]): run}
     feed = StaticFeed(document(models), HISTORY, versions(), clock=clock, up=up, alerts=alerts_document(),
                       health=health_document(models), documents=documents)
     app = OpsctlApp(feed, environment="prod-eu", production=production, read_only=read_only, clock=clock,
