@@ -7,14 +7,16 @@ command runs, so ``opsctl rollback`` never pays for the TUI, numpy or pandas.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from opsctl import __version__
 from opsctl.cli.args import Parser
 from opsctl.cli.output import Output, colour_enabled
-from opsctl.errors import OpsctlError
+from opsctl.errors import NotFoundError, OpsctlError, UsageError
 
 # httpx 0.28's __init__ imports its own command-line client (httpx._main), which loads rich.console, click
 # and pygments (~45 ms, a third of a daemon command's run) although opsctl never calls it. httpx wraps that
@@ -61,7 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def expand_shorthand(argv: Sequence[str]) -> list[str]:
+@dataclass(frozen=True)
+class Shorthand:
+    """Where :func:`expand_shorthand` inserted a group's default subcommand, and the word it took for a model."""
+
+    group: str
+    word: str
+
+    def hint(self) -> str:
+        """``did you mean `opsctl retrain runs`?`` when the word reads like a mistyped subcommand, else ''."""
+        close = difflib.get_close_matches(self.word, sorted(SHORTHANDS[self.group][1]), n=1, cutoff=0.75)
+        return f"; did you mean `opsctl {self.group} {close[0]}`?" if close else ""
+
+
+def expand_shorthand(argv: Sequence[str]) -> tuple[list[str], Shorthand | None]:
     """``opsctl retrain MODEL ...`` -> ``opsctl retrain run MODEL ...`` (and ``drift MODEL`` -> ``drift check``),
     so a model named like a subcommand stays reachable through the explicit form."""
     args = list(argv)
@@ -69,16 +84,17 @@ def expand_shorthand(argv: Sequence[str]) -> list[str]:
     while i < len(args) and args[i].startswith("-"):  # global options before the command
         i += 2 if args[i] in ("-o", "--output", "--config") else 1
     if i >= len(args) or args[i] not in SHORTHANDS:
-        return args
+        return args, None
     default, names = SHORTHANDS[args[i]]
     j = i + 1
     while j < len(args) and args[j].startswith("-"):
         if args[j] in ("-h", "--help"):
-            return args
+            return args, None
         j += 2 if args[j] in _VALUED else 1
     if j < len(args) and args[j] not in names:
         args.insert(i + 1, default)
-    return args
+        return args, Shorthand(args[i], args[j + 1])
+    return args, None
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
@@ -93,7 +109,7 @@ def _wants_json(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opsctl`` console script; returns the exit code."""
-    args_list = expand_shorthand(sys.argv[1:] if argv is None else argv)
+    args_list, shorthand = expand_shorthand(sys.argv[1:] if argv is None else argv)
     out = Output(format="json" if _wants_json(args_list) else "table")
     try:
         parser = build_parser()
@@ -107,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.parse_args([*args_list, "--help"])
             return 2
         return _run(handler_name, args, out)
+    except (UsageError, NotFoundError) as error:
+        # `opsctl retrain rnus` ran `retrain run rnus`: a model nobody has, or arguments that do not fit.
+        hint = shorthand.hint() if shorthand is not None else ""
+        if hint:
+            error.message += hint
+        return _report(out, error)
     except OpsctlError as error:
         return _report(out, error)
     except KeyboardInterrupt:

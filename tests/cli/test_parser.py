@@ -81,3 +81,14 @@ def test_models_named_runs_and_compare_are_reachable(daemon: DaemonProcess) -> N
     # The shorthand keeps working for every other name.
     short = env.run("retrain", "fraud", "-o", "json")
     assert short.json() != listed.json()
+
+
+def test_a_mistyped_subcommand_taken_for_a_model_gets_the_close_subcommand(opsctl_env: OpsctlEnv) -> None:
+    # `opsctl drift comapre A B` reads as `drift check comapre A B`: the error names what was probably meant.
+    result = opsctl_env.run("drift", "comapre", "ref.csv", "cur.csv")
+    assert result.code == 2
+    assert result.stderr.strip() == ("opsctl: unrecognized arguments: ref.csv cur.csv (see `opsctl --help`);"
+                                     " did you mean `opsctl drift compare`?")
+    # A word far from every subcommand is a model name, and gets no guess.
+    far = opsctl_env.run("drift", "fraud", "extra.csv")
+    assert far.code == 2 and "did you mean" not in far.stderr
