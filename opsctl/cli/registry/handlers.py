@@ -156,6 +156,6 @@ def verify(ctx: CliContext) -> int:
     else:
         ctx.out.table(["version", "ok", "problem"], [[r["version"], r["ok"], r["problem"]] for r in results])
     if failed is not None:
-        ctx.out.message(f"opsctl: error: {failed}")
+        ctx.out.message(f"opsctl: {failed}")
         return failed.exit_code
     return 0
