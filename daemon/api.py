@@ -35,7 +35,7 @@ from opsctl.errors import (
     OpsctlError,
     UsageError,
 )
-from opsctl.service import RegisterRequest
+from opsctl.services.registry import RegisterRequest
 from opsctld.peercred import PeerCredentials
 from opsctld.state import DaemonState
 

@@ -30,7 +30,7 @@ from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
 from opsctl.errors import ConfigError, OpsctlError
 from opsctl.jsonlog import configure_logging
-from opsctl.service import RegistryService
+from opsctl.services.registry import RegistryService
 from opsctld.api import BearerTokenAuth, Endpoint, create_app
 from opsctld.events import EventBus
 from opsctld.jobs import JobRunner, JobSpec, housekeeping_job

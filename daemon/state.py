@@ -13,7 +13,7 @@ from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock
 from opsctl.config import Settings
-from opsctl.service import RegistryService
+from opsctl.services.registry import RegistryService
 from opsctld.events import EventBus
 from opsctld.jobs import JobRunner
 from opsctld.metrics import DaemonMetrics

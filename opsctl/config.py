@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from opsctl.core.retrain import RetrainPolicy
     from opsctl.core.sla import SlaThresholds
     from opsctl.core.window import WindowPolicy
-    from opsctl.drift_service import IngestSettings
+    from opsctl.services.drift import IngestSettings
 
 SYSTEM_CONFIG = Path("/etc/opsctl/opsctl.toml")
 
@@ -142,7 +142,7 @@ _LAZY_SECTIONS: dict[str, str] = {
     "prometheus": "opsctl.adapters.prometheus:PrometheusSettings",
     "alertmanager": "opsctl.adapters.alertmanager:AlertmanagerSettings",
     "retrain": "opsctl.core.retrain:RetrainPolicy",
-    "ingest": "opsctl.drift_service:IngestSettings",
+    "ingest": "opsctl.services.drift:IngestSettings",
     "actuators": "opsctl.adapters.actuators:ActuatorSettings",
 }
 

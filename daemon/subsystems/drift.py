@@ -1,4 +1,4 @@
-"""Ingestion, drift and performance checks in the daemon (:mod:`opsctl.drift_service` does the work).
+"""Ingestion, drift and performance checks in the daemon (:mod:`opsctl.services.drift` does the work).
 
 Jobs (bodies run in the job pool's worker threads, never on the event loop):
 
@@ -31,8 +31,8 @@ from starlette.responses import JSONResponse, Response
 from opsctl.adapters.offset_store import RegistryOffsetStore
 from opsctl.core.window import parse_batch
 from opsctl.domain import Actor
-from opsctl.drift_service import DriftGauges, DriftService
 from opsctl.errors import UsageError
+from opsctl.services.drift import DriftGauges, DriftService
 from opsctld.api import Endpoint
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem

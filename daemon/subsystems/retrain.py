@@ -17,7 +17,7 @@ Cron: the scheduler here runs interval jobs only, so a ``retrain-schedule`` job 
 (persisted in the registry's ``kv`` table, so a restart neither repeats nor, within
 ``schedule_misfire_grace_seconds``, loses one). No change to ``opsctld.main`` was needed.
 
-Training runs in a thread of its own per run (see :mod:`opsctl.retrain_service`), not in the
+Training runs in a thread of its own per run (see :mod:`opsctl.services.retrain`), not in the
 job pool, so a run that hangs until its timeout delays no other job and no API request. When the
 daemon exits, runs still in flight are killed and recorded as ``abandoned``.
 """
@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from opsctl.core.retrain import ACTIVE_STATUSES
 from opsctl.domain import Actor
 from opsctl.errors import ConflictError, UsageError
-from opsctl.retrain_service import CanaryStarter, RetrainService
+from opsctl.services.retrain import CanaryStarter, RetrainService
 from opsctld.api import Endpoint, actor_for, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem

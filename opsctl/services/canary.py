@@ -77,7 +77,7 @@ from opsctl.core.canary import (
 from opsctl.core.gates import FULL_TRAFFIC_PERCENT, CustomReading, Evaluation, GateInputs, VersionWindow, evaluate_gates
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, MetricsSourceError, NotFoundError, OpsctlError, UsageError
-from opsctl.service import validate_model_name, validate_version
+from opsctl.services.registry import validate_model_name, validate_version
 
 log = logging.getLogger("opsctl.canary")
 

@@ -23,9 +23,9 @@ from opsctl.config import Settings, parse_settings
 from opsctl.core.alerts import AlertPhase, AlertRule, AlertSource, Condition, step
 from opsctl.core.window import parse_batch
 from opsctl.domain import Actor
-from opsctl.drift_service import DriftGauges, DriftService
 from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.drift import DriftGauges, DriftService
+from opsctl.services.registry import RegisterRequest, RegistryService
 
 ACTOR = Actor(user="tester", uid=None, via="test")
 CONFIG = """

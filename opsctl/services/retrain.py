@@ -64,7 +64,7 @@ from opsctl.core.retrain import (
 )
 from opsctl.domain import Actor, Lineage, ModelVersion, Outcome
 from opsctl.errors import ConflictError, NotFoundError, OpsctlError, UsageError
-from opsctl.service import RegisterRequest, RegistryService, validate_model_name
+from opsctl.services.registry import RegisterRequest, RegistryService, validate_model_name
 
 log = logging.getLogger("opsctl.retrain")
 
