@@ -25,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from opsctl.adapters.actuators import ActuatorSettings, Hooks, build_actuator
+from opsctl.adapters.prometheus_gates import PrometheusGateSource
 from opsctl.core.canary import CommandKind, Phase
 from opsctl.errors import UsageError
-from opsctl.services.canary import CanaryService, PrometheusGateSource
+from opsctl.services.canary import CanaryService
 from opsctld.api import Endpoint, actor_for, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem

@@ -28,11 +28,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from opsctl.adapters.drift_gauges import DriftGauges
 from opsctl.adapters.offset_store import RegistryOffsetStore
 from opsctl.core.window import parse_batch
 from opsctl.domain import Actor
 from opsctl.errors import UsageError
-from opsctl.services.drift import DriftGauges, DriftService
+from opsctl.services.drift import DriftService
 from opsctld.api import Endpoint
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem

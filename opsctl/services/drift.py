@@ -42,12 +42,13 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsctl.adapters.alert_store import AlertStore
+from opsctl.adapters.drift_gauges import DriftGauges
 from opsctl.adapters.drift_store import PREDICTED_CLASS, PREDICTION_SCORE, DriftResult, DriftStore, SummaryCache
 from opsctl.adapters.ingest import LogTailer, Malformed, Offset, OffsetStore
 from opsctl.adapters.registry import Registry
@@ -59,7 +60,6 @@ from opsctl.errors import NotFoundError, OpsctlError
 
 if TYPE_CHECKING:
     import pandas as pd
-    from prometheus_client import CollectorRegistry
 
     from opsctl.adapters.alert_store import AlertTransition
     from opsctl.adapters.artifacts import ArtifactStore
@@ -89,33 +89,6 @@ EventSink = Callable[[str, dict[str, Any]], None]
 # (model, trigger "drift" | "performance", reason) -> None; raises OpsctlError when it cannot.
 RetrainHook = Callable[[str, str, str], None]
 NotifyHook = Callable[[Sequence[Notification]], None]
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """``[ingest]``: where the daemon finds the SDK's prediction and feedback logs.
-
-    Every directory in ``log_dirs`` is scanned at each ingest tick for ``*.predictions.jsonl`` and
-    ``*.feedback.jsonl`` (the SDK's names; rotated ``.1``, ``.2``, ... files are followed by the
-    tailer). A relative directory is taken relative to the config file's folder.
-    """
-
-    log_dirs: list[str] = field(default_factory=list)
-    max_bytes_per_poll: int = 4 << 20
-    max_line_bytes: int = 1 << 20
-    max_batch_records: int = 10_000  # per POST /v1/ingest
-    seed: int | None = None  # of the window's reservoir sampling (None: random)
-
-    def __post_init__(self) -> None:
-        if any(not d.strip() for d in self.log_dirs):
-            raise ValueError("log_dirs must not contain empty paths")
-        if self.max_line_bytes < 1:
-            raise ValueError(f"max_line_bytes must be at least 1, got {self.max_line_bytes}")
-        if self.max_bytes_per_poll < self.max_line_bytes:
-            raise ValueError(f"max_bytes_per_poll must be at least max_line_bytes ({self.max_line_bytes}),"
-                             f" got {self.max_bytes_per_poll}")
-        if self.max_batch_records < 1:
-            raise ValueError(f"max_batch_records must be at least 1, got {self.max_batch_records}")
 
 
 # --------------------------------------------------------------------------- results
@@ -153,35 +126,6 @@ class _FileState:
     committed: Offset | None = None
     records: int = 0
     malformed: int = 0
-
-
-class DriftGauges:
-    """The drift and performance series on ``/metrics`` (one set per daemon)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Counter, Gauge
-
-        r = registry
-        self.feature_statistic = Gauge(
-            "opsctl_drift_feature_statistic",
-            "Last drift test statistic per feature (KS D for numerical, chi-squared for categorical)",
-            ["model", "model_version", "feature"], registry=r)
-        self.feature_drifted = Gauge(
-            "opsctl_drift_feature_drifted", "1 when the feature drifted at the last check, 0 when not"
-            " (absent: not enough data)", ["model", "model_version", "feature"], registry=r)
-        self.dataset_drifted = Gauge(
-            "opsctl_drift_dataset_drifted", "1 when the dataset verdict of the last check is drift, 0 when not"
-            " (absent: no verdict)", ["model", "model_version"], registry=r)
-        self.labelled = Gauge(
-            "opsctl_performance_labelled", "Labelled predictions in the window at the last performance check",
-            ["model", "model_version"], registry=r)
-        self.metric = Gauge(
-            "opsctl_performance_metric", "Last performance metric on labelled traffic (accuracy, auc, precision,"
-            " recall)", ["model", "model_version", "metric"], registry=r)
-        self.ingest_records = Counter("opsctl_ingest_records_total", "Records read from logs or POST /v1/ingest",
-                                      ["source"], registry=r)
-        self.ingest_malformed = Counter("opsctl_ingest_malformed_total", "Log lines skipped as malformed",
-                                        registry=r)
 
 
 def _remove(gauge: Any, *labels: str) -> None:

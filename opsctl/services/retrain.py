@@ -28,9 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
 import shutil
-import signal
 import threading
 import traceback
 import uuid
@@ -43,7 +41,14 @@ from opsctl import __version__
 from opsctl.adapters import retrain_store as store
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry, RegistryTx
-from opsctl.adapters.training import TrainingOutcome, TrainingProgress, TrainingSpec, TrainingStatus, run_training
+from opsctl.adapters.training import (
+    TrainingOutcome,
+    TrainingProcesses,
+    TrainingProgress,
+    TrainingSpec,
+    TrainingStatus,
+    run_training,
+)
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.retrain import (
     TRIGGERS,
@@ -129,6 +134,7 @@ class RetrainService:
         clock: Clock | None = None,
         events: EventSink | None = None,
         start_canary: CanaryStarter | None = None,
+        processes: TrainingProcesses | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
     ) -> None:
         self.registry = registry
@@ -138,6 +144,7 @@ class RetrainService:
         self.workdir = Path(workdir)
         self.clock = clock or SystemClock()
         self._events = events
+        self.processes = processes or TrainingProcesses()
         self.start_canary = start_canary
         self._new_id = new_id
         self._lock = threading.Lock()
@@ -557,12 +564,7 @@ class RetrainService:
         with self._lock:
             live = dict(self._live)
         for run_id, entry in live.items():
-            for pid in training_pids(self.workdir / entry.run.model / run_id / "output"):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    if os.getpgid(pid) == pid:
-                        os.killpg(pid, signal.SIGKILL)
-                    else:
-                        os.kill(pid, signal.SIGKILL)
+            self.processes.kill(self.workdir / entry.run.model / run_id / "output")
         self.join_threads(timeout)
         return list(live)
 
@@ -587,9 +589,7 @@ class RetrainService:
                 abandoned.append(run)
         for run in abandoned:
             # A daemon killed outright (SIGKILL, OOM) ran no exit handler: its training may still run.
-            for pid in training_pids(self.workdir / run.model / run.id / "output"):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
+            self.processes.kill(self.workdir / run.model / run.id / "output")
             self._alert(run)
         return abandoned
 
@@ -646,26 +646,6 @@ class RetrainService:
                          "progress": None if progress is None else progress.to_json()}
                         for run, progress in live.values()],
         }
-
-
-def training_pids(output_dir: Path) -> list[int]:
-    """Processes of a training run: those whose environment names its output directory (Linux /proc).
-
-    The environment survives ``exec`` and is inherited, so this finds a command-line trainer and
-    whatever it started, even a child that left the process group.
-    """
-    marker = f"OPSCTL_TRAINING_OUTPUT_DIR={output_dir}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
 
 
 def _write_run(tx: RegistryTx, run: RetrainRun) -> RetrainRun:

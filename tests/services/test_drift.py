@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from opsctl.adapters.alert_store import AlertStore
 from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.drift_gauges import DriftGauges
 from opsctl.adapters.offset_store import RegistryOffsetStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import ManualClock
@@ -24,7 +25,7 @@ from opsctl.core.alerts import AlertPhase, AlertRule, AlertSource, Condition, st
 from opsctl.core.window import parse_batch
 from opsctl.domain import Actor
 from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger
-from opsctl.services.drift import DriftGauges, DriftService
+from opsctl.services.drift import DriftService
 from opsctl.services.registry import RegisterRequest, RegistryService
 
 ACTOR = Actor(user="tester", uid=None, via="test")

@@ -405,7 +405,7 @@ def test_handover_starts_a_real_canary_that_completes(tmp_path: Path) -> None:
 
 
 def test_shutdown_kills_the_training_and_records_the_run_abandoned(tmp_path: Path) -> None:
-    from opsctl.services.retrain import training_pids
+    from opsctl.adapters.training import training_pids
 
     world = World(tmp_path)
     retrain = world.retrain(entrypoint="hang", timeout_seconds=60.0)
@@ -449,7 +449,7 @@ def test_followers_page_through_the_logs_by_offset(tmp_path: Path) -> None:
 
 
 def test_recovery_kills_a_training_that_survived_a_killed_daemon(tmp_path: Path) -> None:
-    from opsctl.services.retrain import training_pids
+    from opsctl.adapters.training import training_pids
 
     world = World(tmp_path)
     killed = world.retrain(entrypoint="hang", timeout_seconds=60.0)  # stands in for a SIGKILLed daemon
