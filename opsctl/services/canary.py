@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opsctl.adapters.actuators import HookCall, Hooks, Retrying, Split
 from opsctl.adapters.alert_store import AlertStore
@@ -77,6 +77,9 @@ from opsctl.core.gates import Evaluation, GateInputs, VersionWindow, evaluate_ga
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, MetricsSourceError, NotFoundError, OpsctlError, UsageError
 from opsctl.services.registry import validate_model_name, validate_version
+
+if TYPE_CHECKING:
+    from opsctl.adapters.canary_gauges import CanaryGauges
 
 log = logging.getLogger("opsctl.canary")
 
@@ -150,7 +153,7 @@ class CanaryService:
     def __init__(self, registry: Registry, *, policy: CanaryPolicy, actuator: Retrying, hooks: Hooks,
                  gate_source: GateSource | None = None, clock: Clock | None = None,
                  events: EventSink | None = None, alerts: AlertSink | None = None,
-                 hook_max_attempts: int = 5) -> None:
+                 hook_max_attempts: int = 5, gauges: CanaryGauges | None = None) -> None:
         self.registry = registry
         self.store = CanaryStore(registry)
         self.policy = policy
@@ -161,6 +164,7 @@ class CanaryService:
         self._events = events
         self._alerts = alerts
         self.hook_max_attempts = hook_max_attempts
+        self.gauges = gauges
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self._verified: set[int] = set()  # canaries whose actuator weight this process has (re)applied
@@ -548,6 +552,11 @@ class CanaryService:
             "pending_actions": [a.to_json() for a in record.outbox],
             "policy": policy.to_json(),
         }
+
+    def export(self, documents: list[dict[str, Any]]) -> None:
+        """Set the canary gauges (when this service has them) from status documents."""
+        if self.gauges is not None:
+            self.gauges.update(documents)
 
     def status(self, model: str | None = None) -> list[dict[str, Any]]:
         records = self.store.list_latest(model)
