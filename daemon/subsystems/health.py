@@ -34,7 +34,7 @@ def _outcome(report: CycleReport) -> JobOutcome:
 
 
 def _start(state: DaemonState) -> None:
-    state.status_providers["health"] = state.services.health.summary
+    state.status_providers["health"] = lambda: state.services.health.summary().to_json()
 
 
 def _jobs(state: DaemonState) -> list[JobSpec]:
@@ -83,12 +83,13 @@ async def get_health(request: Request) -> Response:
     model = request.query_params.get("model") or None
     if model is not None and await run_in_threadpool(service.registry.get_deployment, model) is None:
         raise NotFoundError("model", model, "see `opsctl models`")
-    return JSONResponse(service.health(model))
+    return JSONResponse(service.health(model).to_json())
 
 
 async def get_alerts(request: Request) -> Response:
     service = _service(request)
-    return JSONResponse(await run_in_threadpool(lambda: service.alerts(include_resolved=_flag(request, "all"))))
+    report = await run_in_threadpool(lambda: service.alerts(include_resolved=_flag(request, "all")))
+    return JSONResponse(report.to_json())
 
 
 async def ack_alert(request: Request) -> Response:

@@ -26,7 +26,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -119,6 +119,74 @@ class VersionHealth:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.result.to_json(), "role": self.role, "critical": self.critical}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """``GET /v1/health``: the latest results, when they were made, and whether Prometheus answered."""
+
+    versions: tuple[VersionHealth, ...]
+    evaluated_at: datetime | None
+    health_seconds: float
+    prometheus_url: str
+    source_error: str | None  # why the last cycle could not read Prometheus; None when it could
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "models": [v.to_json() for v in self.versions],
+            "evaluated_at": None if self.evaluated_at is None else utc_iso(self.evaluated_at),
+            "health_seconds": self.health_seconds,
+            "prometheus": {"url": self.prometheus_url, "ok": self.source_error is None, "error": self.source_error},
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The last delivery to one notification target, and how many notifications wait for a retry."""
+
+    result: DeliveryResult
+    queued: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "queued": self.queued}
+
+
+@dataclass(frozen=True)
+class AlertsReport:
+    """``GET /v1/alerts``: the alerts and the last delivery per target."""
+
+    alerts: tuple[AlertState, ...]
+    delivery: Mapping[str, Delivery]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"alerts": [a.to_json() for a in self.alerts],
+                "delivery": {target: d.to_json() for target, d in self.delivery.items()}}
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    """One model's worst status over its deployed versions."""
+
+    model: str
+    status: HealthStatus
+    versions: tuple[VersionHealth, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "status": self.status.value,
+                "versions": [{"version": v.result.version, "role": v.role, "status": v.result.status.value,
+                              "reason": v.result.reason} for v in self.versions]}
+
+
+@dataclass(frozen=True)
+class HealthSummary:
+    """The ``health`` section of ``/v1/status``."""
+
+    evaluated_at: datetime | None
+    models: tuple[ModelHealth, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"evaluated_at": None if self.evaluated_at is None else utc_iso(self.evaluated_at),
+                "models": [m.to_json() for m in self.models]}
 
 
 def _number(value: Any) -> float | None:
@@ -336,38 +404,37 @@ class HealthService:
 
     # -- reads for the API ------------------------------------------------------------------------
 
-    def health(self, model: str | None = None) -> dict[str, Any]:
+    def health(self, model: str | None = None) -> HealthReport:
+        """The latest result of every deployed version (of ``model`` only, when given)."""
         with self._lock:
             items = sorted(self._latest.values(), key=lambda v: (v.result.model, v.role != "production",
                                                                  v.result.version))
             evaluated_at, source_error = self._evaluated_at, self._source_error
         if model is not None:
             items = [v for v in items if v.result.model == model]
-        return {
-            "models": [v.to_json() for v in items],
-            "evaluated_at": None if evaluated_at is None else utc_iso(evaluated_at),
-            "health_seconds": self._settings().jobs.health_seconds,
-            "prometheus": {"url": self._settings().prometheus.url, "ok": source_error is None,
-                           "error": source_error},
-        }
+        settings = self._settings()
+        return HealthReport(versions=tuple(items), evaluated_at=evaluated_at,
+                            health_seconds=settings.jobs.health_seconds, prometheus_url=settings.prometheus.url,
+                            source_error=source_error)
 
-    def alerts(self, *, include_resolved: bool) -> dict[str, Any]:
+    def alerts(self, *, include_resolved: bool) -> AlertsReport:
+        """Pending and firing alerts of every source (resolved ones too when asked), and the deliveries."""
         alerts = self.alert_store.load(self.registry)
         if not include_resolved:
             alerts = [a for a in alerts if a.phase is not AlertPhase.RESOLVED]
         notifier = self._notifier
         delivery = {
-            target: {**result.to_json(), "queued": notifier.queued(target) if notifier else 0}
+            target: Delivery(result, notifier.queued(target) if notifier else 0)
             for target, result in self._deliveries.items()
         }
-        return {"alerts": [a.to_json() for a in alerts], "delivery": delivery}
+        return AlertsReport(alerts=tuple(alerts), delivery=delivery)
 
     def silences(self, *, include_expired: bool) -> list[Silence]:
         now = self.clock.now()
         found = self.alert_store.silences(self.registry, active_at=None if include_expired else now)
         return found
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> HealthSummary:
         """``/v1/status`` section: worst status per model, and its versions."""
         with self._lock:
             items = list(self._latest.values())
@@ -376,16 +443,9 @@ class HealthService:
         models: dict[str, list[VersionHealth]] = {}
         for item in items:
             models.setdefault(item.result.model, []).append(item)
-        return {
-            "evaluated_at": None if evaluated_at is None else utc_iso(evaluated_at),
-            "models": [
-                {"model": name,
-                 "status": max((v.result.status for v in versions), key=order.__getitem__).value,
-                 "versions": [{"version": v.result.version, "role": v.role, "status": v.result.status.value,
-                               "reason": v.result.reason} for v in versions]}
-                for name, versions in sorted(models.items())
-            ],
-        }
+        return HealthSummary(evaluated_at=evaluated_at, models=tuple(
+            ModelHealth(name, max((v.result.status for v in versions), key=order.__getitem__), tuple(versions))
+            for name, versions in sorted(models.items())))
 
     # -- audited actions ----------------------------------------------------------------------------
 
