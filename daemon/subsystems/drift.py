@@ -93,7 +93,8 @@ async def post_ingest(request: Request) -> Response:
     raw = await request.body()
     limit = service.settings.section("ingest").max_batch_records
     records = await run_in_threadpool(parse_batch, raw, max_records=limit)
-    return JSONResponse(await run_in_threadpool(service.ingest_records, records))
+    receipt = await run_in_threadpool(service.ingest_records, records)
+    return JSONResponse(receipt.to_json())
 
 
 async def get_drift(request: Request) -> Response:
@@ -105,13 +106,15 @@ async def get_drift(request: Request) -> Response:
             raise UsageError(f"history must be a whole number from 1 to {_MAX_HISTORY}, got {raw!r}")
         history = int(raw)
     model = request.path_params["model"]
-    return JSONResponse(await run_in_threadpool(lambda: service.drift(model, history=history)))
+    report = await run_in_threadpool(lambda: service.drift(model, history=history))
+    return JSONResponse(report.to_json())
 
 
 async def get_performance(request: Request) -> Response:
     service = _service(request)
     model = request.path_params["model"]
-    return JSONResponse(await run_in_threadpool(service.performance, model))
+    report = await run_in_threadpool(service.performance, model)
+    return JSONResponse(report.to_json())
 
 
 _STR = {"type": "string"}

@@ -46,7 +46,7 @@ _MAX_WAIT_SECONDS = 24 * 3600.0
 def start(state: DaemonState) -> None:
     service = state.services.retrain
     service.recover()
-    state.status_providers["retrain"] = service.status
+    state.status_providers["retrain"] = lambda: service.status().to_json()
     # The daemon has no stop hook for subsystems; at exit, kill training processes still running
     # (they run in sessions of their own and would outlive the daemon) and record their runs.
     atexit.register(service.shutdown)

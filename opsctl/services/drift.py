@@ -119,6 +119,67 @@ class IngestTick:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class IngestReceipt:
+    """What ``POST /v1/ingest`` added to the window."""
+
+    accepted: int
+    predictions: int
+    feedback: int
+    duplicates: int  # prediction ids the window already held (ignored)
+
+    def to_json(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "predictions": self.predictions, "feedback": self.feedback,
+                "duplicates": self.duplicates}
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """The size of one model's live window."""
+
+    rows: int
+    seen: int
+    labelled: int
+    sampled: bool
+    inclusion_probability: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "seen": self.seen, "labelled": self.labelled, "sampled": self.sampled,
+                "inclusion_probability": self.inclusion_probability}
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """The newest stored check of one deployed version (None: not checked yet)."""
+
+    version: str
+    role: str  # production | canary
+    result: DriftResult | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "role": self.role,
+                "result": None if self.result is None else self.result.to_json()}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """``GET /v1/drift/{model}`` (kind ``drift``) or ``GET /v1/performance/{model}`` (kind ``performance``)."""
+
+    model: str
+    kind: str  # drift | performance
+    versions: tuple[VersionCheck, ...]
+    window: WindowInfo
+    interval_seconds: float  # of the job that makes these checks
+    history: tuple[DriftResult, ...] | None = None  # newest first, when asked for
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"model": self.model, "versions": [v.to_json() for v in self.versions],
+                                    "window": self.window.to_json(), f"{self.kind}_seconds": self.interval_seconds}
+        if self.history is not None:
+            document["history"] = [_history_row(r) for r in self.history]
+        return document
+
+
 @dataclass
 class _FileState:
     tailer: LogTailer
@@ -256,7 +317,7 @@ class DriftService:
             self.gauges.ingest_malformed.inc(malformed)
         return IngestTick(files=len(files), records=records, malformed=malformed, committed=committed)
 
-    def ingest_records(self, records: Sequence[Record]) -> dict[str, int]:
+    def ingest_records(self, records: Sequence[Record]) -> IngestReceipt:
         """Add records that came over HTTP (already validated by ``parse_batch``)."""
         now = self.clock.now()
         with self._lock:
@@ -267,8 +328,8 @@ class DriftService:
         if self.gauges is not None:
             self.gauges.ingest_records.labels("http").inc(len(records))
         predictions = sum(1 for r in records if isinstance(r, PredictionRecord))
-        return {"accepted": len(records), "predictions": predictions, "feedback": len(records) - predictions,
-                "duplicates": duplicates}
+        return IngestReceipt(accepted=len(records), predictions=predictions, feedback=len(records) - predictions,
+                             duplicates=duplicates)
 
     def snapshot(self, model: str, version: str | None = None) -> WindowSnapshot:
         with self._lock:
@@ -527,41 +588,37 @@ class DriftService:
 
     # ------------------------------------------------------------------------------- reads
 
-    def _window_json(self, model: str) -> dict[str, Any]:
+    def _window_info(self, model: str) -> WindowInfo:
         snap = self.snapshot(model)
-        return {"rows": snap.rows, "seen": snap.seen, "labelled": len(snap.labelled_indices()),
-                "sampled": snap.sampled, "inclusion_probability": snap.inclusion_probability}
+        return WindowInfo(rows=snap.rows, seen=snap.seen, labelled=len(snap.labelled_indices()),
+                          sampled=snap.sampled, inclusion_probability=snap.inclusion_probability)
 
     def _require_model(self, model: str) -> list[Target]:
         if self.registry.get_deployment(model) is None:
             raise NotFoundError("model", model, "see `opsctl models`")
         return self.deployed(model)
 
-    def drift(self, model: str, *, history: int | None = None) -> dict[str, Any]:
+    def drift(self, model: str, *, history: int | None = None) -> CheckReport:
         """``GET /v1/drift/{model}``: the newest check of each deployed version, the window, history."""
         targets = self._require_model(model)
         versions = []
         for target in targets:
             latest = self.store.latest(self.registry, model, "drift", version=target.version)
-            versions.append({"version": target.version, "role": target.role,
-                             "result": latest[0].to_json() if latest else None})
-        document: dict[str, Any] = {"model": model, "versions": versions, "window": self._window_json(model),
-                                    "drift_seconds": self.settings.jobs.drift_seconds}
-        if history is not None:
-            rows = self.store.history(self.registry, model, "drift", limit=history)
-            document["history"] = [_history_row(r) for r in rows]
-        return document
+            versions.append(VersionCheck(target.version, target.role, latest[0] if latest else None))
+        rows = None if history is None else tuple(self.store.history(self.registry, model, "drift", limit=history))
+        return CheckReport(model=model, kind="drift", versions=tuple(versions), window=self._window_info(model),
+                           interval_seconds=self.settings.jobs.drift_seconds, history=rows)
 
-    def performance(self, model: str) -> dict[str, Any]:
+    def performance(self, model: str) -> CheckReport:
         """``GET /v1/performance/{model}``: the newest check of each deployed version and the window."""
         targets = self._require_model(model)
         versions = []
         for target in targets:
             latest = self.store.latest(self.registry, model, "performance", version=target.version)
-            versions.append({"version": target.version, "role": target.role,
-                             "result": latest[0].to_json() if latest else None})
-        return {"model": model, "versions": versions, "window": self._window_json(model),
-                "performance_seconds": self.settings.jobs.performance_seconds}
+            versions.append(VersionCheck(target.version, target.role, latest[0] if latest else None))
+        return CheckReport(model=model, kind="performance", versions=tuple(versions),
+                           window=self._window_info(model),
+                           interval_seconds=self.settings.jobs.performance_seconds)
 
     def status(self) -> dict[str, Any]:
         """``/v1/status`` section: ingestion counters and the window's size per model."""

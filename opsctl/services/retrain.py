@@ -32,8 +32,9 @@ import shutil
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,50 @@ class TriggerResult:
             "run": None if self.run is None else self.run.to_json(with_logs=False),
             "retry_after_seconds": self.retry_after_seconds,
         }
+
+
+@dataclass(frozen=True)
+class ModelRetrainStatus:
+    """One configured model: its cron schedule, the next fire time, its last run."""
+
+    schedule: str | None
+    next_scheduled_at: datetime | None
+    last_run: RetrainRun | None
+
+    def to_json(self) -> dict[str, Any]:
+        last = self.last_run
+        return {
+            "schedule": self.schedule,
+            "next_scheduled_at": utc_iso(self.next_scheduled_at) if self.next_scheduled_at else None,
+            "last_run": None if last is None else {
+                "id": last.id, "status": last.status.value, "trigger": last.trigger,
+                "started_at": utc_iso(last.started_at), "candidate_version": last.candidate_version,
+                "message": last.message},
+        }
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    """A run in flight in this process and its latest progress report."""
+
+    run: RetrainRun
+    progress: TrainingProgress | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.run.id, "model": self.run.model, "status": self.run.status.value,
+                "trigger": self.run.trigger, "progress": None if self.progress is None else self.progress.to_json()}
+
+
+@dataclass(frozen=True)
+class RetrainStatus:
+    """The ``retrain`` section of ``/v1/status``."""
+
+    models: Mapping[str, ModelRetrainStatus]
+    running: tuple[RunningRun, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"models": {model: status.to_json() for model, status in self.models.items()},
+                "running": [r.to_json() for r in self.running]}
 
 
 class _LiveRun:
@@ -618,12 +663,12 @@ class RetrainService:
                                             SYSTEM_ACTOR))
         return results
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> RetrainStatus:
         """The ``retrain`` section of ``/v1/status``: configured models, runs in flight, last runs."""
         policy = self.policy
         now = self.clock.now()
         with self._lock:
-            live = {run_id: (entry.run, entry.progress) for run_id, entry in self._live.items()}
+            live = [RunningRun(entry.run, entry.progress) for entry in self._live.values()]
         models = {}
         for model in sorted(policy.models):
             model_policy = policy.for_model(model)
@@ -632,20 +677,9 @@ class RetrainService:
                 last = store.latest_run(tx, model)
             next_at = (next_fire_time(model_policy.schedule, now, policy.schedule_timezone)
                        if model_policy.schedule else None)
-            models[model] = {
-                "schedule": model_policy.schedule,
-                "next_scheduled_at": utc_iso(next_at) if next_at else None,
-                "last_run": None if last is None else {
-                    "id": last.id, "status": last.status.value, "trigger": last.trigger,
-                    "started_at": utc_iso(last.started_at), "candidate_version": last.candidate_version,
-                    "message": last.message},
-            }
-        return {
-            "models": models,
-            "running": [{"id": run.id, "model": run.model, "status": run.status.value, "trigger": run.trigger,
-                         "progress": None if progress is None else progress.to_json()}
-                        for run, progress in live.values()],
-        }
+            models[model] = ModelRetrainStatus(schedule=model_policy.schedule, next_scheduled_at=next_at,
+                                               last_run=last)
+        return RetrainStatus(models=models, running=tuple(live))
 
 
 def _write_run(tx: RegistryTx, run: RetrainRun) -> RetrainRun:

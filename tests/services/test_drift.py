@@ -213,10 +213,10 @@ def test_http_records_join_the_same_window_and_duplicates_are_ignored(world: Wor
                          "version": "v1", "features": {"x1": 0.1}, "prediction": 1, "score": 0.7,
                          "latency_ms": None},
                         {"prediction_id": "h1", "label": 0, "timestamp": "2026-01-01T00:00:00Z"}]}
-    assert world.drift.ingest_records(parse_batch(json.dumps(body))) == {
+    assert world.drift.ingest_records(parse_batch(json.dumps(body))).to_json() == {
         "accepted": 2, "predictions": 1, "feedback": 1, "duplicates": 0}
     again = world.drift.ingest_records(parse_batch(json.dumps({"records": body["records"][:1]})))
-    assert again["duplicates"] == 1
+    assert again.duplicates == 1
     snap = world.drift.snapshot("fraud")
     assert (snap.rows, snap.labels) == (1, (0,))
 
@@ -275,7 +275,7 @@ def test_drift_alerts_resolve_and_leave_other_sources_alone(world: World) -> Non
     alerts = {a.rule: a for a in store.load(world.registry)}
     assert alerts["ModelDataDrift"].phase is AlertPhase.RESOLVED
     assert alerts["ModelSlaDegraded"].phase is AlertPhase.FIRING
-    history = world.drift.drift("fraud", history=5)["history"]
+    history = world.drift.drift("fraud", history=5).to_json()["history"]
     assert [h["verdict"] for h in history] == ["no_drift", "drift"]
 
 

@@ -357,7 +357,7 @@ def test_cron_schedule_triggers_a_scheduled_run(tmp_path: Path) -> None:
     clock.advance(10)
     [result] = retrain.check_schedules()  # 02:00:05
     assert result.started and result.run is not None and result.run.trigger == "schedule"
-    assert retrain.status()["models"][MODEL]["next_scheduled_at"] == "2026-03-03T02:00:00Z"
+    assert retrain.status().to_json()["models"][MODEL]["next_scheduled_at"] == "2026-03-03T02:00:00Z"
     clock.advance(30)
     assert retrain.check_schedules() == []  # no second run for the same 02:00
     assert finished(retrain, result.run.id).status is RunStatus.CANARY_PENDING
