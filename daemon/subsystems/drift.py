@@ -39,7 +39,7 @@ _MAX_HISTORY = 1000
 
 
 def _start(state: DaemonState) -> None:
-    state.status_providers["ingest"] = state.services.drift.status
+    state.status_providers["ingest"] = lambda: state.services.drift.status().to_json()
 
 
 def _jobs(state: DaemonState) -> list[JobSpec]:

@@ -41,7 +41,7 @@ import logging
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -55,7 +55,7 @@ from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, Severity, step
 from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window
-from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot
+from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot, WindowStats
 from opsctl.errors import NotFoundError, OpsctlError
 
 if TYPE_CHECKING:
@@ -178,6 +178,59 @@ class CheckReport:
         if self.history is not None:
             document["history"] = [_history_row(r) for r in self.history]
         return document
+
+
+@dataclass(frozen=True)
+class IngestedFile:
+    """One log file the ingest job follows, with its counters."""
+
+    path: str
+    kind: str  # predictions | feedback
+    records: int
+    malformed: int
+    rotations: int
+    truncations: int
+    lost_rotations: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "records": self.records, "malformed": self.malformed,
+                "rotations": self.rotations, "truncations": self.truncations, "lost_rotations": self.lost_rotations}
+
+
+@dataclass(frozen=True)
+class IngestStatus:
+    """The ``ingest`` section of ``/v1/status``: what ingestion read and what the window holds."""
+
+    log_dirs: tuple[str, ...]
+    last_ingest_at: datetime | None
+    files: tuple[IngestedFile, ...]
+    http_records: int
+    recent_malformed: tuple[Malformed, ...]
+    window: WindowStats
+    kept: Mapping[str, int]  # predictions held per model
+    pending_labels: int
+    summaries_built: int
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.files) + self.http_records
+
+    @property
+    def malformed(self) -> int:
+        return sum(f.malformed for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "log_dirs": list(self.log_dirs),
+            "last_ingest_at": None if self.last_ingest_at is None else utc_iso(self.last_ingest_at),
+            "files": [f.to_json() for f in self.files],
+            "records": self.records,
+            "http_records": self.http_records,
+            "malformed": self.malformed,
+            "recent_malformed": [m.to_json() for m in self.recent_malformed],
+            "window": {**self.window.to_json(), "kept": dict(self.kept), "pending_labels": self.pending_labels},
+            "summaries_built": self.summaries_built,
+        }
 
 
 @dataclass
@@ -620,27 +673,20 @@ class DriftService:
                            window=self._window_info(model),
                            interval_seconds=self.settings.jobs.performance_seconds)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> IngestStatus:
         """``/v1/status`` section: ingestion counters and the window's size per model."""
         with self._lock:
-            stats = self.windows.stats.to_json()
+            stats = replace(self.windows.stats)
             models = {m: self.windows.kept(m) for m in self.windows.models()}
             pending = self.windows.pending_labels()
-        files = [{"path": key, "kind": s.kind, "records": s.records, "malformed": s.malformed,
-                  **{k: v for k, v in s.tailer.stats.to_json().items() if k in ("rotations", "truncations",
-                                                                                 "lost_rotations")}}
-                 for key, s in sorted(self._files.items())]
-        return {
-            "log_dirs": [str(d) for d in self.log_dirs()],
-            "last_ingest_at": None if self._last_ingest_at is None else utc_iso(self._last_ingest_at),
-            "files": files,
-            "records": sum(f["records"] for f in files) + self._http_records,
-            "http_records": self._http_records,
-            "malformed": sum(f["malformed"] for f in files),
-            "recent_malformed": [m.to_json() for m in self._recent_malformed],
-            "window": {**stats, "kept": models, "pending_labels": pending},
-            "summaries_built": self.summaries.built,
-        }
+        files = tuple(IngestedFile(path=key, kind=s.kind, records=s.records, malformed=s.malformed,
+                                   rotations=s.tailer.stats.rotations, truncations=s.tailer.stats.truncations,
+                                   lost_rotations=s.tailer.stats.lost_rotations)
+                      for key, s in sorted(self._files.items()))
+        return IngestStatus(log_dirs=tuple(str(d) for d in self.log_dirs()), last_ingest_at=self._last_ingest_at,
+                            files=files, http_records=self._http_records,
+                            recent_malformed=tuple(self._recent_malformed), window=stats, kept=models,
+                            pending_labels=pending, summaries_built=self.summaries.built)
 
 
 def _history_row(result: DriftResult) -> dict[str, Any]:

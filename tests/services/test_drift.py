@@ -202,7 +202,7 @@ def test_a_malformed_line_is_counted_and_skipped(world: World) -> None:
     world.log("fraud", stream(2, start=3))
     tick = world.drift.ingest()
     assert (tick.records, tick.malformed) == (5, 2)
-    status = world.drift.status()
+    status = world.drift.status().to_json()
     assert status["malformed"] == 2
     assert [m["line"] for m in status["recent_malformed"]] == [4, 5]
 
