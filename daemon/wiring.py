@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.adapters.actuators import Hooks, build_actuator
+from opsctl.adapters.alertmanager import AlertmanagerNotifier
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.canary_gauges import CanaryGauges
 from opsctl.adapters.drift_gauges import DriftGauges
@@ -71,7 +72,8 @@ def build_services(settings: Callable[[], Settings], registry: Registry, artifac
     state_dir = Path(current.daemon.state_dir)
     registry_service = RegistryService(registry, artifacts, clock=clock, events=events)
     health = HealthService(registry, settings=settings, gauges=metrics, clock=clock, events=events,
-                           source_factory=PrometheusSource)
+                           source_factory=PrometheusSource,
+                           notifier_factory=lambda alertmanager: AlertmanagerNotifier(alertmanager, clock=clock))
 
     def retrain_trigger(model: str, kind: str, reason: str) -> None:
         if settings().retrain.for_model(model) is None:

@@ -239,7 +239,7 @@ class HealthService:
             return self._source
 
     def notifier(self) -> AlertmanagerNotifier:
-        """The one notifier of this daemon (the drift subsystem sends through it too). A reload that
+        """The one notifier of this daemon (drift and canary alerts go through it too, see :meth:`send`). A reload that
         changes ``[alertmanager]`` starts a new one: notifications queued for the old target are dropped,
         firing ones come back with the next re-send."""
         settings = self._settings().alertmanager
