@@ -30,7 +30,7 @@ from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, Deployment, Mode
 if TYPE_CHECKING:
     from opsctl.config import Settings
     from opsctl.documents import StatusDocument
-    from opsctl.service import RegisterRequest
+    from opsctl.services.registry import RegisterRequest
 
 __all__ = ["START_HINT", "DaemonBackend", "DaemonClient", "SseMessage", "path_segment"]
 

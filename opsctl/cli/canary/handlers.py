@@ -63,7 +63,7 @@ def _finish(ctx: CliContext, doc: dict[str, Any]) -> int:
 
 
 def start(ctx: CliContext) -> int:
-    from opsctl.canary_service import parse_overrides
+    from opsctl.services.canary import parse_overrides
 
     a = ctx.args
     overrides = parse_overrides(a.overrides)
