@@ -201,8 +201,8 @@ class OverviewScreen(OpsScreen):
 
     def apply_rows(self, added: set[str], changed: set[str], removed: set[str]) -> None:
         """Touch only what changed: new rows are added, changed cells updated, gone rows removed."""
-        if not self.ready:
-            return
+        if not self.ready or not self.query("#models"):
+            return  # not composed yet, or being torn down (a status can arrive while the app quits)
         table = self.table
         fleet = self.opsctl.fleet
         for name in removed:
