@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from opsctl.adapters.actuators import ActuatorSettings, Hooks, build_actuator
 from opsctl.canary_service import CanaryService, PrometheusGateSource
 from opsctl.core.canary import CommandKind, Phase
-from opsctl.errors import UsageError
+from opsctl.errors import MetricsSourceError, UsageError
 from opsctld.api import Endpoint, actor_for, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
@@ -81,13 +81,12 @@ def actuator_settings(state: DaemonState) -> ActuatorSettings:
 
 
 def _label_counter(state: DaemonState) -> Any:
-    try:
-        from opsctld.subsystems.drift import drift_service
-    except ImportError:  # pragma: no cover - the drift subsystem ships with the daemon
-        return None
-
+    # Looked up when counted, not imported: the drift subsystem reaches the canary through retrain.
     def count(model: str, version: str, since: datetime) -> tuple[int, int]:
-        return drift_service(state).label_counts(model, version, since)
+        drift = state.services.get("drift")
+        if drift is None:
+            raise MetricsSourceError("the drift subsystem, which counts labels, has not started in this daemon")
+        return drift.label_counts(model, version, since)  # type: ignore[no-any-return]
 
     return count
 

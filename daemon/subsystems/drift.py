@@ -62,11 +62,12 @@ def _retrain(state: DaemonState) -> Any:
     def trigger(model: str, kind: str, reason: str) -> None:
         if state.settings.retrain.for_model(model) is None:
             return  # no [retrain.models.MODEL] entry: this model is not retrained automatically
-        try:
-            from opsctld.subsystems.retrain import retrain_service
-        except ImportError:
+        # Looked up when triggered, not imported: retrain reaches drift through the canary.
+        retrain = state.services.get("retrain")
+        if retrain is None:
+            log.warning("retrain requested but the retrain subsystem has not started", extra={"model": model})
             return
-        result = retrain_service(state).trigger(model, kind, reason, RETRAIN_ACTOR)
+        result = retrain.trigger(model, kind, reason, RETRAIN_ACTOR)
         log.info("retrain requested", extra={"model": model, "trigger": kind, "verdict": result.verdict.value})
 
     return trigger

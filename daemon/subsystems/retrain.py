@@ -58,13 +58,10 @@ def _canary_starter(state: DaemonState) -> CanaryStarter:
     """Hand a better candidate to the canary subsystem, looked up when the handover happens."""
 
     def start(model: str, version: str, actor: Actor, reason: str) -> dict[str, Any]:
+        # Looked up when handed over, not imported: the canary reaches retrain through drift.
         try:
-            from opsctld.subsystems import canary
-        except ImportError as error:
-            raise ConflictError(f"the canary subsystem is not available: {error}") from error
-        try:
-            service, _metrics = canary._get(state)
-        except (KeyError, AttributeError) as error:
+            service, _metrics = state.services["canary"]
+        except KeyError as error:
             raise ConflictError("the canary subsystem has not started in this daemon") from error
         record = service.start(model, version, actor=actor, reason=reason)
         return service.status_document(record)  # type: ignore[no-any-return]
