@@ -35,7 +35,7 @@ from opsctl.tui.panels import (
 )
 
 if TYPE_CHECKING:
-    from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.host import Host
 
 ACTIONS = frozenset({"rollback", "promote", "ack", "silence", "canary_pause", "canary_resume", "canary_abort",
                      "canary_promote", "retrain"})
@@ -104,7 +104,7 @@ class OpsScreen(Screen[None]):
     HELP_NOTES = ""
 
     @property
-    def opsctl(self) -> OpsctlApp:
+    def opsctl(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def chrome(self) -> ComposeResult:
