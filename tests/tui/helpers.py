@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
-
-from textual.pilot import Pilot
 
 from tests.fixtures.daemon import DaemonProcess
 
@@ -27,19 +23,6 @@ def seed(daemon: DaemonProcess) -> None:
             response = http.post(f"/v1/models/{model}/promote", json={"version": version, "reason": "seed"})
             assert response.status_code == 200, response.text
     http.close()
-
-
-async def wait_for(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 10,
-                   message: str = "condition") -> Any:
-    """Let the app run until ``predicate()`` is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await pilot.pause(0.02)
 
 
 def screen_text(app: Any) -> str:
