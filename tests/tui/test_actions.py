@@ -21,7 +21,7 @@ from opsctl.tui.screens import AlertsScreen, ModelScreen
 from tests.fixtures.cli import make_opsctl_env
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.wait import wait_for_app
-from tests.tui.helpers import screen_text, seed
+from tests.tui.helpers import press_expecting_no_dialog, screen_text, seed
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 pytestmark = pytest.mark.asyncio
@@ -164,14 +164,10 @@ async def test_read_only_offers_none_of_the_new_actions(busy_daemon: DaemonProce
         await wait_for_app(pilot, lambda: isinstance(app.screen, AlertsScreen), what="the alerts screen")
         for key in ("k", "s"):
             assert app.screen.active_bindings.get(key) is None
-            await pilot.press(key)
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, ActionDialog)
+        await press_expecting_no_dialog(pilot, "k", "s")
         app.open_model("fraud-detector")
         await wait_for_app(pilot, lambda: isinstance(app.screen, ModelScreen), what="the model screen")
         for key in ("z", "u", "x", "g", "t", "r", "p"):
             assert app.screen.active_bindings.get(key) is None, key
-            await pilot.press(key)
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, ActionDialog)
+        await press_expecting_no_dialog(pilot, "z", "u", "x", "g", "t", "r", "p")
         assert "Abort canary" not in screen_text(app) and "Retrain" not in screen_text(app)

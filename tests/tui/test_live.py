@@ -10,11 +10,11 @@ import time
 import pytest
 
 from opsctl.tui.app import OpsctlApp, OpsctlCommands
-from opsctl.tui.dialogs import ChangeDialog, HelpScreen
+from opsctl.tui.dialogs import ChangeDialog
 from opsctl.tui.feed import DaemonFeed
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.wait import wait_for_app
-from tests.tui.helpers import cell, screen_text, seed
+from tests.tui.helpers import cell, press_expecting_no_dialog, screen_text, seed
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 SIZES = [(80, 24), (160, 48)]
@@ -78,15 +78,7 @@ async def test_daemon_death_shows_banner_disables_actions_and_recovers(daemon: D
         daemon.wait()
         await wait_for_app(pilot, lambda: "DAEMON UNREACHABLE" in screen_text(app), timeout=5, what="the banner")
         assert binding_state(app, "r") is False
-        # Keys are handled in order: once the help screen that "?" opens is up, "r" has been handled,
-        # and it must not have opened the rollback dialog.
-        await pilot.press("r", "question_mark")
-        await wait_for_app(pilot, lambda: isinstance(app.screen, HelpScreen | ChangeDialog),
-                           what="the help screen (or the dialog r must not open)")
-        assert isinstance(app.screen, HelpScreen)
-        assert not any(isinstance(screen, ChangeDialog) for screen in app.screen_stack)
-        await pilot.press("escape")
-        await wait_for_app(pilot, lambda: not isinstance(app.screen, HelpScreen), what="the help screen to close")
+        await press_expecting_no_dialog(pilot, "r")
         # The last data stays on screen, dimmed.
         assert cell(app, "fraud-detector", "production") == "1.1.0"
         assert app.overview.query_one("#models-panel").has_class("-stale")
@@ -155,9 +147,7 @@ async def test_read_only_offers_no_action(daemon: DaemonProcess) -> None:
         assert binding_state(app, "r") is None and binding_state(app, "p") is None
         await wait_for_app(pilot, lambda: "READ-ONLY" in screen_text(app), what="the read-only context bar")
         assert "Rollback" not in screen_text(app)
-        await pilot.press("r", "p")
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, ChangeDialog)
+        await press_expecting_no_dialog(pilot, "r", "p")
         names = [name for name, _, _ in OpsctlCommands(app.screen)._commands()]
         assert "open fraud-detector" in names
         assert not [n for n in names if n.startswith(("rollback", "promote"))]
