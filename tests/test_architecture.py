@@ -267,8 +267,7 @@ def _component_of(graph: dict[str, list[Import]], start: str) -> set[str]:
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("opsctl.core",),
     "adapters": ("opsctl.adapters",),
-    "services": ("opsctl.services", "opsctl.service", "opsctl.canary_service", "opsctl.drift_service",
-                 "opsctl.retrain_service"),
+    "services": ("opsctl.services",),
     "shells": ("opsctl.cli", "opsctl.tui", "opsctl.sdk", "opsctl.demo", "opsctl.client", "opsctl.backends",
                "opsctld"),
 }

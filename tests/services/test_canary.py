@@ -12,15 +12,16 @@ from opsctl.adapters.actuators import ActuatorSettings, Hooks, HookSpec, Retryin
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.canary_store import CanaryRecord
 from opsctl.adapters.prometheus import PrometheusSettings
+from opsctl.adapters.prometheus_gates import PrometheusGateSource
 from opsctl.adapters.registry import Registry
-from opsctl.canary_service import CanaryService, PrometheusGateSource, parse_overrides
 from opsctl.clock import ManualClock, utc_iso
 from opsctl.config import parse_settings
 from opsctl.core.canary import CanaryPolicy, Phase
 from opsctl.core.gates import GateInputs, SlaInput, VersionWindow
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, NotFoundError, UsageError
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.canary import CanaryService, parse_overrides
+from opsctl.services.registry import RegisterRequest, RegistryService
 from tests.fixtures.wait import wait_for
 
 ALICE = Actor("alice", 1000, "test")
@@ -282,6 +283,7 @@ def test_prometheus_gate_source_reads_canary_and_production(world, exporter, pro
     source = PrometheusGateSource(lambda: settings, registry)
     canary = make(registry, clock)
     record = canary.start("fraud", "v2", actor=ALICE)
+
     def enough() -> GateInputs | None:
         now = datetime.now(tz=clock.now().tzinfo)
         inputs = source.inputs(replace(record, state=replace(record.state, stage_started_at=now)), now)
