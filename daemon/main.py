@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry
+from opsctl.traffic import traffic_actuator
 from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
 from opsctl.errors import ConfigError, OpsctlError
@@ -102,6 +103,11 @@ class Daemon:
         try:
             Path(settings.daemon.state_dir).mkdir(parents=True, exist_ok=True)
             registry.schema_version()  # migrate now, not on the first request
+            # Level-triggered: routers follow the registry as it is now, including any change made
+            # while the daemon was down (a break-glass rollback), which this never undoes.
+            publication = registry.publish_routing()
+            if publication is not None and not publication.ok:
+                log.error("routing document not written", extra={"error": publication.error})
         except OSError as error:
             raise DaemonStartError(f"cannot use state_dir {settings.daemon.state_dir}: {error.strerror}") from error
         bus = EventBus(clock=self.clock)
@@ -110,7 +116,8 @@ class Daemon:
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
         artifacts = ArtifactStore(settings.daemon.artifacts_dir)
-        service = RegistryService(registry, artifacts, clock=self.clock, events=bus.publish)
+        service = RegistryService(registry, artifacts, clock=self.clock, events=bus.publish,
+                                  actuator=traffic_actuator(settings))
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
         state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, service=service, bus=bus,
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),

@@ -63,10 +63,12 @@ class DirectBackend:
         from opsctl.adapters.artifacts import ArtifactStore
         from opsctl.adapters.registry import Registry
         from opsctl.service import RegistryService
+        from opsctl.traffic import traffic_actuator
 
         self.via = via
         self.registry = Registry(settings.daemon.registry_path)
-        self.service = RegistryService(self.registry, ArtifactStore(settings.daemon.artifacts_dir))
+        self.service = RegistryService(self.registry, ArtifactStore(settings.daemon.artifacts_dir),
+                                       actuator=traffic_actuator(settings))
         self.actor = current_actor(via)
 
     def models(self) -> list[ModelSummary]:

@@ -113,13 +113,18 @@ def rollback(ctx: CliContext) -> int:
 
 
 def _print_change(ctx: CliContext, result: ChangeResult) -> int:
+    """The registry change and, separately, whether traffic followed; exit 1 when it did not."""
+    from opsctl.change_report import report_change
+
+    daemon_up = getattr(ctx.backend, "daemon_up", None)
+    report = report_change(result, daemon_up=daemon_up, start_command=ctx.settings.daemon.start_command)
     if ctx.out.json:
-        ctx.out.emit_json(result.to_json())
-    elif result.outcome is Outcome.NOOP:
-        ctx.out.line(result.message)
+        ctx.out.emit_json({**result.to_json(), **report.to_json()})
     else:
-        ctx.out.line(ctx.out.style(f"done: {result.message}", "green") + f" (audit #{result.audit_id})")
-    return 0
+        for index, line in enumerate(report.lines):
+            colour = "green" if report.reached_traffic else "red"
+            ctx.out.line(ctx.out.style(line, colour) if index == 0 and result.outcome is not Outcome.NOOP else line)
+    return 0 if report.reached_traffic or result.outcome is Outcome.NOOP else 1
 
 
 def history(ctx: CliContext) -> int:
