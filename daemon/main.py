@@ -26,12 +26,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry
-from opsctl.traffic import traffic_actuator
 from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
 from opsctl.errors import ConfigError, OpsctlError
 from opsctl.jsonlog import configure_logging
 from opsctl.service import RegistryService
+from opsctl.traffic import traffic_actuator
 from opsctld.api import BearerTokenAuth, Endpoint, create_app
 from opsctld.events import EventBus
 from opsctld.jobs import JobRunner, JobSpec, housekeeping_job
