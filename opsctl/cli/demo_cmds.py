@@ -270,6 +270,8 @@ class DemoFleet:
                 *(arg for v in seeded.versions for arg in ("--version", f"{v.version}={v.artifact}:{v.sha256}")),
                 "--port", "0", "--ready-file", str(ready_file), "--log-dir", str(self.layout.logs / model),
                 "--routing-socket", str(self.layout.socket), "--routing-ttl", "2",
+                # Break-glass changes made while the daemon is down reach the server through this.
+                "--routing-document", str(self.layout.daemon_state / "routing.json"),
                 # A retrained candidate the daemon sends traffic to is loaded from its store.
                 "--artifacts-dir", str(self.layout.daemon_state / "artifacts")]
         with self._step(f"starting model server {model}") as detail:

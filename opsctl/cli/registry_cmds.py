@@ -7,7 +7,7 @@ from pathlib import Path
 
 from opsctl.cli.context import CliContext
 from opsctl.clock import utc_iso
-from opsctl.domain import ChangeResult, Lineage, Outcome
+from opsctl.domain import ChangeResult, Deployment, Lineage, Outcome
 from opsctl.errors import UsageError
 
 
@@ -27,15 +27,40 @@ def models(ctx: CliContext) -> int:
 
 def versions(ctx: CliContext) -> int:
     rows = ctx.backend.versions(ctx.args.model)
+    deployment = next((d for d in ctx.backend.deployments() if d.model == ctx.args.model), None)
+    target = rollback_target(deployment)
     if ctx.out.json:
-        ctx.out.emit_json([v.to_json() for v in rows])
+        ctx.out.emit_json([{**v.to_json(), "rollback_target": v.version == target} for v in rows])
         return 0
     ctx.out.table(
         ["version", "status", "created", "sha256", "metrics", "description"],
-        [[v.version, ctx.out.style(v.status.value, *_status_style(v.status.value)), utc_iso(v.created_at),
+        [[v.version + (" <- rollback" if v.version == target else ""),
+          ctx.out.style(v.status.value, *_status_style(v.status.value)), utc_iso(v.created_at),
           v.sha256[:12], v.metrics, v.description] for v in rows],
     )
+    ctx.out.line(_rollback_line(ctx.args.model, deployment, target))
     return 0
+
+
+def rollback_target(deployment: Deployment | None) -> str | None:
+    """The version `opsctl rollback MODEL` would put in production (None: it aborts a canary or cannot)."""
+    if deployment is None or deployment.canary_version is not None or not deployment.previous_versions:
+        return None
+    return deployment.previous_versions[-1]
+
+
+def _rollback_line(model: str, deployment: Deployment | None, target: str | None) -> str:
+    if deployment is None:
+        return ""
+    if deployment.canary_version is not None:
+        return (f"`opsctl rollback {model}` aborts the canary of {deployment.canary_version} and sends all traffic"
+                f" to {deployment.production_version or '(none)'}")
+    if target is None:
+        return f"`opsctl rollback {model}` has no previous production version to go to (use --to VERSION)"
+    earlier = list(deployment.previous_versions[:-1])
+    stack = f" (then {', '.join(reversed(earlier))})" if earlier else ""
+    return (f"`opsctl rollback {model}` goes to {target}, the production version before"
+            f" {deployment.production_version}{stack}")
 
 
 def _status_style(status: str) -> tuple[str, ...]:
