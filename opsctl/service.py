@@ -304,6 +304,17 @@ class RegistryService:
         return (TrafficChange(True, self.actuator.name, f"actuator `{self.actuator.name}` ran ok"),
                 plan.generation)
 
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, actor: Actor, reason: str = "") -> int:
+        """Audit what ``opsctl rollback --verify`` measured: outcome ok (traffic moved) or failed."""
+        validate_model_name(model)
+        with self.registry.write() as tx:
+            self._deployment(tx, model)
+            return tx.append_audit(actor=actor, action="rollback_verify", model=model, from_version=from_version,
+                                   to_version=to_version, reason=reason,
+                                   outcome=Outcome.OK if moved else Outcome.FAILED, detail=detail,
+                                   now=self.clock.now())
+
     def _audit_failure(self, make_plan: Callable[[RegistryTx], ChangePlan], *, actor: Actor, reason: str,
                        error: ConflictError) -> None:
         """Record a refused attempt in its own transaction, so the log shows both operators."""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opsctl.cli.context import CliContext
 from opsctl.clock import utc_iso
 from opsctl.domain import ChangeResult, Deployment, Lineage, Outcome
 from opsctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from opsctl.rollout_verify import TrafficMeter, TrafficSnapshot, Verification
 
 
 def models(ctx: CliContext) -> int:
@@ -129,22 +134,75 @@ def promote(ctx: CliContext) -> int:
 
 def rollback(ctx: CliContext) -> int:
     args = ctx.args
+    if args.verify:
+        _check_verify_args(args)
     plan = ctx.backend.plan_rollback(args.model, args.to)
     if not plan.noop:
         ctx.confirm(f"About to {plan.description}", expect=args.model)
+    meter: TrafficMeter | None = None
+    before: TrafficSnapshot | None = None
+    if args.verify and not plan.noop:
+        from opsctl.clock import SystemClock
+        from opsctl.rollout_verify import PrometheusTrafficMeter
+
+        meter = PrometheusTrafficMeter(ctx.settings.prometheus)
+        before = meter.measure(args.model, SystemClock().now(), args.window)
     result = ctx.backend.rollback(args.model, to=args.to, reason=args.reason,
                                   expected_generation=plan.generation)
-    return _print_change(ctx, result)
+    code = _print_change(ctx, result, emit_json=meter is None)
+    if meter is None:
+        return code
+    verification = _verify(ctx, result, meter, before)
+    if ctx.out.json:
+        from opsctl.change_report import report_change
+
+        report = report_change(result, daemon_up=getattr(ctx.backend, "daemon_up", None),
+                               start_command=ctx.settings.daemon.start_command)
+        ctx.out.emit_json({**result.to_json(), **report.to_json(), "verification": verification.to_json()})
+    else:
+        line = f"verify: {verification.summary()}"
+        ctx.out.line(ctx.out.style(line, "green" if verification.moved else "red"))
+    return code or (0 if verification.moved else 1)
 
 
-def _print_change(ctx: CliContext, result: ChangeResult) -> int:
+def _check_verify_args(args: argparse.Namespace) -> None:
+    if not args.window > 0 or not args.within > 0:
+        raise UsageError("--window and --within must be positive seconds")
+    if not 0 <= args.max_share < 100:
+        raise UsageError("--max-share must be a percent in [0, 100)")
+
+
+def _verify(ctx: CliContext, result: ChangeResult, meter: TrafficMeter,
+            before: TrafficSnapshot | None) -> Verification:
+    """Watch traffic leave the rolled-back-from version; audit what was measured."""
+    from opsctl.clock import SystemClock, parse_utc
+    from opsctl.rollout_verify import verify_traffic_moved
+
+    args = ctx.args
+    clock = SystemClock()
+    deployment = result.extra.get("deployment") or {}
+    changed_at = parse_utc(deployment["updated_at"]) if deployment.get("updated_at") else clock.now()
+    if not ctx.out.json:
+        ctx.out.message(f"opsctl: verifying: watching {args.model}'s traffic on {result.from_version} for up to"
+                        f" {max(args.within, args.window):g}s (share over {args.window:g}s windows)")
+    verification = verify_traffic_moved(meter, model=args.model, from_version=result.from_version,
+                                        to_version=result.to_version, before=before,
+                                        changed_at=changed_at, clock=clock, window_seconds=args.window,
+                                        within_seconds=args.within, max_share_percent=args.max_share)
+    ctx.backend.record_verification(args.model, from_version=result.from_version, to_version=result.to_version,
+                                    moved=verification.moved, detail=verification.summary(), reason=args.reason)
+    return verification
+
+
+def _print_change(ctx: CliContext, result: ChangeResult, *, emit_json: bool = True) -> int:
     """The registry change and, separately, whether traffic followed; exit 1 when it did not."""
     from opsctl.change_report import report_change
 
     daemon_up = getattr(ctx.backend, "daemon_up", None)
     report = report_change(result, daemon_up=daemon_up, start_command=ctx.settings.daemon.start_command)
     if ctx.out.json:
-        ctx.out.emit_json({**result.to_json(), **report.to_json()})
+        if emit_json:
+            ctx.out.emit_json({**result.to_json(), **report.to_json()})
     else:
         for index, line in enumerate(report.lines):
             colour = "green" if report.reached_traffic else "red"

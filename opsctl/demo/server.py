@@ -199,6 +199,8 @@ class ModelServer:
 
     def _refresh_routing(self) -> None:
         assert self.routing is not None
+        if self.faults.routing_stuck():
+            return  # the injected fault: this server no longer follows routing changes
         self.routing.refresh()
         split = self.routing.current()
         if split is None:
