@@ -33,8 +33,8 @@ def report_change(result: ChangeResult, *, daemon_up: bool | None, start_command
         return ChangeReport((result.message,), True, None, daemon_up)
     raw = result.extra.get("traffic")
     traffic = TrafficChange.from_json(raw) if isinstance(raw, dict) else None
-    where = "through the daemon" if daemon_up else "directly (the daemon is down)"
-    registry_line = f"registry: {result.message} (audit #{result.audit_id}, {where})"
+    where = "through the daemon" if daemon_up else "directly on the registry: the daemon is down"
+    registry_line = f"registry: {result.message} (audit #{result.audit_id}; {where})"
     if traffic is None:
         return ChangeReport((registry_line, "traffic: unknown: the daemon did not say whether traffic followed;"
                              " check `opsctl rollback --verify`-style metrics before trusting it"),
