@@ -96,8 +96,10 @@ class OpsctlApp(App[None]):
 
     def __init__(self, feed: Feed, *, environment: str = "production", production: bool = True,
                  read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
-                 animate: bool = True, gameday: GameDay | None = None) -> None:
+                 animate: bool = True, gameday: GameDay | None = None,
+                 daemon_start_command: str = "sudo systemctl start opsctl") -> None:
         super().__init__()
+        self.daemon_start_command = daemon_start_command
         self.gameday = gameday
         self.gameday_models: list[str] = []
         self.feed = feed
@@ -257,7 +259,10 @@ class OpsctlApp(App[None]):
         else:
             retry = f" · retry in {self.retry_in:g}s" if self.retry_in else ""
             kept = f"last data {age_text(age)} old" if age is not None else "no data yet"
-            banner = f" DAEMON UNREACHABLE · {kept}{retry} · actions disabled"
+            # Losing the daemon is what break-glass is for: say what still works and how it comes back.
+            banner = (f" DAEMON UNREACHABLE · {kept}{retry} · actions disabled here\n"
+                      " break-glass still works: `opsctl rollback MODEL` in a shell moves traffic without the"
+                      f" daemon and says so · bring it back: `{escape(self.daemon_start_command)}`")
         stale = self.stale()
         for screen in self.screen_stack:
             for bar in screen.query(ContextBar):

@@ -188,11 +188,18 @@ def _records(demo: Demo, model: str) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def _diagnose(demo: Demo, model: str) -> bool:
+    print(f"{time.time():.1f} recent {dict(predictions(demo, model, time.time() - 12))} daemon {routing(demo, model)}"
+          f" document {(demo.root / 'state' / 'routing.json').read_text()[:600]!r}")
+    return False
+
+
 def test_b_verify_reports_the_measured_split_and_fails_when_routing_is_stuck(demo: Demo) -> None:
     model = "fraud-detector"
     assert demo.opsctl("promote", model, "1.1.0", "--yes").returncode == 0
     # A whole measurement window on 1.1.0 before rolling back, so "before" is the bad version's.
-    wait_until("12 s on 1.1.0", lambda: set(predictions(demo, model, time.time() - 12)) == {"1.1.0"}, 40, demo)
+    wait_until("12 s on 1.1.0", lambda: set(predictions(demo, model, time.time() - 12)) == {"1.1.0"}
+               or _diagnose(demo, model), 40, demo)
     verified = demo.opsctl("rollback", model, "--yes", "--verify", "--window", "8", "--within", "40",
                            "--reason", "e2e verify", "-o", "json")
     assert verified.returncode == 0, (verified.stdout, verified.stderr)
@@ -207,7 +214,8 @@ def test_b_verify_reports_the_measured_split_and_fails_when_routing_is_stuck(dem
 
     # A server whose routing is stuck keeps the old split: --verify says so and exits 1.
     assert demo.opsctl("promote", model, "1.1.0", "--yes").returncode == 0
-    wait_until("12 s on 1.1.0", lambda: set(predictions(demo, model, time.time() - 12)) == {"1.1.0"}, 40, demo)
+    wait_until("12 s on 1.1.0 again", lambda: set(predictions(demo, model, time.time() - 12)) == {"1.1.0"}
+               or _diagnose(demo, model), 40, demo)
     ok(demo, "demo", "fault", model, "stuck-routing")
     try:
         frozen = demo.opsctl("rollback", model, "--yes", "--verify", "--window", "8", "--within", "20",

@@ -76,6 +76,9 @@ async def test_daemon_death_shows_banner_disables_actions_and_recovers(daemon: D
         daemon.signal(9)
         daemon.wait()
         await wait_for(pilot, lambda: "DAEMON UNREACHABLE" in screen_text(app), timeout=5, message="the banner")
+        # What still works while the daemon is away, and how it comes back.
+        assert "break-glass still works: `opsctl rollback MODEL`" in screen_text(app)
+        assert "sudo systemctl start opsctl" in screen_text(app).replace("\n", " ")
         assert binding_state(app, "r") is False
         await pilot.press("r")
         await pilot.pause(0.1)
