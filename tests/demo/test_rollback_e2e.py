@@ -35,6 +35,9 @@ MEASURE_SECONDS = 5.0  # predictions read from SWITCH_DEADLINE_SECONDS to this m
 EXTRA = """\
 [jobs]
 canary_seconds = 1.0
+# No retrain (and so no retrain canary) may change the splits this module measures.
+drift_seconds = 3600.0
+performance_seconds = 3600.0
 
 # The canary stays in its first stage (20 %) for the whole test: only the rollback ends it.
 [canary]
