@@ -356,10 +356,19 @@ class OpsctlApp(App[None]):
     def _change_done(self, result: ChangeResult | None) -> None:
         if result is None:
             return
+        from opsctl.change_report import report_change
+
+        # The TUI changes production only through the daemon; "done" only once traffic followed.
+        report = report_change(result, daemon_up=True, start_command=self.daemon_start_command)
         line = (f"{result.action} {result.model}: {result.from_version or '-'} -> {result.to_version or '-'}"
                 f" ({result.outcome.value}, audit #{result.audit_id})")
+        if len(report.lines) > 1:
+            line += f"; {report.lines[1]}"
         self.log_lines.append(line)
-        self.notify(line, title="done", timeout=8)
+        if report.reached_traffic:
+            self.notify(line, title="done", timeout=8)
+        else:
+            self.notify(line, title="traffic NOT changed", severity="error", timeout=15)
 
     def action_help(self) -> None:
         screen = self.screen

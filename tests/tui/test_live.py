@@ -123,6 +123,8 @@ async def test_rollback_dialog_refuses_wrong_name_then_rolls_back(daemon: Daemon
         await pilot.press(*"fraud-detector", "enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ChangeDialog), message="the dialog to close")
         await wait_for(pilot, lambda: cell(app, "fraud-detector", "production") == "1.0.0", message="rolled back")
+        # The result names the traffic change, not just the registry row.
+        assert "traffic: routing document updated (generation" in app.log_lines[-1]
 
     history = daemon.env.run("history", "fraud-detector", "-o", "json").json()
     last = history[-1]
