@@ -126,3 +126,33 @@ def test_versions_and_help_say_where_a_rollback_goes(tmp_path: Path) -> None:
     helped = env.run("rollback", "--help")
     assert "Every promote pushes the outgoing production version" in helped.stdout
     assert "--verify" in helped.stdout
+
+
+def test_a_daemon_started_after_break_glass_converges_from_the_registry_and_keeps_the_change(
+        tmp_path: Path) -> None:
+    import signal
+
+    from tests.fixtures.daemon import DaemonProcess
+
+    env = make_opsctl_env(tmp_path / "opsctl")
+    _seed(env, tmp_path)
+    daemon = DaemonProcess(env).start()
+    try:
+        assert env.run("promote", "fraud", "1.0.0", "--yes").code == 0
+        assert env.run("promote", "fraud", "1.1.0", "--yes").code == 0
+        daemon.signal(signal.SIGKILL)
+        daemon.wait()
+        rolled = env.run("rollback", "fraud", "--yes", "-o", "json")
+        assert rolled.code == 0 and rolled.json()["daemon_up"] is False, rolled.stderr
+        document = env.state_dir / "routing.json"
+        document.unlink()  # as if the rollback's process had died between its commit and its rewrite
+
+        daemon.start()
+        assert read_routing_document(document, "fraud").weights == (("1.0.0", 100.0),)
+        with daemon.http() as http:
+            body = http.get("/v1/routing/fraud").json()
+        assert body["splits"] == [{"version": "1.0.0", "weight": 100.0}]
+        assert body["generation"] == rolled.json()["generation"]  # nothing changed it back or forward
+        assert env.run("models", "-o", "json").json()[0]["production_version"] == "1.0.0"
+    finally:
+        daemon.stop()

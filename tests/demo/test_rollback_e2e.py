@@ -200,11 +200,15 @@ def _diagnose(demo: Demo, model: str) -> bool:
 def test_b_verify_reports_the_measured_split_and_fails_when_routing_is_stuck(demo: Demo) -> None:
     model = "fraud-detector"
     assert demo.opsctl("promote", model, "1.1.0", "--yes").returncode == 0
-    # A whole measurement window on 1.1.0 before rolling back, so "before" is the bad version's.
-    wait_until("12 s on 1.1.0", lambda: set(predictions(demo, model, time.time() - 12)) == {"1.1.0"}
-               or _diagnose(demo, model), 40, demo)
-    verified = demo.opsctl("rollback", model, "--yes", "--verify", "--window", "8", "--within", "40",
-                           "--reason", "e2e verify", "-o", "json")
+    # The bad release fails half its predictions; a whole measurement window on it before rolling back.
+    ok(demo, "demo", "fault", model, "errors", "--version", "1.1.0", "--level", "0.5")
+    try:
+        wait_until("12 s on 1.1.0", lambda: set(predictions(demo, model, time.time() - 12)) == {"1.1.0"}
+                   or _diagnose(demo, model), 40, demo)
+        verified = demo.opsctl("rollback", model, "--yes", "--verify", "--window", "8", "--within", "40",
+                               "--reason", "e2e verify", "-o", "json")
+    finally:
+        ok(demo, "demo", "clear", model)
     assert verified.returncode == 0, (verified.stdout, verified.stderr)
     document = json.loads(verified.stdout)
     check = document["verification"]
@@ -212,7 +216,8 @@ def test_b_verify_reports_the_measured_split_and_fails_when_routing_is_stuck(dem
     assert check["moved"] is True
     assert check["before"]["shares_percent"]["1.1.0"] >= 95.0, check
     assert check["after"]["shares_percent"].get("1.1.0", 0.0) <= 5.0, check
-    assert check["after"]["error_rate"] is not None and check["summary"].startswith("traffic on 1.1.0: ")
+    assert check["summary"].startswith("traffic on 1.1.0: ")
+    assert check["before"]["error_rate"] > 0.3 and check["after"]["error_rate"] < 0.05, check  # the errors went
     assert "(was 100 %)" in check["summary"] and "error rate" in check["summary"]
 
     # A server whose routing is stuck keeps the old split: --verify says so and exits 1.
