@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from opsctl.cli.commands.demo import DEFAULT_STATE_DIR
 from opsctl.cli.context import CliContext
-from opsctl.errors import OpsctlError
+from opsctl.demo.fleet import FleetLayout, read_state
+from opsctl.errors import NotFoundError, OpsctlError
 
 RESTART_TIMEOUT_SECONDS = 45.0
 
 
+def _layout(ctx: CliContext) -> FleetLayout:
+    """--state-dir, else the demo OPSCTL_CONFIG points at, else the default state dir."""
+    explicit = getattr(ctx.args, "state_dir", None)
+    if explicit:
+        return FleetLayout.at(explicit)
+    config = os.environ.get("OPSCTL_CONFIG")
+    if config and (Path(config).parent / "demo.json").exists():
+        return FleetLayout.at(Path(config).parent)
+    return FleetLayout.at(DEFAULT_STATE_DIR)
+
+
 def restart(ctx: CliContext) -> int:
-    from opsctl.cli.demo_cmds import _layout, _running
     from opsctl.demo.restart import request_restart, wait_for_answer
 
-    layout = _layout(ctx, follow_config=True)
-    _running(layout)  # a clear "no running demo" error before asking anyone
+    layout = _layout(ctx)
+    if read_state(layout) is None:  # a clear "no running demo" error before asking anyone
+        raise NotFoundError("running demo", str(layout.root),
+                            f"start one with `opsctl demo --state-dir {layout.root}` (or pass --state-dir)")
     name = ctx.args.process
     request_restart(layout, name)
     if not ctx.out.json:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from opsctl.demo.fleet import pid_alive
-from tests.demo.test_canary_retrain_e2e import _start, ok, routing
+from tests.demo.test_canary_retrain_e2e import ok, routing
 from tests.demo.test_demo_e2e import Demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo-canary-retrain"),
@@ -55,12 +55,27 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     extra = root / "extra.toml"
     extra.write_text(EXTRA, encoding="utf-8")
     running = Demo(root / "demo-state")
-    running.start_args = ["--rate", str(RATE), "--config-extra", str(extra)]  # type: ignore[attr-defined]
     try:
-        _start(running)
+        start_demo(running, "--rate", str(RATE), "--config-extra", str(extra))
         yield running
     finally:
         running.kill_everything()
+
+
+def start_demo(demo: Demo, *args: str) -> None:
+    """``opsctl demo --no-tui`` with ``args``, until its demo.json says it is up."""
+    import subprocess
+
+    from tests.fixtures.cli import OPSCTL
+
+    with demo.log.open("wb") as log:
+        demo.proc = subprocess.Popen([OPSCTL, "demo", "--no-tui", "--state-dir", str(demo.root), *args],
+                                     env=demo.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (demo.root / "demo.json").exists():
+        assert demo.proc.poll() is None, demo.output()
+        assert time.monotonic() < deadline, demo.output()
+        time.sleep(0.2)
 
 
 def predictions(demo: Demo, model: str, since: float, until: float | None = None) -> Counter[str]:
