@@ -93,8 +93,10 @@ class RoutingDocument:
         """Rewrite the document from ``read_deployments()`` (called under the lock); never raises."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._lock_path, "a+") as lock:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            # Read-only is enough for flock, so an operator can lock a file the daemon's user created.
+            lock = os.open(self._lock_path, os.O_RDONLY | os.O_CREAT, 0o664)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
                 models = {d.model: _model_entry(d) for d in read_deployments()}
                 current = self.read()
                 generation = int(current.get("generation", 0)) if current else 0
@@ -104,6 +106,8 @@ class RoutingDocument:
                 self._write({"format": FORMAT, "generation": generation,
                              "written_at": utc_iso(_now()), "writer": f"pid {os.getpid()}", "models": models})
                 return Publication(self.path, generation, changed=True)
+            finally:
+                os.close(lock)  # closing releases the lock
         except Exception as error:  # the registry change is committed either way: report, never raise
             return Publication(self.path, None, changed=False, error=f"{type(error).__name__}: {error}")
 
