@@ -276,7 +276,10 @@ class RegistryService:
         self._publish("audit", {"id": audit_id, "action": plan.action, "model": plan.model,
                                 "from_version": plan.from_version, "to_version": plan.to_version})
         self._publish("deployment", updated.to_json())
-        traffic = actuated or traffic_from_publication(tx.routing)
+        traffic = traffic_from_publication(tx.routing)
+        if actuated is not None:  # the actuator moved traffic; the document follows for SDK routers
+            document = f"{traffic.detail}; " if traffic.applied else ""
+            traffic = TrafficChange(True, actuated.via, document + actuated.detail, traffic.routing_generation)
         return ChangeResult(plan.action, plan.model, plan.from_version, plan.to_version, Outcome.OK,
                             plan.description, audit_id, updated.generation,
                             extra={"deployment": updated.to_json(), "traffic": traffic.to_json()})

@@ -63,7 +63,7 @@ def test_with_the_daemon_down_the_cli_runs_the_command_actuator_and_audits_it(tm
     assert rolled.code == 0, rolled.stderr
     assert "registry: roll back fraud 1.1.0 -> 1.0.0" in rolled.stdout
     assert "directly on the registry: the daemon is down" in rolled.stdout
-    assert "traffic: actuator `command` ran ok" in rolled.stdout
+    assert "traffic: routing document updated (generation 3); actuator `command` ran ok" in rolled.stdout
     # The script really ran, before each commit, with the split filled in.
     assert _calls(calls) == [["fraud", "1.0.0", "100", "", "0"], ["fraud", "1.1.0", "100", "", "0"],
                              ["fraud", "1.0.0", "100", "", "0"]]
