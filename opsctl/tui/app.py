@@ -362,7 +362,9 @@ class OpsctlApp(App[None]):
         report = report_change(result, daemon_up=True, start_command=self.daemon_start_command)
         line = (f"{result.action} {result.model}: {result.from_version or '-'} -> {result.to_version or '-'}"
                 f" ({result.outcome.value}, audit #{result.audit_id})")
-        if len(report.lines) > 1:
+        if report.traffic is not None and report.reached_traffic:
+            line += f"; traffic: {report.traffic.detail}"
+        elif len(report.lines) > 1:
             line += f"; {report.lines[1]}"
         self.log_lines.append(line)
         if report.reached_traffic:
