@@ -19,7 +19,7 @@ from opsctl.adapters.routing_document import FILE_NAME, RoutingDocument
 from opsctl.clock import ManualClock
 from opsctl.domain import Actor
 from opsctl.sdk.router import RoutingTableClient, read_routing_document
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.registry import RegisterRequest, RegistryService
 
 ALICE = Actor("alice", 1000, "test")
 

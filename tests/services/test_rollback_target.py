@@ -14,12 +14,12 @@ import pytest
 from opsctl.adapters.actuators import ActuatorSettings, Hooks, Retrying, RoutingTableActuator
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry
-from opsctl.canary_service import CanaryService
 from opsctl.clock import ManualClock
 from opsctl.core.canary import CanaryPolicy, CommandKind
 from opsctl.core.gates import GateInputs, SlaInput, VersionWindow
 from opsctl.domain import Actor, Outcome
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.canary import CanaryService
+from opsctl.services.registry import RegisterRequest, RegistryService
 
 ALICE = Actor("alice", 1000, "test")
 RETRAIN = Actor("opsctld", None, "retrain")
