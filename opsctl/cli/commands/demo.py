@@ -59,6 +59,10 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
 
     sub_command("status", "opsctl.cli.demo_cmds:status", "the running demo: processes, ports and active faults")
 
+    p = sub_command("restart", "opsctl.cli.demo_restart:restart",
+                    "bring a killed daemon back (it stays down otherwise, for the break-glass drill)")
+    p.add_argument("process", choices=("daemon",))
+
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", default=argparse.SUPPRESS, metavar="DIR",
