@@ -35,6 +35,7 @@ EXIT_CODES_HELP = """exit codes:
   opsctl health follows the monitoring-plugin convention instead: 0 ok, 1 degraded, 2 critical, 3 unknown."""
 
 
+
 # Command groups, one package each under opsctl/cli/ (arguments in <group>/args.py, handlers in
 # <group>/handlers.py, imported only when their command runs).
 GROUPS = ("registry", "status", "daemon", "config", "health", "alerts", "canary", "drift", "retrain", "abtest",

@@ -141,6 +141,11 @@ class DaemonBackend:
     def rollback(self, model: str, *, to: str | None, reason: str, expected_generation: int | None) -> ChangeResult:
         return self.client.models.rollback(model, to=to, reason=reason, expected_generation=expected_generation)
 
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, reason: str) -> int:
+        return self.client.models.record_verification(model, from_version=from_version, to_version=to_version,
+                                                      moved=moved, detail=detail, reason=reason)
+
     def history(self, model: str | None, limit: int) -> list[AuditEvent]:
         return self.client.models.history(model, limit)
 

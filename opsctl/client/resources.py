@@ -61,6 +61,13 @@ class Models(_Resource):
     def verify(self, model: str, version: str) -> None:
         self._t.post(f"/v1/models/{path_segment(model)}/versions/{path_segment(version)}/verify", {})
 
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, reason: str) -> int:
+        """Audit the outcome of ``rollback --verify``; returns the audit entry's id."""
+        body = {"from_version": from_version, "to_version": to_version, "moved": moved, "detail": detail,
+                "reason": reason}
+        return int(self._t.post(f"/v1/models/{path_segment(model)}/verifications", body)["audit_id"])
+
     def history(self, model: str | None = None, limit: int = 50) -> list[AuditEvent]:
         return [AuditEvent.from_json(e) for e in self._t.get("/v1/history", model=model, limit=limit)]
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opsctl.tui.panels import _dq
+from opsctl.tui.panels import shell_double_quoted
 
 if TYPE_CHECKING:
     from opsctl.client import DaemonClient
@@ -63,7 +63,7 @@ class Action:
         return dict(getattr(result, "json", result))
 
     def command(self, reason: str) -> str:
-        quoted = f'"{_dq(reason)}"'
+        quoted = f'"{shell_double_quoted(reason)}"'
         parts = " ".join(quoted if p == REASON_SLOT else shlex.quote(p) for p in self.cli)
         return f"{parts} --reason {quoted}"
 

@@ -153,7 +153,6 @@ class Fleet:
         self._trend_at: dict[str, str] = {}
         self._spark: dict[str, str] = {}  # the overview's p95 sparkline, redrawn only when a point is added
         self.alerts_fetched = False
-        self.demo: dict[str, Any] | None = None
         self.daemon: dict[str, Any] = {}
         self.jobs: list[dict[str, Any]] = []
         self.feed: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -205,9 +204,6 @@ class Fleet:
         self.health = None if typed.health is None else {m.model: m.to_json() for m in typed.health.models}
         self.canaries = None if typed.canaries is None else by_model(list(typed.canaries))
         self.apply_drift_section(typed.drift)
-        demo = document.get("demo")
-        if isinstance(demo, Mapping):
-            self.demo = dict(demo)
         incoming = {d["model"]: dict(d) for d in document.get("models") or [] if isinstance(d, Mapping)}
         removed = set(self.deployments) - set(incoming)
         self.deployments = incoming

@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from opsctl.cli.args import Parser, subcommand
+from opsctl.demo.faults import CLEARABLE_FAULT_KINDS, FAULT_KINDS
 
 DEFAULT_STATE_DIR = ".demo-state"
-FAULT_KINDS = ("latency", "errors", "drift", "accuracy", "crash")
 
 
 def add_commands(sub: Any) -> None:
@@ -54,9 +54,13 @@ def add_commands(sub: Any) -> None:
 
     p = sub_command("clear", "opsctl.cli.demo.handlers:clear", "remove the faults injected into a model's server")
     p.add_argument("model")
-    p.add_argument("kind", nargs="?", choices=FAULT_KINDS[:-1], help="only this kind (default: all)")
+    p.add_argument("kind", nargs="?", choices=CLEARABLE_FAULT_KINDS, help="only this kind (default: all)")
 
     sub_command("status", "opsctl.cli.demo.handlers:status", "the running demo: processes, ports and active faults")
+
+    p = sub_command("restart", "opsctl.cli.demo.restart:restart",
+                    "bring a killed daemon back (it stays down otherwise, for the break-glass drill)")
+    p.add_argument("process", choices=("daemon",))
 
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:
