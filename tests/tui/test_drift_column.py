@@ -17,8 +17,9 @@ from opsctl.tui.app import OpsctlApp
 from opsctl.tui.feed import DaemonFeed
 from tests.daemon.test_drift_subsystem import CONFIG, deploy, log_predictions, traffic
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, wait_until
-from tests.tui.helpers import cell, screen_text, wait_for
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for, wait_for_app
+from tests.tui.helpers import cell, screen_text
 
 pytestmark = pytest.mark.asyncio
 
@@ -56,13 +57,13 @@ async def test_overview_shows_each_models_drift_verdict(env: OpsctlEnv, daemon: 
     deploy(env, "stable")
     deploy(env, "shifted")
     # No traffic yet: the check has nothing to compare, which is "unknown", never "ok".
-    wait_until(lambda: model_verdict(daemon, "shifted") == "insufficient_data", timeout=20,
-               message="a first drift check without traffic")
+    wait_for(lambda: model_verdict(daemon, "shifted") == "insufficient_data", timeout=20,
+             what="a first drift check without traffic")
 
     app = OpsctlApp(DaemonFeed(str(daemon.env.socket), refresh_seconds=60), environment="test", production=False,
                     animate=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: app.overview.table.row_count == 2, message="both models")
+        await wait_for_app(pilot, lambda: app.overview.table.row_count == 2, what="both models")
         assert cell(app, "shifted", "drift") == "unknown"
         assert cell(app, "stable", "drift") == "unknown"
 
@@ -70,19 +71,19 @@ async def test_overview_shows_each_models_drift_verdict(env: OpsctlEnv, daemon: 
         # fetch is a minute away, so only the events can).
         log_predictions(logs, "stable", traffic(600, seed=3))
         log_predictions(logs, "shifted", traffic(600, shift=1.0, seed=4))
-        await wait_for(pilot, lambda: cell(app, "shifted", "drift") == "DRIFT", timeout=30,
-                       message="the shifted model's drift verdict")
-        await wait_for(pilot, lambda: cell(app, "stable", "drift") == "ok", timeout=30,
-                       message="the stable model's verdict")
+        await wait_for_app(pilot, lambda: cell(app, "shifted", "drift") == "DRIFT", timeout=30,
+                       what="the shifted model's drift verdict")
+        await wait_for_app(pilot, lambda: cell(app, "stable", "drift") == "ok", timeout=30,
+                       what="the stable model's verdict")
         app.overview.table.move_cursor(row=app.overview.table.get_row_index("shifted"))
-        await wait_for(pilot, lambda: "drift: v1 drift (x1, prediction_score, predicted_class)" in screen_text(app),
-                       message="the detail panel's drifted features")
+        await wait_for_app(pilot, lambda: "drift: v1 drift (x1, prediction_score, predicted_class)" in screen_text(app),
+                       what="the detail panel's drifted features")
 
     # A TUI started now reads the same verdicts from the status document alone.
     assert model_verdict(daemon, "shifted") == "drift"
     fresh = OpsctlApp(DaemonFeed(str(daemon.env.socket), refresh_seconds=60), environment="test",
                       production=False, animate=False)
     async with fresh.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: fresh.overview.table.row_count == 2, message="both models")
-        await wait_for(pilot, lambda: cell(fresh, "shifted", "drift") == "DRIFT", message="drift from the status")
+        await wait_for_app(pilot, lambda: fresh.overview.table.row_count == 2, what="both models")
+        await wait_for_app(pilot, lambda: cell(fresh, "shifted", "drift") == "DRIFT", what="drift from the status")
         assert cell(fresh, "stable", "drift") == "ok"
