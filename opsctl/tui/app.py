@@ -28,10 +28,9 @@ from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallS
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
 from opsctl.tui.model import Fleet, age_text
-from opsctl.tui.screens import AlertsScreen, Banner, ContextBar, ModelScreen, OverviewScreen, Panel
+from opsctl.tui.screens import WIDE_AT, AlertsScreen, Banner, ContextBar, ModelScreen, OverviewScreen, Panel
 
 MIN_SIZE = (80, 24)
-WIDE_AT = 120
 
 
 class OpsctlCommands(Provider):
@@ -92,7 +91,7 @@ class OpsctlApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
-        Binding("colon", "command_palette", "Commands"),
+        Binding("colon", "command_palette", "Cmds", tooltip="the command palette: any action by name"),
     ]
 
     def __init__(self, feed: Feed, *, environment: str = "production", production: bool = True,
@@ -283,7 +282,11 @@ class OpsctlApp(App[None]):
                     panel.border_subtitle = f"updated {age_text(age)} ago{suffix}"
 
     def on_resize(self, event: Resize) -> None:
-        self.set_class(event.size.width >= WIDE_AT, "-wide")
+        # Every screen in the stack, not only the top one: a screen under a pushed one must come back laid
+        # out for the size the terminal has then, not the size it had when it was covered.
+        wide = event.size.width >= WIDE_AT
+        for screen in self.screen_stack:
+            screen.set_class(wide, "-wide")
         too_small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
         top = self.screen
         if too_small:

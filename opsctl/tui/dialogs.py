@@ -8,7 +8,7 @@ from rich.markup import escape
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -267,8 +267,12 @@ class HelpScreen(ModalScreen[None]):
         if self.notes:
             lines += ["", self.notes]
         lines += ["", "[dim]escape closes this help[/]"]
-        with Vertical(id="help"):
+        # Scrolls (arrows, PgUp/PgDn, Home/End) when the keys outgrow a small terminal.
+        with VerticalScroll(id="help"):
             yield Static("\n".join(lines))
+
+    def on_mount(self) -> None:
+        self.query_one("#help", VerticalScroll).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

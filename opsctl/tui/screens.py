@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 ACTIONS = frozenset({"rollback", "promote", "ack", "silence", "canary_pause", "canary_resume", "canary_abort",
                      "canary_promote", "retrain"})
+WIDE_AT = 120  # columns from which the screens put their panels side by side
 _SLA_STYLE = {"healthy": "green", "degraded": "bold red", "unknown": "yellow"}
 _DRIFT_STYLE = {"DRIFT": "bold red", "ok": "green", "unknown": "yellow", "error": "red", "no reference": "yellow"}
 
@@ -126,7 +127,13 @@ class OpsScreen(Screen[None]):
                 return None  # shown, disabled
         return True
 
+    def on_mount(self) -> None:
+        self.set_class(self.app.size.width >= WIDE_AT, "-wide")
+
     def on_screen_resume(self) -> None:
+        # The terminal may have been resized while this screen was covered: lay out for the size it has now.
+        self.set_class(self.app.size.width >= WIDE_AT, "-wide")
+        self.refresh(layout=True)
         self.opsctl.update_chrome()
 
 
@@ -135,7 +142,7 @@ class OverviewScreen(OpsScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "rollback", "Rollback"),
-        Binding("p", "promote", "Promote canary"),
+        Binding("p", "promote", "Promote", tooltip="promote the canary"),
         Binding("a", "alerts", "Alerts"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -164,7 +171,7 @@ class OverviewScreen(OpsScreen):
                 yield Static("", id="detail")
         with Panel(id="feed-panel", classes="panel"), VerticalScroll(id="feed-scroll"):
             yield Static("[dim]waiting for events…[/]", id="feed")
-        yield Footer()
+        yield Footer(compact=True)  # one space between keys: a screen's keys fit 80 columns
 
     @property
     def table(self) -> ModelTable:
@@ -359,14 +366,18 @@ class AlertsScreen(OpsScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("k", "ack", "Ack"),
+        Binding("a", "ack", "Ack"),
+        Binding("j", "app.simulate_key('down')", "Down", show=False),
+        Binding("k", "app.simulate_key('up')", "Up", show=False),
         Binding("s", "silence", "Silence 1h"),
         Binding("enter", "open", "Open model"),
     ]
-    HELP_NOTES = ("k acknowledges the highlighted alert until it resolves (notifications stop);\n"
+    HELP_NOTES = ("a acknowledges the highlighted alert until it resolves (notifications stop);\n"
                   "s silences alerts like it (its rule on its model) for an hour. Both ask for a reason\n"
                   "and are audited with your user.")
-    COLUMNS: ClassVar[tuple[str, ...]] = ("state", "severity", "rule", "model", "since", "ack")
+    # What an on-call reads first comes first, so version and ack stay on screen at 80 columns.
+    COLUMNS: ClassVar[tuple[str, ...]] = ("state", "rule", "model", "version", "ack", "since", "severity")
+    LABELS: ClassVar[dict[str, str]] = {"ack": "acked by"}
     ORDER: ClassVar[dict[str, int]] = {"firing": 0, "pending": 1, "resolved": 2}
 
     def __init__(self) -> None:
@@ -379,11 +390,11 @@ class AlertsScreen(OpsScreen):
         with Panel(id="alerts-panel", classes="panel"):
             table: DataTable[Any] = DataTable(id="alerts", cursor_type="row")
             for key in self.COLUMNS:
-                table.add_column(key, key=key)
+                table.add_column(self.LABELS.get(key, key), key=key)
             yield table
         with Panel(id="alert-panel", classes="panel"), VerticalScroll():
             yield Static("", id="alert-detail")
-        yield Footer()
+        yield Footer(compact=True)  # one space between keys: a screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         self.ready = True
@@ -395,8 +406,11 @@ class AlertsScreen(OpsScreen):
     def _cells(self, alert: dict[str, Any]) -> tuple[str, ...]:
         ack = alert.get("ack") or {}
         since = alert.get("fired_at") or alert.get("starts_at") or ""
-        return (str(alert.get("state", "?")), str(alert.get("severity", "")), str(alert.get("rule", "")),
-                alert_model(alert) or "-", str(since)[5:16].replace("T", " "), str(ack.get("by", "")))
+        labels = alert.get("labels") or {}
+        version = labels.get("model_version") or labels.get("version") or alert.get("version") or "-"
+        return (str(alert.get("state", "?")), str(alert.get("rule", "")), alert_model(alert) or "-", str(version),
+                str(ack.get("by", "?")) if ack else "-", str(since)[5:16].replace("T", " "),
+                str(alert.get("severity", "")))
 
     def show_alerts(self) -> None:
         """Rows updated in place; a changed order (a new or re-stated alert) re-sorts."""
@@ -417,7 +431,8 @@ class AlertsScreen(OpsScreen):
             elif self.shown[key] != cells:
                 for column, old, new in zip(self.COLUMNS, self.shown[key], cells, strict=True):
                     if old != new:
-                        table.update_cell(key, column, self._styled(new))
+                        # The column grows with its content ("acked by alice" in a column sized for "-").
+                        table.update_cell(key, column, self._styled(new), update_width=True)
                 resort = resort or self.shown[key][0] != cells[0]
             self.shown[key] = cells
         if resort:
@@ -503,12 +518,14 @@ class ModelScreen(OpsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "rollback", "Rollback"),
-        Binding("p", "promote", "Promote version"),
-        Binding("z", "canary_pause", "Pause canary"),
-        Binding("u", "canary_resume", "Resume canary"),
-        Binding("x", "canary_abort", "Abort canary"),
-        Binding("g", "canary_promote", "Promote canary"),
-        Binding("t", "retrain", "Retrain"),
+        Binding("p", "promote", "Promote", tooltip="promote the highlighted version"),
+        Binding("z", "canary_pause", "Pause", tooltip="pause the canary"),
+        Binding("u", "canary_resume", "Resume", tooltip="resume the canary"),
+        Binding("x", "canary_abort", "Abort", tooltip="abort the canary"),
+        Binding("g", "canary_promote", "Finish", tooltip="promote the canary now"),
+        Binding("t", "retrain", "Retrain", show=False),
+        Binding("j", "app.simulate_key('down')", "Down", show=False),
+        Binding("k", "app.simulate_key('up')", "Up", show=False),
         *(Binding(str(i), f"tab('{name}')", name, show=False) for i, name in enumerate(TABS, start=1)),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
@@ -558,7 +575,7 @@ class ModelScreen(OpsScreen):
                 yield Log(id="retrain-log", max_lines=2000)
             with TabPane("6 history", id="history"), Panel(id="model-panels", classes="panel"), VerticalScroll():
                 yield Static("", id="model-state")
-        yield Footer()
+        yield Footer(compact=True)  # one space between keys: a screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         self.ready = True
@@ -575,6 +592,13 @@ class ModelScreen(OpsScreen):
 
     def action_tab(self, name: str) -> None:
         self.query_one("#tabs", TabbedContent).active = name
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # The keys go to what the tab shows: End, PgDn and arrows scroll its panel (the history's audit rows).
+        pane = event.pane
+        target = next(iter(pane.query("DataTable, Log, VerticalScroll")), None)
+        if target is not None and target.focusable:
+            target.focus()
 
     def reload(self) -> None:
         self.run_worker(self._load, thread=True, exclusive=True, group="registry")

@@ -65,12 +65,15 @@ def alerts_document() -> dict[str, Any]:
                 "starts_at": utc_iso(NOW - timedelta(minutes=minutes)),
                 "fired_at": utc_iso(NOW - timedelta(minutes=minutes - 1)) if state != "pending" else None,
                 "resolved_at": utc_iso(NOW - timedelta(minutes=1)) if state == "resolved" else None, "ack": None}
-    return {"alerts": [alert("a1b2c3d4e5f6", "ModelSlaDegraded", "firing", "fraud-detector",
+    document = {"alerts": [alert("a1b2c3d4e5f6", "ModelSlaDegraded", "firing", "fraud-detector",
                              "fraud-detector 1.1.0: p95 latency 412ms > 300ms", 6),
                        alert("b2c3d4e5f6a1", "ModelHealthUnknown", "pending", "churn", "churn 2.0.0: no samples", 2),
                        alert("c3d4e5f6a1b2", "ModelSlaDegraded", "resolved", "churn", "churn 2.0.0: errors 3% > 1%",
                              40)],
             "delivery": {}}
+    document["alerts"][1]["ack"] = {"by": "alice", "at": utc_iso(NOW - timedelta(minutes=1)), "until": None,
+                                    "comment": "looking at the feature store"}
+    return document
 
 
 def canary_document() -> dict[str, Any]:

@@ -94,7 +94,7 @@ async def test_ack_an_alert_from_the_alerts_screen_is_audited_with_the_user(busy
         alert = screen.selected
         assert alert is not None and alert["labels"]["model"] == "churn"
 
-        await pilot.press("k")
+        await pilot.press("a")
         dialog = await wait_for_app(pilot, lambda: app.screen if isinstance(app.screen, ActionDialog) else None,
                                     what="the ack dialog")
         assert app.focused is not None and app.focused.id == "cancel"
@@ -162,9 +162,9 @@ async def test_read_only_offers_none_of_the_new_actions(busy_daemon: DaemonProce
         assert offered == []
         await pilot.press("a")
         await wait_for_app(pilot, lambda: isinstance(app.screen, AlertsScreen), what="the alerts screen")
-        for key in ("k", "s"):
+        for key in ("a", "s"):
             assert app.screen.active_bindings.get(key) is None
-        await press_expecting_no_dialog(pilot, "k", "s")
+        await press_expecting_no_dialog(pilot, "a", "s")
         app.open_model("fraud-detector")
         await wait_for_app(pilot, lambda: isinstance(app.screen, ModelScreen), what="the model screen")
         for key in ("z", "u", "x", "g", "t", "r", "p"):
