@@ -7,7 +7,9 @@ never waits on the daemon.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -112,7 +114,7 @@ class OpsctlApp(App[None]):
         self.connected = False
         self.ever_connected = False
         self.connection_error = ""
-        self.retry_in: float | None = None
+        self.retry_at: datetime | None = None  # when the feed tries the daemon again (counts down on the banner)
         self.overview = OverviewScreen()
         self.first_status = False
         self.log_lines: list[str] = []
@@ -215,7 +217,8 @@ class OpsctlApp(App[None]):
         changed = message.up != self.connected
         self.connected = message.up
         self.connection_error = message.error
-        self.retry_in = message.retry_in
+        self.retry_at = (None if message.retry_in is None
+                         else self.clock.now() + timedelta(seconds=message.retry_in))
         if message.up:
             self.ever_connected = True
         if changed:
@@ -234,7 +237,13 @@ class OpsctlApp(App[None]):
     # -- chrome: context bar, banner, ages ---------------------------------------------------------
 
     def tick(self) -> None:
+        """Every second: ages and relative times keep counting even when no document arrives."""
         self.update_chrome()
+        if self.first_status:
+            self.overview.show_detail()  # skips the repaint when its text did not change
+            top = self.screen
+            if isinstance(top, ModelScreen):
+                top.show_state()
 
     def data_age(self) -> float | None:
         updated = self.fleet.updated_at
@@ -260,7 +269,10 @@ class OpsctlApp(App[None]):
         if self.connected or self.connection_error == "":
             banner = ""
         else:
-            retry = f" · retry in {self.retry_in:g}s" if self.retry_in else ""
+            retry = ""
+            if self.retry_at is not None:
+                left = (self.retry_at - self.clock.now()).total_seconds()
+                retry = f" · retry in {max(1, math.ceil(left))}s" if left > 0 else " · retrying now…"
             kept = f"last data {age_text(age)} old" if age is not None else "no data yet"
             # Losing the daemon is what break-glass is for: say what still works and how it comes back.
             banner = (f" DAEMON UNREACHABLE · {kept}{retry} · actions disabled here\n"

@@ -19,6 +19,7 @@ class Host(Protocol):
 
     connected: bool
     read_only: bool
+    daemon_start_command: str
     clock: Clock
     feed: Feed
     fleet: Fleet

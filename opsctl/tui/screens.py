@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Log, Sparkline, Static, TabbedContent, TabPane
 from textual.widgets._data_table import default_cell_formatter  # internal: pyproject pins textual's minor
@@ -120,12 +121,29 @@ class OpsScreen(Screen[None]):
         yield Banner("", classes="banner")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ACTIONS:
-            if self.opsctl.read_only:
-                return False  # hidden: read-only mode offers no action at all
-            if not self.opsctl.connected:
-                return None  # shown, disabled
-        return True
+        # Hidden: read-only mode offers no action; with the daemon away the footer offers none that would do
+        # nothing (the key still answers, in on_key).
+        return not (action in ACTIONS and (self.opsctl.read_only or not self.opsctl.connected))
+
+    def action_model(self) -> str | None:
+        """The model an action key would act on here (none on the alerts screen)."""
+        return None
+
+    def on_key(self, event: Key) -> None:
+        """An action key pressed while the daemon is unreachable says what happened and what still works."""
+        if self.opsctl.read_only or self.opsctl.connected:
+            return
+        binding = next((b for b in self.BINDINGS if isinstance(b, Binding) and b.action in ACTIONS
+                        and event.key in b.key.split(",")), None)
+        if binding is None:
+            return
+        event.stop()
+        model = self.action_model() or "MODEL"
+        break_glass = (f" Break-glass: `opsctl rollback {model}` in a shell moves traffic without the daemon"
+                       " and reports whether traffic followed." if binding.action == "rollback" else "")
+        self.notify(f"{binding.description}: nothing done, the daemon is unreachable.{break_glass}"
+                    f" Bring it back: `{self.opsctl.daemon_start_command}`.",
+                    title="daemon unreachable", severity="error", timeout=10)
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width >= WIDE_AT, "-wide")
@@ -273,8 +291,8 @@ class OverviewScreen(OpsScreen):
         self.action_open()
 
     def show_detail(self) -> None:
-        if not self.ready:
-            return
+        if not self.ready or not self.query("#models"):
+            return  # not composed yet, or being torn down (the clock ticks while the app quits)
         model = self.selected
         detail = self.query_one("#detail", Static)
         panel = self.query_one("#detail-panel")
@@ -310,6 +328,9 @@ class OverviewScreen(OpsScreen):
         self.call_after_refresh(scroll.scroll_end, animate=False)
 
     # -- actions -----------------------------------------------------------------------------------
+
+    def action_model(self) -> str | None:
+        return self.selected
 
     def action_open(self) -> None:
         if self.selected:
@@ -762,6 +783,9 @@ class ModelScreen(OpsScreen):
             if canary is None or not canary.get("active", True) or phase not in CANARY_PHASES[action[7:]]:
                 return False  # no such canary action now: hidden
         return allowed
+
+    def action_model(self) -> str | None:
+        return self.model
 
     def action_canary_pause(self) -> None:
         self.opsctl.open_action(canary_action(self.model, "pause"))

@@ -47,10 +47,16 @@ async def _fresh_overview(size: tuple[int, int]) -> str:
         return screen_text(app)
 
 
-def _footer_text(app: Any) -> str:
+def _footer_now(app: Any) -> str:
     footer = app.screen.query_one(Footer)
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips()[footer.region.y:
                                                                                     footer.region.bottom])
+
+
+async def _footer_text(pilot: Pilot[Any]) -> str:
+    """The footer once it has drawn its keys (it fills in after the screen's first frame)."""
+    return await wait_for_app(pilot, lambda: _footer_now(pilot.app) if "Help" in _footer_now(pilot.app) else None,
+                              what="the footer's keys")
 
 
 @pytest.mark.parametrize(("first", "then"), [((120, 40), (80, 24)), ((80, 24), (160, 48)), ((160, 48), (80, 24))])
@@ -79,14 +85,14 @@ async def test_footers_fit_the_terminal(size: tuple[int, int]) -> None:
     app = fixed_app()
     async with app.run_test(size=size) as pilot:
         await _loaded(pilot)
-        footers = {"overview": _footer_text(app)}
+        footers = {"overview": await _footer_text(pilot)}
         await _open_model(pilot)
         await pilot.pause()
-        footers["model"] = _footer_text(app)
+        footers["model"] = await _footer_text(pilot)
         await pilot.press("escape", "a")
         await wait_for_app(pilot, lambda: isinstance(app.screen, AlertsScreen), what="the alerts screen")
         await pilot.pause()
-        footers["alerts"] = _footer_text(app)
+        footers["alerts"] = await _footer_text(pilot)
     for screen, text in footers.items():
         words = text.split()
         assert "Help" in words and "Quit" in words, f"{screen} at {size}: {text!r}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import re
 import time
 
 import pytest
@@ -80,8 +81,19 @@ async def test_daemon_death_shows_banner_disables_actions_and_recovers(daemon: D
         # What still works while the daemon is away, and how it comes back.
         assert "break-glass still works: `opsctl rollback MODEL`" in screen_text(app)
         assert "sudo systemctl start opsctl" in screen_text(app).replace("\n", " ")
-        assert binding_state(app, "r") is False
+        assert binding_state(app, "r") is None  # not offered: it could not act
         await press_expecting_no_dialog(pilot, "r")
+        assert any("nothing done, the daemon is unreachable" in n.message for n in app._notifications)
+        # The banner counts down to the next try, and the feed does try again (the countdown restarts).
+        seen: list[str] = []
+
+        def countdown() -> bool:
+            match = re.search(r"retry in \d+s|retrying now", " ".join(screen_text(app).split()))
+            if match and (not seen or seen[-1] != match.group(0)):
+                seen.append(match.group(0))
+            return len(seen) >= 3
+
+        await wait_for_app(pilot, countdown, timeout=12, what="the retry countdown to move")
         # The last data stays on screen, dimmed.
         assert cell(app, "fraud-detector", "production") == "1.1.0"
         assert app.overview.query_one("#models-panel").has_class("-stale")
