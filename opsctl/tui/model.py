@@ -337,6 +337,8 @@ class Fleet:
             return  # routine successful job runs would push the audit trail off the panel
         if kind == "retrain" and data.get("event") in ("log", "progress"):
             return  # a training's log lines belong to the retrain panel, not the fleet's event feed
+        if not is_news(kind, data):
+            return  # a check that found what it found last time: a heartbeat, not news
         key = f"audit:{data.get('id')}" if kind == "audit" and "id" in data else f"{kind}:{event.get('id')}"
         self.feed[key] = {"kind": kind, "at": event.get("at"), "data": dict(data)}
         self.feed.move_to_end(key)
@@ -365,6 +367,22 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+_VERDICT_FIELD = {"drift": "verdict", "performance": "verdict", "health": "status"}
+
+
+def is_news(kind: str, data: Mapping[str, Any]) -> bool:
+    """Whether an event belongs in the feed: a periodic check only when its verdict changed.
+
+    Drift, performance and health checks publish an event per run (every 30 s); only a verdict that differs
+    from the previous one is a state change. A check with no verdict at all says nothing and is left out.
+    """
+    field = _VERDICT_FIELD.get(kind)
+    if field is None:
+        return True
+    verdict = data.get(field)
+    return verdict is not None and verdict != data.get("previous")
+
+
 def describe_event(entry: Mapping[str, Any]) -> str:
     """One human line for a feed entry."""
     kind, data = entry["kind"], entry.get("data") or {}
@@ -390,6 +408,11 @@ def describe_event(entry: Mapping[str, Any]) -> str:
         why = data.get("transition") or data.get("reason") or ""
         return (f"{when} canary {data.get('model', '?')} {data.get('canary_version', '')} {data.get('phase', '?')}"
                 f" stage {data.get('stage', '?')}/{data.get('stages', '?')} {data.get('weight', 0):g}% {why}").rstrip()
+    if kind in ("drift", "performance"):
+        features = list(data.get("drifted_features") or [])
+        detail = f" ({len(features)} features: {', '.join(features[:3])}{'…' if len(features) > 3 else ''})"
+        return (f"{when} {kind} {data.get('model', '?')} {data.get('version', '')}"
+                f" {data.get('previous') or '-'} -> {data.get('verdict')}{detail if features else ''}")
     if kind == "retrain":
         return f"{when} retrain {data.get('model', '?')} {data.get('status') or data.get('event') or ''}".rstrip()
     summary = data.get("summary") or data.get("reason") or data.get("model") or ""
