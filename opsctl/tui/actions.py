@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opsctl.tui.model import CANARY_COMMANDS
 from opsctl.tui.panels import shell_double_quoted
 
 if TYPE_CHECKING:
@@ -22,14 +23,6 @@ if TYPE_CHECKING:
 
 SILENCE_SECONDS = 3600.0
 REASON_SLOT = "\0reason"  # where the CLI command repeats the reason (silence --comment)
-CANARY_COMMANDS = ("pause", "resume", "promote", "abort")
-# Phases in which each canary command makes sense (the daemon refuses the others anyway).
-CANARY_PHASES: dict[str, frozenset[str]] = {
-    "pause": frozenset({"pending", "progressing", "promoting"}),
-    "resume": frozenset({"paused"}),
-    "promote": frozenset({"pending", "progressing", "paused", "promoting"}),
-    "abort": frozenset({"pending", "progressing", "paused", "promoting"}),
-}
 _CANARY_EFFECT = {
     "pause": "hold the canary at its current weight (analysis stops until resumed)",
     "resume": "continue the paused canary in its current stage",

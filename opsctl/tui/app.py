@@ -25,11 +25,11 @@ from opsctl.clock import Clock, SystemClock
 from opsctl.demo.faults import FAULT_KINDS
 from opsctl.domain import ChangeResult
 from opsctl.errors import OpsctlError
-from opsctl.tui.actions import CANARY_COMMANDS, CANARY_PHASES, Action, canary_action, retrain_action
+from opsctl.tui.actions import Action, canary_action, retrain_action
 from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallScreen
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
-from opsctl.tui.model import Fleet, age_text
+from opsctl.tui.model import CANARY_COMMANDS, CANARY_PHASES, Fleet, age_text
 from opsctl.tui.screens import WIDE_AT, AlertsScreen, Banner, ContextBar, ModelScreen, OverviewScreen, Panel
 
 MIN_SIZE = (80, 24)

@@ -367,6 +367,14 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+CANARY_COMMANDS = ("pause", "resume", "promote", "abort")
+# Phases in which each canary command makes sense (the daemon refuses the others anyway).
+CANARY_PHASES: dict[str, frozenset[str]] = {
+    "pause": frozenset({"pending", "progressing", "promoting"}),
+    "resume": frozenset({"paused"}),
+    "promote": frozenset({"pending", "progressing", "paused", "promoting"}),
+    "abort": frozenset({"pending", "progressing", "paused", "promoting"}),
+}
 _VERDICT_FIELD = {"drift": "verdict", "performance": "verdict", "health": "status"}
 
 

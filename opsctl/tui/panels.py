@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from opsctl.documents import ModelDrift
 from opsctl.domain import ModelVersion
-from opsctl.tui.model import NO_DATA, age_text, parse_at
+from opsctl.tui.model import CANARY_PHASES, NO_DATA, age_text, parse_at
 
 _VERDICT_STYLE = {"pass": "green", "ok": "green", "healthy": "green", "fail": "red", "degraded": "red",
                   "unknown": "yellow", "inconclusive": "yellow", "progressing": "cyan", "paused": "yellow",
@@ -118,6 +118,8 @@ def canary_text(canary: Mapping[str, Any] | None, deployment: Mapping[str, Any] 
     if canary.get("actuator_error"):
         lines.append(f"  [red]actuator: {escape(str(canary['actuator_error']))}[/]")
     gates = canary.get("gates") or (canary.get("last_evaluation") or {}).get("results") or []
+    if not brief and canary.get("active", True):
+        lines += next_steps(canary, phase, gates)
     if gates:
         lines.append(f"  gates ({_styled(canary.get('verdict'))},"
                      f" {_since(canary.get('last_evaluation_at'), now)} ago):")
@@ -125,6 +127,33 @@ def canary_text(canary: Mapping[str, Any] | None, deployment: Mapping[str, Any] 
     elif not brief:
         lines.append("  [dim]no evaluation yet[/]")
     return "\n".join(lines)
+
+
+# What each key on the model screen does to a canary, and the CLI command that does the same.
+_STEP_KEYS = (("resume", "u", "resume the stages"), ("promote", "g", "promote it now"),
+              ("abort", "x", "abort it"), ("pause", "z", "pause it"))
+
+
+def next_steps(canary: Mapping[str, Any], phase: str, gates: Sequence[Any]) -> list[str]:
+    """A paused or waiting canary: what to do next, with the key here and the equivalent CLI command."""
+    model = escape(str(canary.get("model") or "MODEL"))
+    lines: list[str] = []
+    waiting = [g for g in gates if isinstance(g, Mapping) and g.get("verdict") == "inconclusive"]
+    if waiting:
+        # A gate short of samples decides once it has them: waiting is the first option, for as long as they take.
+        seconds = [g["expected_seconds"] for g in waiting if isinstance(g.get("expected_seconds"), int | float)]
+        short = [f"{escape(str(g.get('name')))} {g.get('sample_size', '?')}/{g.get('sample_needed', '?')}"
+                 for g in waiting]
+        wait = f"~{max(1, round(max(seconds) / 60))} min" if seconds else "until the samples arrive"
+        lines.append(f"  next: wait {wait} ({', '.join(short)} samples)")
+    if phase not in ("paused", "progressing", "pending", "promoting") and not waiting:
+        return lines
+    offered = [(cmd, key, what) for cmd, key, what in _STEP_KEYS if phase in CANARY_PHASES[cmd]]
+    if phase == "paused" and not waiting:
+        lines.append("  next: the canary is paused; it moves only when you act")
+    for command, key, what in offered:
+        lines.append(f"    [b]{key}[/b] {what}: opsctl canary {command} {model} --reason TEXT")
+    return lines
 
 
 def health_detail_text(versions: Sequence[Mapping[str, Any]] | None, meta: Mapping[str, Any] | None = None) -> str:

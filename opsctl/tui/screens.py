@@ -19,8 +19,8 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
-from opsctl.tui.actions import CANARY_PHASES, alert_ack, alert_model, alert_silence, canary_action, retrain_action
-from opsctl.tui.model import COLUMNS, TRENDS, ModelRow, describe_event, spark_text
+from opsctl.tui.actions import alert_ack, alert_model, alert_silence, canary_action, retrain_action
+from opsctl.tui.model import CANARY_PHASES, COLUMNS, TRENDS, ModelRow, describe_event, spark_text
 from opsctl.tui.panels import (
     alerts_text,
     canary_text,
