@@ -111,6 +111,16 @@ def canary_action(model: str, command: str) -> Action:
         confirm_name=dangerous)
 
 
+def canary_start_action(model: str, version: str) -> Action:
+    """Start a canary of ``version``: the safe path to production (stages, gates, automatic rollback)."""
+    return Action(
+        name="canary.start", title=f"Start a canary of {model} {version}",
+        effect="stage 1's weight of traffic goes to the canary at once; it advances only while its gates pass"
+               " (the [canary] policy; `--set KEY=VALUE` in the CLI overrides it for this canary)",
+        resource="canaries", operation="start", args=(model, version), model=model,
+        cli=("opsctl", "canary", "start", model, version))
+
+
 def retrain_action(model: str) -> Action:
     return Action(
         name="retrain", title=f"Retrain {model}",

@@ -25,7 +25,7 @@ from opsctl.clock import Clock, SystemClock
 from opsctl.demo.faults import FAULT_KINDS
 from opsctl.domain import ChangeResult
 from opsctl.errors import OpsctlError
-from opsctl.tui.actions import Action, canary_action, retrain_action
+from opsctl.tui.actions import Action, canary_action, canary_start_action, retrain_action
 from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallScreen
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
@@ -57,6 +57,13 @@ class OpsctlCommands(Provider):
                             commands.append((f"{command} canary {model}",
                                              partial(app.open_action, canary_action(model, command)),
                                              f"canary {command} (asks for a reason)"))
+                screen = next((s for s in app.screen_stack if isinstance(s, ModelScreen) and s.model == model), None)
+                production = app.fleet.deployments[model].get("production_version")
+                for version in [v.version for v in (screen.versions if screen else [])]:
+                    if version != production:
+                        commands.append((f"canary start {model} {version}",
+                                         partial(app.open_action, canary_start_action(model, version)),
+                                         "start a canary of this version (asks for a reason)"))
                 commands.append((f"retrain {model}", partial(app.open_action, retrain_action(model)),
                                  "train a candidate; a better one goes through a canary (asks for a reason)"))
         if not app.read_only and app.gameday is not None:

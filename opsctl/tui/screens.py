@@ -19,7 +19,7 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
-from opsctl.tui.actions import alert_ack, alert_model, alert_silence, canary_action, retrain_action
+from opsctl.tui.actions import alert_ack, alert_model, alert_silence, canary_action, canary_start_action, retrain_action
 from opsctl.tui.model import CANARY_PHASES, COLUMNS, TRENDS, ModelRow, describe_event, spark_text
 from opsctl.tui.panels import (
     alerts_text,
@@ -38,8 +38,8 @@ from opsctl.tui.panels import (
 if TYPE_CHECKING:
     from opsctl.tui.host import Host
 
-ACTIONS = frozenset({"rollback", "promote", "ack", "silence", "canary_pause", "canary_resume", "canary_abort",
-                     "canary_promote", "retrain"})
+ACTIONS = frozenset({"rollback", "promote", "canary_start", "ack", "silence", "canary_pause", "canary_resume",
+                     "canary_abort", "canary_promote", "retrain"})
 WIDE_AT = 120  # columns from which the screens put their panels side by side
 _SLA_STYLE = {"healthy": "green", "degraded": "bold red", "unknown": "yellow"}
 _DRIFT_STYLE = {"DRIFT": "bold red", "ok": "green", "unknown": "yellow", "error": "red", "no reference": "yellow"}
@@ -539,7 +539,9 @@ class ModelScreen(OpsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "rollback", "Rollback"),
-        Binding("p", "promote", "Promote", tooltip="promote the highlighted version"),
+        Binding("c", "canary_start", "Canary", tooltip="start a canary of the highlighted version"),
+        Binding("p", "canary_start", "Promote", show=False, tooltip="through a canary (the safe path)"),
+        Binding("P", "promote", "Promote directly", show=False, tooltip="no canary; asks for the model name"),
         Binding("z", "canary_pause", "Pause", tooltip="pause the canary"),
         Binding("u", "canary_resume", "Resume", tooltip="resume the canary"),
         Binding("x", "canary_abort", "Abort", tooltip="abort the canary"),
@@ -552,7 +554,8 @@ class ModelScreen(OpsScreen):
     ]
     HELP_NOTES = ("1-6 switch tabs: registry, SLA, canary, drift, retrain, history.\n"
                   "r rolls back to the previous production version (or aborts a running canary);\n"
-                  "p promotes the highlighted version; z/u pause/resume the canary, x aborts it,\n"
+                  "c (or p) starts a canary of the highlighted version; P promotes it directly (no\n"
+                  "canary; asks for the model name); z/u pause/resume the canary, x aborts it,\n"
                   "g promotes it now (x and g ask for the model name); t retrains.")
 
     def __init__(self, model: str) -> None:
@@ -777,7 +780,7 @@ class ModelScreen(OpsScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         allowed = super().check_action(action, parameters)
-        if allowed is not False and action.startswith("canary_"):
+        if allowed is not False and action.startswith("canary_") and action != "canary_start":
             canary = self.canary
             phase = str((canary or {}).get("phase"))
             if canary is None or not canary.get("active", True) or phase not in CANARY_PHASES[action[7:]]:
@@ -804,6 +807,16 @@ class ModelScreen(OpsScreen):
 
     def action_rollback(self) -> None:
         self.opsctl.open_change("rollback", self.model)
+
+    def action_canary_start(self) -> None:
+        version = self.highlighted
+        production = self.opsctl.fleet.deployments.get(self.model, {}).get("production_version")
+        if not version:
+            return
+        if version == production:
+            self.notify(f"{version} is already in production; highlight another version", severity="warning")
+            return
+        self.opsctl.open_action(canary_start_action(self.model, version))
 
     def action_promote(self) -> None:
         version = self.highlighted

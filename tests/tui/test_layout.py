@@ -99,7 +99,7 @@ async def test_footers_fit_the_terminal(size: tuple[int, int]) -> None:
         assert text.rstrip().endswith(": Cmds"), f"{screen} at {size}, cut: {text!r}"  # the last key is whole
     for key in ("Rollback", "Promote", "Alerts", "Filter"):
         assert key in footers["overview"].split(), footers["overview"]
-    for key in ("Back", "Rollback", "Promote", "Abort", "Finish"):  # the fixed document has a running canary
+    for key in ("Back", "Rollback", "Canary", "Abort", "Finish"):  # the fixed document has a running canary
         assert key in footers["model"].split(), footers["model"]
     for key in ("Back", "Ack"):
         assert key in footers["alerts"].split(), footers["alerts"]

@@ -116,7 +116,7 @@ def test_open_pick_a_model_see_its_canary_abort_it(busy_daemon: DaemonProcess, t
     tmux.wait_for_screen("1 registry", "3 canary")
     tmux.keys("3")
     # The footer offers the abort while it runs (the footer repaints a frame after the panel).
-    screen = tmux.wait_for_screen("canary: 1.2.0 progressing", "stage 1/", "Abort canary")
+    screen = tmux.wait_for_screen("canary: 1.2.0 progressing", "stage 1/", "x Abort")
 
     tmux.keys("x")
     screen = tmux.wait_for_screen("Abort the canary of fraud-detector", "Enter on Cancel closes")
@@ -132,7 +132,7 @@ def test_open_pick_a_model_see_its_canary_abort_it(busy_daemon: DaemonProcess, t
     tmux.keys("Enter")
     screen = tmux.wait_for_screen("canary: 1.2.0 aborted")
     assert "Abort the canary" not in screen  # the dialog closed
-    wait_for(lambda: "Abort canary" not in tmux.screen(), timeout=5,
+    wait_for(lambda: "x Abort" not in tmux.screen(), timeout=5,
              what="the footer to stop offering the abort")
 
     canary = busy_daemon.http().get("/v1/canaries", params={"model": "fraud-detector"}).json()[0]
