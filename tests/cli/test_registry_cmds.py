@@ -128,6 +128,7 @@ _LIGHT_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["retrain", "runs", "-o", "json"], _HEAVY),
     (["abtest", "ztest", "--control", "120/1000", "--treatment", "150/1000", "-o", "json"], _HEAVY),
     (["demo", "status", "--state-dir", "{demo}", "-o", "json"], _HEAVY),
+    (["incident", "timeline", "--since", "1h", "-o", "json"], _HEAVY),
     (["drift", "fraud-detector", "-o", "json"], ("numpy", "pandas")),
 ]
 

@@ -1,0 +1,20 @@
+"""``opsctl incident ...``: the incident timeline (read from the registry, daemon up or down)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+
+def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    group = sub.add_parser("incident", help="incident timeline and postmortem draft")
+    group_sub = group.add_subparsers(dest="incident_command", metavar="SUBCOMMAND", parser_class=type(group))
+    p = group_sub.add_parser("timeline", help="audit log, alerts, health, canary, drift and retrain events in"
+                             " time order", description="one ordered timeline from every store")
+    p.add_argument("--since", default="2h", help="how far back, e.g. 30m, 2h, 1d (default 2h)")
+    p.add_argument("--model", default=None, help="only this model")
+    p.add_argument("-o", "--output", choices=("table", "json", "md"), default=None)
+    p.add_argument("--postmortem", metavar="FILE.md", default=None, help="also write a postmortem draft")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
+    p.set_defaults(handler="opsctl.cli.incident:timeline")
