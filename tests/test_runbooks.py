@@ -13,7 +13,13 @@ import pytest
 
 from opsctl.cli.main import build_parser
 from opsctl.core.alerts import HEALTH_UNKNOWN, SLA_DEGRADED
-from opsctl.core.runbooks import DEFAULT_RUNBOOK_BASE_URL, SHIPPED_RUNBOOKS, runbook_url
+from opsctl.core.runbooks import (
+    DAEMON_ALERTS,
+    DEFAULT_RUNBOOK_BASE_URL,
+    SHIPPED_RULES_FILE,
+    SHIPPED_RUNBOOKS,
+    runbook_url,
+)
 from opsctl.services.canary import CANARY_ALERT_RULES
 from opsctl.services.drift import DATA_DRIFT, PERFORMANCE_DEGRADED
 
@@ -34,6 +40,7 @@ def test_the_rules_file_and_daemon_name_the_alerts_we_know() -> None:
     assert len(prometheus_rules()) == 9
     assert {"OpsctlNotificationsUndelivered", "OpsctlJobStale"} <= set(prometheus_rules())
     assert len(DAEMON_RULES) == 9
+    assert tuple(DAEMON_RULES) == DAEMON_ALERTS and SHIPPED_RULES_FILE == ALERTS
 
 
 @pytest.mark.parametrize("name", sorted(prometheus_rules()))

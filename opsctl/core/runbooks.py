@@ -34,3 +34,10 @@ def runbook_url(alertname: str, base: str = "") -> str:
         raise ValueError(f"not an alert name: {alertname!r}")
     base = check_runbook_base_url(base) or DEFAULT_RUNBOOK_BASE_URL
     return f"{base.rstrip('/')}/{alertname}.md"
+
+# The alerts the daemon raises itself (rule names in opsctl.core.alerts, opsctl.services.drift and
+# opsctl.services.canary; tests/test_runbooks.py keeps this list equal to them). Listed here so a
+# one-shot command can check their runbooks without importing the services.
+DAEMON_ALERTS = ("ModelSlaDegraded", "ModelHealthUnknown", "ModelDataDrift", "ModelPerformanceDegraded",
+                 "CanaryPaused", "CanaryAwaitingApproval", "CanaryRolledBack", "CanaryFailed", "CanaryActuatorFailed")
+SHIPPED_RULES_FILE = SHIPPED_RUNBOOKS.parent.parent / "config" / "prometheus" / "alerts.yml"
