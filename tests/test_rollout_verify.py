@@ -7,7 +7,8 @@ import time
 from opsctl.adapters.prometheus import PrometheusSettings
 from opsctl.clock import SystemClock
 from opsctl.rollout_verify import PrometheusTrafficMeter, verify_traffic_moved
-from tests.fixtures.prometheus import ControlledExporter, PrometheusStack, wait_for
+from tests.fixtures.prometheus import ControlledExporter, PrometheusStack
+from tests.fixtures.wait import wait_for
 
 WINDOW = 4.0
 

@@ -24,12 +24,9 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opsctl.core.abtest import sample_size_per_group, two_proportion_ztest
-
-if TYPE_CHECKING:
-    from opsctl.core.canary import CanaryPolicy
 
 
 class Verdict(StrEnum):
@@ -628,7 +625,45 @@ def _unjudged(result: GateResult, why: str) -> GateResult:
     return replace(result, verdict=Verdict.INCONCLUSIVE, reason=f"{why} ({result.reason})")
 
 
-def evaluate_gates(policy: CanaryPolicy, inputs: GateInputs) -> Evaluation:
+class AnalysisPolicy(Protocol):
+    """What the gates read of a canary policy (``opsctl.core.canary.CanaryPolicy`` has these fields).
+
+    A protocol, not an import: the canary machine imports the gates, so the gates must not import it.
+    """
+
+    @property
+    def error_rate_alpha(self) -> float: ...
+    @property
+    def error_rate_power(self) -> float: ...
+    @property
+    def error_rate_mde_relative(self) -> float: ...
+    @property
+    def error_rate_min_baseline(self) -> float: ...
+    @property
+    def max_error_rate_percent(self) -> float | None: ...
+    @property
+    def latency_ratio_tolerance(self) -> float: ...
+    @property
+    def latency_slack_seconds(self) -> float: ...
+    @property
+    def min_requests(self) -> int: ...
+    @property
+    def sla_gate(self) -> bool: ...
+    @property
+    def accuracy_gate(self) -> bool: ...
+    @property
+    def min_labels(self) -> int: ...
+    @property
+    def accuracy_tolerance(self) -> float: ...
+    @property
+    def accuracy_alpha(self) -> float: ...
+    @property
+    def drift_gate(self) -> bool: ...
+    @property
+    def custom_gates(self) -> Sequence[CustomGate]: ...
+
+
+def evaluate_gates(policy: AnalysisPolicy, inputs: GateInputs) -> Evaluation:
     """Run every gate the policy enables on one window; the overall verdict combines them.
 
     ``metrics_error`` is set when the shell says the source failed or a custom query failed.
@@ -661,7 +696,7 @@ def evaluate_gates(policy: CanaryPolicy, inputs: GateInputs) -> Evaluation:
     return evaluation
 
 
-def _at_full_traffic(result: GateResult, policy: CanaryPolicy, inputs: GateInputs,
+def _at_full_traffic(result: GateResult, policy: AnalysisPolicy, inputs: GateInputs,
                      ceiling: float | None) -> GateResult:
     if result.name == "error_rate":
         canary = inputs.canary
@@ -683,7 +718,7 @@ def _at_full_traffic(result: GateResult, policy: CanaryPolicy, inputs: GateInput
     return result
 
 
-def _evaluate(policy: CanaryPolicy, inputs: GateInputs, ceiling: float | None) -> list[GateResult]:
+def _evaluate(policy: AnalysisPolicy, inputs: GateInputs, ceiling: float | None) -> list[GateResult]:
     results: list[GateResult] = [
         error_rate_gate(
             inputs.canary,

@@ -45,6 +45,10 @@ class FaultKind(enum.StrEnum):
     STUCK_ROUTING = "stuck-routing"
 
 
+FAULT_KINDS: tuple[str, ...] = tuple(kind.value for kind in FaultKind)
+# A crash fault cannot be cleared: the process is gone.
+CLEARABLE_FAULT_KINDS: tuple[str, ...] = tuple(kind for kind in FAULT_KINDS if kind != FaultKind.CRASH)
+
 DEFAULT_LEVELS: dict[FaultKind, float] = {
     FaultKind.LATENCY: 0.5,
     FaultKind.ERRORS: 0.5,

@@ -112,6 +112,26 @@ class ChildEvent:
     message: str
 
 
+@dataclass(frozen=True)
+class StopEvent:
+    """Progress of :meth:`Supervisor.stop_all`: a child is being stopped, has stopped, or could not be."""
+
+    child: Child
+    kind: str  # "stopping" | "stopped" | "failed"
+    exit_code: int | None = None
+    error: str = ""
+
+    @property
+    def message(self) -> str:
+        """``ok``, or what the exit code says when the child had stopped on its own earlier."""
+        if self.kind == "failed":
+            return f"failed: {self.error}"
+        code, spec = self.exit_code, self.child.spec
+        if code is None or code in spec.clean_exit_codes:
+            return "ok"
+        return f"ok (it had stopped earlier: {spec.describe(code)})"
+
+
 def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
     libc_name = ctypes.util.find_library("c")
     if libc_name is None:
@@ -205,12 +225,6 @@ class Supervisor:
                 )
             time.sleep(0.05)
 
-    def get(self, name: str) -> Child:
-        for child in self.children:
-            if child.spec.name == name:
-                return child
-        raise KeyError(name)
-
     def poll(self) -> list[ChildEvent]:
         """Notice children that exited since the last call; restart them if the policy says so."""
         events: list[ChildEvent] = []
@@ -270,15 +284,26 @@ class Supervisor:
             self.wait_ready(child, ready, ready_timeout_seconds)
         return child
 
-    def stop_all(self) -> dict[str, int | None]:
+    def stop_all(self, on_event: Callable[[StopEvent], None] | None = None) -> dict[str, int | None]:
         """Stop every child, newest first: TERM to its process group, KILL after the grace period.
 
-        Returns each child's exit code (None if it never ran). Safe to call twice.
+        One child failing to stop does not spare the others. ``on_event`` hears about each child
+        before and after it is stopped (for progress lines). Returns each child's exit code (None
+        when it could not be stopped). Safe to call twice.
         """
         self.stopping = True
+        report = on_event or (lambda event: None)
         codes: dict[str, int | None] = {}
         for child in reversed(self.children):
-            codes[child.spec.name] = self.stop_child(child)
+            report(StopEvent(child, "stopping"))
+            try:
+                code = self.stop_child(child)
+            except (OSError, subprocess.SubprocessError) as error:
+                codes[child.spec.name] = None
+                report(StopEvent(child, "failed", error=str(error)))
+                continue
+            codes[child.spec.name] = code
+            report(StopEvent(child, "stopped", exit_code=code))
         return codes
 
     def stop_child(self, child: Child) -> int | None:

@@ -20,12 +20,13 @@ from textual.events import Resize
 from textual.screen import Screen
 
 from opsctl.clock import Clock, SystemClock
+from opsctl.demo.faults import FAULT_KINDS
 from opsctl.domain import ChangeResult
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import CANARY_COMMANDS, CANARY_PHASES, Action, canary_action, retrain_action
 from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallScreen
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
-from opsctl.tui.gameday import FAULT_KINDS, GameDay
+from opsctl.tui.gameday import GameDay
 from opsctl.tui.model import Fleet, age_text
 from opsctl.tui.screens import AlertsScreen, Banner, ContextBar, ModelScreen, OverviewScreen, Panel
 

@@ -24,7 +24,7 @@ from opsctl.core.alerts import (
 )
 from opsctl.core.runbooks import runbook_url
 from opsctl.core.sla import SlaThresholds, evaluate_fleet
-from tests.fixtures.prometheus import wait_for
+from tests.fixtures.wait import wait_for
 
 RULE = AlertRule("OpsctlTestAlert", Severity.CRITICAL, for_seconds=30, annotations={"runbook": "none"})
 

@@ -25,6 +25,7 @@ import pytest
 from opsctl.demo.fleet import pid_alive
 from tests.demo.test_canary_retrain_e2e import ok, routing
 from tests.demo.test_demo_e2e import Demo
+from tests.fixtures.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo-canary-retrain"),
               pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus binary")]
@@ -71,11 +72,13 @@ def start_demo(demo: Demo, *args: str) -> None:
     with demo.log.open("wb") as log:
         demo.proc = subprocess.Popen([OPSCTL, "demo", "--no-tui", "--state-dir", str(demo.root), *args],
                                      env=demo.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (demo.root / "demo.json").exists():
-        assert demo.proc.poll() is None, demo.output()
-        assert time.monotonic() < deadline, demo.output()
-        time.sleep(0.2)
+    proc = demo.proc
+
+    def up() -> bool:
+        assert proc.poll() is None, demo.output()
+        return (demo.root / "demo.json").exists()
+
+    wait_for(up, 120, 0.2, what="the demo to come up", context=demo.output)
 
 
 def predictions(demo: Demo, model: str, since: float, until: float | None = None) -> Counter[str]:
@@ -95,14 +98,8 @@ def predictions(demo: Demo, model: str, since: float, until: float | None = None
 
 
 def wait_until(what: str, check: Any, timeout: float, demo: Demo) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen in {timeout:g}s; last {last!r}\n{demo.output()[-2000:]}")
+    """``wait_for`` with the demo's output in the failure."""
+    return wait_for(check, timeout, 0.5, what=what, context=demo.tail)
 
 
 def share(counts: Counter[str], version: str) -> float:

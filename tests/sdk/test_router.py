@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from starlette.routing import Route
 
 from opsctl.errors import DaemonUnavailableError
 from opsctl.sdk.router import BUCKETS, RoutingTableClient, TrafficRouter, bucket_of
+from tests.fixtures.wait import wait_for
 
 # The two ways the router is used: a canary stage and an A/B test.
 SPLITS = [{"1.0.0": 90.0, "1.1.0": 10.0}, {"1.0.0": 50.0, "1.1.0": 50.0}]
@@ -132,10 +132,8 @@ class FakeDaemon:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "fake daemon did not start"
-            time.sleep(0.01)
+        server = self._server
+        wait_for(lambda: server.started, 10, 0.01, what="the fake daemon to start")
 
     def stop(self) -> None:
         assert self._server is not None and self._thread is not None
@@ -231,10 +229,7 @@ def test_client_reads_over_a_unix_socket(tmp_path: object) -> None:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: server.started, 10, 0.01, what="the server on the socket to start")
         with RoutingTableClient(socket_path=str(path), model="fraud-detector",
                                 registry=CollectorRegistry()) as client:
             assert client.split().weights == (("1.0.0", 95.0), ("1.1.0", 5.0))
