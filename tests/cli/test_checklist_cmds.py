@@ -9,7 +9,8 @@ from typing import Any
 from opsctl.core.checklist import ITEMS
 from tests.daemon.test_health_subsystem import deploy, health_config, wait_health
 from tests.fixtures.cli import make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
 
 MODEL_ITEMS = {item_id for item_id, *_, per_model in ITEMS if per_model}
 
@@ -58,8 +59,8 @@ def test_checklist_has_every_item_and_follows_a_failing_version(tmp_path: Path, 
 
         exporter.set(model, "v2", error_ratio=0.3)
         wait_health(env, model, "degraded", timeout=10)
-        failing = wait_until(lambda: (d := checklist()[1]) and by_id(d)["sla_error_rate"]["status"] == "fail"
-                             and d, timeout=10, message="error-rate item fails")
+        failing = wait_for(lambda: (d := checklist()[1]) and by_id(d)["sla_error_rate"]["status"] == "fail"
+                             and d, timeout=10, what="error-rate item fails")
         evidence = by_id(failing)["sla_error_rate"]["evidence"]
         assert evidence.startswith("error_rate ") and "(threshold 1.0): fail" in evidence
     finally:

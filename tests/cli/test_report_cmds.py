@@ -13,7 +13,8 @@ import pytest
 from tests.daemon.test_health_subsystem import deploy, health_config, wait_health
 from tests.fixtures.chromium import chromium_path, visit
 from tests.fixtures.cli import make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (./dev does)")
 
@@ -46,7 +47,7 @@ def test_html_report_renders_self_contained_in_headless_chromium(tmp_path: Path,
         def enough_points() -> bool:
             result = env.run("report", model, "--since", "1h")
             return result.code == 0 and result.stdout.count("| rep-fraud | v1 |") >= 1
-        wait_until(enough_points, timeout=10, message="report has the version")
+        wait_for(enough_points, timeout=10, what="report has the version")
     finally:
         daemon.stop()
 
