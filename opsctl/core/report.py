@@ -83,7 +83,7 @@ def sparkline(points: Sequence[SeriesPoint], title: str, unit: str, width: int =
     head = (f'<svg width="{width}" height="{height + 18}" role="img"'
             f' aria-label="{label}" class="chart">')
     if not points:
-        return (head + f'<text x="4" y="14">{label}: no data</text>'
+        return (head + f'<text x="4" y="14" font-size="11">{label}: no data</text>'
                 f'<rect x="0.5" y="18.5" width="{width - 1}" height="{height - 1}" fill="none" stroke="#ccc"/></svg>')
     values = [p.value for p in points]
     t0, t1 = points[0].at.timestamp(), points[-1].at.timestamp()
@@ -96,7 +96,7 @@ def sparkline(points: Sequence[SeriesPoint], title: str, unit: str, width: int =
         return f"{x:.1f},{y:.1f}"
 
     polyline = " ".join(xy(p) for p in points)
-    return (head + f'<text x="4" y="14">{label}: {values[-1]:.3g} {html.escape(unit)}'
+    return (head + f'<text x="4" y="14" font-size="11">{label}: {values[-1]:.3g} {html.escape(unit)}'
             f' (min {lo:.3g}, max {hi:.3g})</text>'
             f'<rect x="0.5" y="18.5" width="{width - 1}" height="{height - 1}" fill="#fafafa" stroke="#ccc"/>'
             f'<polyline fill="none" stroke="#1f6feb" stroke-width="1.5" points="{polyline}"/></svg>')
@@ -166,9 +166,9 @@ def render_html(data: ReportData) -> str:
         if title == "SLA per version":
             for v in data.versions:
                 series = dict(v.series)
-                charts = "".join(sparkline(series.get(name, ()), f"{v.model} {v.version} {label}", unit)
-                                 for name, label, unit in CHART_CHECKS)
-                out.append(f'<div class="charts">{charts}</div>')
+                charts = "".join(sparkline(series.get(name, ()), label, unit) for name, label, unit in CHART_CHECKS)
+                out.append(f'<div class="charts"><div>{esc(v.model)} {esc(v.version)} ({esc(v.role)})</div>'
+                           f'{charts}</div>')
         if not rows:
             out.append("<p><em>(none)</em></p>")
             continue
