@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from opsctl.clock import utc_iso
+from opsctl.clock import parse_utc, utc_iso
 
 # Tie-break for entries with the same timestamp: cause before effect.
 _SOURCE_ORDER = {"health": 0, "drift": 1, "canary": 2, "alert": 3, "audit": 4, "retrain": 5}
@@ -43,6 +43,13 @@ class TimelineEntry:
         return {"at": utc_iso(self.at), "source": self.source, "kind": self.kind, "model": self.model,
                 "version": self.version, "who": self.who, "what": self.what, "why": self.why,
                 "numbers": dict(self.numbers)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TimelineEntry:
+        """The inverse of :meth:`to_json` (a timeline the daemon sent)."""
+        return cls(parse_utc(data["at"]), str(data["source"]), str(data["kind"]), data.get("model"),
+                   data.get("version"), str(data.get("who", "")), str(data.get("what", "")),
+                   str(data.get("why", "")), tuple((str(k), float(v)) for k, v in (data.get("numbers") or {}).items()))
 
 
 def merge(entries: Iterable[TimelineEntry]) -> tuple[TimelineEntry, ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.adapters.incident_store import read_entries
-from opsctl.clock import Clock, utc_iso
+from opsctl.clock import Clock, parse_utc, utc_iso
 from opsctl.core.incident import TimelineEntry, merge, render_markdown, render_postmortem, summarize
 
 
@@ -24,6 +24,12 @@ class IncidentTimeline:
         return {"since": utc_iso(self.since), "until": utc_iso(self.until), "model": self.model,
                 "sources": list(self.sources), "summary": summarize(self.entries).to_json(),
                 "entries": [e.to_json() for e in self.entries]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncidentTimeline:
+        """The inverse of :meth:`to_json` (what ``GET /v1/incident/timeline`` returns)."""
+        return cls(parse_utc(data["since"]), parse_utc(data["until"]), data.get("model"),
+                   tuple(data.get("sources", ())), tuple(TimelineEntry.from_json(e) for e in data["entries"]))
 
     def markdown(self) -> str:
         return render_markdown(self.entries)

@@ -53,6 +53,7 @@ def test_timeline_of_a_fault_a_rollback_and_the_alert_resolving(tmp_path: Path, 
         result = env.run("incident", "timeline", "--since", "10m", "--model", model, "-o", "json",
                          "--postmortem", str(tmp_path / "pm.md"))
         assert result.code == 0, result.stderr
+        assert "does not answer" not in result.stderr  # served by the daemon (GET /v1/incident/timeline)
         document = result.json()
         assert document["sources"] == ["audit", "alert", "health", "canary", "drift", "retrain"]
         entries = document["entries"]
@@ -98,6 +99,7 @@ def test_timeline_of_a_fault_a_rollback_and_the_alert_resolving(tmp_path: Path, 
     # The daemon is down: the same timeline comes straight from the registry file.
     offline = env.run("incident", "timeline", "--since", "10m", "--model", model, "-o", "json")
     assert offline.code == 0, offline.stderr
+    assert "the daemon does not answer; reading the registry" in offline.stderr
     assert offline.json()["entries"] == entries
     markdown = env.run("incident", "timeline", "--since", "10m", "--model", model, "-o", "md")
     assert markdown.code == 0 and markdown.stdout.startswith("| time (UTC) | source |")

@@ -1,4 +1,4 @@
-"""``opsctl incident ...``: the incident timeline (read from the registry, daemon up or down)."""
+"""``opsctl incident ...``: the incident timeline (from the daemon, or the registry when it is down)."""
 
 from __future__ import annotations
 

@@ -9,12 +9,23 @@ from opsctl.cli.context import CliContext
 
 def timeline(ctx: CliContext) -> int:
     from opsctl.cli.health_cmds import parse_duration
+    from opsctl.client import DaemonClient
     from opsctl.clock import SystemClock
-    from opsctl.services.incidents import incident_timeline
+    from opsctl.errors import DaemonUnavailableError
+    from opsctl.services.incidents import IncidentTimeline, incident_timeline
 
     args = ctx.args
-    result = incident_timeline(ctx.settings.daemon.registry_path, SystemClock(), parse_duration(args.since),
-                               args.model)
+    since = parse_duration(args.since)
+    client = DaemonClient.from_settings(ctx.settings)
+    try:
+        params = {"since_seconds": since, **({"model": args.model} if args.model else {})}
+        result = IncidentTimeline.from_json(client.get("/v1/incident/timeline", **params))
+    except DaemonUnavailableError:
+        ctx.out.message(f"opsctl: the daemon does not answer; reading the registry "
+                        f"{ctx.settings.daemon.registry_path} directly")
+        result = incident_timeline(ctx.settings.daemon.registry_path, SystemClock(), since, args.model)
+    finally:
+        client.close()
     if args.postmortem:
         path = Path(args.postmortem)
         path.write_text(result.postmortem())
