@@ -531,9 +531,10 @@ def report(target: Target, outcomes: list[Outcome], seconds: float, baseline: fl
     scored = total - equivalent
     percent = 100.0 * killed / scored if scored else 100.0
     print(f"\n{target.module}  (tests: {' '.join(target.tests)})")
+    timeouts = sum(o.status == "timeout" for o in outcomes)
     print(
-        f"  mutants {total}  killed {killed}  survived {len(survivors)}  equivalent {equivalent}"
-        f"  killed {percent:.1f} %  ({seconds:.0f} s; one unmutated run {baseline:.1f} s)"
+        f"  mutants {total}  killed {killed} (of which timed out {timeouts})  survived {len(survivors)}"
+        f"  equivalent {equivalent}  killed {percent:.1f} %  ({seconds:.0f} s; one unmutated run {baseline:.1f} s)"
     )
     for o in survivors:
         print(f"  survived  line {o.mutant.line:4d}  [{o.mutant.kind}]  {o.mutant.original}")
@@ -543,7 +544,7 @@ def report(target: Target, outcomes: list[Outcome], seconds: float, baseline: fl
         "tests": target.tests,
         "mutants": total,
         "killed": killed,
-        "timeouts": sum(o.status == "timeout" for o in outcomes),
+        "timeouts": timeouts,
         "survived": len(survivors),
         "equivalent": equivalent,
         "percent_killed": round(percent, 1),
