@@ -512,3 +512,72 @@ def test_sequential_defaults_and_to_json_are_exact() -> None:
         "looks": 1,
         "decision": "reject",
     }
+
+
+def test_significant_and_reject_mean_strictly_below_alpha() -> None:
+    first = two_proportion_ztest(200, 1000, 240, 1000)
+    at_alpha = two_proportion_ztest(200, 1000, 240, 1000, alpha=first.p_value)
+    assert at_alpha.p_value == at_alpha.alpha and not at_alpha.significant
+    state = SequentialTest.start().at_totals(control_successes=200, control_total=1000, treatment_successes=260,
+                                              treatment_total=1000)
+    tied = SequentialTest.start(alpha=state.always_valid_p_value).at_totals(
+        control_successes=200, control_total=1000, treatment_successes=260, treatment_total=1000
+    )
+    assert tied.always_valid_p_value == tied.alpha and tied.decision is Decision.CONTINUE
+
+
+def test_sample_size_is_at_least_one_when_even_one_user_has_the_power() -> None:
+    # Two-sided at alpha 0.05, a single user per arm already has power 0.05 >= 0.04.
+    assert sample_size_per_group(0.2, 0.1, alpha=0.05, power=0.04) == 1
+    # Power must exceed the size of one tail: 0.025 for a two-sided test at 0.05, 0.05 one-sided.
+    for power, alternative in ((0.025, "two-sided"), (0.02, "two-sided"), (0.05, "larger")):
+        with pytest.raises(UsageError, match="power must exceed the test's size"):
+            sample_size_per_group(0.2, 0.1, alpha=0.05, power=power, alternative=alternative)
+    assert sample_size_per_group(0.2, 0.1, alpha=0.05, power=0.026) == 1
+
+
+@pytest.mark.parametrize(("baseline", "mde"), [(0.5, 1.0), (0.2, -1.0)])
+def test_mde_putting_the_treatment_rate_at_zero_or_one_is_refused(baseline: float, mde: float) -> None:
+    with pytest.raises(UsageError, match=r"outside \(0, 1\)"):
+        sample_size_per_group(baseline, mde)
+
+
+@pytest.mark.parametrize("mde", [math.inf, -math.inf, math.nan, 0, 0.0])
+def test_mde_must_be_a_finite_non_zero_number(mde: float) -> None:
+    with pytest.raises(UsageError, match="mde_relative must be a non-zero relative change"):
+        sample_size_per_group(0.2, mde)
+
+
+def test_power_with_one_user_per_arm_matches_statsmodels() -> None:
+    reference = NormalIndPower().power(proportion_effectsize(0.7, 0.5), 1, 0.05, ratio=1.0)
+    assert power_two_proportions(0.5, 0.7, 1) == pytest.approx(float(reference), rel=1e-9)
+
+
+def test_min_samples_per_group_must_be_a_positive_integer() -> None:
+    assert SequentialTest.start(min_samples_per_group=1).min_samples_per_group == 1
+    for bad in (True, 2.5, 0, -3):
+        with pytest.raises(UsageError, match="min_samples_per_group"):
+            SequentialTest.start(min_samples_per_group=bad)  # type: ignore[arg-type]
+
+
+def test_an_update_or_reading_may_bring_nothing_new_for_one_arm() -> None:
+    state = SequentialTest.start(min_samples_per_group=10)
+    state = state.update(control_successes=0, control_total=0, treatment_successes=5, treatment_total=20)
+    state = state.update(control_successes=4, control_total=20, treatment_successes=0, treatment_total=0)
+    assert (state.control_total, state.treatment_total, state.looks) == (20, 20, 1)
+    empty = SequentialTest.start().at_totals(control_successes=0, control_total=0, treatment_successes=0,
+                                             treatment_total=0)
+    assert empty == SequentialTest.start()
+    one_arm = SequentialTest.start().at_totals(control_successes=3, control_total=50, treatment_successes=0,
+                                               treatment_total=0)
+    assert (one_arm.control_total, one_arm.treatment_total, one_arm.looks) == (50, 0, 0)
+
+
+def test_a_resumed_interval_that_shrank_to_a_point_stays_there_and_a_disjoint_one_moves_to_the_estimate() -> None:
+    # Saved states come back through from_json; their interval is whatever the earlier looks left.
+    point = SequentialTest(ci_low=0.05, ci_high=0.05)
+    kept = point.at_totals(control_successes=200, control_total=1000, treatment_successes=250, treatment_total=1000)
+    assert (kept.ci_low, kept.ci_high) == (0.05, 0.05)
+    far = SequentialTest(ci_low=0.5, ci_high=0.6)
+    moved = far.at_totals(control_successes=200, control_total=1000, treatment_successes=250, treatment_total=1000)
+    assert moved.ci_low == moved.ci_high == pytest.approx(0.05, abs=1e-15)
