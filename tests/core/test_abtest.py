@@ -575,9 +575,9 @@ def test_an_update_or_reading_may_bring_nothing_new_for_one_arm() -> None:
 
 def test_a_resumed_interval_that_shrank_to_a_point_stays_there_and_a_disjoint_one_moves_to_the_estimate() -> None:
     # Saved states come back through from_json; their interval is whatever the earlier looks left.
-    point = SequentialTest(ci_low=0.05, ci_high=0.05)
+    point = SequentialTest(ci_low=0.04, ci_high=0.04)  # inside this look's interval, not its estimate (0.05)
     kept = point.at_totals(control_successes=200, control_total=1000, treatment_successes=250, treatment_total=1000)
-    assert (kept.ci_low, kept.ci_high) == (0.05, 0.05)
+    assert (kept.ci_low, kept.ci_high) == (0.04, 0.04)
     far = SequentialTest(ci_low=0.5, ci_high=0.6)
     moved = far.at_totals(control_successes=200, control_total=1000, treatment_successes=250, treatment_total=1000)
     assert moved.ci_low == moved.ci_high == pytest.approx(0.05, abs=1e-15)
