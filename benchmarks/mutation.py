@@ -430,6 +430,7 @@ class Runner:
             return pid
         code = 3
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.setsid()
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
@@ -473,7 +474,7 @@ def run_module(
     baseline_seconds, failure = runner.warm_up(target, baseline)
     if failure:
         raise SystemExit(f"{target.module}: the tests fail on the unmutated module:\n{failure}")
-    timeout = runner.timeout or max(30.0, 10.0 * baseline_seconds)
+    timeout = runner.timeout or max(30.0, 5.0 * baseline_seconds)
 
     equivalent_keys = {(e.module, e.original, e.mutant): e.reason for e in equivalents}
     outcomes: list[Outcome] = []
@@ -487,6 +488,28 @@ def run_module(
     started = time.monotonic()
     running: dict[int, tuple[Mutant, int | subprocess.Popen[bytes], float]] = {}
     queue = list(enumerate(pending))
+    try:
+        _drain(runner, target, source, workdir, queue, running, outcomes, jobs, timeout, len(pending))
+    finally:
+        for _m, handle, _t0 in running.values():  # interrupted: no mutant run outlives this process
+            runner.kill(handle)
+    print(file=sys.stderr)
+    outcomes.sort(key=lambda o: (o.mutant.node, o.mutant.variant))
+    return outcomes, time.monotonic() - started, baseline_seconds
+
+
+def _drain(
+    runner: Runner,
+    target: Target,
+    source: str,
+    workdir: Path,
+    queue: list[tuple[int, Mutant]],
+    running: dict[int, tuple[Mutant, int | subprocess.Popen[bytes], float]],
+    outcomes: list[Outcome],
+    jobs: int,
+    timeout: float,
+    total: int,
+) -> None:
     while queue or running:
         while queue and len(running) < jobs:
             n, m = queue.pop(0)
@@ -509,10 +532,7 @@ def run_module(
                 outcomes.append(Outcome(m, "killed", elapsed, f"exit {code}"))
             del running[n]
             done = sum(o.status != "equivalent" for o in outcomes)
-            print(f"\r  {target.module}: {done}/{len(pending)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    outcomes.sort(key=lambda o: (o.mutant.node, o.mutant.variant))
-    return outcomes, time.monotonic() - started, baseline_seconds
+            print(f"\r  {target.module}: {done}/{total}", end="", file=sys.stderr, flush=True)
 
 
 def mutated_source_identity(source: str) -> str:
@@ -557,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="+", metavar="MODULE[:TEST,...]", help="module path, extra test files")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1: the machine is shared)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per mutant (default 10x the clean run)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per mutant (default 5x a clean run)")
     parser.add_argument("--equivalents", type=Path, default=EQUIVALENTS, help="reviewed equivalent mutants (TOML)")
     parser.add_argument("--lines", default=None, help="only mutants on lines A-B (for working on one function)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
@@ -567,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
 
+    # SIGTERM unwinds like Ctrl-C: running mutants are killed and the temporary directory removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     targets = [parse_target(spec) for spec in args.targets]
     equivalents = load_equivalents(args.equivalents)
     results = []
