@@ -35,7 +35,7 @@ from opsctl.errors import (
     OpsctlError,
     UsageError,
 )
-from opsctl.service import RegisterRequest
+from opsctl.services.registry import RegisterRequest
 from opsctld.peercred import PeerCredentials
 from opsctld.state import DaemonState
 
@@ -167,7 +167,7 @@ async def register(request: Request) -> Response:
         model=request.path_params["model"], version=version, artifact=Path(artifact), metrics=dict(metrics_in),
         reference=Path(reference) if reference else None, description=_opt_str(body, "description") or "",
         tags={str(k): str(v) for k, v in tags_in.items()}, lineage=Lineage.from_json(lineage))
-    created = await run_in_threadpool(state.service.register, register_request, actor=actor_for(request),
+    created = await run_in_threadpool(state.services.registry.register, register_request, actor=actor_for(request),
                                       reason=_opt_str(body, "reason") or "")
     return JSONResponse(created.to_json(), status_code=201)
 
@@ -177,13 +177,13 @@ async def plan_promote(request: Request) -> Response:
     version = request.query_params.get("version")
     if not version:
         raise UsageError("query parameter 'version' is required")
-    plan = await run_in_threadpool(state.service.plan_promote, request.path_params["model"], version)
+    plan = await run_in_threadpool(state.services.registry.plan_promote, request.path_params["model"], version)
     return JSONResponse(plan.to_json())
 
 
 async def plan_rollback(request: Request) -> Response:
     state = _state(request)
-    plan = await run_in_threadpool(state.service.plan_rollback, request.path_params["model"],
+    plan = await run_in_threadpool(state.services.registry.plan_rollback, request.path_params["model"],
                                    request.query_params.get("to"))
     return JSONResponse(plan.to_json())
 
@@ -195,7 +195,7 @@ async def promote(request: Request) -> Response:
     if not version:
         raise UsageError("'version' is required")
     result = await run_in_threadpool(
-        state.service.promote, request.path_params["model"], version, actor=actor_for(request),
+        state.services.registry.promote, request.path_params["model"], version, actor=actor_for(request),
         reason=_opt_str(body, "reason") or "", expected_generation=_opt_int(body, "expected_generation"))
     return JSONResponse(result.to_json())
 
@@ -204,15 +204,30 @@ async def rollback(request: Request) -> Response:
     state = _state(request)
     body = await read_json_body(request)
     result = await run_in_threadpool(
-        state.service.rollback, request.path_params["model"], to=_opt_str(body, "to"), actor=actor_for(request),
+        state.services.registry.rollback, request.path_params["model"], to=_opt_str(body, "to"),
+        actor=actor_for(request),
         reason=_opt_str(body, "reason") or "", expected_generation=_opt_int(body, "expected_generation"))
     return JSONResponse(result.to_json())
+
+
+async def record_verification(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_body(request)
+    moved = body.get("moved")
+    detail = body.get("detail")
+    if not isinstance(moved, bool) or not isinstance(detail, str):
+        raise UsageError("'moved' (boolean) and 'detail' (string) are required")
+    audit_id = await run_in_threadpool(
+        state.services.registry.record_verification, request.path_params["model"],
+        from_version=_opt_str(body, "from_version"), to_version=_opt_str(body, "to_version"), moved=moved,
+        detail=detail, actor=actor_for(request), reason=_opt_str(body, "reason") or "")
+    return JSONResponse({"audit_id": audit_id}, status_code=201)
 
 
 async def verify(request: Request) -> Response:
     state = _state(request)
     model, version = request.path_params["model"], request.path_params["version"]
-    await run_in_threadpool(state.service.verify, model, version)
+    await run_in_threadpool(state.services.registry.verify, model, version)
     return JSONResponse({"model": model, "version": version, "ok": True})
 
 
@@ -349,6 +364,12 @@ ENDPOINTS: list[Endpoint] = [
              "Abort a running canary or return to the previous production version (audited)",
              request_body={**_CHANGE_BODY, "properties": {**_CHANGE_BODY["properties"], "to": _STR}},
              response=_CHANGE),
+    Endpoint("POST", "/v1/models/{model}/verifications", record_verification,
+             "Audit what `opsctl rollback --verify` measured (outcome ok: traffic moved, failed: it did not)",
+             request_body={"type": "object", "required": ["moved", "detail"],
+                           "properties": {"from_version": _STR, "to_version": _STR, "moved": {"type": "boolean"},
+                                          "detail": _STR, "reason": _STR}},
+             response={"type": "object", "required": ["audit_id"], "properties": {"audit_id": {"type": "integer"}}}),
     Endpoint("GET", "/v1/history", history, "The audit log, oldest first",
              response={"type": "array", "items": _AUDIT},
              query=(("model", "only this model", False), ("limit", "at most this many (default 50)", False))),

@@ -30,7 +30,6 @@ from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
 from opsctl.errors import ConfigError, OpsctlError
 from opsctl.jsonlog import configure_logging
-from opsctl.service import RegistryService
 from opsctld.api import BearerTokenAuth, Endpoint, create_app
 from opsctld.events import EventBus
 from opsctld.jobs import JobRunner, JobSpec, housekeeping_job
@@ -38,6 +37,7 @@ from opsctld.metrics import DaemonMetrics
 from opsctld.peercred import PeerCredH11Protocol
 from opsctld.sdnotify import Notifier
 from opsctld.state import DaemonState
+from opsctld.wiring import build_services
 
 log = logging.getLogger("opsctld")
 
@@ -102,6 +102,11 @@ class Daemon:
         try:
             Path(settings.daemon.state_dir).mkdir(parents=True, exist_ok=True)
             registry.schema_version()  # migrate now, not on the first request
+            # Level-triggered: routers follow the registry as it is now, including any change made
+            # while the daemon was down (a break-glass rollback), which this never undoes.
+            publication = registry.publish_routing()
+            if publication is not None and not publication.ok:
+                log.error("routing document not written", extra={"error": publication.error})
         except OSError as error:
             raise DaemonStartError(f"cannot use state_dir {settings.daemon.state_dir}: {error.strerror}") from error
         bus = EventBus(clock=self.clock)
@@ -110,9 +115,10 @@ class Daemon:
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
         artifacts = ArtifactStore(settings.daemon.artifacts_dir)
-        service = RegistryService(registry, artifacts, clock=self.clock, events=bus.publish)
+        services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
+                                  events=bus.publish, metrics=metrics)
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
-        state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, service=service, bus=bus,
+        state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
                             config_path=self.config_path)
         self.state = state

@@ -26,7 +26,7 @@ from opsctl.errors import (
 )
 
 if TYPE_CHECKING:
-    from opsctl.service import RegisterRequest
+    from opsctl.services.registry import RegisterRequest
 
 _ERRORS: dict[str, type[OpsctlError]] = {
     "UsageError": UsageError,
@@ -166,6 +166,12 @@ class DaemonBackend:
     def verify(self, model: str, version: str) -> str:
         self.client.post(f"/v1/models/{_seg(model)}/versions/{_seg(version)}/verify", {})
         return version
+
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, reason: str) -> int:
+        body = {"from_version": from_version, "to_version": to_version, "moved": moved, "detail": detail,
+                "reason": reason}
+        return int(self.client.post(f"/v1/models/{_seg(model)}/verifications", body)["audit_id"])
 
 
 def _seg(value: str) -> str:

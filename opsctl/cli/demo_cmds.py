@@ -51,6 +51,8 @@ from opsctl.demo.supervisor import (
 )
 from opsctl.errors import ConflictError, IntegrityError, NotFoundError, OpsctlError, UsageError
 
+DAEMON_DOWN_HINT = ("it stays down so you can practise break-glass (`opsctl rollback MODEL` still moves traffic);"
+                    " bring it back with `opsctl demo restart daemon --state-dir {state_dir}`")
 PROMETHEUS_INSTALL = "sudo apt-get install -y --no-install-recommends prometheus"
 _STATUS_EVERY_SECONDS = 5.0
 
@@ -258,7 +260,8 @@ class DemoFleet:
                 raise SupervisorError(f"another daemon already answers on {socket_path}")
             self.daemon = self.supervisor.start(
                 ChildSpec("daemon", [sys.executable, "-m", "opsctl.cli.main", "daemon", "--config",
-                                     str(self.layout.config)], env=self.env, restartable=False),
+                                     str(self.layout.config)], env=self.env, restartable=False,
+                          down_hint=DAEMON_DOWN_HINT.format(state_dir=self.layout.root)),
                 ready=ready, ready_timeout_seconds=30)
             detail.append(f"pid {self.daemon.pid}, socket {socket_path}")
 
@@ -270,6 +273,8 @@ class DemoFleet:
                 *(arg for v in seeded.versions for arg in ("--version", f"{v.version}={v.artifact}:{v.sha256}")),
                 "--port", "0", "--ready-file", str(ready_file), "--log-dir", str(self.layout.logs / model),
                 "--routing-socket", str(self.layout.socket), "--routing-ttl", "2",
+                # Break-glass changes made while the daemon is down reach the server through this.
+                "--routing-document", str(self.layout.daemon_state / "routing.json"),
                 # A retrained candidate the daemon sends traffic to is loaded from its store.
                 "--artifacts-dir", str(self.layout.daemon_state / "artifacts")]
         with self._step(f"starting model server {model}") as detail:
@@ -352,6 +357,7 @@ class DemoFleet:
     # -- run -----------------------------------------------------------------------------------
 
     def _check_children(self) -> None:
+        self._serve_restart_requests()
         events = self.supervisor.poll()
         for event in events:
             self._note(f"opsctl demo: {event.message}")
@@ -360,6 +366,36 @@ class DemoFleet:
         if self.prometheus is not None and not self.prometheus.running() and not getattr(self, "_prom_noted", False):
             self._prom_noted = True
             self._note(f"opsctl demo: Prometheus exited; see {self.layout.prometheus_dir / 'prometheus.log'}")
+
+    def _serve_restart_requests(self) -> None:
+        """``opsctl demo restart daemon`` from another terminal: start the daemon again, say so."""
+        from opsctl.demo.restart import RestartAnswer, answer, pending
+
+        socket_path = self.layout.socket
+
+        def ready() -> bool:
+            return socket_path.exists() and _socket_answers(socket_path)
+
+        for name in pending(self.layout):
+            daemon = self.daemon
+            if daemon is None:
+                continue
+            if daemon.running:
+                answer(self.layout, RestartAnswer(name, True, daemon.pid,
+                                                  f"the daemon is already running (pid {daemon.pid})"))
+                continue
+            socket_path.unlink(missing_ok=True)  # left by the killed daemon
+            try:
+                self.supervisor.restart_now(daemon, ready=ready, ready_timeout_seconds=30)
+            except SupervisorError as error:
+                self._note(f"opsctl demo: restarting the daemon failed: {error}")
+                answer(self.layout, RestartAnswer(name, False, None, str(error)))
+                continue
+            self._write_state()
+            message = (f"daemon restarted (pid {daemon.pid}); it converged from the registry and keeps every"
+                       " change made while it was down")
+            self._note(f"opsctl demo: {message}")
+            answer(self.layout, RestartAnswer(name, True, daemon.pid, message))
 
     def run_headless(self) -> None:
         self._say("opsctl demo: running headless (--no-tui)")

@@ -58,6 +58,8 @@ class ChildSpec:
     restartable: bool = True
     # What an exit code means for this child, shown in the exit message (e.g. 70: "injected crash").
     exit_meanings: Mapping[int, str] = field(default_factory=dict)
+    # Said when the child exited and is not restarted (how to bring it back), instead of the default.
+    down_hint: str = ""
 
     def describe(self, code: int) -> str:
         meaning = self.exit_meanings.get(code)
@@ -230,6 +232,8 @@ class Supervisor:
                 suffix = (
                     f"; restarting in {self.restart.backoff_seconds:g}s"
                     if will_restart
+                    else f"; {child.spec.down_hint}"
+                    if child.spec.down_hint
                     else "; not restarting (restart of crashed servers is off: --restart-crashed turns it on)"
                     if not self.restart.enabled
                     else ""
@@ -251,6 +255,20 @@ class Supervisor:
                 events.append(ChildEvent(child.spec.name, "restarted", None,
                                          f"{child.spec.name} restarted (pid {child.pid}, restart {child.restarts})"))
         return events
+
+    def restart_now(self, child: Child, *, ready: Callable[[], bool] | None = None,
+                    ready_timeout_seconds: float = 30.0) -> Child:
+        """Start a child that is down again, now, with the same spec (``opsctl demo restart``)."""
+        if child.running:
+            raise SupervisorError(f"{child.spec.name} is running (pid {child.pid})")
+        child.restart_due = None
+        child.process = self._spawn(child.spec)
+        child.exit_code = None
+        child.restarts += 1
+        child.started_at = self.monotonic()
+        if ready is not None:
+            self.wait_ready(child, ready, ready_timeout_seconds)
+        return child
 
     def stop_all(self) -> dict[str, int | None]:
         """Stop every child, newest first: TERM to its process group, KILL after the grace period.

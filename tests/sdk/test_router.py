@@ -103,6 +103,7 @@ class FakeDaemon:
 
     def __init__(self) -> None:
         self.splits = [{"version": "1.0.0", "weight": 95.0}, {"version": "1.1.0", "weight": 5.0}]
+        self.generation: int | None = None
         self.requests = 0
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -117,9 +118,10 @@ class FakeDaemon:
 
     async def routing(self, request: Request) -> JSONResponse:
         self.requests += 1
-        return JSONResponse(
-            {"model": request.path_params["model"], "splits": self.splits, "updated_at": "2026-01-01T00:00:00Z"}
-        )
+        body = {"model": request.path_params["model"], "splits": self.splits, "updated_at": "2026-01-01T00:00:00Z"}
+        if self.generation is not None:
+            body["generation"] = self.generation
+        return JSONResponse(body)
 
     def start(self) -> None:
         app = Starlette(routes=[Route("/v1/routing/{model}", self.routing)])
@@ -239,3 +241,32 @@ def test_client_reads_over_a_unix_socket(tmp_path: object) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def _document(path: object, generation: int, splits: list[dict[str, object]]) -> None:
+    import pathlib
+
+    pathlib.Path(str(path)).write_text(json.dumps({
+        "format": "opsctl-routing/1", "generation": 1,
+        "models": {"fraud-detector": {"splits": splits, "generation": generation, "updated_at": None}}}))
+
+
+def test_client_with_daemon_and_document_keeps_the_newer_deployment(daemon: FakeDaemon, tmp_path: object) -> None:
+    import pathlib
+
+    document = pathlib.Path(str(tmp_path)) / "routing.json"
+    daemon.generation = 5
+    _document(document, 7, [{"version": "1.0.0", "weight": 100.0}])  # a break-glass rollback, daemon behind
+    clock = FakeMonotonic()
+    with RoutingTableClient(daemon.url, document_path=document, model="fraud-detector", registry=CollectorRegistry(),
+                            monotonic=clock) as client:
+        split = client.split()
+        assert (split.weights, split.source, split.generation) == ((("1.0.0", 100.0),), "document", 7)
+        daemon.generation = 8  # the daemon moved on (a new canary): its answer is newer now
+        clock.now += 10
+        split = client.split()
+        assert (split.weights, split.source, split.generation) == ((("1.0.0", 95.0), ("1.1.0", 5.0)), "daemon", 8)
+        daemon.stop()
+        _document(document, 9, [{"version": "1.1.0", "weight": 100.0}])
+        clock.now += 10
+        assert client.split().weights == (("1.1.0", 100.0),)  # the daemon is gone, the document still moves

@@ -76,6 +76,9 @@ async def test_daemon_death_shows_banner_disables_actions_and_recovers(daemon: D
         daemon.signal(9)
         daemon.wait()
         await wait_for(pilot, lambda: "DAEMON UNREACHABLE" in screen_text(app), timeout=5, message="the banner")
+        # What still works while the daemon is away, and how it comes back.
+        assert "break-glass still works: `opsctl rollback MODEL`" in screen_text(app)
+        assert "sudo systemctl start opsctl" in screen_text(app).replace("\n", " ")
         assert binding_state(app, "r") is False
         await pilot.press("r")
         await pilot.pause(0.1)
@@ -120,6 +123,8 @@ async def test_rollback_dialog_refuses_wrong_name_then_rolls_back(daemon: Daemon
         await pilot.press(*"fraud-detector", "enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ChangeDialog), message="the dialog to close")
         await wait_for(pilot, lambda: cell(app, "fraud-detector", "production") == "1.0.0", message="rolled back")
+        # The result names the traffic change, not just the registry row.
+        assert "traffic: routing document updated (generation" in app.log_lines[-1]
 
     history = daemon.env.run("history", "fraud-detector", "-o", "json").json()
     last = history[-1]

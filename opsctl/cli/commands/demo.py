@@ -9,7 +9,7 @@ from typing import Any
 from opsctl.cli.main import subcommand
 
 DEFAULT_STATE_DIR = ".demo-state"
-FAULT_KINDS = ("latency", "errors", "drift", "accuracy", "crash")
+FAULT_KINDS = ("latency", "errors", "drift", "accuracy", "stuck-routing", "crash")
 
 
 def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -58,6 +58,10 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
     p.add_argument("kind", nargs="?", choices=FAULT_KINDS[:-1], help="only this kind (default: all)")
 
     sub_command("status", "opsctl.cli.demo_cmds:status", "the running demo: processes, ports and active faults")
+
+    p = sub_command("restart", "opsctl.cli.demo_restart:restart",
+                    "bring a killed daemon back (it stays down otherwise, for the break-glass drill)")
+    p.add_argument("process", choices=("daemon",))
 
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:
