@@ -2,7 +2,7 @@
 generates (``opsctl.toml``, Prometheus scrape config and targets) and the ``demo.json`` state file.
 
 Pure data and text: nothing here starts a process (see :mod:`opsctl.demo.supervisor` and
-:mod:`opsctl.cli.demo_cmds`). Layout of ``STATE_DIR``::
+:mod:`opsctl.cli.demo.handlers`). Layout of ``STATE_DIR``::
 
     opsctl.toml          the daemon's and the CLI's config (OPSCTL_CONFIG points here)
     demo.json            ports and pids of the running demo; removed at teardown

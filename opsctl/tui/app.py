@@ -184,6 +184,9 @@ class OpsctlApp(App[None]):
         elif kind == "canary":
             model = fleet.apply_canary(data)
             touched |= {model} if model else set()
+        elif kind == "drift":
+            model = fleet.apply_drift_event(data)
+            touched |= {model} if model else set()
         elif kind == "alert":
             touched |= fleet.apply_alert_event(data)
             for alerts in self._screens(AlertsScreen):

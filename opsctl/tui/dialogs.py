@@ -241,7 +241,7 @@ class ActionDialog(_ConfirmDialog[tuple[Action, Any] | None]):
     def _perform(self) -> None:
         action = self.action_
         try:
-            answer = self.opsctl.feed.act(action.method, action.path, action.request(self.reason))
+            answer = self.opsctl.feed.act(action, self.reason)
         except OpsctlError as error:
             self.app.call_from_thread(self._failed, str(error))
             return

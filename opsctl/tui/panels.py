@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from opsctl.documents import ModelDrift
 from opsctl.domain import ModelVersion
 from opsctl.tui.model import NO_DATA, age_text, parse_at
 
@@ -164,13 +165,18 @@ def alerts_text(alerts: Sequence[Mapping[str, Any]] | None, model: str | None = 
     return "\n".join(lines)
 
 
-def drift_text(drift: Mapping[str, Any] | None) -> str:
-    """The status section's one-line drift summary (when a daemon publishes one)."""
-    if not drift:
+def drift_text(drift: ModelDrift | None) -> str:
+    """The model's drift verdict from the status document's ``drift`` section, per deployed version."""
+    if drift is None:
         return f"drift: [dim]{NO_DATA}[/]"
-    verdict = {True: "[red]drift[/]", False: "[green]no drift[/]", None: "[yellow]unknown[/]"}[
-        drift.get("dataset_drift")]
-    return f"drift: {verdict}  {drift.get('drifted_count', 0)} of {len(drift.get('features') or [])} features"
+    if not drift.versions:
+        return "drift: [dim]no deployed version[/]"
+    parts = []
+    for v in drift.versions:
+        word = _DRIFT_VERDICT.get(v.verdict, escape(str(v.verdict))) if v.verdict else "[dim]not checked yet[/]"
+        features = f" ({escape(', '.join(v.drifted_features))})" if v.drifted_features else ""
+        parts.append(f"{escape(v.version)} {word}{features}")
+    return "drift: " + "  ".join(parts)
 
 
 _DRIFT_VERDICT = {"drift": "[red]drift[/]", "no_drift": "[green]no drift[/]",

@@ -38,8 +38,16 @@ async def _screen(first: dict[str, Any], then: dict[str, Any] | None, scroll: bo
         if then is not None:
             app.on_status_arrived(StatusArrived(then, [], NOW, alerts=alerts, health=health))
             await pilot.pause()
-        await pilot.pause(0.05)
-        return app.export_screenshot()
+        # Settled: a widened column can bring a scrollbar one refresh later (and the cursor is scrolled back
+        # into view after it), so compare only frames that no longer change.
+        shot = app.export_screenshot()
+        for _ in range(100):
+            await pilot.pause(0.05)
+            again = app.export_screenshot()
+            if again == shot:
+                return shot
+            shot = again
+        raise AssertionError("the screen kept changing for 5 s")
 
 
 @pytest.mark.parametrize("long", [False, True], ids=["fits", "wider-than-column"])
