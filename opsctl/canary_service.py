@@ -309,7 +309,7 @@ class CanaryService:
             evaluation: Evaluation | None = None
             judged_at = now
             if inputs is not None and inputs[0] == record.state.revision:
-                evaluation = evaluate_gates(record.policy, inputs[1])
+                evaluation = evaluate_gates(record.policy.gate_policy, inputs[1])
                 # The state steps as of the window's end (the audit keeps the real time): stamped
                 # after the read, every analysis interval grew by one job tick.
                 judged_at = inputs[2]

@@ -26,6 +26,9 @@ Rules:
   counted one, held in the state); one that arrives early is ignored, so the job may tick faster;
 - a stage advances only on a passing evaluation made in that stage once the stage has lasted
   ``min_stage_seconds``; inconclusive evaluations and metrics-source errors never advance;
+- an inconclusive evaluation that is only collecting evidence (every undecided gate's sequential
+  test is underway) never counts towards ``inconclusive_limit``; when its expected time to a
+  decision runs past the progress deadline, the reason says so at once;
 - ``failed_checks`` counts failed evaluations over the whole canary (like Flagger's
   ``failedChecks``); an evaluation with a failing gate counts as failed even when the metrics
   source also had trouble (evidence of harm is still evidence);
@@ -47,7 +50,8 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from opsctl.clock import parse_utc, utc_iso
-from opsctl.core.gates import CustomGate, Evaluation, Verdict
+from opsctl.core.gates import CustomGate, Evaluation, GatePolicy, Verdict
+from opsctl.core.sequential import describe_seconds
 from opsctl.errors import ConflictError
 
 DEFAULT_STAGES: tuple[float, ...] = (5.0, 20.0, 50.0, 100.0)
@@ -76,7 +80,8 @@ class CanaryPolicy:
     analysis_interval_seconds: float = 60.0
     # Failed evaluations (over the whole canary) before an automatic rollback.
     failure_threshold: int = 3
-    # Consecutive inconclusive evaluations before pausing for a human.
+    # Consecutive inconclusive evaluations with missing data before pausing for a human; an
+    # evaluation that is only collecting evidence (sequential tests underway) does not count.
     inconclusive_limit: int = 5
     # Consecutive metrics-source errors before on_metrics_error applies.
     metrics_error_limit: int = 3
@@ -85,27 +90,25 @@ class CanaryPolicy:
     progress_deadline_seconds: float = 1800.0
     on_progress_deadline: Literal["pause", "fail"] = "pause"
     manual_approval: bool = False
-    # Error rate, canary vs production (one-sided two-proportion z-test per evaluation).
+    # Error rate, canary vs production and against the ceiling (opsctl.core.sequential): fail on
+    # an exact test valid under continuous looks at error_rate_alpha over the whole canary; pass
+    # on Wald's SPRT of "as good as production" against "worse by the margin" at this power.
     error_rate_alpha: float = 0.01
     error_rate_power: float = 0.8
-    # The relative increase the test must be able to detect before a window may pass (1.0 = double).
+    # The margin: production's rate times this (1.0 = a doubling) ...
     error_rate_mde_relative: float = 1.0
-    # Floor for production's error rate when sizing the test (a zero-error production would
-    # otherwise demand infinite traffic).
+    # ... with production's rate floored at this (a spotless production still leaves a margin).
     error_rate_min_baseline: float = 0.001
     # Absolute ceiling in percent; unset = the SLA's error_rate_percent passed in by the daemon.
     max_error_rate_percent: float | None = None
-    # Latency: canary p95/p99 may be at most this many times production's ...
-    latency_ratio_tolerance: float = 1.2
-    # ... unless the difference is smaller than this.
-    latency_slack_seconds: float = 0.01
-    # Requests the canary needs in a window before latency or error rates are judged at all.
-    min_requests: int = 200
+    # Latency: the share of requests over the SLA's p95 bound, canary vs production, same tests;
+    # the margin is this times production's share, floored at latency_min_share.
+    latency_margin_relative: float = 1.0
+    latency_min_share: float = 0.01
     sla_gate: bool = True
     # Model quality from delayed labels (turn off for models without feedback).
     accuracy_gate: bool = True
-    min_labels: int = 100
-    # Absolute accuracy drop tolerated against production (0.02 = two points).
+    # Absolute accuracy drop tolerated against production (0.02 = two points): the pass margin.
     accuracy_tolerance: float = 0.02
     accuracy_alpha: float = 0.05
     drift_gate: bool = False
@@ -119,8 +122,8 @@ class CanaryPolicy:
         "error_rate_power",
         "error_rate_mde_relative",
         "error_rate_min_baseline",
-        "latency_ratio_tolerance",
-        "latency_slack_seconds",
+        "latency_margin_relative",
+        "latency_min_share",
         "accuracy_tolerance",
         "accuracy_alpha",
     )
@@ -129,8 +132,6 @@ class CanaryPolicy:
         "failure_threshold",
         "inconclusive_limit",
         "metrics_error_limit",
-        "min_requests",
-        "min_labels",
     )
     _BOOLS: ClassVar[tuple[str, ...]] = ("manual_approval", "sla_gate", "accuracy_gate", "drift_gate")
 
@@ -152,7 +153,7 @@ class CanaryPolicy:
             raise ValueError(f"min_stage_seconds must be >= 0, got {self.min_stage_seconds}")
         if self.analysis_interval_seconds <= 0:
             raise ValueError(f"analysis_interval_seconds must be > 0, got {self.analysis_interval_seconds}")
-        for name in ("failure_threshold", "inconclusive_limit", "metrics_error_limit", "min_requests", "min_labels"):
+        for name in ("failure_threshold", "inconclusive_limit", "metrics_error_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.on_metrics_error not in ("pause", "rollback"):
@@ -176,12 +177,12 @@ class CanaryPolicy:
             raise ValueError("error_rate_min_baseline * (1 + error_rate_mde_relative) must stay below 1")
         if self.max_error_rate_percent is not None and not 0 < self.max_error_rate_percent <= 100:
             raise ValueError(f"max_error_rate_percent must be in (0, 100], got {self.max_error_rate_percent}")
-        if self.latency_ratio_tolerance < 1:
-            raise ValueError(f"latency_ratio_tolerance must be >= 1 (a ratio), got {self.latency_ratio_tolerance}")
-        if self.latency_slack_seconds < 0:
-            raise ValueError(f"latency_slack_seconds must be >= 0, got {self.latency_slack_seconds}")
-        if not 0 <= self.accuracy_tolerance < 1:
-            raise ValueError(f"accuracy_tolerance must be in [0, 1), got {self.accuracy_tolerance}")
+        if self.latency_margin_relative <= 0:
+            raise ValueError(f"latency_margin_relative must be > 0, got {self.latency_margin_relative}")
+        if not 0 < self.latency_min_share < 1:
+            raise ValueError(f"latency_min_share must be strictly between 0 and 1, got {self.latency_min_share}")
+        if not 0 < self.accuracy_tolerance < 1:
+            raise ValueError(f"accuracy_tolerance must be in (0, 1), got {self.accuracy_tolerance}")
         names = [g.name for g in self.custom_gates]
         if len(set(names)) != len(names):
             raise ValueError(f"custom gate names must be unique, got {names}")
@@ -286,14 +287,42 @@ class CanaryPolicy:
             data[f.name] = value
         return data
 
+    @property
+    def gate_policy(self) -> GatePolicy:
+        """The analysis part of this policy, as the gates take it."""
+        return GatePolicy(
+            error_rate_alpha=self.error_rate_alpha,
+            error_rate_power=self.error_rate_power,
+            error_rate_mde_relative=self.error_rate_mde_relative,
+            error_rate_min_baseline=self.error_rate_min_baseline,
+            max_error_rate_percent=self.max_error_rate_percent,
+            latency_margin_relative=self.latency_margin_relative,
+            latency_min_share=self.latency_min_share,
+            sla_gate=self.sla_gate,
+            accuracy_gate=self.accuracy_gate,
+            accuracy_tolerance=self.accuracy_tolerance,
+            accuracy_alpha=self.accuracy_alpha,
+            drift_gate=self.drift_gate,
+            custom_gates=tuple(self.custom_gates),
+            stages=len(self.stage_weights),
+        )
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CanaryPolicy:
-        """Rebuild a policy saved with :meth:`to_json` (raises ValueError on unknown keys)."""
+        """Rebuild a policy saved with :meth:`to_json` (raises ValueError on unknown keys).
+
+        Keys of the fixed-sample gates (``min_requests``, ``min_labels``, ``latency_ratio_tolerance``,
+        ``latency_slack_seconds``) in policies stored before the sequential gates are dropped.
+        """
+        data = {k: v for k, v in data.items() if k not in _RETIRED_KEYS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown canary policy keys: {', '.join(unknown)}")
         return cls(**dict(data))
+
+
+_RETIRED_KEYS = frozenset({"min_requests", "min_labels", "latency_ratio_tolerance", "latency_slack_seconds"})
 
 
 # --------------------------------------------------------------------------- inputs
@@ -749,6 +778,16 @@ def _on_evaluation(state: CanaryState, policy: CanaryPolicy, now: datetime, eval
             return _pause(new, now, f"paused: {reason}", alert=True)
         return Transition(new, (), reason)
 
+    if outcome == "inconclusive" and evaluation.collecting:
+        # Evidence is accumulating towards a decision: not a reason to call a human, unless the
+        # decision cannot come before the progress deadline, which is said now rather than then.
+        reason = f"collecting evidence at {where}: {evaluation.reason}"
+        late = _too_late(state, policy, now, evaluation.expected_seconds)
+        if late:
+            reason = f"{reason}; {late}"
+        new = _changed(state, reason=reason, inconclusive_streak=0, metrics_error_streak=0, **counted)
+        return Transition(new, (), reason)
+
     if outcome == "inconclusive":
         streak = state.inconclusive_streak + 1
         reason = f"inconclusive {streak}/{policy.inconclusive_limit} at {where}: {evaluation.reason}"
@@ -884,6 +923,19 @@ def _check_deadline(state: CanaryState, policy: CanaryPolicy, now: datetime) -> 
     if policy.on_progress_deadline == "fail":
         return _stop(state, now, Phase.FAILED, reason)
     return _pause(state, now, f"paused: {reason}", alert=True)
+
+
+def _too_late(state: CanaryState, policy: CanaryPolicy, now: datetime, expected: float | None) -> str:
+    """Why the stage cannot decide before its progress deadline at current traffic, or ''."""
+    if state.progress_since is None or state.phase is not Phase.PROGRESSING:
+        return ""
+    left = policy.progress_deadline_seconds - (now - state.progress_since).total_seconds()
+    if expected is None:
+        return "no decision expected at the current traffic before the progress deadline"
+    if expected > left:
+        return (f"cannot decide before the progress deadline at the current traffic "
+                f"(needs {describe_seconds(expected)}, {describe_seconds(max(left, 0.0))} left)")
+    return ""
 
 
 def _waiting_reason(state: CanaryState, policy: CanaryPolicy, now: datetime) -> str:

@@ -225,13 +225,16 @@ def compare_to_reference(
     beta: float,
     margin_relative: float,
     margin_floor: float,
+    margin_absolute: float = 0.0,
 ) -> RateDecision:
     """Canary against a reference measured at the same time (production, or a baseline).
 
     Fails on the exact conditional mixture test at ``alpha_fail``; passes when Wald's SPRT of
     "reference rate" against "reference rate + margin" reaches its lower boundary, the margin being
-    ``margin_relative`` times the reference rate floored at ``margin_floor``. ``needed`` assumes the
-    canary is as good as the reference.
+    ``margin_relative`` times the reference rate floored at ``margin_floor``, or ``margin_absolute``
+    when that is larger. ``needed`` assumes the canary is as good as the reference. The failing
+    mixture's first alternative is a ratio of ``1 + margin_relative`` (1.25 when that is 0): fixed
+    in advance, as Ville's inequality needs.
     """
     _check_counts(canary_bad, canary_trials)
     _check_counts(reference_bad, reference_trials)
@@ -240,12 +243,16 @@ def compare_to_reference(
     pooled = canary_bad + reference_bad
     share = conditional_share(canary_trials, reference_trials) if canary_trials else 0.0
     if canary_trials and pooled and share < 1.0:
-        log_m = log_mixture_lr(canary_bad, pooled, share, 1.0 + margin_relative)
+        first = 1.0 + margin_relative if margin_relative > 0 else 1.25
+        log_m = log_mixture_lr(canary_bad, pooled, share, first)
     else:
         log_m = 0.0  # no pooled events (or no canary trials): nothing to weigh yet
     p_exact = conditional_p_value(canary_bad, canary_trials, reference_bad, reference_trials)
     p0 = smoothed_rate(reference_bad, reference_trials)
-    p1 = min(p0 + margin_relative * max(p0, margin_floor), (1.0 + p0) / 2.0)
+    delta = max(margin_relative * max(p0, margin_floor), margin_absolute)
+    if delta <= 0.0:
+        raise ValueError("the pass test needs a positive margin")
+    p1 = min(p0 + delta, (1.0 + p0) / 2.0)
     llr = sprt_llr(canary_bad, canary_trials, p0, p1)
     bound = pass_bound(alpha, beta)
     fail = log_m >= fail_bound(alpha_fail)
