@@ -17,9 +17,11 @@ weight), and the next tick tries again. When the weight reaches traffic late, th
 restarts, so every stage is judged for its full minimum duration at its weight.
 
 **Evaluations.** At most one per ``analysis_interval_seconds``; its window runs from the stage's
-start to now, capped by the SLA window (``[prometheus] window``) and at least
-``[prometheus] staleness_seconds`` long (``rate`` needs two scrapes; early in a stage the window
-therefore reaches into the previous stage). Metrics-source errors (Prometheus down, the canary's
+start to now (the evidence of a stage accumulates, so low-traffic services reach a decision; no
+cap by the SLA's sliding ``[prometheus] window``) and is at least ``[prometheus] staleness_seconds``
+long (``rate`` needs two scrapes; early in a stage the window therefore reaches into the previous
+stage). Latency counts come from the histogram's buckets: requests above the SLA's p95 bound.
+Metrics-source errors (Prometheus down, the canary's
 or production's series stale) make the evaluation a ``metrics_error``: never a pass.
 
 **Accuracy.** The accuracy gate's labelled/correct counts come from a :data:`LabelCounter` (in the
@@ -608,11 +610,11 @@ class PrometheusGateSource:
         return replace(window, labelled=labelled, correct=correct)
 
     def window_seconds(self, record: CanaryRecord, now: datetime) -> float:
+        """The stage's age: its evidence accumulates from its start (at least ``staleness_seconds``)."""
         prom = self._settings().prometheus
-        cap = parse_duration_seconds(prom.window)
         started = record.state.stage_started_at or record.state.started_at or now
         elapsed = (now - started).total_seconds()
-        return max(float(prom.staleness_seconds), min(cap, elapsed))
+        return max(float(prom.staleness_seconds), elapsed)
 
     def inputs(self, record: CanaryRecord, now: datetime) -> GateInputs:
         from opsctl.adapters.prometheus import PrometheusSource, promql_string
@@ -629,6 +631,13 @@ class PrometheusGateSource:
             fleet = source.fetch_fleet(now, model=state.model)
             canary_sample = fleet.get(state.model, state.canary_version)
             production_sample = fleet.get(state.model, state.production_version) if state.production_version else None
+            bound = settings.sla.for_model(state.model).latency_p95_ms / 1000.0
+            slow_reader = getattr(source, "slow_counts", None)
+            try:
+                slow = slow_reader(now, model=state.model, bound_seconds=bound) if slow_reader else {}
+            except MetricsSourceError as error:
+                log.info("latency buckets unavailable", extra={"model": state.model, "error": str(error)})
+                slow = {}
             custom: list[CustomReading] = []
             for gate in record.policy.custom_gates:
                 query = gate.query
@@ -667,10 +676,14 @@ class PrometheusGateSource:
 
         since = state.stage_started_at or state.started_at or now
         return GateInputs(
-            canary=self._with_labels(_window(canary_sample, seconds), state.model, state.canary_version, since),
-            production=self._with_labels(_window(production_sample, seconds), state.model,
-                                         state.production_version, since),
+            canary=self._with_labels(_window(canary_sample, seconds, slow.get(state.canary_version)), state.model,
+                                     state.canary_version, since),
+            production=self._with_labels(
+                _window(production_sample, seconds, slow.get(state.production_version or "")), state.model,
+                state.production_version, since),
             canary_weight=state.weight,
+            stage_seconds=seconds,
+            latency_bound_seconds=bound,
             sla=SlaInput(health.status.value, (health.reason,) if health.reason else ()),
             custom=tuple(custom),
             sla_error_rate_percent=thresholds.for_model(state.model).error_rate_percent,
@@ -678,13 +691,15 @@ class PrometheusGateSource:
         )
 
 
-def _window(sample: Any, seconds: float) -> VersionWindow:
+def _window(sample: Any, seconds: float, slow: tuple[float, float] | None = None) -> VersionWindow:
+    """Counts since the stage started: rate over the stage's age times its length (= increase())."""
     if sample is None or sample.request_rate is None:
         return VersionWindow()
     requests = round(sample.request_rate * seconds)
     errors = None if sample.error_rate is None else min(requests, round(sample.error_rate * requests))
+    slow_requests = None if slow is None else min(requests, round(slow[1]))
     return VersionWindow(requests=requests, errors=errors, p95_seconds=sample.latency_p95,
-                         p99_seconds=sample.latency_p99)
+                         p99_seconds=sample.latency_p99, slow=slow_requests)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
