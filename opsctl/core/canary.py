@@ -105,6 +105,8 @@ class CanaryPolicy:
     # the margin is this times production's share, floored at latency_min_share.
     latency_margin_relative: float = 1.0
     latency_min_share: float = 0.01
+    # Turn off for services that export no latency histogram.
+    latency_gate: bool = True
     sla_gate: bool = True
     # Model quality from delayed labels (turn off for models without feedback).
     accuracy_gate: bool = True
@@ -133,7 +135,7 @@ class CanaryPolicy:
         "inconclusive_limit",
         "metrics_error_limit",
     )
-    _BOOLS: ClassVar[tuple[str, ...]] = ("manual_approval", "sla_gate", "accuracy_gate", "drift_gate")
+    _BOOLS: ClassVar[tuple[str, ...]] = ("manual_approval", "latency_gate", "sla_gate", "accuracy_gate", "drift_gate")
 
     def __post_init__(self) -> None:
         self._coerce_types()
@@ -298,6 +300,7 @@ class CanaryPolicy:
             max_error_rate_percent=self.max_error_rate_percent,
             latency_margin_relative=self.latency_margin_relative,
             latency_min_share=self.latency_min_share,
+            latency_gate=self.latency_gate,
             sla_gate=self.sla_gate,
             accuracy_gate=self.accuracy_gate,
             accuracy_tolerance=self.accuracy_tolerance,

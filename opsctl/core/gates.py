@@ -660,6 +660,7 @@ class GatePolicy:
     # Latency: the share of requests over the SLA's p95 bound, same margin rules.
     latency_margin_relative: float = 1.0
     latency_min_share: float = 0.01
+    latency_gate: bool = True
     sla_gate: bool = True
     accuracy_gate: bool = True
     accuracy_tolerance: float = 0.02
@@ -775,18 +776,19 @@ def _evaluate(policy: GatePolicy, inputs: GateInputs, ceiling: float | None) -> 
                 margin_relative=policy.error_rate_mde_relative, **common,
             )
         )
-    results.append(
-        latency_gate(
-            inputs.canary,
-            inputs.production,
-            bound_seconds=inputs.latency_bound_seconds,
-            alpha=policy.error_rate_alpha,
-            power=policy.error_rate_power,
-            margin_relative=policy.latency_margin_relative,
-            margin_floor=policy.latency_min_share,
-            **common,
+    if policy.latency_gate:
+        results.append(
+            latency_gate(
+                inputs.canary,
+                inputs.production,
+                bound_seconds=inputs.latency_bound_seconds,
+                alpha=policy.error_rate_alpha,
+                power=policy.error_rate_power,
+                margin_relative=policy.latency_margin_relative,
+                margin_floor=policy.latency_min_share,
+                **common,
+            )
         )
-    )
     if policy.sla_gate:
         results.append(sla_gate(inputs.sla))
     if policy.accuracy_gate:
