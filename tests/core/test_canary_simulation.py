@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from opsctl.core.canary import CanaryPolicy, Command, Phase, new_canary, step
+from opsctl.core.canary import CanaryPolicy, Command, new_canary, step
 from opsctl.core.gates import GateInputs, VersionWindow, evaluate_gates
 from opsctl.core.sequential import MIXTURE_SIZE, wald_asn
 
