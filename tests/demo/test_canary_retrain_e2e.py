@@ -60,14 +60,9 @@ min_stage_seconds = 10.0
 analysis_interval_seconds = {ANALYSIS_SECONDS}
 failure_threshold = {FAILURE_THRESHOLD}
 inconclusive_limit = 30
-min_requests = 50
 error_rate_min_baseline = 0.05
 error_rate_mde_relative = 4.0
-# p99 of a few dozen requests is the slowest one, read off coarse histogram buckets: a slack of
-# 300 ms keeps that noise from rolling back healthy canaries (the latency fault adds more).
-latency_slack_seconds = 0.3
 accuracy_gate = true
-min_labels = 50
 accuracy_tolerance = 0.05
 progress_deadline_seconds = 120.0
 """
