@@ -1,0 +1,1 @@
+from opsctl.core.canary.machine import *  # noqa: F403
