@@ -214,6 +214,12 @@ def _needed(llr: float, trials: int, drift: float, bound: float) -> int | None:
     return trials + math.ceil((llr - bound) / -drift)
 
 
+def _expected_rate(bad: int, trials: int, p0: float, p1: float) -> float:
+    """The rate to project the SPRT with: the reference's, unless the canary is already past the margin."""
+    observed = bad / trials if trials else 0.0
+    return observed if observed > p1 else p0
+
+
 def compare_to_reference(
     canary_bad: int,
     canary_trials: int,
@@ -232,7 +238,8 @@ def compare_to_reference(
     Fails on the exact conditional mixture test at ``alpha_fail``; passes when Wald's SPRT of
     "reference rate" against "reference rate + margin" reaches its lower boundary, the margin being
     ``margin_relative`` times the reference rate floored at ``margin_floor``, or ``margin_absolute``
-    when that is larger. ``needed`` assumes the canary is as good as the reference. The failing
+    when that is larger. ``needed`` assumes the canary is as good as the reference, unless its
+    observed rate is already past the margin (then no pass is expected: ``None``). The failing
     mixture's first alternative is a ratio of ``1 + margin_relative`` (1.25 when that is 0): fixed
     in advance, as Ville's inequality needs.
     """
@@ -262,7 +269,8 @@ def compare_to_reference(
         p_value=p_exact,
         always_valid_p=always_valid_p(log_m),
         llr=llr,
-        needed=_needed(llr, canary_trials, drift_per_trial(p0, p0, p1), bound),
+        needed=_needed(llr, canary_trials, drift_per_trial(_expected_rate(canary_bad, canary_trials, p0, p1), p0, p1),
+                       bound),
         reference_rate=p0,
         margin_rate=p1,
     )

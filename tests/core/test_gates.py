@@ -345,3 +345,84 @@ def test_an_evaluation_of_only_not_applicable_results_is_inconclusive():
     assert combine([Verdict.NOT_APPLICABLE]) is Verdict.INCONCLUSIVE
     assert Evaluation.of(only).verdict is Verdict.INCONCLUSIVE
     assert combine([Verdict.NOT_APPLICABLE, Verdict.PASS]) is Verdict.PASS
+
+
+# --------------------------------------------------------------------------- sequential details
+
+
+def test_the_failing_test_runs_at_alpha_over_the_number_of_stages():
+    # 3 errors in 200 canary requests against 5 in 10,000: always-valid p between alpha/4 and alpha.
+    canary, production = window(200, 3), window(10_000, 5)
+    one = error_rate_gate(canary, production, **ERROR_ARGS, stages=1)
+    assert 0.01 / 4 < one.p_value < 0.01
+    assert one.verdict is Verdict.FAIL
+    assert error_rate_gate(canary, production, **ERROR_ARGS, stages=4).verdict is Verdict.INCONCLUSIVE
+
+
+def test_expected_seconds_need_a_positive_stage_age():
+    production = window(100_000, 100)
+    for seconds in (None, 0.0, -5.0):
+        result = error_rate_gate(window(1000, 1), production, **ERROR_ARGS, stage_seconds=seconds)
+        assert result.expected_seconds is None and result.collecting
+        assert f"pass expected at {result.sample_needed} req" in result.reason
+    hopeless = error_rate_gate(window(1000, 4), production, **ERROR_ARGS, stage_seconds=100.0)
+    assert hopeless.verdict is Verdict.INCONCLUSIVE and hopeless.sample_needed is None
+    assert hopeless.expected_seconds is None and "no pass expected" in hopeless.reason
+
+
+def test_a_ceiling_of_100_percent_cannot_be_exceeded():
+    result = error_ceiling_gate(window(10, 10), ceiling_percent=100.0, alpha=0.01)
+    assert result.verdict is Verdict.PASS and result.threshold == 1.0
+    broken = error_ceiling_gate(window(10, 20), ceiling_percent=1.0, alpha=0.01)
+    assert broken.verdict is Verdict.INCONCLUSIVE and broken.threshold == 0.01
+
+
+def test_the_evaluation_is_collecting_only_when_every_undecided_gate_is():
+    collecting = GateResult("error_rate", Verdict.INCONCLUSIVE, expected_seconds=60.0, collecting=True)
+    later = GateResult("latency", Verdict.INCONCLUSIVE, expected_seconds=300.0, collecting=True)
+    missing = GateResult("sla", Verdict.INCONCLUSIVE, reason="no SLA status")
+    passed = GateResult("accuracy", Verdict.PASS, expected_seconds=0.0)
+    both = Evaluation.of([collecting, later, passed])
+    assert both.collecting and both.expected_seconds == 300.0
+    assert not Evaluation.of([collecting, missing]).collecting
+    assert Evaluation.of([collecting, missing]).expected_seconds is None
+    assert not Evaluation.of([passed]).collecting and Evaluation.of([passed]).expected_seconds == 0.0
+    assert not Evaluation.of([collecting], metrics_error=True).collecting
+    assert not Evaluation.of([GateResult("x", Verdict.FAIL), collecting]).collecting
+
+
+def test_gate_results_round_trip_with_the_sequential_numbers():
+    result = GateResult("error_rate", Verdict.INCONCLUSIVE, value=0.001, threshold=0.002, p_value=0.5,
+                        sample_size=10, sample_needed=5000, reason="r", exact_p_value=0.25, expected_seconds=12.5,
+                        collecting=True)
+    data = result.to_json()
+    assert data["exact_p_value"] == 0.25 and data["expected_seconds"] == 12.5 and data["collecting"] is True
+    assert GateResult.from_json(data) == result
+    assert GateResult.from_json({"name": "x", "verdict": "pass"}).collecting is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [({"stages": 0}, "stages"), ({"error_rate_alpha": 1.0}, "error_rate_alpha"),
+     ({"error_rate_power": 0.0}, "error_rate_power"), ({"accuracy_alpha": 1.5}, "accuracy_alpha"),
+     ({"error_rate_mde_relative": 0.0}, "error_rate_mde_relative"),
+     ({"latency_margin_relative": -1.0}, "latency_margin_relative"),
+     ({"error_rate_min_baseline": 0.0}, "error_rate_min_baseline"), ({"latency_min_share": 1.0}, "latency_min_share"),
+     ({"accuracy_tolerance": 0.0}, "accuracy_tolerance"), ({"accuracy_tolerance": 1.0}, "accuracy_tolerance")],
+)
+def test_impossible_gate_policies_are_refused(changes, match):
+    from opsctl.core.gates import GatePolicy
+
+    with pytest.raises(ValueError, match=match):
+        GatePolicy(**changes)
+
+
+def test_the_latency_gate_can_be_turned_off():
+    names = [r.name for r in evaluate_gates(CanaryPolicy(latency_gate=False).gate_policy, healthy_inputs()).results]
+    assert "latency" not in names and "error_rate" in names
+
+
+def test_just_below_100_percent_production_is_still_compared():
+    inputs = healthy_inputs(canary_weight=99.9)
+    verdicts = {r.name: r.verdict for r in evaluate_gates(FULL_POLICY.gate_policy, inputs).results}
+    assert verdicts["error_rate"] is not Verdict.NOT_APPLICABLE and verdicts["latency"] is not Verdict.NOT_APPLICABLE

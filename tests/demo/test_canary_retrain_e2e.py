@@ -139,10 +139,8 @@ def test_a_healthy_candidate_goes_through_every_stage_and_is_promoted(demo: Demo
     wait_for("traffic", lambda: routing(demo, model) == {"1.0.0": 100.0}, 30, demo)
     started = ok(demo, "canary", "start", model, "1.1.0", "--reason", "e2e healthy", "-o", "json")
     assert started["weight"] == 20.0
-    watched = demo.opsctl("canary", "status", model, "--watch", "--timeout", "150", "-o", "json")
-    final = json.loads(watched.stdout)
-    final = final[0] if isinstance(final, list) else final
-    assert watched.returncode == 0, (final["reason"], final["gates"])
+    final = wait_for("a decision", lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)),
+                     150, demo)
     assert final["state"] == "succeeded" and final["stage"] == 2 and final["weight"] == 100.0
     verdicts = {g["name"]: g["verdict"] for g in final["gates"]}
     assert set(verdicts.values()) == {"pass"} and "accuracy" in verdicts, final["gates"]
