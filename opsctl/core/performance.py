@@ -316,6 +316,25 @@ def _judge(
     return MetricResult(name, state, value, low, high, n, baseline, drop, floor)
 
 
+def severity_of(metrics: Sequence[Mapping[str, Any]]) -> str | None:
+    """How bad a degraded report is, from its metrics' documents: ``critical``, ``warning`` or None.
+
+    Critical when some degraded metric is confidently (its interval's upper end) more than twice
+    the allowed drop below its baseline; warning for a significant drop short of that; None when
+    nothing is degraded. Size and certainty both count: a big drop seen on few labels has a wide
+    interval and stays a warning until the labels confirm it.
+    """
+    worst: str | None = None
+    for metric in metrics:
+        if metric.get("state") != DEGRADED:
+            continue
+        worst = "warning"
+        high, floor, baseline = metric.get("ci_high"), metric.get("floor"), metric.get("baseline")
+        if high is not None and floor is not None and baseline is not None and high < 2 * floor - baseline:
+            return "critical"
+    return worst
+
+
 def _verdict(total: int, results: list[MetricResult], policy: PerformancePolicy) -> str:
     if total < policy.min_labels:
         return NOT_ENOUGH_LABELS

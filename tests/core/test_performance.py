@@ -233,6 +233,23 @@ def test_a_version_at_its_baseline_alarms_within_alpha_over_500_checks_of_50_to_
     assert alarms / 500 <= 1 - policy.confidence
 
 
+def test_severity_follows_the_size_and_the_certainty_of_the_drop() -> None:
+    from opsctl.core.performance import severity_of
+
+    baseline = BaselineMetrics(accuracy=0.92)
+    policy = PerformancePolicy(metrics=["accuracy"])
+    big = evaluate_performance([1] * 1600 + [0] * 400, [1] * 2000, None, baseline, policy)  # 0.80, sure
+    modest = evaluate_performance([1] * 1700 + [0] * 300, [1] * 2000, None, baseline, policy)  # 0.85
+    unsure = evaluate_performance([1] * 78 + [0] * 22, [1] * 100, None, baseline,
+                                  PerformancePolicy(metrics=["accuracy"], min_labels=50))  # 0.78 on 100
+    assert big.verdict == modest.verdict == unsure.verdict == "degraded"
+    assert severity_of([m.to_json() for m in big.metrics]) == "critical"
+    assert severity_of([m.to_json() for m in modest.metrics]) == "warning"
+    assert severity_of([m.to_json() for m in unsure.metrics]) == "warning"
+    ok = evaluate_performance([1] * 1840 + [0] * 160, [1] * 2000, None, baseline, policy)
+    assert severity_of([m.to_json() for m in ok.metrics]) is None
+
+
 def test_improvement_is_ok_with_a_negative_drop() -> None:
     report = evaluate_performance([1] * 300, [1] * 300, None, BaselineMetrics(accuracy=0.9),
                                   PerformancePolicy(metrics=["accuracy"]))
