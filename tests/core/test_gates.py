@@ -426,3 +426,140 @@ def test_just_below_100_percent_production_is_still_compared():
     inputs = healthy_inputs(canary_weight=99.9)
     verdicts = {r.name: r.verdict for r in evaluate_gates(FULL_POLICY.gate_policy, inputs).results}
     assert verdicts["error_rate"] is not Verdict.NOT_APPLICABLE and verdicts["latency"] is not Verdict.NOT_APPLICABLE
+
+
+# --------------------------------------------------------------------------- what each result says
+
+
+def test_windows_and_custom_gates_serialise_every_field():
+    assert window(7, 4, 0.1, 0.2, 30, 20, slow=3).to_json() == {
+        "requests": 7, "errors": 4, "p95_seconds": 0.1, "p99_seconds": 0.2, "labelled": 30, "correct": 20, "slow": 3}
+    spec = CustomGate("queue", "sum(q)")
+    assert spec.threshold == 0.0 and spec.comparator == "<"
+    assert spec.to_json() == {"name": "queue", "query": "sum(q)", "comparator": "<", "threshold": 0.0}
+    with pytest.raises(ValueError, match="threshold"):
+        CustomGate("queue", "sum(q)", "<", True)
+
+
+def test_the_evaluation_summary_names_what_decided():
+    na = GateResult("error_rate", Verdict.NOT_APPLICABLE, reason="n/a")
+    assert Evaluation.of([na]).reason == "inconclusive: no gate applies to this window"
+    failed = Evaluation.of([GateResult("a", Verdict.FAIL, reason="bad"), GateResult("b", Verdict.PASS)])
+    assert failed.reason == "failed: a: bad"
+    unsure = Evaluation.of([GateResult("a", Verdict.INCONCLUSIVE, reason="wait"), GateResult("b", Verdict.PASS)])
+    assert unsure.reason == "inconclusive: a: wait"
+    passed = Evaluation.of([GateResult("a", Verdict.PASS), GateResult("b", Verdict.PASS), na])
+    assert passed.reason == "all gates passed: a, b (not applicable: error_rate)"
+
+
+def test_a_canary_without_requests_yet_is_collecting_not_broken():
+    result = error_rate_gate(window(0, 0), window(10_000, 10), **ERROR_ARGS, stage_seconds=0.5)
+    assert result.verdict is Verdict.INCONCLUSIVE and result.collecting and result.value is None
+    assert "- (0/0)" in result.reason and result.sample_size == 0
+    clean = error_rate_gate(window(100, 0), window(10_000, 0), **ERROR_ARGS, stage_seconds=0.5)
+    assert clean.collecting and clean.expected_seconds is not None  # 200 req/s over half a second
+
+
+def test_the_error_gate_reports_its_numbers():
+    result = error_rate_gate(window(7, 4), window(10_000, 10), **ERROR_ARGS)
+    assert result.value == pytest.approx(4 / 7) and result.threshold == pytest.approx(0.001)
+    assert "production 0.10% (10/10000)" in result.reason and "(4/7)" in result.reason
+
+
+@pytest.mark.parametrize("gate", ["ceiling", "latency", "accuracy"])
+def test_every_rate_gate_splits_alpha_over_the_stages(gate):
+    def run(stages):
+        if gate == "ceiling":
+            return error_ceiling_gate(window(30, 7), ceiling_percent=5.0, alpha=0.05, stages=stages)
+        if gate == "latency":
+            return latency_gate(window(200, 0, slow=3), window(10_000, 0, slow=5), **LATENCY_ARGS, stages=stages)
+        return accuracy_gate(window(labelled=200, correct=197), window(labelled=10_000, correct=9995),
+                             tolerance=0.02, alpha=0.01, stages=stages)
+
+    one, four = run(1), run(4)
+    assert one.verdict is Verdict.FAIL, one.p_value
+    assert four.verdict is not Verdict.FAIL, four.p_value
+
+
+def test_default_power_keeps_a_few_clean_requests_from_passing():
+    assert error_ceiling_gate(window(10, 0), ceiling_percent=5.0, alpha=0.01).verdict is Verdict.INCONCLUSIVE
+    assert latency_gate(window(30, 0, slow=0), window(10_000, 0, slow=200), **LATENCY_ARGS).verdict \
+        is Verdict.INCONCLUSIVE
+    reference = window(labelled=5000, correct=4500)
+    assert accuracy_gate(window(labelled=20, correct=18), reference, tolerance=0.02, alpha=0.05).verdict \
+        is Verdict.INCONCLUSIVE
+
+
+def test_the_latency_gate_reports_the_bound_and_productions_share():
+    result = latency_gate(window(300, 0, slow=60), window(10_000, 0, slow=200), **LATENCY_ARGS)
+    assert "over 500 ms" in result.reason and result.threshold == pytest.approx(0.02)
+    assert "production 2.00% (200/10000)" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("canary", "reference", "says"),
+    [
+        (window(labelled=None, correct=5), window(labelled=100, correct=90), "no labels for canary"),
+        (window(labelled=10, correct=None), window(labelled=100, correct=90), "no labels for canary"),
+        (window(labelled=10, correct=11), window(labelled=100, correct=90), "inconsistent"),
+        (window(labelled=-1, correct=0), window(labelled=100, correct=90), "inconsistent"),
+        (window(labelled=10, correct=-1), window(labelled=100, correct=90), "inconsistent"),
+        (window(labelled=10, correct=9), window(labelled=0, correct=0), "no labels for reference"),
+    ],
+)
+def test_accuracy_with_missing_or_broken_labels_is_inconclusive_and_says_why(canary, reference, says):
+    result = accuracy_gate(canary, reference, tolerance=0.02, alpha=0.05)
+    assert result.verdict is Verdict.INCONCLUSIVE and says in result.reason and not result.collecting
+
+
+def test_accuracy_edge_counts():
+    reference = window(labelled=5000, correct=4500)
+    none_yet = accuracy_gate(window(labelled=0, correct=0), reference, tolerance=0.02, alpha=0.05)
+    assert none_yet.collecting and none_yet.value is None and "canary accuracy - (0/0)" in none_yet.reason
+    one_reference_label = accuracy_gate(window(labelled=10, correct=9), window(labelled=1, correct=1),
+                                        tolerance=0.02, alpha=0.05)
+    assert "no labels for reference" not in one_reference_label.reason
+    # 1.5 points worse on 2,000 labels is no evidence of being within a 2-point tolerance yet.
+    close = accuracy_gate(window(labelled=2000, correct=1770), reference, tolerance=0.02, alpha=0.05)
+    assert close.verdict is Verdict.INCONCLUSIVE
+    ok = accuracy_gate(window(labelled=1200, correct=1085), reference, tolerance=0.02, alpha=0.05)
+    assert ok.verdict is Verdict.PASS and ok.expected_seconds == 0.0
+
+
+def test_drift_and_custom_reasons_say_which_way():
+    assert drift_gate(DriftInput(True)).reason == "inputs drifted"
+    assert drift_gate(DriftInput(False)).reason == "no drift"
+    spec = CustomGate("queue", "sum(q)", "<", 1)
+    assert "meets" in custom_gate(spec, CustomReading("queue", 0.5)).reason
+    assert "fails" in custom_gate(spec, CustomReading("queue", 2.0)).reason
+
+
+def test_gate_policy_defaults_are_the_canary_policys():
+    from opsctl.core.gates import GatePolicy
+
+    assert GatePolicy() == CanaryPolicy(stages=[100.0]).gate_policy
+    defaults = GatePolicy()
+    assert (defaults.latency_gate, defaults.sla_gate, defaults.accuracy_gate, defaults.drift_gate) == (
+        True, True, True, False)
+    assert defaults.accuracy_tolerance == 0.02
+
+
+def test_at_100_percent_not_applicable_results_are_not_collecting_and_missing_counts_do_not_crash():
+    inputs = healthy_inputs(production=NO_PRODUCTION, canary_weight=100.0,
+                            quality_reference=window(labelled=5000, correct=4500))
+    results = {r.name: r for r in evaluate_gates(FULL_POLICY.gate_policy, inputs).results}
+    assert not results["error_rate"].collecting and not results["latency"].collecting
+    empty = healthy_inputs(canary=VersionWindow(), production=NO_PRODUCTION, canary_weight=100.0)
+    results = {r.name: r for r in evaluate_gates(FULL_POLICY.gate_policy, empty).results}
+    assert results["error_rate"].verdict is Verdict.NOT_APPLICABLE and results["error_rate"].value is None
+    unjudged = evaluate_gates(CanaryPolicy(accuracy_gate=False).gate_policy,
+                              healthy_inputs(production=NO_PRODUCTION, canary_weight=100.0,
+                                             sla_error_rate_percent=None))
+    assert not next(r for r in unjudged.results if r.name == "error_rate").collecting
+
+
+def test_a_custom_gate_without_a_reading_is_no_metrics_error():
+    policy = CanaryPolicy(custom_gates=[{"name": "gpu", "query": "avg(gpu)", "comparator": "<", "threshold": 1}])
+    evaluation = evaluate_gates(policy.gate_policy, healthy_inputs())
+    assert not evaluation.metrics_error
+    assert next(r for r in evaluation.results if r.name == "custom:gpu").verdict is Verdict.INCONCLUSIVE
