@@ -35,7 +35,7 @@ from opsctl.errors import (
     OpsctlError,
     UsageError,
 )
-from opsctl.service import RegisterRequest
+from opsctl.services.registry import RegisterRequest
 from opsctld.peercred import PeerCredentials
 from opsctld.state import DaemonState
 
@@ -167,7 +167,7 @@ async def register(request: Request) -> Response:
         model=request.path_params["model"], version=version, artifact=Path(artifact), metrics=dict(metrics_in),
         reference=Path(reference) if reference else None, description=_opt_str(body, "description") or "",
         tags={str(k): str(v) for k, v in tags_in.items()}, lineage=Lineage.from_json(lineage))
-    created = await run_in_threadpool(state.service.register, register_request, actor=actor_for(request),
+    created = await run_in_threadpool(state.services.registry.register, register_request, actor=actor_for(request),
                                       reason=_opt_str(body, "reason") or "")
     return JSONResponse(created.to_json(), status_code=201)
 
@@ -177,13 +177,13 @@ async def plan_promote(request: Request) -> Response:
     version = request.query_params.get("version")
     if not version:
         raise UsageError("query parameter 'version' is required")
-    plan = await run_in_threadpool(state.service.plan_promote, request.path_params["model"], version)
+    plan = await run_in_threadpool(state.services.registry.plan_promote, request.path_params["model"], version)
     return JSONResponse(plan.to_json())
 
 
 async def plan_rollback(request: Request) -> Response:
     state = _state(request)
-    plan = await run_in_threadpool(state.service.plan_rollback, request.path_params["model"],
+    plan = await run_in_threadpool(state.services.registry.plan_rollback, request.path_params["model"],
                                    request.query_params.get("to"))
     return JSONResponse(plan.to_json())
 
@@ -195,7 +195,7 @@ async def promote(request: Request) -> Response:
     if not version:
         raise UsageError("'version' is required")
     result = await run_in_threadpool(
-        state.service.promote, request.path_params["model"], version, actor=actor_for(request),
+        state.services.registry.promote, request.path_params["model"], version, actor=actor_for(request),
         reason=_opt_str(body, "reason") or "", expected_generation=_opt_int(body, "expected_generation"))
     return JSONResponse(result.to_json())
 
@@ -204,7 +204,8 @@ async def rollback(request: Request) -> Response:
     state = _state(request)
     body = await read_json_body(request)
     result = await run_in_threadpool(
-        state.service.rollback, request.path_params["model"], to=_opt_str(body, "to"), actor=actor_for(request),
+        state.services.registry.rollback, request.path_params["model"], to=_opt_str(body, "to"),
+        actor=actor_for(request),
         reason=_opt_str(body, "reason") or "", expected_generation=_opt_int(body, "expected_generation"))
     return JSONResponse(result.to_json())
 
@@ -212,7 +213,7 @@ async def rollback(request: Request) -> Response:
 async def verify(request: Request) -> Response:
     state = _state(request)
     model, version = request.path_params["model"], request.path_params["version"]
-    await run_in_threadpool(state.service.verify, model, version)
+    await run_in_threadpool(state.services.registry.verify, model, version)
     return JSONResponse({"model": model, "version": version, "ok": True})
 
 

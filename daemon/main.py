@@ -30,7 +30,6 @@ from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
 from opsctl.errors import ConfigError, OpsctlError
 from opsctl.jsonlog import configure_logging
-from opsctl.service import RegistryService
 from opsctld.api import BearerTokenAuth, Endpoint, create_app
 from opsctld.events import EventBus
 from opsctld.jobs import JobRunner, JobSpec, housekeeping_job
@@ -38,6 +37,7 @@ from opsctld.metrics import DaemonMetrics
 from opsctld.peercred import PeerCredH11Protocol
 from opsctld.sdnotify import Notifier
 from opsctld.state import DaemonState
+from opsctld.wiring import build_services
 
 log = logging.getLogger("opsctld")
 
@@ -110,9 +110,10 @@ class Daemon:
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
         artifacts = ArtifactStore(settings.daemon.artifacts_dir)
-        service = RegistryService(registry, artifacts, clock=self.clock, events=bus.publish)
+        services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
+                                  events=bus.publish, metrics=metrics)
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
-        state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, service=service, bus=bus,
+        state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
                             config_path=self.config_path)
         self.state = state

@@ -38,7 +38,7 @@ class DaemonMetrics:
         self.registry_versions = Gauge("opsctl_registry_versions", "Model versions in the registry", registry=r)
         self.registry_size = Gauge("opsctl_registry_size_bytes", "Registry database size on disk", registry=r)
         self.config_reloads = Counter("opsctl_config_reloads_total", "SIGHUP reloads", ["result"], registry=r)
-        # Health checks and alerts (opsctld.subsystems.health). The shipped rule OpsctlHealthUnknown in
+        # Health checks and alerts (opsctl.services.health). The shipped rule OpsctlHealthUnknown in
         # config/prometheus/alerts.yml relies on opsctl_health_status being 1 for the current status only.
         self.health_status = Gauge("opsctl_health_status",
                                    "1 for a deployed version's current SLA status, 0 for the other statuses",

@@ -18,7 +18,7 @@ from opsctl.domain import Actor, AuditEvent, ChangePlan, ChangeResult, Deploymen
 from opsctl.errors import DaemonUnavailableError, NotFoundError
 
 if TYPE_CHECKING:
-    from opsctl.service import RegisterRequest
+    from opsctl.services.registry import RegisterRequest
 
 
 class Backend(Protocol):
@@ -62,7 +62,7 @@ class DirectBackend:
         # Imported here: with the daemon up, the CLI never needs SQLite or the artifact store.
         from opsctl.adapters.artifacts import ArtifactStore
         from opsctl.adapters.registry import Registry
-        from opsctl.service import RegistryService
+        from opsctl.services.registry import RegistryService
 
         self.via = via
         self.registry = Registry(settings.daemon.registry_path)

@@ -26,7 +26,7 @@ from opsctl.errors import (
 )
 
 if TYPE_CHECKING:
-    from opsctl.service import RegisterRequest
+    from opsctl.services.registry import RegisterRequest
 
 _ERRORS: dict[str, type[OpsctlError]] = {
     "UsageError": UsageError,

@@ -21,6 +21,7 @@ from opsctl.settings_loader import load_dataclass
 if TYPE_CHECKING:
     from opsctl.adapters.actuators import ActuatorSettings
     from opsctl.adapters.alertmanager import AlertmanagerSettings
+    from opsctl.adapters.ingest import IngestSettings
     from opsctl.adapters.prometheus import PrometheusSettings
     from opsctl.core.alerts import AlertPolicy
     from opsctl.core.canary import CanaryPolicy
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from opsctl.core.retrain import RetrainPolicy
     from opsctl.core.sla import SlaThresholds
     from opsctl.core.window import WindowPolicy
-    from opsctl.drift_service import IngestSettings
 
 SYSTEM_CONFIG = Path("/etc/opsctl/opsctl.toml")
 
@@ -142,7 +142,7 @@ _LAZY_SECTIONS: dict[str, str] = {
     "prometheus": "opsctl.adapters.prometheus:PrometheusSettings",
     "alertmanager": "opsctl.adapters.alertmanager:AlertmanagerSettings",
     "retrain": "opsctl.core.retrain:RetrainPolicy",
-    "ingest": "opsctl.drift_service:IngestSettings",
+    "ingest": "opsctl.adapters.ingest:IngestSettings",
     "actuators": "opsctl.adapters.actuators:ActuatorSettings",
 }
 

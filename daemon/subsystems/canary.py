@@ -7,25 +7,19 @@ whatever a killed daemon left behind). Endpoints::
     POST /v1/canaries {model, version, reason, overrides}
     POST /v1/canaries/{model}/{pause|resume|promote|abort|approve} {reason}
 
-The actuator and the hooks come from ``[actuators]`` (:class:`ActuatorSettings`; default: the
-routing table). The accuracy gate counts labels in the drift subsystem's live window. After every
-tick the canary's alert conditions are stepped through the alert engine (source ``canary``) and
-sent with the health subsystem's Alertmanager notifier, like drift alerts.
+The service is built by :func:`opsctld.wiring.build_services`: the actuator and the hooks come from
+``[actuators]`` (:class:`ActuatorSettings`; default: the routing table), the accuracy gate counts labels
+in the drift service's live window. After every tick the canary's alert conditions are stepped through
+the alert engine (source ``canary``) and sent with the health service's Alertmanager notifier, like
+drift alerts.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime
-from typing import Any
-
-from prometheus_client import Gauge
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from opsctl.adapters.actuators import ActuatorSettings, Hooks, build_actuator
-from opsctl.canary_service import CanaryService, PrometheusGateSource
 from opsctl.core.canary import CommandKind, Phase
 from opsctl.errors import UsageError
 from opsctld.api import Endpoint, actor_for, read_json_body
@@ -33,114 +27,22 @@ from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
 
-log = logging.getLogger("opsctld.canary")
-
 _PHASES = [p.value for p in Phase]
-_VERDICT_VALUE = {"pass": 1.0, "inconclusive": 0.0, "fail": -1.0, "not_applicable": float("nan")}
-
-
-class CanaryMetrics:
-    """Gauges for the TUI and dashboards: stage, weight, failed checks, every gate's verdict and value."""
-
-    def __init__(self, state: DaemonState) -> None:
-        r = state.metrics.registry
-        self.weight = Gauge("opsctl_canary_weight", "Percent of traffic the canary version has",
-                            ["model", "canary_version"], registry=r)
-        self.stage = Gauge("opsctl_canary_stage", "Current stage (1-based) of the model's canary", ["model"],
-                           registry=r)
-        self.phase = Gauge("opsctl_canary_phase", "1 for the canary's current phase", ["model", "phase"],
-                           registry=r)
-        self.failed = Gauge("opsctl_canary_failed_checks", "Failed evaluations so far", ["model"], registry=r)
-        self.verdict = Gauge("opsctl_canary_gate_verdict",
-                             "Last verdict per gate: 1 pass, 0 inconclusive, -1 fail, NaN not applicable",
-                             ["model", "gate"], registry=r)
-        self.value = Gauge("opsctl_canary_gate_value", "The number behind the gate's last verdict",
-                           ["model", "gate"], registry=r)
-        self._weight_labels: dict[str, str] = {}
-
-    def update(self, documents: list[dict[str, Any]]) -> None:
-        for doc in documents:
-            model = doc["model"]
-            old = self._weight_labels.get(model)
-            if old is not None and old != doc["canary_version"]:
-                self.weight.remove(model, old)
-            self._weight_labels[model] = doc["canary_version"]
-            self.weight.labels(model, doc["canary_version"]).set(doc["weight"])
-            self.stage.labels(model).set(doc["stage"])
-            self.failed.labels(model).set(doc["failed_checks"])
-            for phase in _PHASES:
-                self.phase.labels(model, phase).set(1.0 if doc["phase"] == phase else 0.0)
-            for gate in doc["gates"]:
-                self.verdict.labels(model, gate["name"]).set(_VERDICT_VALUE.get(gate["verdict"], 0.0))
-                value = gate.get("value")
-                self.value.labels(model, gate["name"]).set(float("nan") if value is None else float(value))
-
-
-def actuator_settings(state: DaemonState) -> ActuatorSettings:
-    return state.settings.actuators
-
-
-def _label_counter(state: DaemonState) -> Any:
-    try:
-        from opsctld.subsystems.drift import drift_service
-    except ImportError:  # pragma: no cover - the drift subsystem ships with the daemon
-        return None
-
-    def count(model: str, version: str, since: datetime) -> tuple[int, int]:
-        return drift_service(state).label_counts(model, version, since)
-
-    return count
-
-
-def _notify(state: DaemonState) -> Any:
-    from opsctld.subsystems.health import alert_sender
-
-    return alert_sender(state)
 
 
 def start(state: DaemonState) -> None:
-    settings = actuator_settings(state)
-    registry = state.registry
-
-    def read_weight(model: str) -> float | None:
-        deployment = registry.get_deployment(model)
-        return None if deployment is None else deployment.canary_weight
-
-    service = CanaryService(
-        registry,
-        policy=state.settings.canary,
-        actuator=build_actuator(settings, read_weight=read_weight),
-        hooks=Hooks(settings),
-        gate_source=PrometheusGateSource(lambda: state.settings, registry, labels=_label_counter(state)),
-        clock=state.clock,
-        events=state.bus.publish,
-        hook_max_attempts=settings.hook_max_attempts,
-    )
-    metrics = CanaryMetrics(state)
-
-    def provider() -> list[dict[str, Any]]:
-        return service.status()
-
-    state.status_providers["canaries"] = provider
-    state.services["canary"] = (service, metrics)
-
-
-
-
-def _get(state: DaemonState) -> tuple[CanaryService, CanaryMetrics]:
-    return state.services["canary"]  # type: ignore[no-any-return]
+    state.status_providers["canaries"] = state.services.canary.status
 
 
 def jobs(state: DaemonState) -> list[JobSpec]:
-    service, metrics = _get(state)
-
-    notify = _notify(state)
+    service = state.services.canary
+    notify = state.services.health.send
 
     def run() -> JobOutcome:
         result = service.tick()
         service.step_alerts(state.settings.alerts, notify)
         documents = service.status()
-        metrics.update(documents)
+        service.export(documents)
         live = {d["model"]: d["phase"] for d in documents if d["active"]}
         return JobOutcome(not result.errors, result.summary(), {"canaries": live})
 
@@ -152,15 +54,13 @@ def _daemon(request: Request) -> DaemonState:
 
 
 async def list_canaries(request: Request) -> Response:
-    state = _daemon(request)
-    service, _metrics = _get(state)
+    service = _daemon(request).services.canary
     documents = await run_in_threadpool(service.status, request.query_params.get("model") or None)
     return JSONResponse(documents)
 
 
 async def start_canary(request: Request) -> Response:
-    state = _daemon(request)
-    service, metrics = _get(state)
+    service = _daemon(request).services.canary
     body = await read_json_body(request)
     model, version = body.get("model"), body.get("version")
     if not isinstance(model, str) or not isinstance(version, str) or not model or not version:
@@ -174,13 +74,12 @@ async def start_canary(request: Request) -> Response:
     record = await run_in_threadpool(service.start, model, version, actor=actor_for(request), reason=reason,
                                      overrides=overrides)
     document = await run_in_threadpool(service.status_document, record)
-    metrics.update([document])
+    service.export([document])
     return JSONResponse(document, status_code=201)
 
 
 async def canary_command(request: Request) -> Response:
-    state = _daemon(request)
-    service, metrics = _get(state)
+    service = _daemon(request).services.canary
     body = await read_json_body(request)
     name = request.path_params["command"]
     try:
@@ -195,7 +94,7 @@ async def canary_command(request: Request) -> Response:
     record = await run_in_threadpool(service.command, request.path_params["model"], kind,
                                      actor=actor_for(request), reason=reason)
     document = await run_in_threadpool(service.status_document, record)
-    metrics.update([document])
+    service.export([document])
     return JSONResponse(document)
 
 

@@ -1,4 +1,4 @@
-"""Ingestion, drift and performance checks in the daemon (:mod:`opsctl.drift_service` does the work).
+"""Ingestion, drift and performance checks in the daemon (:mod:`opsctl.services.drift` does the work).
 
 Jobs (bodies run in the job pool's worker threads, never on the event loop):
 
@@ -7,9 +7,10 @@ Jobs (bodies run in the job pool's worker threads, never on the event loop):
 * ``drift`` every ``[jobs] drift_seconds`` and ``performance`` every ``[jobs] performance_seconds``: one
   check per deployed version, stored in ``drift_results``, exported on ``/metrics``, announced as SSE
   ``drift`` / ``performance`` events, stepped through the alert engine (rules ``ModelDataDrift`` and
-  ``ModelPerformanceDegraded``, source ``drift``; notifications go out through the health subsystem's
+  ``ModelPerformanceDegraded``, source ``drift``; notifications go out through the health service's
   Alertmanager notifier), and, for a production version with a ``[retrain.models.MODEL]`` entry, a
-  retraining trigger (the retraining service holds repeats by single flight and its cooldown).
+  retraining trigger (the retraining service holds repeats by single flight and its cooldown); the
+  service and these hooks are built by :func:`opsctld.wiring.build_services`.
 
 Endpoints::
 
@@ -20,75 +21,29 @@ Endpoints::
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from opsctl.adapters.offset_store import RegistryOffsetStore
 from opsctl.core.window import parse_batch
-from opsctl.domain import Actor
-from opsctl.drift_service import DriftGauges, DriftService
 from opsctl.errors import UsageError
+from opsctl.services.drift import DriftService
 from opsctld.api import Endpoint
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
 
-log = logging.getLogger("opsctld.drift")
-
-RETRAIN_ACTOR = Actor(user="opsctld", uid=None, via="drift")
 _MAX_HISTORY = 1000
 
 
-
-def _config_dir(state: DaemonState) -> Path | None:
-    source = state.settings.source
-    if source in ("defaults", "<config>"):
-        return None
-    return Path(source).resolve().parent
-
-
-def _notify(state: DaemonState) -> Any:
-    from opsctld.subsystems.health import alert_sender
-
-    return alert_sender(state)
-
-
-def _retrain(state: DaemonState) -> Any:
-    def trigger(model: str, kind: str, reason: str) -> None:
-        if state.settings.retrain.for_model(model) is None:
-            return  # no [retrain.models.MODEL] entry: this model is not retrained automatically
-        try:
-            from opsctld.subsystems.retrain import retrain_service
-        except ImportError:
-            return
-        result = retrain_service(state).trigger(model, kind, reason, RETRAIN_ACTOR)
-        log.info("retrain requested", extra={"model": model, "trigger": kind, "verdict": result.verdict.value})
-
-    return trigger
-
-
-def drift_service(state: DaemonState) -> DriftService:
-    """The daemon's drift service (one per daemon state)."""
-    return state.shared("drift", lambda: DriftService(
-        state.registry, state.artifacts, settings=lambda: state.settings,
-        summaries_dir=Path(state.settings.daemon.state_dir) / "summaries",
-        offsets=RegistryOffsetStore(state.registry), clock=state.clock, events=state.bus.publish,
-        gauges=DriftGauges(state.metrics.registry), notify=_notify(state), retrain=_retrain(state),
-        config_dir=_config_dir(state)))
-
-
 def _start(state: DaemonState) -> None:
-    service = drift_service(state)
-    state.status_providers["ingest"] = service.status
+    state.status_providers["ingest"] = lambda: state.services.drift.status().to_json()
 
 
 def _jobs(state: DaemonState) -> list[JobSpec]:
-    service = drift_service(state)
+    service = state.services.drift
     jobs = state.settings.jobs
 
     def ingest() -> JobOutcome:
@@ -130,7 +85,7 @@ def _jobs(state: DaemonState) -> list[JobSpec]:
 
 
 def _service(request: Request) -> DriftService:
-    return drift_service(request.app.state.daemon)
+    return request.app.state.daemon.services.drift  # type: ignore[no-any-return]
 
 
 async def post_ingest(request: Request) -> Response:
@@ -138,7 +93,8 @@ async def post_ingest(request: Request) -> Response:
     raw = await request.body()
     limit = service.settings.section("ingest").max_batch_records
     records = await run_in_threadpool(parse_batch, raw, max_records=limit)
-    return JSONResponse(await run_in_threadpool(service.ingest_records, records))
+    receipt = await run_in_threadpool(service.ingest_records, records)
+    return JSONResponse(receipt.to_json())
 
 
 async def get_drift(request: Request) -> Response:
@@ -150,13 +106,15 @@ async def get_drift(request: Request) -> Response:
             raise UsageError(f"history must be a whole number from 1 to {_MAX_HISTORY}, got {raw!r}")
         history = int(raw)
     model = request.path_params["model"]
-    return JSONResponse(await run_in_threadpool(lambda: service.drift(model, history=history)))
+    report = await run_in_threadpool(lambda: service.drift(model, history=history))
+    return JSONResponse(report.to_json())
 
 
 async def get_performance(request: Request) -> Response:
     service = _service(request)
     model = request.path_params["model"]
-    return JSONResponse(await run_in_threadpool(service.performance, model))
+    report = await run_in_threadpool(service.performance, model)
+    return JSONResponse(report.to_json())
 
 
 _STR = {"type": "string"}

@@ -1,22 +1,12 @@
-"""SLA health checks and the alert engine, wired into the daemon.
+"""SLA health checks and the alert engine, wired into the daemon (:mod:`opsctl.services.health` does the work).
 
 Two jobs:
 
-* ``health`` (every ``[jobs] health_seconds``): the deployed versions come from the registry (every
-  model's production and canary version; a version's baseline accuracy is its registered
-  ``metrics["accuracy"]``), their metrics from one batched Prometheus cycle
-  (:meth:`PrometheusSource.fetch_fleet`), the verdicts from :func:`opsctl.core.sla.evaluate_fleet`.
-  Results are stored (``health_results``, pruned by housekeeping), kept in memory for the API, exported
-  as gauges on ``/metrics`` and announced as SSE ``health`` events when a version's status changes.
-  Prometheus down makes every version ``unknown`` with the reason, and the run counts as failed.
-* ``alerts`` (every ``[jobs] alerts_seconds``): the latest health results become conditions for two
-  rules, :data:`~opsctl.core.alerts.SLA_DEGRADED` and :data:`~opsctl.core.alerts.HEALTH_UNKNOWN`, stepped
-  by the pure engine over the states stored in the registry (so they survive a restart), then pushed to
-  Alertmanager when ``[alertmanager] url`` is set. Alerts of other sources (drift, canary) are left alone.
-
-The rules' ``for:`` durations count health cycles, so they mean the same thing whatever the interval:
-``ModelSlaDegraded`` fires after :data:`DEGRADED_FOR_CYCLES` cycles in a row (60 s at the default 15 s)
-and ``ModelHealthUnknown`` after :data:`UNKNOWN_FOR_CYCLES` (300 s at 15 s), the core's defaults.
+* ``health`` (every ``[jobs] health_seconds``): :meth:`~opsctl.services.health.HealthService.run_health`;
+  results are announced as SSE ``health`` events when a version's status changes and exported on
+  ``/metrics``.
+* ``alerts`` (every ``[jobs] alerts_seconds``): :meth:`~opsctl.services.health.HealthService.run_alerts`,
+  which also pushes to Alertmanager when ``[alertmanager] url`` is set.
 
 Acks and silences are production actions: each is audited (``alert.ack``, ``alert.silence``,
 ``alert.unsilence``) with the caller from the socket's peer credentials.
@@ -24,413 +14,44 @@ Acks and silences are production actions: each is audited (``alert.ack``, ``aler
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from opsctl.adapters.alert_store import AlertStore, AlertTransition
-from opsctl.adapters.alertmanager import AlertmanagerNotifier, AlertmanagerSettings, DeliveryResult
-from opsctl.adapters.health_store import HealthStore
-from opsctl.adapters.prometheus import PrometheusSettings, PrometheusSource
-from opsctl.clock import utc_iso
-from opsctl.core.alerts import (
-    HEALTH_UNKNOWN,
-    SLA_DEGRADED,
-    AlertPhase,
-    AlertRule,
-    AlertSource,
-    AlertState,
-    Matcher,
-    Notification,
-    Silence,
-    acknowledge,
-    find_alert,
-    health_conditions,
-    new_silence,
-    step,
-)
-from opsctl.core.sla import HealthResult, HealthStatus, Verdict, evaluate_fleet
-from opsctl.domain import Actor, Outcome
-from opsctl.errors import MetricsSourceError, NotFoundError, UsageError
+from opsctl.errors import NotFoundError, UsageError
+from opsctl.services.health import CycleReport, HealthService
 from opsctld.api import Endpoint, actor_for, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
 
-log = logging.getLogger("opsctld.health")
 
-DEGRADED_FOR_CYCLES = 4
-UNKNOWN_FOR_CYCLES = 20
-# A degraded *production* version is critical (exit 2 of `opsctl health`) when one of these fails:
-# users are getting errors or no answer at all, not merely slow or less accurate ones.
-CRITICAL_CHECKS = ("error_rate", "availability")
-
-
-def health_rules(health_seconds: float) -> tuple[AlertRule, AlertRule]:
-    """The degraded and unknown rules with ``for:`` scaled to the health interval (see module doc)."""
-    return (
-        replace(SLA_DEGRADED, for_seconds=DEGRADED_FOR_CYCLES * health_seconds),
-        replace(HEALTH_UNKNOWN, for_seconds=UNKNOWN_FOR_CYCLES * health_seconds),
-    )
-
-
-@dataclass(frozen=True)
-class VersionHealth:
-    """A health result and the role the version plays in its deployment."""
-
-    result: HealthResult
-    role: str  # "production" or "canary"
-
-    @property
-    def critical(self) -> bool:
-        """Degraded production version failing a check in :data:`CRITICAL_CHECKS`."""
-        return (
-            self.role == "production"
-            and self.result.status is HealthStatus.DEGRADED
-            and any(c.verdict is Verdict.FAIL and c.name in CRITICAL_CHECKS for c in self.result.checks)
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.result.to_json(), "role": self.role, "critical": self.critical}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-class HealthRuntime:
-    """The subsystem's state inside one daemon: clients, latest results, exported series."""
-
-    def __init__(self, state: DaemonState) -> None:
-        self.state = state
-        self.health_store = HealthStore()
-        self.alert_store = AlertStore()
-        self._lock = threading.Lock()
-        self._clients_lock = threading.Lock()
-        self._latest: dict[tuple[str, str], VersionHealth] = {}
-        self._evaluated_at: datetime | None = None
-        self._source_error: str | None = None
-        self._exported: set[tuple[str, str]] = set()
-        self._source: PrometheusSource | None = None
-        self._source_settings: PrometheusSettings | None = None
-        self._notifier: AlertmanagerNotifier | None = None
-        self._notifier_settings: AlertmanagerSettings | None = None
-        self._deliveries: dict[str, DeliveryResult] = {}
-
-    # -- clients, rebuilt when a SIGHUP reload changed their settings ------------------------------
-
-    def source(self) -> PrometheusSource:
-        settings = self.state.settings.prometheus
-        with self._clients_lock:
-            if self._source is None or settings != self._source_settings:
-                if self._source is not None:
-                    self._source.close()
-                self._source, self._source_settings = PrometheusSource(settings), settings
-            return self._source
-
-    def notifier(self) -> AlertmanagerNotifier:
-        """The one notifier of this daemon (the drift subsystem sends through it too). A reload that
-        changes ``[alertmanager]`` starts a new one: notifications queued for the old target are dropped,
-        firing ones come back with the next re-send."""
-        settings = self.state.settings.alertmanager
-        with self._clients_lock:
-            if self._notifier is None or settings != self._notifier_settings:
-                if self._notifier is not None:
-                    self._notifier.close()
-                self._notifier = AlertmanagerNotifier(settings, clock=self.state.clock)
-                self._notifier_settings = settings
-            return self._notifier
-
-    # -- the health job ---------------------------------------------------------------------------
-
-    def deployed(self) -> tuple[list[tuple[str, str, str]], dict[tuple[str, str], float]]:
-        """(model, version, role) of every production and canary version, and their baseline accuracy."""
-        targets: list[tuple[str, str, str]] = []
-        baselines: dict[tuple[str, str], float] = {}
-        with self.state.registry.read() as tx:
-            for deployment in sorted(tx.list_deployments(), key=lambda d: d.model):
-                for role, version in (("production", deployment.production_version),
-                                      ("canary", deployment.canary_version)):
-                    if not version or any(t[:2] == (deployment.model, version) for t in targets):
-                        continue
-                    targets.append((deployment.model, version, role))
-                    found = tx.get_version(deployment.model, version)
-                    accuracy = _number(found.metrics.get("accuracy")) if found else None
-                    if accuracy is not None:
-                        baselines[(deployment.model, version)] = accuracy
-        return targets, baselines
-
-    def run_health(self) -> JobOutcome:
-        settings = self.state.settings
-        started = time.monotonic()
-        now = self.state.clock.now()
-        targets, baselines = self.deployed()
-        roles = {(m, v): role for m, v, role in targets}
-        fleet: Any
-        error: MetricsSourceError | None = None
-        queries = 0
-        if targets:
-            try:
-                fleet = self.source().fetch_fleet(now)
-                queries = fleet.queries
-            except MetricsSourceError as caught:
-                fleet = error = caught
-        else:
-            fleet = None
-        results = (evaluate_fleet(fleet, list(roles), settings.sla, baselines, now) if targets else ())
-        current = [VersionHealth(r, roles[(r.model, r.version)]) for r in results]
-        if current:
-            self.health_store.record(self.state.registry, [v.result for v in current])
-        with self._lock:
-            previous = self._latest
-            self._latest = {(v.result.model, v.result.version): v for v in current}
-            self._evaluated_at = now
-            self._source_error = None if error is None else f"{type(error).__name__}: {error}"
-        self._export(current, now)
-        for item in current:
-            key = (item.result.model, item.result.version)
-            before = previous.get(key)
-            if before is None or before.result.status is not item.result.status:
-                self.state.bus.publish("health", {
-                    "model": item.result.model, "version": item.result.version, "role": item.role,
-                    "status": item.result.status.value, "previous": before.result.status.value if before else None,
-                    "reason": item.result.reason, "critical": item.critical})
-        counts = {s.value: sum(1 for v in current if v.result.status is s) for s in HealthStatus}
-        took = time.monotonic() - started
-        data = {"versions": len(current), **counts, "queries": queries}
-        if not targets:
-            return JobOutcome(True, "no deployed versions", data)
-        tally = ", ".join(f"{counts[s.value]} {s.value}" for s in HealthStatus)
-        if error is not None:
-            return JobOutcome(False, f"{type(error).__name__}: {error}; {len(current)} versions marked unknown",
-                              {**data, "error": str(error)})
-        return JobOutcome(True, f"{len(current)} versions: {tally} ({queries} queries, {took:.2f}s)", data)
-
-    def _export(self, current: list[VersionHealth], now: datetime) -> None:
-        metrics = self.state.metrics
-        seen: set[tuple[str, str]] = set()
-        for item in current:
-            r = item.result
-            seen.add((r.model, r.version))
-            for status in HealthStatus:
-                metrics.health_status.labels(r.model, r.version, status.value).set(
-                    1.0 if r.status is status else 0.0)
-            for check in r.checks:
-                if check.value is None:
-                    with contextlib.suppress(KeyError):
-                        metrics.health_check_value.remove(r.model, r.version, check.name)
-                else:
-                    metrics.health_check_value.labels(r.model, r.version, check.name).set(check.value)
-        for model, version in self._exported - seen:  # no longer deployed: drop its series
-            for status in HealthStatus:
-                with contextlib.suppress(KeyError):
-                    metrics.health_status.remove(model, version, status.value)
-            for name in ("request_rate", "latency_p95", "latency_p99", "error_rate", "availability", "accuracy"):
-                with contextlib.suppress(KeyError):
-                    metrics.health_check_value.remove(model, version, name)
-        self._exported = seen
-        metrics.health_last_cycle.set(now.timestamp())
-
-    # -- the alerts job -----------------------------------------------------------------------------
-
-    def run_alerts(self) -> JobOutcome:
-        with self._lock:
-            evaluated = self._evaluated_at is not None
-            results = [v.result for v in self._latest.values()]
-        if not evaluated:
-            # Before the first health cycle there is nothing to judge by; stepping now would resolve
-            # every alert reloaded from the registry after a restart.
-            return JobOutcome(True, "waiting for the first health cycle")
-        settings = self.state.settings
-        now = self.state.clock.now()
-        degraded_rule, unknown_rule = health_rules(settings.jobs.health_seconds)
-        conditions = health_conditions(results, degraded_rule=degraded_rule, unknown_rule=unknown_rule)
-        with self.state.registry.write() as tx:
-            before = self.alert_store.load(tx)
-            silences = self.alert_store.silences(tx, active_at=now)
-            after, notifications = step(before, conditions, now, silences=silences, policy=settings.alerts,
-                                        evaluated_sources=(AlertSource.HEALTH,))
-            transitions = self.alert_store.apply(tx, before, after, now)
-        for transition in transitions:
-            self._publish_alert(transition.to_json())
-        for phase in AlertPhase:
-            self.state.metrics.alerts.labels(phase.value).set(sum(1 for a in after if a.phase is phase))
-        firing = sum(1 for a in after if a.phase is AlertPhase.FIRING)
-        pending = sum(1 for a in after if a.phase is AlertPhase.PENDING)
-        summary = f"{firing} firing, {pending} pending, {len(transitions)} changes"
-        data: dict[str, Any] = {"firing": firing, "pending": pending, "notifications": len(notifications)}
-        notifier = self.notifier()
-        if not notifier.enabled:
-            return JobOutcome(True, summary, data)
-        # Alertmanager down costs at most its timeout here, in the alerts job, never in the health job.
-        deliveries = notifier.send(notifications)
-        failed = []
-        for delivery in deliveries:
-            self._deliveries[delivery.target] = delivery
-            self.state.metrics.alert_deliveries.labels(delivery.target, "ok" if delivery.ok else "failed").inc()
-            queued = notifier.queued(delivery.target)
-            self.state.metrics.alert_queued.labels(delivery.target).set(queued)
-            if not delivery.ok:
-                failed.append(f"{delivery.target}: {delivery.error} ({queued} queued for retry)")
-        data["sent"] = sum(d.sent for d in deliveries)
-        if failed:
-            return JobOutcome(False, f"{summary}; delivery failed: {'; '.join(failed)}", data)
-        return JobOutcome(True, f"{summary}, {data['sent']} sent", data)
-
-    def _publish_alert(self, payload: dict[str, Any]) -> None:
-        self.state.bus.publish("alert", payload)
-
-    # -- reads for the API ------------------------------------------------------------------------
-
-    def health(self, model: str | None = None) -> dict[str, Any]:
-        with self._lock:
-            items = sorted(self._latest.values(), key=lambda v: (v.result.model, v.role != "production",
-                                                                 v.result.version))
-            evaluated_at, source_error = self._evaluated_at, self._source_error
-        if model is not None:
-            items = [v for v in items if v.result.model == model]
-        return {
-            "models": [v.to_json() for v in items],
-            "evaluated_at": None if evaluated_at is None else utc_iso(evaluated_at),
-            "health_seconds": self.state.settings.jobs.health_seconds,
-            "prometheus": {"url": self.state.settings.prometheus.url, "ok": source_error is None,
-                           "error": source_error},
-        }
-
-    def alerts(self, *, include_resolved: bool) -> dict[str, Any]:
-        alerts = self.alert_store.load(self.state.registry)
-        if not include_resolved:
-            alerts = [a for a in alerts if a.phase is not AlertPhase.RESOLVED]
-        notifier = self._notifier
-        delivery = {
-            target: {**result.to_json(), "queued": notifier.queued(target) if notifier else 0}
-            for target, result in self._deliveries.items()
-        }
-        return {"alerts": [a.to_json() for a in alerts], "delivery": delivery}
-
-    def silences(self, *, include_expired: bool) -> list[Silence]:
-        now = self.state.clock.now()
-        found = self.alert_store.silences(self.state.registry, active_at=None if include_expired else now)
-        return found
-
-    def summary(self) -> dict[str, Any]:
-        """``/v1/status`` section: worst status per model, and its versions."""
-        with self._lock:
-            items = list(self._latest.values())
-            evaluated_at = self._evaluated_at
-        order = {HealthStatus.DEGRADED: 2, HealthStatus.UNKNOWN: 1, HealthStatus.HEALTHY: 0}
-        models: dict[str, list[VersionHealth]] = {}
-        for item in items:
-            models.setdefault(item.result.model, []).append(item)
-        return {
-            "evaluated_at": None if evaluated_at is None else utc_iso(evaluated_at),
-            "models": [
-                {"model": name,
-                 "status": max((v.result.status for v in versions), key=order.__getitem__).value,
-                 "versions": [{"version": v.result.version, "role": v.role, "status": v.result.status.value,
-                               "reason": v.result.reason} for v in versions]}
-                for name, versions in sorted(models.items())
-            ],
-        }
-
-    # -- audited actions ----------------------------------------------------------------------------
-
-    def ack(self, alert_id: str, *, actor: Actor, for_seconds: float | None, comment: str,
-            reason: str) -> AlertState:
-        now = self.state.clock.now()
-        with self.state.registry.write() as tx:
-            acked = acknowledge(self.alert_store.load(tx), alert_id, by=actor.user, now=now,
-                                for_seconds=for_seconds, comment=comment)
-            target = find_alert(acked, alert_id)
-            self.alert_store.save(tx, target, now)
-            self.alert_store.record_history(tx, target, f"{target.phase.value}:ack", now)
-            until = "until it resolves" if for_seconds is None else f"for {for_seconds:g}s"
-            audit_id = tx.append_audit(
-                actor=actor, action="alert.ack", model=target.labels.get("model"), from_version=None,
-                to_version=target.labels.get("model_version"), reason=reason or comment, outcome=Outcome.OK,
-                detail=f"alert {target.id} {target.rule} ({target.phase.value}) acked {until}", now=now)
-        self.state.bus.publish("audit", {"id": audit_id, "action": "alert.ack", "model": target.labels.get("model"),
-                                         "to_version": target.labels.get("model_version")})
-        self._publish_alert({**AlertTransition(target, target.phase.value, target.phase.value).to_json(),
-                             "ack": target.ack.to_json() if target.ack else None})
-        return target
-
-    def silence(self, matchers: list[str], *, actor: Actor, for_seconds: float, comment: str,
-                reason: str) -> Silence:
-        now = self.state.clock.now()
-        parsed = [Matcher.parse(m) for m in matchers]
-        created = new_silence(parsed, author=actor.user, comment=comment, now=now, duration_seconds=for_seconds)
-        model = next((m.value for m in parsed if m.name == "model" and m.op == "="), None)
-        with self.state.registry.write() as tx:
-            self.alert_store.add_silence(tx, created)
-            audit_id = tx.append_audit(
-                actor=actor, action="alert.silence", model=model, from_version=None, to_version=None,
-                reason=reason or comment, outcome=Outcome.OK,
-                detail=f"silence {created.id} {' '.join(str(m) for m in parsed)} until {utc_iso(created.ends_at)}",
-                now=now)
-        self.state.bus.publish("audit", {"id": audit_id, "action": "alert.silence", "model": model})
-        self.state.bus.publish("silence", created.to_json())
-        return created
-
-    def expire(self, silence_id: str, *, actor: Actor, reason: str) -> Silence:
-        now = self.state.clock.now()
-        with self.state.registry.write() as tx:
-            expired = self.alert_store.expire_silence(tx, silence_id, now)
-            model = next((m.value for m in expired.matchers if m.name == "model" and m.op == "="), None)
-            audit_id = tx.append_audit(
-                actor=actor, action="alert.unsilence", model=model, from_version=None, to_version=None,
-                reason=reason, outcome=Outcome.OK, detail=f"silence {expired.id} expired", now=now)
-        self.state.bus.publish("audit", {"id": audit_id, "action": "alert.unsilence", "model": model})
-        self.state.bus.publish("silence", expired.to_json())
-        return expired
-
-
-def alert_sender(state: DaemonState) -> Callable[[Sequence[Notification]], None]:
-    """For other subsystems' alerts (drift, canary): send through this daemon's notifier when configured."""
-
-    def send(notifications: Sequence[Notification]) -> None:
-        notifier = runtime_for(state).notifier()
-        if notifier.enabled:
-            notifier.send(notifications)
-
-    return send
-
-
-def runtime_for(state: DaemonState) -> HealthRuntime:
-    """The runtime of this daemon (one per DaemonState)."""
-    return state.shared("health", lambda: HealthRuntime(state))
+def _outcome(report: CycleReport) -> JobOutcome:
+    return JobOutcome(report.ok, report.summary, report.data)
 
 
 def _start(state: DaemonState) -> None:
-    runtime = runtime_for(state)
-    state.status_providers["health"] = runtime.summary
+    state.status_providers["health"] = lambda: state.services.health.summary().to_json()
 
 
 def _jobs(state: DaemonState) -> list[JobSpec]:
-    runtime = runtime_for(state)
+    service = state.services.health
     return [
-        JobSpec("health", state.settings.jobs.health_seconds, runtime.run_health, interval_key="health_seconds"),
-        JobSpec("alerts", state.settings.jobs.alerts_seconds, runtime.run_alerts, interval_key="alerts_seconds"),
+        JobSpec("health", state.settings.jobs.health_seconds, lambda: _outcome(service.run_health()),
+                interval_key="health_seconds"),
+        JobSpec("alerts", state.settings.jobs.alerts_seconds, lambda: _outcome(service.run_alerts()),
+                interval_key="alerts_seconds"),
     ]
 
 
 # -- endpoints ------------------------------------------------------------------------------------
 
 
-def _runtime(request: Request) -> HealthRuntime:
-    return runtime_for(request.app.state.daemon)
+def _service(request: Request) -> HealthService:
+    return request.app.state.daemon.services.health  # type: ignore[no-any-return]
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -458,30 +79,31 @@ def _text(body: dict[str, Any], key: str) -> str:
 
 
 async def get_health(request: Request) -> Response:
-    runtime = _runtime(request)
+    service = _service(request)
     model = request.query_params.get("model") or None
-    if model is not None and await run_in_threadpool(runtime.state.registry.get_deployment, model) is None:
+    if model is not None and await run_in_threadpool(service.registry.get_deployment, model) is None:
         raise NotFoundError("model", model, "see `opsctl models`")
-    return JSONResponse(runtime.health(model))
+    return JSONResponse(service.health(model).to_json())
 
 
 async def get_alerts(request: Request) -> Response:
-    runtime = _runtime(request)
-    return JSONResponse(await run_in_threadpool(lambda: runtime.alerts(include_resolved=_flag(request, "all"))))
+    service = _service(request)
+    report = await run_in_threadpool(lambda: service.alerts(include_resolved=_flag(request, "all")))
+    return JSONResponse(report.to_json())
 
 
 async def ack_alert(request: Request) -> Response:
-    runtime = _runtime(request)
+    service = _service(request)
     body = await read_json_body(request)
     acked = await run_in_threadpool(
-        lambda: runtime.ack(request.path_params["id"], actor=actor_for(request),
+        lambda: service.ack(request.path_params["id"], actor=actor_for(request),
                             for_seconds=_seconds(body, "for_seconds", required=False),
                             comment=_text(body, "comment"), reason=_text(body, "reason")))
     return JSONResponse(acked.to_json())
 
 
 async def create_silence(request: Request) -> Response:
-    runtime = _runtime(request)
+    service = _service(request)
     body = await read_json_body(request)
     matchers = body.get("matchers")
     if not isinstance(matchers, list) or not matchers or not all(isinstance(m, str) for m in matchers):
@@ -492,22 +114,22 @@ async def create_silence(request: Request) -> Response:
     for_seconds = _seconds(body, "for_seconds", required=True)
     assert for_seconds is not None
     created = await run_in_threadpool(
-        lambda: runtime.silence(matchers, actor=actor_for(request), for_seconds=for_seconds, comment=comment,
+        lambda: service.silence(matchers, actor=actor_for(request), for_seconds=for_seconds, comment=comment,
                                 reason=_text(body, "reason")))
     return JSONResponse(created.to_json())  # 200: the OpenAPI table documents 201 only for register
 
 
 async def list_silences(request: Request) -> Response:
-    runtime = _runtime(request)
-    found = await run_in_threadpool(lambda: runtime.silences(include_expired=_flag(request, "all")))
+    service = _service(request)
+    found = await run_in_threadpool(lambda: service.silences(include_expired=_flag(request, "all")))
     return JSONResponse({"silences": [s.to_json() for s in found]})
 
 
 async def expire_silence(request: Request) -> Response:
-    runtime = _runtime(request)
+    service = _service(request)
     body = await read_json_body(request)
     expired = await run_in_threadpool(
-        lambda: runtime.expire(request.path_params["id"], actor=actor_for(request), reason=_text(body, "reason")))
+        lambda: service.expire(request.path_params["id"], actor=actor_for(request), reason=_text(body, "reason")))
     return JSONResponse(expired.to_json())
 
 

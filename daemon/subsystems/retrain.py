@@ -7,17 +7,17 @@ Endpoints::
     GET  /v1/retrain/{run_id}         one run with its logs (``?log_offset=N``: lines after the first N)
     POST /v1/retrain/{run_id}/approve {reason}                         start the canary of an approved run
 
-Other subsystems (drift, performance) trigger a run with::
+Other services trigger a run through the one :class:`~opsctl.services.retrain.RetrainService` of the
+daemon (``state.services.retrain``; drift's trigger is wired in :func:`opsctld.wiring.build_services`)::
 
-    from opsctld.subsystems.retrain import retrain_service
-    retrain_service(state).trigger(model, "drift", reason, actor)
+    state.services.retrain.trigger(model, "drift", reason, actor)
 
 Cron: the scheduler here runs interval jobs only, so a ``retrain-schedule`` job looks every
 ``[retrain] schedule_check_seconds`` for cron fire times that came due since its last look
 (persisted in the registry's ``kv`` table, so a restart neither repeats nor, within
 ``schedule_misfire_grace_seconds``, loses one). No change to ``opsctld.main`` was needed.
 
-Training runs in a thread of its own per run (see :mod:`opsctl.retrain_service`), not in the
+Training runs in a thread of its own per run (see :mod:`opsctl.services.retrain`), not in the
 job pool, so a run that hangs until its timeout delays no other job and no API request. When the
 daemon exits, runs still in flight are killed and recorded as ``abandoned``.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -34,9 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from opsctl.core.retrain import ACTIVE_STATUSES
-from opsctl.domain import Actor
-from opsctl.errors import ConflictError, UsageError
-from opsctl.retrain_service import CanaryStarter, RetrainService
+from opsctl.errors import UsageError
+from opsctl.services.retrain import RetrainService
 from opsctld.api import Endpoint, actor_for, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
@@ -45,44 +43,17 @@ from opsctld.state import DaemonState
 _MAX_WAIT_SECONDS = 24 * 3600.0
 
 
-def retrain_service(state: DaemonState) -> RetrainService:
-    """The daemon's retraining service (created on first use, whichever subsystem asks first)."""
-    return state.shared("retrain", lambda: RetrainService(
-        state.registry, state.artifacts, state.service,
-        policy=lambda: state.settings.retrain,
-        workdir=Path(state.settings.daemon.state_dir) / "retrain",
-        clock=state.clock, events=state.bus.publish, start_canary=_canary_starter(state)))
-
-
-def _canary_starter(state: DaemonState) -> CanaryStarter:
-    """Hand a better candidate to the canary subsystem, looked up when the handover happens."""
-
-    def start(model: str, version: str, actor: Actor, reason: str) -> dict[str, Any]:
-        try:
-            from opsctld.subsystems import canary
-        except ImportError as error:
-            raise ConflictError(f"the canary subsystem is not available: {error}") from error
-        try:
-            service, _metrics = canary._get(state)
-        except (KeyError, AttributeError) as error:
-            raise ConflictError("the canary subsystem has not started in this daemon") from error
-        record = service.start(model, version, actor=actor, reason=reason)
-        return service.status_document(record)  # type: ignore[no-any-return]
-
-    return start
-
-
 def start(state: DaemonState) -> None:
-    service = retrain_service(state)
+    service = state.services.retrain
     service.recover()
-    state.status_providers["retrain"] = service.status
+    state.status_providers["retrain"] = lambda: service.status().to_json()
     # The daemon has no stop hook for subsystems; at exit, kill training processes still running
     # (they run in sessions of their own and would outlive the daemon) and record their runs.
     atexit.register(service.shutdown)
 
 
 def jobs(state: DaemonState) -> list[JobSpec]:
-    service = retrain_service(state)
+    service = state.services.retrain
 
     def run() -> JobOutcome:
         results = service.check_schedules()
@@ -112,8 +83,7 @@ def _run_document(service: RetrainService, run_id: str, log_offset: int) -> dict
 
 
 async def trigger(request: Request) -> Response:
-    state = _state(request)
-    service = retrain_service(state)
+    service = _state(request).services.retrain
     body = await read_json_body(request)
     reason = body.get("reason") or ""
     kind = body.get("trigger") or "manual"
@@ -143,7 +113,7 @@ async def trigger(request: Request) -> Response:
 
 
 async def list_runs(request: Request) -> Response:
-    service = retrain_service(_state(request))
+    service = _state(request).services.retrain
     try:
         limit = int(request.query_params.get("limit", "50"))
     except ValueError:
@@ -153,7 +123,7 @@ async def list_runs(request: Request) -> Response:
 
 
 async def show_run(request: Request) -> Response:
-    service = retrain_service(_state(request))
+    service = _state(request).services.retrain
     try:
         offset = int(request.query_params.get("log_offset", "0"))
     except ValueError:
@@ -163,7 +133,7 @@ async def show_run(request: Request) -> Response:
 
 
 async def approve(request: Request) -> Response:
-    service = retrain_service(_state(request))
+    service = _state(request).services.retrain
     body = await read_json_body(request)
     reason = body.get("reason") or ""
     if not isinstance(reason, str):

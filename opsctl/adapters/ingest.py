@@ -37,7 +37,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -534,3 +534,29 @@ def outputs_frame(snapshot: WindowSnapshot) -> pd.DataFrame:
         index=pd.Index(snapshot.prediction_ids, name="prediction_id"),
     )
 
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """``[ingest]``: where the daemon finds the SDK's prediction and feedback logs.
+
+    Every directory in ``log_dirs`` is scanned at each ingest tick for ``*.predictions.jsonl`` and
+    ``*.feedback.jsonl`` (the SDK's names; rotated ``.1``, ``.2``, ... files are followed by the
+    tailer). A relative directory is taken relative to the config file's folder.
+    """
+
+    log_dirs: list[str] = field(default_factory=list)
+    max_bytes_per_poll: int = 4 << 20
+    max_line_bytes: int = 1 << 20
+    max_batch_records: int = 10_000  # per POST /v1/ingest
+    seed: int | None = None  # of the window's reservoir sampling (None: random)
+
+    def __post_init__(self) -> None:
+        if any(not d.strip() for d in self.log_dirs):
+            raise ValueError("log_dirs must not contain empty paths")
+        if self.max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be at least 1, got {self.max_line_bytes}")
+        if self.max_bytes_per_poll < self.max_line_bytes:
+            raise ValueError(f"max_bytes_per_poll must be at least max_line_bytes ({self.max_line_bytes}),"
+                             f" got {self.max_bytes_per_poll}")
+        if self.max_batch_records < 1:
+            raise ValueError(f"max_batch_records must be at least 1, got {self.max_batch_records}")

@@ -544,3 +544,43 @@ def _describe_failure(exit_code: int, child_error: Mapping[str, Any] | None, tai
         reason = f"training exited with status {exit_code}"
     last = tail.last_lines(20)
     return reason + (":\n" + "\n".join(last) if last else "")
+
+
+def training_pids(output_dir: Path) -> list[int]:
+    """Processes of a training run: those whose environment names its output directory (Linux /proc).
+
+    The environment survives ``exec`` and is inherited, so this finds a command-line trainer and
+    whatever it started, even a child that left the process group.
+    """
+    marker = f"{ENV_OUTPUT_DIR}={output_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+class TrainingProcesses:
+    """The processes of training runs on this host, found through ``/proc`` (see :func:`training_pids`)."""
+
+    def pids(self, output_dir: Path) -> list[int]:
+        """Processes of the run whose output directory is ``output_dir``."""
+        return training_pids(output_dir)
+
+    def kill(self, output_dir: Path) -> list[int]:
+        """SIGKILL every process of the run (its whole group when it leads one); returns the pids signalled."""
+        killed = []
+        for pid in training_pids(output_dir):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        return killed

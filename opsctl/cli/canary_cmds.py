@@ -87,7 +87,7 @@ def _finish(ctx: CliContext, doc: dict[str, Any]) -> int:
 
 
 def start(ctx: CliContext) -> int:
-    from opsctl.canary_service import parse_overrides
+    from opsctl.services.canary import parse_overrides
 
     a = ctx.args
     body = {"model": a.model, "version": a.version, "reason": a.reason, "overrides": parse_overrides(a.overrides)}

@@ -44,7 +44,7 @@ def _status_style(status: str) -> tuple[str, ...]:
 
 def register(ctx: CliContext) -> int:
     # The service layer (SQLite, hashing) loads only for the command that needs it.
-    from opsctl.service import RegisterRequest, validate_model_name
+    from opsctl.services.registry import RegisterRequest, validate_model_name
 
     args = ctx.args
     validate_model_name(args.model)

@@ -21,7 +21,7 @@ from pathlib import Path
 from opsctl.backends import DirectBackend
 from opsctl.config import Settings
 from opsctl.domain import Lineage, ModelVersion, VersionStatus
-from opsctl.service import RegisterRequest
+from opsctl.services.registry import RegisterRequest
 
 PRODUCTION_VERSION = "1.0.0"
 CANDIDATE_VERSION = "1.1.0"

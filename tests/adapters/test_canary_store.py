@@ -16,7 +16,7 @@ from opsctl.core.canary import CanaryPolicy, Command, CommandKind, Phase, RunHoo
 from opsctl.core.gates import Evaluation, GateResult, Verdict
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ConflictError
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.registry import RegisterRequest, RegistryService
 
 BOB = Actor("bob", 1001, "test")
 POLICY = CanaryPolicy(stages=[10.0, 100.0], min_stage_seconds=0, analysis_interval_seconds=1,

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry
 from opsctl.domain import Actor
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.registry import RegisterRequest, RegistryService
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
 from tests.fixtures.daemon import DaemonProcess, wait_until
 from tests.fixtures.prometheus import ControlledExporter, PrometheusStack

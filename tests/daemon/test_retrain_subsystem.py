@@ -166,7 +166,7 @@ def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonPr
 
     from opsctl.adapters import retrain_store
     from opsctl.adapters.registry import Registry
-    from opsctl.retrain_service import training_pids
+    from opsctl.adapters.training import training_pids
 
     with retrain_daemon.http() as http:
         run_id = http.post("/v1/retrain/hung", json={"reason": "x"}).json()["run"]["id"]

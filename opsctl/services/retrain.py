@@ -28,14 +28,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
 import shutil
-import signal
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,14 @@ from opsctl import __version__
 from opsctl.adapters import retrain_store as store
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.registry import Registry, RegistryTx
-from opsctl.adapters.training import TrainingOutcome, TrainingProgress, TrainingSpec, TrainingStatus, run_training
+from opsctl.adapters.training import (
+    TrainingOutcome,
+    TrainingProcesses,
+    TrainingProgress,
+    TrainingSpec,
+    TrainingStatus,
+    run_training,
+)
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.retrain import (
     TRIGGERS,
@@ -64,7 +70,7 @@ from opsctl.core.retrain import (
 )
 from opsctl.domain import Actor, Lineage, ModelVersion, Outcome
 from opsctl.errors import ConflictError, NotFoundError, OpsctlError, UsageError
-from opsctl.service import RegisterRequest, RegistryService, validate_model_name
+from opsctl.services.registry import RegisterRequest, RegistryService, validate_model_name
 
 log = logging.getLogger("opsctl.retrain")
 
@@ -100,6 +106,50 @@ class TriggerResult:
         }
 
 
+@dataclass(frozen=True)
+class ModelRetrainStatus:
+    """One configured model: its cron schedule, the next fire time, its last run."""
+
+    schedule: str | None
+    next_scheduled_at: datetime | None
+    last_run: RetrainRun | None
+
+    def to_json(self) -> dict[str, Any]:
+        last = self.last_run
+        return {
+            "schedule": self.schedule,
+            "next_scheduled_at": utc_iso(self.next_scheduled_at) if self.next_scheduled_at else None,
+            "last_run": None if last is None else {
+                "id": last.id, "status": last.status.value, "trigger": last.trigger,
+                "started_at": utc_iso(last.started_at), "candidate_version": last.candidate_version,
+                "message": last.message},
+        }
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    """A run in flight in this process and its latest progress report."""
+
+    run: RetrainRun
+    progress: TrainingProgress | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.run.id, "model": self.run.model, "status": self.run.status.value,
+                "trigger": self.run.trigger, "progress": None if self.progress is None else self.progress.to_json()}
+
+
+@dataclass(frozen=True)
+class RetrainStatus:
+    """The ``retrain`` section of ``/v1/status``."""
+
+    models: Mapping[str, ModelRetrainStatus]
+    running: tuple[RunningRun, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"models": {model: status.to_json() for model, status in self.models.items()},
+                "running": [r.to_json() for r in self.running]}
+
+
 class _LiveRun:
     """A run in flight in this process: its log lines so far, progress, and a done flag."""
 
@@ -129,6 +179,7 @@ class RetrainService:
         clock: Clock | None = None,
         events: EventSink | None = None,
         start_canary: CanaryStarter | None = None,
+        processes: TrainingProcesses | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
     ) -> None:
         self.registry = registry
@@ -138,6 +189,7 @@ class RetrainService:
         self.workdir = Path(workdir)
         self.clock = clock or SystemClock()
         self._events = events
+        self.processes = processes or TrainingProcesses()
         self.start_canary = start_canary
         self._new_id = new_id
         self._lock = threading.Lock()
@@ -557,12 +609,7 @@ class RetrainService:
         with self._lock:
             live = dict(self._live)
         for run_id, entry in live.items():
-            for pid in training_pids(self.workdir / entry.run.model / run_id / "output"):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    if os.getpgid(pid) == pid:
-                        os.killpg(pid, signal.SIGKILL)
-                    else:
-                        os.kill(pid, signal.SIGKILL)
+            self.processes.kill(self.workdir / entry.run.model / run_id / "output")
         self.join_threads(timeout)
         return list(live)
 
@@ -587,9 +634,7 @@ class RetrainService:
                 abandoned.append(run)
         for run in abandoned:
             # A daemon killed outright (SIGKILL, OOM) ran no exit handler: its training may still run.
-            for pid in training_pids(self.workdir / run.model / run.id / "output"):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
+            self.processes.kill(self.workdir / run.model / run.id / "output")
             self._alert(run)
         return abandoned
 
@@ -618,12 +663,12 @@ class RetrainService:
                                             SYSTEM_ACTOR))
         return results
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> RetrainStatus:
         """The ``retrain`` section of ``/v1/status``: configured models, runs in flight, last runs."""
         policy = self.policy
         now = self.clock.now()
         with self._lock:
-            live = {run_id: (entry.run, entry.progress) for run_id, entry in self._live.items()}
+            live = [RunningRun(entry.run, entry.progress) for entry in self._live.values()]
         models = {}
         for model in sorted(policy.models):
             model_policy = policy.for_model(model)
@@ -632,40 +677,9 @@ class RetrainService:
                 last = store.latest_run(tx, model)
             next_at = (next_fire_time(model_policy.schedule, now, policy.schedule_timezone)
                        if model_policy.schedule else None)
-            models[model] = {
-                "schedule": model_policy.schedule,
-                "next_scheduled_at": utc_iso(next_at) if next_at else None,
-                "last_run": None if last is None else {
-                    "id": last.id, "status": last.status.value, "trigger": last.trigger,
-                    "started_at": utc_iso(last.started_at), "candidate_version": last.candidate_version,
-                    "message": last.message},
-            }
-        return {
-            "models": models,
-            "running": [{"id": run.id, "model": run.model, "status": run.status.value, "trigger": run.trigger,
-                         "progress": None if progress is None else progress.to_json()}
-                        for run, progress in live.values()],
-        }
-
-
-def training_pids(output_dir: Path) -> list[int]:
-    """Processes of a training run: those whose environment names its output directory (Linux /proc).
-
-    The environment survives ``exec`` and is inherited, so this finds a command-line trainer and
-    whatever it started, even a child that left the process group.
-    """
-    marker = f"OPSCTL_TRAINING_OUTPUT_DIR={output_dir}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
+            models[model] = ModelRetrainStatus(schedule=model_policy.schedule, next_scheduled_at=next_at,
+                                               last_run=last)
+        return RetrainStatus(models=models, running=tuple(live))
 
 
 def _write_run(tx: RegistryTx, run: RetrainRun) -> RetrainRun:

@@ -16,7 +16,6 @@ from opsctl.adapters.actuators import ActuatorSettings, Hooks, Retrying, Routing
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.canary_store import CanaryRecord
 from opsctl.adapters.registry import Registry
-from opsctl.canary_service import CanaryService
 from opsctl.clock import ManualClock
 from opsctl.core.canary import CanaryPolicy, Phase
 from opsctl.core.gates import GateInputs, SlaInput, VersionWindow
@@ -30,8 +29,9 @@ from opsctl.core.retrain import (
 )
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ConflictError, NotFoundError
-from opsctl.retrain_service import RetrainService
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.canary import CanaryService
+from opsctl.services.registry import RegisterRequest, RegistryService
+from opsctl.services.retrain import RetrainService
 from tests.retrain_entrypoints import CurveModel, holdout, write_model
 
 MODEL = "fraud"
@@ -357,7 +357,7 @@ def test_cron_schedule_triggers_a_scheduled_run(tmp_path: Path) -> None:
     clock.advance(10)
     [result] = retrain.check_schedules()  # 02:00:05
     assert result.started and result.run is not None and result.run.trigger == "schedule"
-    assert retrain.status()["models"][MODEL]["next_scheduled_at"] == "2026-03-03T02:00:00Z"
+    assert retrain.status().to_json()["models"][MODEL]["next_scheduled_at"] == "2026-03-03T02:00:00Z"
     clock.advance(30)
     assert retrain.check_schedules() == []  # no second run for the same 02:00
     assert finished(retrain, result.run.id).status is RunStatus.CANARY_PENDING
@@ -405,7 +405,7 @@ def test_handover_starts_a_real_canary_that_completes(tmp_path: Path) -> None:
 
 
 def test_shutdown_kills_the_training_and_records_the_run_abandoned(tmp_path: Path) -> None:
-    from opsctl.retrain_service import training_pids
+    from opsctl.adapters.training import training_pids
 
     world = World(tmp_path)
     retrain = world.retrain(entrypoint="hang", timeout_seconds=60.0)
@@ -449,7 +449,7 @@ def test_followers_page_through_the_logs_by_offset(tmp_path: Path) -> None:
 
 
 def test_recovery_kills_a_training_that_survived_a_killed_daemon(tmp_path: Path) -> None:
-    from opsctl.retrain_service import training_pids
+    from opsctl.adapters.training import training_pids
 
     world = World(tmp_path)
     killed = world.retrain(entrypoint="hang", timeout_seconds=60.0)  # stands in for a SIGKILLed daemon

@@ -41,25 +41,25 @@ import logging
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsctl.adapters.alert_store import AlertStore
+from opsctl.adapters.drift_gauges import DriftGauges
 from opsctl.adapters.drift_store import PREDICTED_CLASS, PREDICTION_SCORE, DriftResult, DriftStore, SummaryCache
 from opsctl.adapters.ingest import LogTailer, Malformed, Offset, OffsetStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, Severity, step
 from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window, severity_of
-from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot
+from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot, WindowStats
 from opsctl.errors import NotFoundError, OpsctlError
 
 if TYPE_CHECKING:
     import pandas as pd
-    from prometheus_client import CollectorRegistry
 
     from opsctl.adapters.alert_store import AlertTransition
     from opsctl.adapters.artifacts import ArtifactStore
@@ -93,33 +93,6 @@ RetrainHook = Callable[[str, str, str], None]
 NotifyHook = Callable[[Sequence[Notification]], None]
 
 
-@dataclass(frozen=True)
-class IngestSettings:
-    """``[ingest]``: where the daemon finds the SDK's prediction and feedback logs.
-
-    Every directory in ``log_dirs`` is scanned at each ingest tick for ``*.predictions.jsonl`` and
-    ``*.feedback.jsonl`` (the SDK's names; rotated ``.1``, ``.2``, ... files are followed by the
-    tailer). A relative directory is taken relative to the config file's folder.
-    """
-
-    log_dirs: list[str] = field(default_factory=list)
-    max_bytes_per_poll: int = 4 << 20
-    max_line_bytes: int = 1 << 20
-    max_batch_records: int = 10_000  # per POST /v1/ingest
-    seed: int | None = None  # of the window's reservoir sampling (None: random)
-
-    def __post_init__(self) -> None:
-        if any(not d.strip() for d in self.log_dirs):
-            raise ValueError("log_dirs must not contain empty paths")
-        if self.max_line_bytes < 1:
-            raise ValueError(f"max_line_bytes must be at least 1, got {self.max_line_bytes}")
-        if self.max_bytes_per_poll < self.max_line_bytes:
-            raise ValueError(f"max_bytes_per_poll must be at least max_line_bytes ({self.max_line_bytes}),"
-                             f" got {self.max_bytes_per_poll}")
-        if self.max_batch_records < 1:
-            raise ValueError(f"max_batch_records must be at least 1, got {self.max_batch_records}")
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -148,6 +121,120 @@ class IngestTick:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class IngestReceipt:
+    """What ``POST /v1/ingest`` added to the window."""
+
+    accepted: int
+    predictions: int
+    feedback: int
+    duplicates: int  # prediction ids the window already held (ignored)
+
+    def to_json(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "predictions": self.predictions, "feedback": self.feedback,
+                "duplicates": self.duplicates}
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """The size of one model's live window."""
+
+    rows: int
+    seen: int
+    labelled: int
+    sampled: bool
+    inclusion_probability: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "seen": self.seen, "labelled": self.labelled, "sampled": self.sampled,
+                "inclusion_probability": self.inclusion_probability}
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """The newest stored check of one deployed version (None: not checked yet)."""
+
+    version: str
+    role: str  # production | canary
+    result: DriftResult | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "role": self.role,
+                "result": None if self.result is None else self.result.to_json()}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """``GET /v1/drift/{model}`` (kind ``drift``) or ``GET /v1/performance/{model}`` (kind ``performance``)."""
+
+    model: str
+    kind: str  # drift | performance
+    versions: tuple[VersionCheck, ...]
+    window: WindowInfo
+    interval_seconds: float  # of the job that makes these checks
+    history: tuple[DriftResult, ...] | None = None  # newest first, when asked for
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"model": self.model, "versions": [v.to_json() for v in self.versions],
+                                    "window": self.window.to_json(), f"{self.kind}_seconds": self.interval_seconds}
+        if self.history is not None:
+            document["history"] = [_history_row(r) for r in self.history]
+        return document
+
+
+@dataclass(frozen=True)
+class IngestedFile:
+    """One log file the ingest job follows, with its counters."""
+
+    path: str
+    kind: str  # predictions | feedback
+    records: int
+    malformed: int
+    rotations: int
+    truncations: int
+    lost_rotations: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "records": self.records, "malformed": self.malformed,
+                "rotations": self.rotations, "truncations": self.truncations, "lost_rotations": self.lost_rotations}
+
+
+@dataclass(frozen=True)
+class IngestStatus:
+    """The ``ingest`` section of ``/v1/status``: what ingestion read and what the window holds."""
+
+    log_dirs: tuple[str, ...]
+    last_ingest_at: datetime | None
+    files: tuple[IngestedFile, ...]
+    http_records: int
+    recent_malformed: tuple[Malformed, ...]
+    window: WindowStats
+    kept: Mapping[str, int]  # predictions held per model
+    pending_labels: int
+    summaries_built: int
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.files) + self.http_records
+
+    @property
+    def malformed(self) -> int:
+        return sum(f.malformed for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "log_dirs": list(self.log_dirs),
+            "last_ingest_at": None if self.last_ingest_at is None else utc_iso(self.last_ingest_at),
+            "files": [f.to_json() for f in self.files],
+            "records": self.records,
+            "http_records": self.http_records,
+            "malformed": self.malformed,
+            "recent_malformed": [m.to_json() for m in self.recent_malformed],
+            "window": {**self.window.to_json(), "kept": dict(self.kept), "pending_labels": self.pending_labels},
+            "summaries_built": self.summaries_built,
+        }
+
+
 @dataclass
 class _FileState:
     tailer: LogTailer
@@ -155,35 +242,6 @@ class _FileState:
     committed: Offset | None = None
     records: int = 0
     malformed: int = 0
-
-
-class DriftGauges:
-    """The drift and performance series on ``/metrics`` (one set per daemon)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Counter, Gauge
-
-        r = registry
-        self.feature_statistic = Gauge(
-            "opsctl_drift_feature_statistic",
-            "Last drift test statistic per feature (KS D for numerical, chi-squared for categorical)",
-            ["model", "model_version", "feature"], registry=r)
-        self.feature_drifted = Gauge(
-            "opsctl_drift_feature_drifted", "1 when the feature drifted at the last check, 0 when not"
-            " (absent: not enough data)", ["model", "model_version", "feature"], registry=r)
-        self.dataset_drifted = Gauge(
-            "opsctl_drift_dataset_drifted", "1 when the dataset verdict of the last check is drift, 0 when not"
-            " (absent: no verdict)", ["model", "model_version"], registry=r)
-        self.labelled = Gauge(
-            "opsctl_performance_labelled", "Labelled predictions in the window at the last performance check",
-            ["model", "model_version"], registry=r)
-        self.metric = Gauge(
-            "opsctl_performance_metric", "Last performance metric on labelled traffic (accuracy, auc, precision,"
-            " recall)", ["model", "model_version", "metric"], registry=r)
-        self.ingest_records = Counter("opsctl_ingest_records_total", "Records read from logs or POST /v1/ingest",
-                                      ["source"], registry=r)
-        self.ingest_malformed = Counter("opsctl_ingest_malformed_total", "Log lines skipped as malformed",
-                                        registry=r)
 
 
 def _remove(gauge: Any, *labels: str) -> None:
@@ -314,7 +372,7 @@ class DriftService:
             self.gauges.ingest_malformed.inc(malformed)
         return IngestTick(files=len(files), records=records, malformed=malformed, committed=committed)
 
-    def ingest_records(self, records: Sequence[Record]) -> dict[str, int]:
+    def ingest_records(self, records: Sequence[Record]) -> IngestReceipt:
         """Add records that came over HTTP (already validated by ``parse_batch``)."""
         now = self.clock.now()
         with self._lock:
@@ -325,8 +383,8 @@ class DriftService:
         if self.gauges is not None:
             self.gauges.ingest_records.labels("http").inc(len(records))
         predictions = sum(1 for r in records if isinstance(r, PredictionRecord))
-        return {"accepted": len(records), "predictions": predictions, "feedback": len(records) - predictions,
-                "duplicates": duplicates}
+        return IngestReceipt(accepted=len(records), predictions=predictions, feedback=len(records) - predictions,
+                             duplicates=duplicates)
 
     def snapshot(self, model: str, version: str | None = None) -> WindowSnapshot:
         with self._lock:
@@ -587,63 +645,52 @@ class DriftService:
 
     # ------------------------------------------------------------------------------- reads
 
-    def _window_json(self, model: str) -> dict[str, Any]:
+    def _window_info(self, model: str) -> WindowInfo:
         snap = self.snapshot(model)
-        return {"rows": snap.rows, "seen": snap.seen, "labelled": len(snap.labelled_indices()),
-                "sampled": snap.sampled, "inclusion_probability": snap.inclusion_probability}
+        return WindowInfo(rows=snap.rows, seen=snap.seen, labelled=len(snap.labelled_indices()),
+                          sampled=snap.sampled, inclusion_probability=snap.inclusion_probability)
 
     def _require_model(self, model: str) -> list[Target]:
         if self.registry.get_deployment(model) is None:
             raise NotFoundError("model", model, "see `opsctl models`")
         return self.deployed(model)
 
-    def drift(self, model: str, *, history: int | None = None) -> dict[str, Any]:
+    def drift(self, model: str, *, history: int | None = None) -> CheckReport:
         """``GET /v1/drift/{model}``: the newest check of each deployed version, the window, history."""
         targets = self._require_model(model)
         versions = []
         for target in targets:
             latest = self.store.latest(self.registry, model, "drift", version=target.version)
-            versions.append({"version": target.version, "role": target.role,
-                             "result": latest[0].to_json() if latest else None})
-        document: dict[str, Any] = {"model": model, "versions": versions, "window": self._window_json(model),
-                                    "drift_seconds": self.settings.jobs.drift_seconds}
-        if history is not None:
-            rows = self.store.history(self.registry, model, "drift", limit=history)
-            document["history"] = [_history_row(r) for r in rows]
-        return document
+            versions.append(VersionCheck(target.version, target.role, latest[0] if latest else None))
+        rows = None if history is None else tuple(self.store.history(self.registry, model, "drift", limit=history))
+        return CheckReport(model=model, kind="drift", versions=tuple(versions), window=self._window_info(model),
+                           interval_seconds=self.settings.jobs.drift_seconds, history=rows)
 
-    def performance(self, model: str) -> dict[str, Any]:
+    def performance(self, model: str) -> CheckReport:
         """``GET /v1/performance/{model}``: the newest check of each deployed version and the window."""
         targets = self._require_model(model)
         versions = []
         for target in targets:
             latest = self.store.latest(self.registry, model, "performance", version=target.version)
-            versions.append({"version": target.version, "role": target.role,
-                             "result": latest[0].to_json() if latest else None})
-        return {"model": model, "versions": versions, "window": self._window_json(model),
-                "performance_seconds": self.settings.jobs.performance_seconds}
+            versions.append(VersionCheck(target.version, target.role, latest[0] if latest else None))
+        return CheckReport(model=model, kind="performance", versions=tuple(versions),
+                           window=self._window_info(model),
+                           interval_seconds=self.settings.jobs.performance_seconds)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> IngestStatus:
         """``/v1/status`` section: ingestion counters and the window's size per model."""
         with self._lock:
-            stats = self.windows.stats.to_json()
+            stats = replace(self.windows.stats)
             models = {m: self.windows.kept(m) for m in self.windows.models()}
             pending = self.windows.pending_labels()
-        files = [{"path": key, "kind": s.kind, "records": s.records, "malformed": s.malformed,
-                  **{k: v for k, v in s.tailer.stats.to_json().items() if k in ("rotations", "truncations",
-                                                                                 "lost_rotations")}}
-                 for key, s in sorted(self._files.items())]
-        return {
-            "log_dirs": [str(d) for d in self.log_dirs()],
-            "last_ingest_at": None if self._last_ingest_at is None else utc_iso(self._last_ingest_at),
-            "files": files,
-            "records": sum(f["records"] for f in files) + self._http_records,
-            "http_records": self._http_records,
-            "malformed": sum(f["malformed"] for f in files),
-            "recent_malformed": [m.to_json() for m in self._recent_malformed],
-            "window": {**stats, "kept": models, "pending_labels": pending},
-            "summaries_built": self.summaries.built,
-        }
+        files = tuple(IngestedFile(path=key, kind=s.kind, records=s.records, malformed=s.malformed,
+                                   rotations=s.tailer.stats.rotations, truncations=s.tailer.stats.truncations,
+                                   lost_rotations=s.tailer.stats.lost_rotations)
+                      for key, s in sorted(self._files.items()))
+        return IngestStatus(log_dirs=tuple(str(d) for d in self.log_dirs()), last_ingest_at=self._last_ingest_at,
+                            files=files, http_records=self._http_records,
+                            recent_malformed=tuple(self._recent_malformed), window=stats, kept=models,
+                            pending_labels=pending, summaries_built=self.summaries.built)
 
 
 def _history_row(result: DriftResult) -> dict[str, Any]:

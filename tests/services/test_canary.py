@@ -13,15 +13,16 @@ from opsctl.adapters.actuators import ActuatorSettings, Hooks, HookSpec, Retryin
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.canary_store import CanaryRecord
 from opsctl.adapters.prometheus import PrometheusSettings
+from opsctl.adapters.prometheus_gates import PrometheusGateSource
 from opsctl.adapters.registry import Registry
-from opsctl.canary_service import CanaryService, PrometheusGateSource, parse_overrides
 from opsctl.clock import ManualClock, utc_iso
 from opsctl.config import parse_settings
 from opsctl.core.canary import CanaryPolicy, Phase
 from opsctl.core.gates import GateInputs, SlaInput, VersionWindow
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, NotFoundError, UsageError
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.canary import CanaryService, parse_overrides
+from opsctl.services.registry import RegisterRequest, RegistryService
 
 ALICE = Actor("alice", 1000, "test")
 POLICY = CanaryPolicy(stages=[10.0, 50.0, 100.0], min_stage_seconds=60, analysis_interval_seconds=10,

@@ -12,7 +12,7 @@ from opsctl.adapters.registry import Registry
 from opsctl.clock import ManualClock
 from opsctl.domain import Actor, Outcome, VersionStatus
 from opsctl.errors import ConflictError, NotFoundError, UsageError
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.registry import RegisterRequest, RegistryService
 
 ALICE = Actor("alice", 1000, "cli")
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from opsctl.adapters.alert_store import AlertStore
 from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.drift_gauges import DriftGauges
 from opsctl.adapters.offset_store import RegistryOffsetStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import ManualClock
@@ -23,9 +24,9 @@ from opsctl.config import Settings, parse_settings
 from opsctl.core.alerts import AlertPhase, AlertRule, AlertSource, Condition, step
 from opsctl.core.window import parse_batch
 from opsctl.domain import Actor
-from opsctl.drift_service import DriftGauges, DriftService
 from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger
-from opsctl.service import RegisterRequest, RegistryService
+from opsctl.services.drift import DriftService
+from opsctl.services.registry import RegisterRequest, RegistryService
 
 ACTOR = Actor(user="tester", uid=None, via="test")
 CONFIG = """
@@ -201,7 +202,7 @@ def test_a_malformed_line_is_counted_and_skipped(world: World) -> None:
     world.log("fraud", stream(2, start=3))
     tick = world.drift.ingest()
     assert (tick.records, tick.malformed) == (5, 2)
-    status = world.drift.status()
+    status = world.drift.status().to_json()
     assert status["malformed"] == 2
     assert [m["line"] for m in status["recent_malformed"]] == [4, 5]
 
@@ -212,10 +213,10 @@ def test_http_records_join_the_same_window_and_duplicates_are_ignored(world: Wor
                          "version": "v1", "features": {"x1": 0.1}, "prediction": 1, "score": 0.7,
                          "latency_ms": None},
                         {"prediction_id": "h1", "label": 0, "timestamp": "2026-01-01T00:00:00Z"}]}
-    assert world.drift.ingest_records(parse_batch(json.dumps(body))) == {
+    assert world.drift.ingest_records(parse_batch(json.dumps(body))).to_json() == {
         "accepted": 2, "predictions": 1, "feedback": 1, "duplicates": 0}
     again = world.drift.ingest_records(parse_batch(json.dumps({"records": body["records"][:1]})))
-    assert again["duplicates"] == 1
+    assert again.duplicates == 1
     snap = world.drift.snapshot("fraud")
     assert (snap.rows, snap.labels) == (1, (0,))
 
@@ -274,7 +275,7 @@ def test_drift_alerts_resolve_and_leave_other_sources_alone(world: World) -> Non
     alerts = {a.rule: a for a in store.load(world.registry)}
     assert alerts["ModelDataDrift"].phase is AlertPhase.RESOLVED
     assert alerts["ModelSlaDegraded"].phase is AlertPhase.FIRING
-    history = world.drift.drift("fraud", history=5)["history"]
+    history = world.drift.drift("fraud", history=5).to_json()["history"]
     assert [h["verdict"] for h in history] == ["no_drift", "drift"]
 
 
