@@ -580,7 +580,7 @@ def accuracy_gate(
     decision = compare_to_reference(
         wrong_canary, canary.labelled, wrong_reference, reference.labelled,
         alpha_fail=alpha / stages, alpha=alpha, beta=1.0 - power,
-        margin_relative=0.0, margin_floor=0.0, margin_absolute=tolerance,
+        margin_absolute=tolerance,
     )
     p_ref = reference.correct / reference.labelled
     p_can = canary.correct / canary.labelled if canary.labelled else None

@@ -229,8 +229,8 @@ def compare_to_reference(
     alpha_fail: float,
     alpha: float,
     beta: float,
-    margin_relative: float,
-    margin_floor: float,
+    margin_relative: float = 0.0,
+    margin_floor: float = 0.0,
     margin_absolute: float = 0.0,
 ) -> RateDecision:
     """Canary against a reference measured at the same time (production, or a baseline).

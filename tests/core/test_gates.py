@@ -563,3 +563,9 @@ def test_a_custom_gate_without_a_reading_is_no_metrics_error():
     evaluation = evaluate_gates(policy.gate_policy, healthy_inputs())
     assert not evaluation.metrics_error
     assert next(r for r in evaluation.results if r.name == "custom:gpu").verdict is Verdict.INCONCLUSIVE
+
+
+def test_an_evaluation_defaults_to_no_metrics_error_and_says_when_nothing_ran():
+    assert Evaluation(Verdict.INCONCLUSIVE).metrics_error is False
+    assert Evaluation.from_json({"verdict": "inconclusive"}).metrics_error is False
+    assert Evaluation.of([]).reason == "no gate produced a result"
