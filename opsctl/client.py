@@ -167,6 +167,12 @@ class DaemonBackend:
         self.client.post(f"/v1/models/{_seg(model)}/versions/{_seg(version)}/verify", {})
         return version
 
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, reason: str) -> int:
+        body = {"from_version": from_version, "to_version": to_version, "moved": moved, "detail": detail,
+                "reason": reason}
+        return int(self.client.post(f"/v1/models/{_seg(model)}/verifications", body)["audit_id"])
+
 
 def _seg(value: str) -> str:
     from urllib.parse import quote

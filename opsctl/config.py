@@ -66,6 +66,8 @@ class DaemonSettings:
     shutdown_timeout_seconds: float = 20.0
     connect_timeout_seconds: float = 0.5
     request_timeout_seconds: float = 5.0
+    # How an operator starts the daemon here; break-glass reports name it (the demo sets its own).
+    start_command: str = "sudo systemctl start opsctl"
 
     def __post_init__(self) -> None:
         if not self.state_dir:

@@ -191,8 +191,16 @@ def render(template: str, *, window: str, model_label: str, version_label: str, 
 class PrometheusSource:
     """Fleet-wide SLA metrics from the Prometheus HTTP API (``/api/v1/query``).
 
-    >>> source = PrometheusSource(PrometheusSettings(url="http://127.0.0.1:9090"))  # doctest: +SKIP
-    >>> fleet = source.fetch_fleet(now)  # doctest: +SKIP   (6 queries, whatever the fleet size)
+    One :meth:`fetch_fleet` sends these six queries, whatever the fleet's size (building the source
+    connects to nothing; ``fetch_fleet(now)`` then asks Prometheus):
+
+    >>> source = PrometheusSource(PrometheusSettings(url="http://127.0.0.1:9090"))
+    >>> queries = source.rendered_queries(model='fraud"detector')
+    >>> sorted(queries)
+    ['accuracy', 'availability', 'error_rate', 'latency_p95', 'latency_p99', 'request_rate']
+    >>> print(queries["accuracy"])  # label values are escaped
+    avg by (model, model_version) (model_accuracy{model="fraud\\"detector"})
+    >>> source.close()
 
     Thread-safe for one caller at a time per cycle; ``queries_sent`` counts HTTP queries (benchmarks).
     """

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opsctl.adapters.routing_document import Publication, RoutingDocument, document_path
 from opsctl.clock import parse_utc, utc_iso
 from opsctl.domain import (
     Actor,
@@ -212,10 +213,17 @@ class RegistryError(OpsctlError):
 
 
 class Registry:
-    """A registry file; one connection per thread, opened lazily."""
+    """A registry file; one connection per thread, opened lazily.
 
-    def __init__(self, path: Path) -> None:
+    After every committed transaction that changed a deployment, the routing document next to the
+    file (:mod:`opsctl.adapters.routing_document`) is rewritten from the registry, so routers follow
+    the change whichever process made it; the transaction's ``routing`` says how that went.
+    ``publish_routing=False`` turns this off (a registry copy nobody routes from).
+    """
+
+    def __init__(self, path: Path, *, publish_routing: bool = True) -> None:
         self.path = Path(path)
+        self.routing_document = RoutingDocument(document_path(self.path)) if publish_routing else None
         self._local = threading.local()
         self._migrated = False
         # Threads opening their first connection at once would race to switch a new file to WAL
@@ -300,8 +308,9 @@ class Registry:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             raise ConflictError(f"registry is busy (another change holds the lock): {error}") from error
+        tx = RegistryTx(conn)
         try:
-            yield RegistryTx(conn)
+            yield tx
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -311,6 +320,14 @@ class Registry:
             except sqlite3.Error as error:
                 conn.execute("ROLLBACK") if conn.in_transaction else None
                 raise RegistryError(f"commit failed: {error}") from error
+        if tx.deployments_changed:
+            tx.routing = self.publish_routing()
+
+    def publish_routing(self) -> Publication | None:
+        """Rewrite the routing document from the committed deployments (None when publishing is off)."""
+        if self.routing_document is None:
+            return None
+        return self.routing_document.publish(self.list_deployments)
 
     @contextmanager
     def read(self) -> Iterator[RegistryTx]:
@@ -354,6 +371,9 @@ class RegistryTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.deployments_changed = False
+        # Set by Registry.write after the commit: how the routing document was rewritten.
+        self.routing: Publication | None = None
 
     # -- models and versions -------------------------------------------------------
 
@@ -477,6 +497,8 @@ class RegistryTx:
                 expected_generation,
             ),
         )
+        if cursor.rowcount == 1:
+            self.deployments_changed = True
         if cursor.rowcount != 1:
             current = self.get_deployment(deployment.model)
             raise ConflictError(

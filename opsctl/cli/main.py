@@ -32,6 +32,20 @@ EXIT_CODES_HELP = """exit codes:
   3  not found          7  confirmation required (pass --yes when stdin is not a terminal)
   opsctl health follows the monitoring-plugin convention instead: 0 ok, 1 degraded, 2 critical, 3 unknown."""
 
+ROLLBACK_HELP = """where a rollback goes:
+  with a canary running (or paused): the canary is aborted, all traffic goes to production.
+  otherwise: production returns to the version it had before the last promote, whichever path
+  promoted it (`opsctl promote`, `opsctl canary promote`, a canary that passed, a retrain handover).
+  Every promote pushes the outgoing production version on the model's stack; every rollback pops
+  one. `opsctl versions MODEL` marks the version a rollback would go to ("<- rollback").
+  --to VERSION goes to that version instead.
+
+what it reports:
+  the registry change, then whether traffic followed (routing document updated, or the command/
+  webhook actuator ran); exit 1 when traffic did not follow. With the daemon down it acts on the
+  registry directly and still moves traffic (break-glass). --verify then watches Prometheus until
+  the rolled-back-from version's share of requests is below --max-share (exit 1 if not by --within)."""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -104,8 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("rollback", "opsctl.cli.registry_cmds:rollback",
                 "abort a running canary, or return to the previous production version")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ROLLBACK_HELP
     p.add_argument("model")
     p.add_argument("--to", metavar="VERSION", help="roll back to this version instead of the previous one")
+    p.add_argument("--verify", action="store_true",
+                   help="after the change, watch Prometheus until traffic left the rolled-back-from version")
+    p.add_argument("--within", type=float, default=60.0, metavar="SECONDS",
+                   help="--verify: deadline for traffic to move (default: %(default)s)")
+    p.add_argument("--max-share", type=float, default=5.0, metavar="PERCENT",
+                   help="--verify: the rolled-back-from version's share of requests that counts as moved"
+                        " (default: %(default)s)")
+    p.add_argument("--window", type=float, default=15.0, metavar="SECONDS",
+                   help="--verify: measure the share over this many seconds (default: %(default)s)")
     _change(p)
 
     p = command("history", "opsctl.cli.registry_cmds:history", "the audit log, oldest first")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opsctl.cli.context import CliContext
 from opsctl.clock import utc_iso
-from opsctl.domain import ChangeResult, Lineage, Outcome
+from opsctl.domain import ChangeResult, Deployment, Lineage, Outcome
 from opsctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from opsctl.rollout_verify import TrafficMeter, TrafficSnapshot, Verification
 
 
 def models(ctx: CliContext) -> int:
@@ -27,15 +32,40 @@ def models(ctx: CliContext) -> int:
 
 def versions(ctx: CliContext) -> int:
     rows = ctx.backend.versions(ctx.args.model)
+    deployment = next((d for d in ctx.backend.deployments() if d.model == ctx.args.model), None)
+    target = rollback_target(deployment)
     if ctx.out.json:
-        ctx.out.emit_json([v.to_json() for v in rows])
+        ctx.out.emit_json([{**v.to_json(), "rollback_target": v.version == target} for v in rows])
         return 0
     ctx.out.table(
         ["version", "status", "created", "sha256", "metrics", "description"],
-        [[v.version, ctx.out.style(v.status.value, *_status_style(v.status.value)), utc_iso(v.created_at),
+        [[v.version + (" <- rollback" if v.version == target else ""),
+          ctx.out.style(v.status.value, *_status_style(v.status.value)), utc_iso(v.created_at),
           v.sha256[:12], v.metrics, v.description] for v in rows],
     )
+    ctx.out.line(_rollback_line(ctx.args.model, deployment, target))
     return 0
+
+
+def rollback_target(deployment: Deployment | None) -> str | None:
+    """The version `opsctl rollback MODEL` would put in production (None: it aborts a canary or cannot)."""
+    if deployment is None or deployment.canary_version is not None or not deployment.previous_versions:
+        return None
+    return deployment.previous_versions[-1]
+
+
+def _rollback_line(model: str, deployment: Deployment | None, target: str | None) -> str:
+    if deployment is None:
+        return ""
+    if deployment.canary_version is not None:
+        return (f"`opsctl rollback {model}` aborts the canary of {deployment.canary_version} and sends all traffic"
+                f" to {deployment.production_version or '(none)'}")
+    if target is None:
+        return f"`opsctl rollback {model}` has no previous production version to go to (use --to VERSION)"
+    earlier = list(deployment.previous_versions[:-1])
+    stack = f" (then {', '.join(reversed(earlier))})" if earlier else ""
+    return (f"`opsctl rollback {model}` goes to {target}, the production version before"
+            f" {deployment.production_version}{stack}")
 
 
 def _status_style(status: str) -> tuple[str, ...]:
@@ -104,22 +134,80 @@ def promote(ctx: CliContext) -> int:
 
 def rollback(ctx: CliContext) -> int:
     args = ctx.args
+    if args.verify:
+        _check_verify_args(args)
     plan = ctx.backend.plan_rollback(args.model, args.to)
     if not plan.noop:
         ctx.confirm(f"About to {plan.description}", expect=args.model)
+    meter: TrafficMeter | None = None
+    before: TrafficSnapshot | None = None
+    if args.verify and not plan.noop:
+        from opsctl.clock import SystemClock
+        from opsctl.rollout_verify import PrometheusTrafficMeter
+
+        meter = PrometheusTrafficMeter(ctx.settings.prometheus)
+        before = meter.measure(args.model, SystemClock().now(), args.window)
     result = ctx.backend.rollback(args.model, to=args.to, reason=args.reason,
                                   expected_generation=plan.generation)
-    return _print_change(ctx, result)
-
-
-def _print_change(ctx: CliContext, result: ChangeResult) -> int:
+    code = _print_change(ctx, result, emit_json=meter is None)
+    if meter is None:
+        return code
+    verification = _verify(ctx, result, meter, before)
     if ctx.out.json:
-        ctx.out.emit_json(result.to_json())
-    elif result.outcome is Outcome.NOOP:
-        ctx.out.line(result.message)
+        from opsctl.change_report import report_change
+
+        report = report_change(result, daemon_up=getattr(ctx.backend, "daemon_up", None),
+                               start_command=ctx.settings.daemon.start_command)
+        ctx.out.emit_json({**result.to_json(), **report.to_json(), "verification": verification.to_json()})
     else:
-        ctx.out.line(ctx.out.style(f"done: {result.message}", "green") + f" (audit #{result.audit_id})")
-    return 0
+        line = f"verify: {verification.summary()}"
+        ctx.out.line(ctx.out.style(line, "green" if verification.moved else "red"))
+    return code or (0 if verification.moved else 1)
+
+
+def _check_verify_args(args: argparse.Namespace) -> None:
+    if not args.window > 0 or not args.within > 0:
+        raise UsageError("--window and --within must be positive seconds")
+    if not 0 <= args.max_share < 100:
+        raise UsageError("--max-share must be a percent in [0, 100)")
+
+
+def _verify(ctx: CliContext, result: ChangeResult, meter: TrafficMeter,
+            before: TrafficSnapshot | None) -> Verification:
+    """Watch traffic leave the rolled-back-from version; audit what was measured."""
+    from opsctl.clock import SystemClock, parse_utc
+    from opsctl.rollout_verify import verify_traffic_moved
+
+    args = ctx.args
+    clock = SystemClock()
+    deployment = result.extra.get("deployment") or {}
+    changed_at = parse_utc(deployment["updated_at"]) if deployment.get("updated_at") else clock.now()
+    if not ctx.out.json:
+        ctx.out.message(f"opsctl: verifying: watching {args.model}'s traffic on {result.from_version} for up to"
+                        f" {max(args.within, args.window):g}s (share over {args.window:g}s windows)")
+    verification = verify_traffic_moved(meter, model=args.model, from_version=result.from_version,
+                                        to_version=result.to_version, before=before,
+                                        changed_at=changed_at, clock=clock, window_seconds=args.window,
+                                        within_seconds=args.within, max_share_percent=args.max_share)
+    ctx.backend.record_verification(args.model, from_version=result.from_version, to_version=result.to_version,
+                                    moved=verification.moved, detail=verification.summary(), reason=args.reason)
+    return verification
+
+
+def _print_change(ctx: CliContext, result: ChangeResult, *, emit_json: bool = True) -> int:
+    """The registry change and, separately, whether traffic followed; exit 1 when it did not."""
+    from opsctl.change_report import report_change
+
+    daemon_up = getattr(ctx.backend, "daemon_up", None)
+    report = report_change(result, daemon_up=daemon_up, start_command=ctx.settings.daemon.start_command)
+    if ctx.out.json:
+        if emit_json:
+            ctx.out.emit_json({**result.to_json(), **report.to_json()})
+    else:
+        for index, line in enumerate(report.lines):
+            colour = "green" if report.reached_traffic else "red"
+            ctx.out.line(ctx.out.style(line, colour) if index == 0 and result.outcome is not Outcome.NOOP else line)
+    return 0 if report.reached_traffic or result.outcome is Outcome.NOOP else 1
 
 
 def history(ctx: CliContext) -> int:

@@ -27,6 +27,7 @@ def tui(ctx: CliContext) -> int:
     config = settings.source if settings.source not in ("defaults", "<config>") else None
     gameday = GameDay.detect([settings.daemon.state_dir, config and os.path.dirname(os.path.abspath(config))])
     app = OpsctlApp(feed, environment=settings.ui.environment, production=settings.ui.production,
-                    read_only=bool(getattr(args, "read_only", False)), gameday=gameday)
+                    read_only=bool(getattr(args, "read_only", False)), gameday=gameday,
+                    daemon_start_command=settings.daemon.start_command)
     app.run(mouse=not getattr(args, "no_mouse", False))
     return 0

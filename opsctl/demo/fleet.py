@@ -104,6 +104,8 @@ def demo_config_toml(layout: FleetLayout, prometheus_url: str) -> str:
 state_dir = "state"
 socket = {json.dumps(str(layout.socket))}
 shutdown_timeout_seconds = 5.0
+# A killed daemon stays down (break-glass practice) until this brings it back.
+start_command = {json.dumps(f"opsctl demo restart daemon --state-dir {layout.root}")}
 
 [jobs]
 health_seconds = 5.0

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsctl.tui.panels import _dq
+from opsctl.tui.panels import shell_double_quoted
 
 SILENCE_SECONDS = 3600.0
 REASON_SLOT = "\0reason"  # where the CLI command repeats the reason (silence --comment)
@@ -53,7 +53,7 @@ class Action:
         return {**self.body, **dict.fromkeys(self.reason_keys, reason)}
 
     def command(self, reason: str) -> str:
-        quoted = f'"{_dq(reason)}"'
+        quoted = f'"{shell_double_quoted(reason)}"'
         parts = " ".join(quoted if p == REASON_SLOT else shlex.quote(p) for p in self.cli)
         return f"{parts} --reason {quoted}"
 

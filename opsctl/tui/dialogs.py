@@ -18,7 +18,7 @@ from opsctl.tui.actions import Action
 from opsctl.tui.panels import cli_command
 
 if TYPE_CHECKING:
-    from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.host import Host
 
 TITLES = {"rollback": "Roll back", "promote": "Promote"}
 
@@ -39,7 +39,7 @@ class _ConfirmDialog(ModalScreen[R]):
         self.busy = False
 
     @property
-    def opsctl(self) -> OpsctlApp:
+    def opsctl(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:

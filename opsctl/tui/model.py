@@ -148,7 +148,6 @@ class Fleet:
         self._trend_at: dict[str, str] = {}
         self._spark: dict[str, str] = {}  # the overview's p95 sparkline, redrawn only when a point is added
         self.alerts_fetched = False
-        self.demo: dict[str, Any] | None = None
         self.daemon: dict[str, Any] = {}
         self.jobs: list[dict[str, Any]] = []
         self.feed: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -200,9 +199,6 @@ class Fleet:
             self.alert_counts, self.alerts = _alert_counts(_first(document, ALERT_KEYS))
         self.canaries = by_model(_first(document, CANARY_KEYS))
         self.drift = by_model(_first(document, DRIFT_KEYS))
-        demo = document.get("demo")
-        if isinstance(demo, Mapping):
-            self.demo = dict(demo)
         incoming = {d["model"]: dict(d) for d in document.get("models") or [] if isinstance(d, Mapping)}
         removed = set(self.deployments) - set(incoming)
         self.deployments = incoming

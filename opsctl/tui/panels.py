@@ -30,7 +30,8 @@ def _styled(word: str | None) -> str:
     return f"[{style}]{escape(word)}[/]" if style else escape(word)
 
 
-def _num(value: Any) -> str:
+def num(value: Any) -> str:
+    """A number for a panel: floats to four significant digits, ``-`` when missing."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -52,8 +53,8 @@ def health_text(health: Mapping[str, Any] | None) -> str:
                      + (f" — {escape(str(version['reason']))}" if version.get("reason") else ""))
     for check in health.get("checks") or []:
         unit = check.get("unit") or ""
-        lines.append(f"  {escape(str(check.get('name')))}: {_num(check.get('value'))}{escape(unit)}"
-                     f" (limit {_num(check.get('threshold'))}) {_styled(check.get('verdict'))}"
+        lines.append(f"  {escape(str(check.get('name')))}: {num(check.get('value'))}{escape(unit)}"
+                     f" (limit {num(check.get('threshold'))}) {_styled(check.get('verdict'))}"
                      + (f" — {escape(str(check['reason']))}" if check.get("reason") else ""))
     return "\n".join(lines)
 
@@ -80,11 +81,11 @@ def _since(stamp: Any, now: datetime | None) -> str:
 
 
 def gate_line(gate: Mapping[str, Any]) -> str:
-    numbers = [f"value {_num(gate.get('value'))}"]
+    numbers = [f"value {num(gate.get('value'))}"]
     if gate.get("threshold") is not None:
-        numbers.append(f"limit {_num(gate.get('threshold'))}")
+        numbers.append(f"limit {num(gate.get('threshold'))}")
     if gate.get("p_value") is not None:
-        numbers.append(f"p {_num(gate.get('p_value'))}")
+        numbers.append(f"p {num(gate.get('p_value'))}")
     if gate.get("sample_size") is not None:
         needed = f"/{gate['sample_needed']}" if gate.get("sample_needed") is not None else ""
         numbers.append(f"n {gate['sample_size']}{needed}")
@@ -108,7 +109,7 @@ def canary_text(canary: Mapping[str, Any] | None, deployment: Mapping[str, Any] 
         return (f"canary: last {escape(str(canary.get('canary_version', '-')))} {_styled(phase)}"
                 f" {_since(canary.get('finished_at'), now)} ago")
     lines = [f"canary: {escape(str(canary.get('canary_version', '-')))} {_styled(phase)}"
-             f"  weight {_num(canary.get('weight'))}%"
+             f"  weight {num(canary.get('weight'))}%"
              f"  stage {canary.get('stage', '-')}/{canary.get('stages', '-')}"
              f" for {_since(canary.get('stage_started_at'), now)}"
              f"  failed {canary.get('failed_checks', 0)}/{canary.get('failure_threshold', '-')}"]
@@ -148,8 +149,8 @@ def health_detail_text(versions: Sequence[Mapping[str, Any]] | None, meta: Mappi
                      f"  evaluated {escape(str(version.get('evaluated_at', '-'))[11:19])}")
         for check in version.get("checks") or []:
             unit = check.get("unit") or ""
-            lines.append(f"  {escape(str(check.get('name'))):<13} {_num(check.get('value')):>8} {escape(unit):<6}"
-                         f" limit {_num(check.get('threshold')):>6}  {_styled(check.get('verdict'))}"
+            lines.append(f"  {escape(str(check.get('name'))):<13} {num(check.get('value')):>8} {escape(unit):<6}"
+                         f" limit {num(check.get('threshold')):>6}  {_styled(check.get('verdict'))}"
                          + (f" — {escape(str(check['reason']))}" if check.get("reason") else ""))
     return "\n".join(lines)
 
@@ -205,8 +206,8 @@ def drift_detail_text(document: Mapping[str, Any] | None, spark: str = "") -> st
             drifted = feature.get("drifted")
             verdict = "[red]drifted[/]" if drifted else "[yellow]unknown[/]" if drifted is None else "[green]ok[/]"
             lines.append(f"  {escape(str(feature.get('name', '?')))[:16]:<16} {escape(str(feature.get('test', ''))):<5}"
-                         f" {_num(feature.get('statistic')):>9} {_num(feature.get('p_value_adjusted')):>9}"
-                         f" {_num(feature.get('effect_size')):>8}  {verdict}")
+                         f" {num(feature.get('statistic')):>9} {num(feature.get('p_value_adjusted')):>9}"
+                         f" {num(feature.get('effect_size')):>8}  {verdict}")
     return "\n".join(lines)
 
 
@@ -224,9 +225,9 @@ def performance_text(document: Mapping[str, Any] | None) -> str:
         lines.append(f"{head}: {_styled(result.get('verdict'))}  {result.get('labelled', 0)} labelled"
                      f" (needs {result.get('min_labels', '-')})")
         for metric in result.get("metrics") or []:
-            lines.append(f"  {escape(str(metric.get('name'))):<10} {_num(metric.get('value')):>7}"
-                         f" [{_num(metric.get('ci_low'))}, {_num(metric.get('ci_high'))}]"
-                         f" baseline {_num(metric.get('baseline'))} floor {_num(metric.get('floor'))}"
+            lines.append(f"  {escape(str(metric.get('name'))):<10} {num(metric.get('value')):>7}"
+                         f" [{num(metric.get('ci_low'))}, {num(metric.get('ci_high'))}]"
+                         f" baseline {num(metric.get('baseline'))} floor {num(metric.get('floor'))}"
                          f"  {_styled(metric.get('state'))}")
     return "\n".join(lines) or f"performance: [dim]{NO_DATA}[/]"
 
@@ -279,11 +280,11 @@ def cli_command(action: str, model: str, version: str | None, reason: str) -> st
     elif action == "rollback" and version:
         parts += ["--to", version]
     quoted = " ".join(shlex.quote(p) for p in parts)
-    return f'{quoted} --reason "{_dq(reason)}" --yes'
+    return f'{quoted} --reason "{shell_double_quoted(reason)}" --yes'
 
 
-def _dq(text: str) -> str:
-    # Inside double quotes the shell still expands these.
+def shell_double_quoted(text: str) -> str:
+    """``text`` escaped for a double-quoted shell word (inside double quotes the shell still expands these)."""
     for char in ("\\", '"', "$", "`"):
         text = text.replace(char, "\\" + char)
     return text

@@ -13,20 +13,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Log, Sparkline, Static, TabbedContent, TabPane
-from textual.widgets._data_table import ColumnKey, RowKey, default_cell_formatter
+from textual.widgets._data_table import default_cell_formatter  # internal: pyproject pins textual's minor
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import CANARY_PHASES, alert_ack, alert_model, alert_silence, canary_action, retrain_action
 from opsctl.tui.model import COLUMNS, TRENDS, ModelRow, describe_event, spark_text
 from opsctl.tui.panels import (
-    _num,
     alerts_text,
     canary_text,
     drift_detail_text,
     drift_text,
     health_detail_text,
     health_text,
+    num,
     performance_text,
     retrain_runs_text,
     version_cells,
@@ -34,7 +35,7 @@ from opsctl.tui.panels import (
 )
 
 if TYPE_CHECKING:
-    from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.host import Host
 
 ACTIONS = frozenset({"rollback", "promote", "ack", "silence", "canary_pause", "canary_resume", "canary_abort",
                      "canary_promote", "retrain"})
@@ -103,7 +104,7 @@ class OpsScreen(Screen[None]):
     HELP_NOTES = ""
 
     @property
-    def opsctl(self) -> OpsctlApp:
+    def opsctl(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def chrome(self) -> ComposeResult:
@@ -447,7 +448,7 @@ class AlertsScreen(OpsScreen):
         ack = alert.get("ack")
         labels = " ".join(f"{k}={v}" for k, v in sorted((alert.get("labels") or {}).items()))
         lines = [f"[b]{escape(str(alert.get('rule')))}[/b] {escape(str(alert.get('id')))}"
-                 f"  {escape(str(alert.get('state')))}  value {_num(alert.get('value'))}",
+                 f"  {escape(str(alert.get('state')))}  value {num(alert.get('value'))}",
                  escape(str(alert.get("summary") or "")),
                  f"labels: {escape(labels)}",
                  f"started {escape(str(alert.get('starts_at', '-')))}"

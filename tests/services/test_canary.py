@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, NotFoundError, UsageError
 from opsctl.services.canary import CanaryService, parse_overrides
 from opsctl.services.registry import RegisterRequest, RegistryService
+from tests.fixtures.wait import wait_for
 
 ALICE = Actor("alice", 1000, "test")
 POLICY = CanaryPolicy(stages=[10.0, 50.0, 100.0], min_stage_seconds=60, analysis_interval_seconds=10,
@@ -283,14 +283,13 @@ def test_prometheus_gate_source_reads_canary_and_production(world, exporter, pro
     source = PrometheusGateSource(lambda: settings, registry)
     canary = make(registry, clock)
     record = canary.start("fraud", "v2", actor=ALICE)
-    deadline = time.monotonic() + 20
-    while True:
+
+    def enough() -> GateInputs | None:
         now = datetime.now(tz=clock.now().tzinfo)
         inputs = source.inputs(replace(record, state=replace(record.state, stage_started_at=now)), now)
-        if (inputs.canary.requests or 0) > 200 and (inputs.production.requests or 0) > 800:
-            break
-        assert time.monotonic() < deadline, f"no data from Prometheus: {inputs}"
-        time.sleep(0.5)
+        return inputs if (inputs.canary.requests or 0) > 200 and (inputs.production.requests or 0) > 800 else None
+
+    inputs = wait_for(enough, 20, 0.5, what="canary and production requests from Prometheus")
     assert inputs.metrics_error is None
     canary_rate = inputs.canary.errors / inputs.canary.requests
     assert 0.15 < canary_rate < 0.25

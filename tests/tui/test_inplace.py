@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from opsctl.tui.feed import StatusArrived
+from tests.fixtures.wait import wait_for_app
 from tests.tui.fixed import NOW, alerts_document, document, fixed_app, health_document
 
 pytestmark = pytest.mark.asyncio
@@ -26,8 +27,8 @@ async def _screen(first: dict[str, Any], then: dict[str, Any] | None, scroll: bo
     app = fixed_app(models=MODELS)
     async with app.run_test(size=(160, 48)) as pilot:
         total = len(first["models"])
-        while not (app.overview.ready and app.overview.table.row_count == total):
-            await pilot.pause(0.01)
+        await wait_for_app(pilot, lambda: app.overview.ready and app.overview.table.row_count == total,
+                           what="the overview's rows")
         alerts, health = alerts_document(), health_document(MODELS)
         app.on_status_arrived(StatusArrived(first, [], NOW, alerts=alerts, health=health))
         await pilot.pause()

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from opsctl.cli.main import subcommand
+from opsctl.demo.faults import CLEARABLE_FAULT_KINDS, FAULT_KINDS
 
 DEFAULT_STATE_DIR = ".demo-state"
-FAULT_KINDS = ("latency", "errors", "drift", "accuracy", "crash")
 
 
 def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -55,9 +55,13 @@ def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentP
 
     p = sub_command("clear", "opsctl.cli.demo_cmds:clear", "remove the faults injected into a model's server")
     p.add_argument("model")
-    p.add_argument("kind", nargs="?", choices=FAULT_KINDS[:-1], help="only this kind (default: all)")
+    p.add_argument("kind", nargs="?", choices=CLEARABLE_FAULT_KINDS, help="only this kind (default: all)")
 
     sub_command("status", "opsctl.cli.demo_cmds:status", "the running demo: processes, ports and active faults")
+
+    p = sub_command("restart", "opsctl.cli.demo_restart:restart",
+                    "bring a killed daemon back (it stays down otherwise, for the break-glass drill)")
+    p.add_argument("process", choices=("daemon",))
 
 
 def _state_dir(parser: argparse.ArgumentParser) -> None:
