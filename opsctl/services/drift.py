@@ -54,7 +54,7 @@ from opsctl.adapters.ingest import LogTailer, Malformed, Offset, OffsetStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, Severity, step
-from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window
+from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window, severity_of
 from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot, WindowStats
 from opsctl.documents import DriftSection, ModelDrift, VersionDrift
 from opsctl.errors import NotFoundError, OpsctlError
@@ -85,6 +85,8 @@ PERFORMANCE_DEGRADED = AlertRule(
     annotations={"description": "Accuracy, AUC, precision or recall of a deployed model version on labelled"
                                 " traffic fell below its baseline (see opsctl performance MODEL)."},
 )
+# The same alert at warning: a significant drop, but not confidently twice the allowed one.
+PERFORMANCE_DEGRADED_WARNING = replace(PERFORMANCE_DEGRADED, severity=Severity.WARNING)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 # (model, trigger "drift" | "performance", reason) -> None; raises OpsctlError when it cannot.
@@ -605,10 +607,12 @@ class DriftService:
                 p = performance[0]
                 degraded = [m for m in p.document.get("metrics", []) if m["state"] == "degraded"]
                 text = ", ".join(f"{m['name']} {m['value']:.3f} < {m['floor']:.3f}" for m in degraded)
-                conditions.append(Condition(
-                    PERFORMANCE_DEGRADED, labels, p.verdict == "degraded",
-                    value=degraded[0]["value"] if degraded else None,
-                    summary=f"{target.model} {target.version}: {text}" if text else ""))
+                severity = severity_of(p.document.get("metrics", [])) if p.verdict == "degraded" else None
+                for rule, level in ((PERFORMANCE_DEGRADED, "critical"), (PERFORMANCE_DEGRADED_WARNING, "warning")):
+                    conditions.append(Condition(
+                        rule, labels, severity == level,
+                        value=degraded[0]["value"] if degraded and severity == level else None,
+                        summary=f"{target.model} {target.version}: {text}" if text and severity == level else ""))
         return conditions
 
     def step_alerts(self) -> list[AlertTransition]:

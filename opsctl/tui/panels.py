@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from opsctl.core.sequential import describe_seconds
 from opsctl.documents import ModelDrift
 from opsctl.domain import ModelVersion
 from opsctl.tui.model import CANARY_PHASES, NO_DATA, age_text, parse_at
@@ -89,6 +90,9 @@ def gate_line(gate: Mapping[str, Any]) -> str:
     if gate.get("sample_size") is not None:
         needed = f"/{gate['sample_needed']}" if gate.get("sample_needed") is not None else ""
         numbers.append(f"n {gate['sample_size']}{needed}")
+    seconds = gate.get("expected_seconds")
+    if isinstance(seconds, int | float) and seconds > 0:
+        numbers.append(f"eta {describe_seconds(float(seconds))}")
     reason = f" — {escape(str(gate['reason']))}" if gate.get("reason") else ""
     return f"  {escape(str(gate.get('name', '?')))}: {_styled(gate.get('verdict'))} ({', '.join(numbers)}){reason}"
 

@@ -61,15 +61,12 @@ min_stage_seconds = 10.0
 analysis_interval_seconds = {ANALYSIS_SECONDS}
 failure_threshold = {FAILURE_THRESHOLD}
 inconclusive_limit = 30
-min_requests = 50
 error_rate_min_baseline = 0.05
 error_rate_mde_relative = 4.0
-# p99 of a few dozen requests is the slowest one, read off coarse histogram buckets: a slack of
-# 300 ms keeps that noise from rolling back healthy canaries (the latency fault adds more).
-latency_slack_seconds = 0.3
 accuracy_gate = true
-min_labels = 50
-accuracy_tolerance = 0.05
+# The accuracy gate's labels come from the drift window (30 s here): about a hundred labels per
+# look, enough for the sequential test at the demo's 10-point tolerance, not at 5 points.
+accuracy_tolerance = 0.1
 progress_deadline_seconds = 120.0
 """
 TERMINAL = {"succeeded", "rolled_back", "aborted", "failed"}
@@ -138,10 +135,8 @@ def test_a_healthy_candidate_goes_through_every_stage_and_is_promoted(demo: Demo
     wait_for(lambda: routing(demo, model) == {"1.0.0": 100.0}, 30, 0.5, what="traffic", context=demo.tail)
     started = ok(demo, "canary", "start", model, "1.1.0", "--reason", "e2e healthy", "-o", "json")
     assert started["weight"] == 20.0
-    watched = demo.opsctl("canary", "status", model, "--watch", "--timeout", "150", "-o", "json")
-    final = json.loads(watched.stdout)
-    final = final[0] if isinstance(final, list) else final
-    assert watched.returncode == 0, (final["reason"], final["gates"])
+    final = wait_for("a decision", lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)),
+                     150, demo)
     assert final["state"] == "succeeded" and final["stage"] == 2 and final["weight"] == 100.0
     verdicts = {g["name"]: g["verdict"] for g in final["gates"]}
     assert set(verdicts.values()) == {"pass"} and "accuracy" in verdicts, final["gates"]

@@ -369,9 +369,9 @@ def test_cron_schedule_triggers_a_scheduled_run(tmp_path: Path) -> None:
 
 class HealthyGates:
     def inputs(self, record: CanaryRecord, now: datetime) -> GateInputs:
-        return GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2),
-                          VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2),
-                          sla=SlaInput("healthy"))
+        return GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2, slow=100),
+                          VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2, slow=400),
+                          sla=SlaInput("healthy"), latency_bound_seconds=0.5)
 
 
 def test_handover_starts_a_real_canary_that_completes(tmp_path: Path) -> None:

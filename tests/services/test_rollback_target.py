@@ -26,8 +26,9 @@ RETRAIN = Actor("opsctld", None, "retrain")
 POLICY = CanaryPolicy(stages=[10.0, 50.0], min_stage_seconds=60, analysis_interval_seconds=10,
                       failure_threshold=2, inconclusive_limit=3, metrics_error_limit=2, accuracy_gate=False,
                       progress_deadline_seconds=600)
-HEALTHY = GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2),
-                     VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2),
+HEALTHY = GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2, slow=100),
+                     VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2, slow=400),
+                     latency_bound_seconds=0.5,
                      sla=SlaInput("healthy"))
 
 

@@ -46,8 +46,17 @@ def _print(ctx: CliContext, doc: dict[str, Any], *, gates: bool) -> None:
         rows = []
         for g in doc["gates"]:
             rows.append([g["name"], g["verdict"], _num(g.get("value")), _num(g.get("threshold")),
-                         _num(g.get("p_value")), g.get("sample_size"), g.get("sample_needed"), g.get("reason")])
-        out.table(["gate", "verdict", "value", "threshold", "p", "n", "needed", "why"], rows)
+                         _num(g.get("p_value")), g.get("sample_size"), g.get("sample_needed"),
+                         _eta(g.get("expected_seconds")), g.get("reason")])
+        out.table(["gate", "verdict", "value", "threshold", "p", "n", "needed", "eta", "why"], rows)
+
+
+def _eta(seconds: Any) -> str | None:
+    from opsctl.core.sequential import describe_seconds
+
+    if seconds is None:
+        return None
+    return "now" if seconds <= 0 else describe_seconds(float(seconds))
 
 
 def _num(value: Any) -> str | None:
