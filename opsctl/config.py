@@ -110,6 +110,8 @@ class JobsSettings:
     performance_seconds: float = 300.0
     ingest_seconds: float = 5.0
     alerts_seconds: float = 15.0
+    # How often the daemon re-verifies the audit log's hash chain past the last verified row.
+    audit_seconds: float = 60.0
     misfire_grace_seconds: float = 30.0
 
     def __post_init__(self) -> None:
