@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,6 +42,15 @@ from opsctld.peercred import PeerCredentials
 from opsctld.state import DaemonState
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+log = logging.getLogger("opsctld.api")
+
+# JSON request bodies are small documents (artifacts do not travel as JSON): anything larger, deeper or
+# with integers SQLite cannot store is refused with 400 before a handler sees it.
+MAX_JSON_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_INT = 2**63 - 1
+MAX_HISTORY_LIMIT = 100_000
 
 _STATUS_FOR_ERROR: tuple[tuple[type[OpsctlError], int], ...] = (
     (UsageError, 400),
@@ -74,17 +85,69 @@ def error_response(error: OpsctlError) -> JSONResponse:
 
 
 async def read_json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object body ({} when empty); a UsageError (HTTP 400) otherwise."""
-    raw = await request.body()
+    """The request's JSON object body ({} when empty); a UsageError (HTTP 400) otherwise.
+
+    Refused: bodies over :data:`MAX_JSON_BODY_BYTES`, not UTF-8, not JSON, NaN/Infinity or numbers that
+    overflow to infinity, integers outside SQLite's 64-bit range, nesting deeper than :data:`MAX_JSON_DEPTH`.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY_BYTES:
+            raise UsageError(f"request body is larger than {MAX_JSON_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
-        document = json.loads(raw)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"request body is not UTF-8: {error.reason} at byte {error.start}") from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise UsageError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except json.JSONDecodeError as error:
         raise UsageError(f"request body is not valid JSON: {error}") from None
+    except ValueError as error:  # from the parse_* hooks, or an integer with too many digits
+        raise UsageError(f"request body: {error}") from None
     if not isinstance(document, dict):
         raise UsageError("request body must be a JSON object")
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise UsageError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19:
+        raise ValueError(f"integer {text[:40]}... is out of range")
+    value = int(text)
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise ValueError(f"integer {text} is out of range (64-bit)")
+    return value
+
+
+def _depth(document: Any) -> int:
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                stack.extend((item, level + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _opt_str(body: dict[str, Any], key: str) -> str | None:
@@ -94,11 +157,27 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
+def _opt_int(body: dict[str, Any], key: str, *, minimum: int = 0) -> int | None:
     value = body.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise UsageError(f"{key!r} must be an integer")
+    if value is not None and not minimum <= value <= MAX_INT:
+        raise UsageError(f"{key!r} must be between {minimum} and {MAX_INT}")
     return value
+
+
+def _lineage(body: dict[str, Any]) -> Lineage:
+    raw = body.get("lineage") or {}
+    if not isinstance(raw, dict):
+        raise UsageError("'lineage' must be an object")
+    known = set(Lineage().to_json())
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UsageError(f"'lineage' has unknown keys {unknown}; known: {sorted(known)}")
+    for key, value in raw.items():
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"'lineage.{key}' must be a string or null")
+    return Lineage.from_json(raw)
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -160,13 +239,11 @@ async def register(request: Request) -> Response:
     if not isinstance(metrics_in, dict) or not isinstance(tags_in, dict):
         raise UsageError("'metrics' and 'tags' must be objects")
     reference = _opt_str(body, "reference_path")
-    lineage = body.get("lineage") or {}
-    if not isinstance(lineage, dict):
-        raise UsageError("'lineage' must be an object")
+    lineage = _lineage(body)
     register_request = RegisterRequest(
         model=request.path_params["model"], version=version, artifact=Path(artifact), metrics=dict(metrics_in),
         reference=Path(reference) if reference else None, description=_opt_str(body, "description") or "",
-        tags={str(k): str(v) for k, v in tags_in.items()}, lineage=Lineage.from_json(lineage))
+        tags={str(k): str(v) for k, v in tags_in.items()}, lineage=lineage)
     created = await run_in_threadpool(state.services.registry.register, register_request, actor=actor_for(request),
                                       reason=_opt_str(body, "reason") or "")
     return JSONResponse(created.to_json(), status_code=201)
@@ -224,8 +301,8 @@ async def history(request: Request) -> Response:
         limit = int(request.query_params.get("limit", "50"))
     except ValueError:
         raise UsageError("'limit' must be an integer") from None
-    if limit <= 0:
-        raise UsageError("--limit must be positive")
+    if not 0 < limit <= MAX_HISTORY_LIMIT:
+        raise UsageError(f"'limit' must be between 1 and {MAX_HISTORY_LIMIT}")
     if model is not None and await run_in_threadpool(state.registry.get_deployment, model) is None:
         raise NotFoundError("model", model, "see `opsctl models`")
     events = await run_in_threadpool(state.registry.audit, model, limit=limit)
@@ -468,7 +545,13 @@ def create_app(state: DaemonState, extra: list[Endpoint] | None = None) -> Starl
         assert isinstance(exc, OpsctlError)
         return error_response(exc)
 
-    app = Starlette(routes=routes, exception_handlers={OpsctlError: handle_error})
+    async def handle_crash(request: Request, exc: Exception) -> Response:
+        # A bug, not bad input: still the JSON error shape (never text/plain), and logged with its traceback.
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"error": {"type": "InternalError", "message": f"internal error: {type(exc).__name__}",
+                                       "exit_code": 1}}, status_code=500)
+
+    app = Starlette(routes=routes, exception_handlers={OpsctlError: handle_error, Exception: handle_crash})
     app.state.daemon = state
     app.state.endpoints = endpoints
     app.add_middleware(_Observe, routes=routes, state=state)  # type: ignore[arg-type]

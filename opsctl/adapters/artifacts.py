@@ -80,7 +80,7 @@ class ArtifactStore:
         """The artifact's path once its name is safe and its content matches ``sha256``."""
         if "/" in name or "\\" in name or os.sep in name or name in {"", ".", ".."} or "\x00" in name:
             raise IntegrityError(f"refusing artifact name {name!r}: it contains a path separator")
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise IntegrityError(f"refusing artifact name {name!r}: not a content-addressed name")
         path = self.root / name
         if path.is_symlink():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from opsctl.cli.context import CliContext
@@ -87,8 +88,8 @@ def _read_metrics(path: Path) -> dict[str, float]:
     if not isinstance(document, dict):
         raise UsageError(f"--metrics file {path} must hold a JSON object of name -> number")
     for key, value in document.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UsageError(f"--metrics file {path}: metric {key!r} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise UsageError(f"--metrics file {path}: metric {key!r} must be a finite number, got {value!r}")
     return {str(k): float(v) for k, v in document.items()}
 
 

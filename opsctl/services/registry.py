@@ -9,6 +9,7 @@ two operators acting at once cannot both win: the second gets a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,15 +38,28 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 
 def validate_model_name(name: str) -> str:
-    if not _MODEL_NAME.match(name):
+    # fullmatch: with match, '$' also matched before a trailing newline ("evil\n" split the tables).
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
         raise UsageError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 63)")
     return name
 
 
 def validate_version(version: str) -> str:
-    if not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise UsageError(f"invalid version {version!r}: use letters, digits, '.', '_', '+' or '-' (max 63)")
     return version
+
+
+def validate_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Metric names are printable text; values finite numbers (NaN and Infinity would poison every read)."""
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not key or not key.isprintable():
+            raise UsageError(f"metric name {key!r} must be non-empty printable text")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise UsageError(f"metric {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UsageError(f"metric {key!r} must be a finite number, got {value!r}")
+    return {k: float(v) for k, v in metrics.items()}
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,7 @@ class RegistryService:
     def register(self, request: RegisterRequest, *, actor: Actor, reason: str = "") -> ModelVersion:
         validate_model_name(request.model)
         validate_version(request.version)
-        for key, value in request.metrics.items():
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise UsageError(f"metric {key!r} must be a number, got {value!r}")
+        validate_metrics(request.metrics)
         if self.registry.get_version(request.model, request.version) is not None:
             raise ConflictError(f"{request.model} {request.version} is already registered")
         # Copy (and hash) outside the transaction: content-addressed files are
