@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 
 SYSTEM_CONFIG = Path("/etc/opsctl/opsctl.toml")
 
+# Upper bounds that keep every interval and timeout usable by the scheduler and by datetime arithmetic
+# (1e308 seconds overflowed both): a year for job intervals, a day for timeouts, a century of retention.
+MAX_INTERVAL_SECONDS = 365 * 86400.0
+MAX_TIMEOUT_SECONDS = 86400.0
+MAX_RETENTION_DAYS = 36500.0
+
 
 def _is_root() -> bool:
     return os.geteuid() == 0
@@ -78,17 +84,20 @@ class DaemonSettings:
             raise ValueError(f"socket_mode must be an octal string like '0660', got {self.socket_mode!r}") from None
         if mode & ~0o777:
             raise ValueError(f"socket_mode {self.socket_mode!r} has bits outside 0777")
+        if mode & 0o002:
+            raise ValueError(f"socket_mode {self.socket_mode!r} lets every local user change production;"
+                             " use 0660 and a group")
         if self.tcp_listen is not None:
             host, sep, port = self.tcp_listen.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"tcp_listen must be HOST:PORT, got {self.tcp_listen!r}")
             if not self.token_file:
                 raise ValueError("tcp_listen requires token_file (the TCP API always needs a bearer token)")
-        if self.retention_days <= 0:
-            raise ValueError(f"retention_days must be positive, got {self.retention_days}")
+        if not 0 < self.retention_days <= MAX_RETENTION_DAYS:
+            raise ValueError(f"retention_days must be in (0, {MAX_RETENTION_DAYS:g}], got {self.retention_days}")
         for name in ("shutdown_timeout_seconds", "connect_timeout_seconds", "request_timeout_seconds"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) <= MAX_TIMEOUT_SECONDS:
+                raise ValueError(f"{name} must be in (0, {MAX_TIMEOUT_SECONDS:g}], got {getattr(self, name)}")
 
     @property
     def registry_path(self) -> Path:
@@ -117,8 +126,9 @@ class JobsSettings:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value <= 0:
-                raise ValueError(f"{f.name} must be positive, got {value}")
+            # `not 0 < value` also refuses NaN, which compares false with everything.
+            if not 0 < value <= MAX_INTERVAL_SECONDS:
+                raise ValueError(f"{f.name} must be in (0, {MAX_INTERVAL_SECONDS:g}] seconds, got {value}")
 
 
 @dataclass(frozen=True)
