@@ -25,6 +25,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExe
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.files import make_private_dir
 from opsctl.adapters.preflight import preflight, read_token_file
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock
@@ -120,7 +121,7 @@ class Daemon:
                     raise DaemonStartError(f"cannot listen on {settings.daemon.tcp_listen}: {error.strerror}") from None
             registry = Registry(settings.daemon.registry_path)
             try:
-                Path(settings.daemon.state_dir).mkdir(parents=True, exist_ok=True)
+                make_private_dir(Path(settings.daemon.state_dir))
                 registry.schema_version()  # migrate now, not on the first request
             except OSError as error:
                 raise DaemonStartError(f"cannot use state_dir {settings.daemon.state_dir}: {error.strerror}") from None
@@ -140,6 +141,9 @@ class Daemon:
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
         artifacts = ArtifactStore(settings.daemon.artifacts_dir)
+        removed = artifacts.clean_incoming()  # partial uploads of a killed daemon or CLI
+        if removed:
+            log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
                                   events=bus.publish, metrics=metrics)
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
@@ -301,7 +305,7 @@ class Daemon:
 
 
 def _bind_unix_socket(path: Path, mode: int) -> socket.socket:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise DaemonStartError(f"{path} exists and is not a socket; refusing to replace it")

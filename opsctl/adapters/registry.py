@@ -9,7 +9,9 @@ else.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opsctl.adapters.files import create_private_file, make_private_dir, storage_error
 from opsctl.clock import parse_utc, utc_iso
 from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, ChainedRow, ChainReport, chain_hash, verify_chain
 from opsctl.domain import (
@@ -255,7 +258,12 @@ class Registry:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # 0750 / 0640 whatever the umask; SQLite gives -wal and -shm the database file's mode.
+                make_private_dir(self.path.parent)
+                create_private_file(self.path)
+            except OSError as error:
+                raise storage_error(error, self.path.parent) from None
             with self._open_lock:
                 conn = self._open()
             self._local.conn = conn
@@ -283,6 +291,8 @@ class Registry:
                 if "locked" in str(error) and time.monotonic() < deadline:
                     time.sleep(0.02)
                     continue
+                if _read_only_fs(self.path.parent):
+                    raise storage_error(OSError(errno.EROFS, str(error)), self.path.parent) from None
                 raise RegistryError(f"cannot open registry {self.path}: {error}") from error
             except sqlite3.DatabaseError as error:
                 raise RegistryError(f"cannot open registry {self.path}: {error}") from error
@@ -334,15 +344,33 @@ class Registry:
             raise ConflictError(f"registry is busy (another change holds the lock): {error}") from error
         try:
             yield RegistryTx(conn)
+        except sqlite3.OperationalError as error:
+            conn.execute("ROLLBACK") if conn.in_transaction else None
+            mapped = self._storage_error(error)
+            if mapped is None:
+                raise
+            raise mapped from error
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         else:
             try:
                 conn.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                conn.execute("ROLLBACK") if conn.in_transaction else None
+                raise self._storage_error(error) or RegistryError(f"commit failed: {error}") from error
             except sqlite3.Error as error:
                 conn.execute("ROLLBACK") if conn.in_transaction else None
                 raise RegistryError(f"commit failed: {error}") from error
+
+    def _storage_error(self, error: sqlite3.OperationalError) -> OpsctlError | None:
+        """SQLite's full-disk and read-only answers as one-line storage errors (None for anything else)."""
+        text = str(error)
+        if "disk is full" in text:
+            return storage_error(OSError(errno.ENOSPC, text), self.path.parent)
+        if "readonly" in text or "read-only" in text:
+            return storage_error(OSError(errno.EROFS, text), self.path.parent)
+        return None
 
     @contextmanager
     def read(self) -> Iterator[RegistryTx]:
@@ -639,6 +667,13 @@ class RegistryTx:
             table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             for table in ("models", "versions", "audit_log", "events", "job_runs")
         }
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _split_sql(script: str) -> list[str]:
