@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsctl import __version__
+from opsctl.adapters.preflight import TokenIdentity
 from opsctl.clock import utc_iso
 from opsctl.domain import Actor, Lineage
 from opsctl.errors import (
@@ -65,13 +67,28 @@ def _state(request: Request) -> DaemonState:
     return request.app.state.daemon  # type: ignore[no-any-return]
 
 
+_PROXIED_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
+
+
 def actor_for(request: Request) -> Actor:
-    """The caller, from the kernel's peer credentials (Unix socket) or the token (TCP)."""
-    peer: PeerCredentials | None = request.scope.get("state", {}).get("peer")
+    """The caller, from the kernel's peer credentials (Unix socket) or the token's identity (TCP).
+
+    A client-supplied ``X-Opsctl-User`` counts only for a token marked ``trusted-proxy`` and is then
+    recorded as acting for that user; from any other token it is ignored.
+    """
+    scope_state = request.scope.get("state", {})
+    peer: PeerCredentials | None = scope_state.get("peer")
     if peer is not None:
         return Actor(user=peer.user, uid=peer.uid, via="daemon")
-    claimed = request.headers.get("x-opsctl-user", "unknown")
-    return Actor(user=f"token:{claimed}", uid=None, via="daemon-tcp")
+    token: TokenIdentity | None = scope_state.get("token")
+    if token is None:  # only BearerTokenAuth lets a request through without peer credentials
+        raise UsageError("this listener cannot tell who is calling")
+    claimed = request.headers.get("x-opsctl-user")
+    if token.trusted_proxy and claimed:
+        if not _PROXIED_USER.fullmatch(claimed):
+            raise UsageError("X-Opsctl-User must be letters, digits, '.', '_', '@' or '-' (max 63)")
+        return Actor(user=f"token:{token.identity} (proxy for {claimed})", uid=None, via="daemon-tcp")
+    return Actor(user=f"token:{token.identity}", uid=None, via="daemon-tcp")
 
 
 def error_response(error: OpsctlError) -> JSONResponse:
@@ -517,22 +534,31 @@ class _Observe:
 
 
 class BearerTokenAuth:
-    """The TCP listener's gate: every request needs ``Authorization: Bearer <token>``."""
+    """The TCP listener's gate: every request needs ``Authorization: Bearer <token>`` of a known identity."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, tokens: tuple[TokenIdentity, ...]) -> None:
         self.app = app
-        self.token = token.encode()
+        self.tokens = [(t.token.encode(), t) for t in tokens]
+
+    def _identify(self, presented: bytes) -> TokenIdentity | None:
+        found = None
+        for expected, identity in self.tokens:  # compare with every token: the time does not tell which matched
+            if hmac.compare_digest(presented, expected):
+                found = identity
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/healthz":
             header = dict(scope.get("headers") or []).get(b"authorization", b"")
             scheme, _, presented = header.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(presented.strip(), self.token):
+            identity = self._identify(presented.strip()) if scheme.lower() == b"bearer" else None
+            if identity is None:
                 response = JSONResponse({"error": {"type": "Unauthorized", "message": "bearer token required",
                                                    "exit_code": 1}}, status_code=401,
                                         headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
+            scope.setdefault("state", {})["token"] = identity
         await self.app(scope, receive, send)
 
 

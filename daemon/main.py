@@ -107,7 +107,7 @@ class Daemon:
             preflight(settings)
         except ConfigError as error:
             raise DaemonStartError(str(error)) from None
-        token = read_token_file(Path(settings.daemon.token_file)) if settings.daemon.tcp_listen else None
+        tokens = read_token_file(Path(settings.daemon.token_file)) if settings.daemon.tcp_listen else None
         socket_path = Path(settings.daemon.socket)
         created_socket_dir = not socket_path.parent.exists()
         unix_socket = _bind_unix_socket(socket_path, int(settings.daemon.socket_mode, 8))
@@ -157,8 +157,8 @@ class Daemon:
         servers = [_Server(uvicorn.Config(app, http=PeerCredH11Protocol, lifespan="off", log_config=None,
                                           access_log=False, timeout_graceful_shutdown=3))]
         server_sockets = [[unix_socket]]
-        if tcp is not None and token is not None:
-            servers.append(_Server(uvicorn.Config(BearerTokenAuth(app, token), lifespan="off", log_config=None,
+        if tcp is not None and tokens is not None:
+            servers.append(_Server(uvicorn.Config(BearerTokenAuth(app, tokens), lifespan="off", log_config=None,
                                                   access_log=False, timeout_graceful_shutdown=3)))
             server_sockets.append([tcp])
 
