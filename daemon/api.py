@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +27,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsctl import __version__
+from opsctl.adapters.artifacts import StoredArtifact, safe_suffix
 from opsctl.adapters.preflight import TokenIdentity
 from opsctl.clock import utc_iso
 from opsctl.domain import Actor, Lineage
@@ -244,26 +244,67 @@ async def list_versions(request: Request) -> Response:
     return JSONResponse([v.to_json() for v in versions])
 
 
+async def upload(request: Request) -> Response:
+    """Receive an artifact's bytes (streamed, never buffered whole) into the content-addressed store.
+
+    ``X-Opsctl-Sha256`` (required) is the client's hash; the bytes are hashed as they arrive and kept
+    only if both agree. Uploading the same bytes again answers the same name (retries are safe).
+    """
+    state = _state(request)
+    expected = (request.headers.get("x-opsctl-sha256") or "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise UsageError("header X-Opsctl-Sha256 with the artifact's sha256 (64 hex digits) is required")
+    limit = state.settings.daemon.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UsageError(f"artifact is larger than the limit of {limit} bytes (max_upload_bytes)")
+    suffix = safe_suffix(request.headers.get("x-opsctl-filename") or "")
+    incoming = await run_in_threadpool(state.artifacts.begin, suffix=suffix, max_bytes=limit)
+    try:
+        async for chunk in request.stream():
+            incoming.write(chunk)  # page-cache writes; the fsync happens in commit, off the loop
+    except BaseException:
+        incoming.abort()
+        raise
+    stored = await run_in_threadpool(incoming.commit, expected)
+    return JSONResponse({"name": stored.name, "sha256": stored.sha256, "size_bytes": stored.size_bytes},
+                        status_code=201)
+
+
+def _stored(state: DaemonState, body: dict[str, Any], key: str) -> StoredArtifact | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not isinstance(
+            value.get("sha256"), str):
+        raise UsageError(f"{key!r} must be {{name, sha256}} as returned by POST /v1/uploads")
+    return state.artifacts.stored(value["name"], value["sha256"])
+
+
 async def register(request: Request) -> Response:
     state = _state(request)
     body = await read_json_body(request)
+    if "artifact_path" in body or "reference_path" in body:
+        raise UsageError("the daemon does not read files by path; upload the bytes (POST /v1/uploads) and pass"
+                         " 'artifact': {name, sha256}")
     version = _opt_str(body, "version")
-    artifact = _opt_str(body, "artifact_path")
-    if not version or not artifact:
-        raise UsageError("'version' and 'artifact_path' are required")
+    if not version:
+        raise UsageError("'version' and 'artifact' are required")
+    artifact = _stored(state, body, "artifact")
+    if artifact is None:
+        raise UsageError("'version' and 'artifact' are required")
     metrics_in = body.get("metrics") or {}
     tags_in = body.get("tags") or {}
     if not isinstance(metrics_in, dict) or not isinstance(tags_in, dict):
         raise UsageError("'metrics' and 'tags' must be objects")
-    reference = _opt_str(body, "reference_path")
     lineage = _lineage(body)
     register_request = RegisterRequest(
-        model=request.path_params["model"], version=version, artifact=Path(artifact), metrics=dict(metrics_in),
-        reference=Path(reference) if reference else None, description=_opt_str(body, "description") or "",
+        model=request.path_params["model"], version=version, artifact=artifact, metrics=dict(metrics_in),
+        reference=_stored(state, body, "reference"), description=_opt_str(body, "description") or "",
         tags={str(k): str(v) for k, v in tags_in.items()}, lineage=lineage)
-    created = await run_in_threadpool(state.services.registry.register, register_request, actor=actor_for(request),
-                                      reason=_opt_str(body, "reason") or "")
-    return JSONResponse(created.to_json(), status_code=201)
+    created, new = await run_in_threadpool(state.services.registry.register_version, register_request,
+                                           actor=actor_for(request), reason=_opt_str(body, "reason") or "")
+    return JSONResponse(created.to_json(), status_code=201 if new else 200)
 
 
 async def plan_promote(request: Request) -> Response:
@@ -389,6 +430,7 @@ class Endpoint:
     request_body: dict[str, Any] | None = None
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
+    request_media_type: str = "application/json"
 
 
 _STR = {"type": "string"}
@@ -412,6 +454,7 @@ _AUDIT = {"type": "object", "required": ["id", "at", "actor", "via", "action", "
           "properties": {"id": {"type": "integer"}, "at": _STR, "actor": _STR, "uid": {"type": ["integer", "null"]},
                          "via": _STR, "action": _STR, "model": _NULLABLE_STR, "from_version": _NULLABLE_STR,
                          "to_version": _NULLABLE_STR, "reason": _STR, "outcome": _STR, "detail": _STR}}
+_STORED = {"type": "object", "required": ["name", "sha256"], "properties": {"name": _STR, "sha256": _STR}}
 _CHANGE_BODY = {"type": "object", "properties": {"reason": _STR, "expected_generation": {"type": "integer"}}}
 
 ENDPOINTS: list[Endpoint] = [
@@ -425,11 +468,18 @@ ENDPOINTS: list[Endpoint] = [
              response={"type": "array", "items": {"type": "object"}}),
     Endpoint("GET", "/v1/models/{model}/versions", list_versions, "Versions of a model",
              response={"type": "array", "items": _VERSION}),
-    Endpoint("POST", "/v1/models/{model}/versions", register, "Register a version (the daemon copies the artifact)",
-             request_body={"type": "object", "required": ["version", "artifact_path"],
-                           "properties": {"version": _STR, "artifact_path": _STR, "reference_path": _STR,
-                                          "metrics": {"type": "object"}, "tags": {"type": "object"},
-                                          "description": _STR, "lineage": {"type": "object"}, "reason": _STR}},
+    Endpoint("POST", "/v1/uploads", upload,
+             "Upload an artifact's bytes (application/octet-stream; header X-Opsctl-Sha256 required)",
+             request_body={"type": "string", "format": "binary"}, request_media_type="application/octet-stream",
+             response={"type": "object", "required": ["name", "sha256", "size_bytes"],
+                       "properties": {"name": _STR, "sha256": _STR, "size_bytes": {"type": "integer"}}}),
+    Endpoint("POST", "/v1/models/{model}/versions", register,
+             "Register a version from uploaded bytes (201; 200 with the existing version on a retry)",
+             request_body={"type": "object", "required": ["version", "artifact"],
+                           "properties": {"version": _STR, "artifact": _STORED, "reference": _STORED,
+                                          "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                                          "tags": {"type": "object"}, "description": _STR,
+                                          "lineage": {"type": "object"}, "reason": _STR}},
              response=_VERSION),
     Endpoint("POST", "/v1/models/{model}/versions/{version}/verify", verify,
              "Check a version's artifact against its sha256"),
@@ -462,7 +512,7 @@ def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
             "summary": endpoint.summary,
             "operationId": f"{endpoint.method.lower()}_{endpoint.handler.__name__}",
             "responses": {
-                "200" if endpoint.method == "GET" or endpoint.handler is not register else "201": {
+                "200" if endpoint.method == "GET" or endpoint.handler not in (register, upload) else "201": {
                     "description": "OK",
                     "content": {_media_type(endpoint): {"schema": endpoint.response}},
                 },
@@ -471,6 +521,8 @@ def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
                 }}}},
             },
         }
+        if endpoint.handler is register:  # a retry answers the existing version with 200
+            operation["responses"]["200"] = operation["responses"]["201"]
         parameters = [{"name": name, "in": "path", "required": True, "schema": _STR}
                       for name in _path_params(endpoint.path)]
         parameters += [{"name": name, "in": "query", "required": required, "description": description,
@@ -479,7 +531,7 @@ def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
             operation["parameters"] = parameters
         if endpoint.request_body is not None:
             operation["requestBody"] = {"required": True,
-                                        "content": {"application/json": {"schema": endpoint.request_body}}}
+                                        "content": {endpoint.request_media_type: {"schema": endpoint.request_body}}}
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {"openapi": "3.1.0", "info": {"title": "opsctl daemon API", "version": __version__}, "paths": paths}
 

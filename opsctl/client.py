@@ -7,8 +7,10 @@ once and the CLI can fall back to the registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -34,6 +36,10 @@ _ERRORS: dict[str, type[OpsctlError]] = {
     "IntegrityError": IntegrityError,
     "ConfirmationRequired": ConfirmationRequired,
 }
+
+
+# Called as bytes go out: (file name, bytes sent, total bytes).
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,37 @@ class DaemonClient:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body)
 
+    def upload(self, path: Path, progress: Progress | None = None) -> dict[str, Any]:
+        """Stream a regular file to ``POST /v1/uploads``; returns {name, sha256, size_bytes}.
+
+        The sha256 is computed first (one read) and sent ahead of the body, which the daemon checks before
+        keeping anything. The body has no timeout (a large artifact takes what it takes); connecting does.
+        """
+        from opsctl.adapters.artifacts import file_chunks, safe_suffix
+
+        digest = hashlib.sha256()
+        total = 0
+        for chunk in file_chunks(path):
+            digest.update(chunk)
+            total += len(chunk)
+        sha256 = digest.hexdigest()
+
+        def body() -> Iterator[bytes]:
+            sent = 0
+            for chunk in file_chunks(path):
+                sent += len(chunk)
+                if progress is not None:
+                    progress(path.name, sent, total)
+                yield chunk
+
+        headers = {"X-Opsctl-Sha256": sha256, "X-Opsctl-Filename": safe_suffix(path.name) or "artifact",
+                   "Content-Type": "application/octet-stream", "Content-Length": str(total)}
+        answer = self.request("POST", "/v1/uploads", content=body(), headers=headers,
+                              timeout=httpx.Timeout(None, connect=self._http.timeout.connect))
+        if answer.get("sha256") != sha256:
+            raise IntegrityError(f"the daemon stored {path} with sha256 {answer.get('sha256')!r}, not {sha256}")
+        return {"name": answer["name"], "sha256": sha256}
+
     def events(self, last_id: int | None = None) -> Iterator[SseMessage]:
         """Follow ``/v1/events`` (blocking; one SSE message at a time)."""
         headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
@@ -137,11 +174,15 @@ class DaemonBackend:
     def deployments(self) -> list[Deployment]:
         return [Deployment.from_json(d) for d in self.client.get("/v1/status")["models"]]
 
-    def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion:
-        body = {"version": request.version, "artifact_path": str(request.artifact.resolve()),
-                "reference_path": str(request.reference.resolve()) if request.reference else None,
-                "metrics": request.metrics, "tags": request.tags, "description": request.description,
-                "lineage": request.lineage.to_json(), "reason": reason}
+    def register(self, request: RegisterRequest, *, reason: str, progress: Progress | None = None) -> ModelVersion:
+        """Upload the artifact (and reference sample) as bytes, then register them: the daemon never opens a
+        path of ours. Retrying after a lost answer is safe (same bytes: the version already registered)."""
+        body: dict[str, Any] = {"version": request.version, "metrics": request.metrics, "tags": request.tags,
+                                "description": request.description, "lineage": request.lineage.to_json(),
+                                "reason": reason}
+        body["artifact"] = self.client.upload(Path(str(request.artifact)), progress)
+        if request.reference is not None:
+            body["reference"] = self.client.upload(Path(str(request.reference)), progress)
         return ModelVersion.from_json(self.client.post(f"/v1/models/{_seg(request.model)}/versions", body))
 
     def plan_promote(self, model: str, version: str) -> ChangePlan:

@@ -72,6 +72,8 @@ class DaemonSettings:
     shutdown_timeout_seconds: float = 20.0
     connect_timeout_seconds: float = 0.5
     request_timeout_seconds: float = 5.0
+    # The largest artifact (or reference sample) the API accepts, in bytes.
+    max_upload_bytes: int = 10 * 1024**3
 
     def __post_init__(self) -> None:
         if not self.state_dir:
@@ -95,6 +97,8 @@ class DaemonSettings:
                 raise ValueError("tcp_listen requires token_file (the TCP API always needs a bearer token)")
         if not 0 < self.retention_days <= MAX_RETENTION_DAYS:
             raise ValueError(f"retention_days must be in (0, {MAX_RETENTION_DAYS:g}], got {self.retention_days}")
+        if not 0 < self.max_upload_bytes <= 2**62:
+            raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         for name in ("shutdown_timeout_seconds", "connect_timeout_seconds", "request_timeout_seconds"):
             if not 0 < getattr(self, name) <= MAX_TIMEOUT_SECONDS:
                 raise ValueError(f"{name} must be in (0, {MAX_TIMEOUT_SECONDS:g}], got {getattr(self, name)}")

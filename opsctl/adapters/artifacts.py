@@ -66,6 +66,63 @@ def safe_suffix(filename: str) -> str:
     return "".join(s for s in Path(filename).suffixes[-2:] if re.fullmatch(r"\.[A-Za-z0-9_]{1,16}", s))
 
 
+class IncomingArtifact:
+    """An artifact being received: hashed and size-checked as it is written, named by its hash on commit."""
+
+    def __init__(self, root: Path, out: BinaryIO, tmp_name: str, *, suffix: str, max_bytes: int | None) -> None:
+        self.root = root
+        self._out = out
+        self._tmp_name = tmp_name
+        self._suffix = suffix
+        self._max_bytes = max_bytes
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._max_bytes is not None and self.size > self._max_bytes:
+            self.abort()
+            raise UsageError(f"artifact is larger than the limit of {self._max_bytes} bytes; nothing was stored")
+        self._digest.update(chunk)
+        try:
+            self._out.write(chunk)
+        except OSError as error:
+            self.abort()
+            raise storage_error(error, self.root) from None
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        with contextlib.suppress(OSError):
+            self._out.close()
+        _remove(self._tmp_name)
+
+    def commit(self, expected_sha256: str | None = None) -> StoredArtifact:
+        """fsync, compare with ``expected_sha256`` (when given), and move into place read-only."""
+        try:
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            self._out.close()
+            actual = self._digest.hexdigest()
+            if expected_sha256 is not None and actual != expected_sha256:
+                raise IntegrityError(f"upload damaged in transit: sha256 is {actual[:16]}…, the client sent"
+                                     f" {expected_sha256[:16]}…; nothing was stored")
+            name = f"sha256-{actual}{self._suffix}"
+            final = self.root / name
+            if final.exists() and not final.is_symlink():
+                _remove(self._tmp_name)
+            else:
+                os.chmod(self._tmp_name, 0o440)
+                os.replace(self._tmp_name, final)
+            _fsync_dir(self.root)
+        except OSError as error:
+            self.abort()
+            raise storage_error(error, self.root) from None
+        except BaseException:
+            self.abort()
+            raise
+        return StoredArtifact(name=name, sha256=actual, size_bytes=self.size)
+
+
 class ArtifactStore:
     """Artifacts under one root, addressed by content; stored files are read-only (0440)."""
 
@@ -83,6 +140,19 @@ class ArtifactStore:
     def put_stream(self, chunks: Iterable[bytes], *, suffix: str = "", expected_sha256: str | None = None,
                    max_bytes: int | None = None) -> StoredArtifact:
         """Store the bytes of ``chunks``; refuse (keeping nothing) over ``max_bytes`` or a sha256 mismatch."""
+        incoming = self.begin(suffix=suffix, max_bytes=max_bytes)
+        try:
+            for chunk in chunks:
+                incoming.write(chunk)
+        except BaseException:
+            incoming.abort()
+            raise
+        return incoming.commit(expected_sha256)
+
+    def begin(self, *, suffix: str = "", max_bytes: int | None = None) -> IncomingArtifact:
+        """Start receiving an artifact into a private ``.incoming-*`` file (commit or abort it)."""
+        if suffix and not re.fullmatch(r"(\.[A-Za-z0-9_]{1,16}){1,2}", suffix):
+            raise UsageError(f"unsafe artifact suffix {suffix!r}")
         try:
             make_private_dir(self.root)
             # A day is longer than any upload: older partial files were left by a killed process.
@@ -90,37 +160,20 @@ class ArtifactStore:
             fd, tmp_name = tempfile.mkstemp(prefix=self.INCOMING_PREFIX, dir=self.root)
         except OSError as error:
             raise storage_error(error, self.root) from None
-        digest = hashlib.sha256()
-        size = 0
+        return IncomingArtifact(self.root, os.fdopen(fd, "wb"), tmp_name, suffix=suffix, max_bytes=max_bytes)
+
+    def stored(self, name: str, sha256: str) -> StoredArtifact:
+        """An artifact already in the store (uploaded earlier), by the name and sha256 its upload returned."""
+        if not _NAME.fullmatch(name) or not name.startswith(f"sha256-{sha256}"):
+            raise UsageError(f"{name!r} is not the stored name of an artifact with sha256 {sha256!r}")
+        path = self.root / name
         try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise UsageError(f"artifact is larger than the limit of {max_bytes} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            actual = digest.hexdigest()
-            if expected_sha256 is not None and actual != expected_sha256:
-                raise IntegrityError(f"upload damaged in transit: sha256 is {actual[:16]}…, the client sent"
-                                     f" {expected_sha256[:16]}…; nothing was stored")
-            name = f"sha256-{actual}{suffix}"
-            final = self.root / name
-            if final.exists() and not final.is_symlink():
-                os.unlink(tmp_name)
-            else:
-                os.chmod(tmp_name, 0o440)
-                os.replace(tmp_name, final)
-            _fsync_dir(self.root)
-        except OSError as error:
-            _remove(tmp_name)
-            raise storage_error(error, self.root) from None
-        except BaseException:
-            _remove(tmp_name)
-            raise
-        return StoredArtifact(name=name, sha256=actual, size_bytes=size)
+            info = path.lstat()
+        except FileNotFoundError:
+            raise NotFoundError("uploaded artifact", name, "upload it first (POST /v1/uploads)") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError(f"refusing artifact {name}: not a regular file")
+        return StoredArtifact(name=name, sha256=sha256, size_bytes=info.st_size)
 
     def clean_incoming(self, *, older_than_seconds: float = 0.0) -> int:
         """Remove partial uploads left by a killed process; returns how many were removed."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fixtures.cli import make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, upload
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 
 @pytest.fixture(scope="module")
-def artifact(daemon: DaemonProcess) -> Path:
+def artifact(daemon: DaemonProcess) -> dict[str, str]:
     path = daemon.env.root / "model.bin"
     path.write_bytes(b"weights")
-    return path
+    return upload(daemon.http(), path)
 
 
 def _bad_request(response: httpx.Response, words: str) -> None:
@@ -37,10 +36,10 @@ def _bad_request(response: httpx.Response, words: str) -> None:
 
 
 @pytest.mark.parametrize("metric", ["NaN", "Infinity", "-Infinity", "1e400"])
-def test_a_non_finite_metric_is_refused_and_nothing_is_committed(daemon: DaemonProcess, artifact: Path,
+def test_a_non_finite_metric_is_refused_and_nothing_is_committed(daemon: DaemonProcess, artifact: dict[str, str],
                                                                   metric: str) -> None:
     client = daemon.http()
-    body = f'{{"version": "1", "artifact_path": "{artifact}", "metrics": {{"auc": {metric}}}}}'
+    body = f'{{"version": "1", "artifact": {json.dumps(artifact)}, "metrics": {{"auc": {metric}}}}}'
     response = client.post("/v1/models/nan-model/versions", content=body.encode(),
                            headers={"content-type": "application/json"})
     _bad_request(response, "request body")
@@ -49,11 +48,11 @@ def test_a_non_finite_metric_is_refused_and_nothing_is_committed(daemon: DaemonP
     assert listed.code == 0 and "nan-model" not in listed.stdout
 
 
-def test_a_name_with_a_trailing_newline_is_refused(daemon: DaemonProcess, artifact: Path) -> None:
+def test_a_name_with_a_trailing_newline_is_refused(daemon: DaemonProcess, artifact: dict[str, str]) -> None:
     client = daemon.http()
-    response = client.post("/v1/models/evil%0A/versions", json={"version": "1", "artifact_path": str(artifact)})
+    response = client.post("/v1/models/evil%0A/versions", json={"version": "1", "artifact": artifact})
     _bad_request(response, "invalid model name")
-    response = client.post("/v1/models/fine/versions", json={"version": "1\n", "artifact_path": str(artifact)})
+    response = client.post("/v1/models/fine/versions", json={"version": "1\n", "artifact": artifact})
     _bad_request(response, "invalid version")
     assert daemon.env.run("models", "-o", "json").json() == []
 
@@ -88,17 +87,18 @@ def test_a_negative_generation_and_a_huge_history_limit_are_refused(daemon: Daem
 
 
 @pytest.mark.parametrize("lineage", [{"parent_version": 5}, {"code_version": ["a"]}, {"nope": "x"}, "x"])
-def test_lineage_fields_of_the_wrong_type_are_refused(daemon: DaemonProcess, artifact: Path, lineage: object) -> None:
+def test_lineage_fields_of_the_wrong_type_are_refused(daemon: DaemonProcess, artifact: dict[str, str],
+                                                      lineage: object) -> None:
     response = daemon.http().post("/v1/models/lineage/versions",
-                                  json={"version": "1", "artifact_path": str(artifact), "lineage": lineage})
+                                  json={"version": "1", "artifact": artifact, "lineage": lineage})
     _bad_request(response, "lineage")
     assert daemon.http().get("/v1/models/lineage/versions").status_code == 404
 
 
-def test_versions_still_list_after_refused_input(daemon: DaemonProcess, artifact: Path) -> None:
+def test_versions_still_list_after_refused_input(daemon: DaemonProcess, artifact: dict[str, str]) -> None:
     client = daemon.http()
     created = client.post("/v1/models/ok-model/versions",
-                          json={"version": "1", "artifact_path": str(artifact), "metrics": {"auc": 0.9}})
+                          json={"version": "1", "artifact": artifact, "metrics": {"auc": 0.9}})
     assert created.status_code == 201, created.text
     listed = daemon.env.run("versions", "ok-model", "-o", "json")
     assert listed.code == 0 and listed.json()[0]["metrics"] == {"auc": 0.9}
