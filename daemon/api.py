@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
@@ -614,14 +615,31 @@ class BearerTokenAuth:
         await self.app(scope, receive, send)
 
 
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
+
+
 def create_app(state: DaemonState, extra: list[Endpoint] | None = None) -> Starlette:
     """The ASGI app over ``state``; ``extra`` endpoints come from later subsystems."""
     endpoints = ENDPOINTS + (extra or [])
-    routes = [Route(e.path, e.handler, methods=[e.method]) for e in endpoints]
+    # One route per path, whatever its methods, so a 405 names all of them in Allow.
+    by_path: dict[str, dict[str, Handler]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint.handler
+    routes = [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
 
     async def handle_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OpsctlError)
         return error_response(exc)
+
+    async def handle_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": {"type": type(exc).__name__, "message": exc.detail, "exit_code": 1}},
+                            status_code=exc.status_code, headers=exc.headers)
 
     async def handle_crash(request: Request, exc: Exception) -> Response:
         # A bug, not bad input: still the JSON error shape (never text/plain), and logged with its traceback.
@@ -629,7 +647,8 @@ def create_app(state: DaemonState, extra: list[Endpoint] | None = None) -> Starl
         return JSONResponse({"error": {"type": "InternalError", "message": f"internal error: {type(exc).__name__}",
                                        "exit_code": 1}}, status_code=500)
 
-    app = Starlette(routes=routes, exception_handlers={OpsctlError: handle_error, Exception: handle_crash})
+    app = Starlette(routes=routes, exception_handlers={OpsctlError: handle_error,
+                                                                HTTPException: handle_http, Exception: handle_crash})
     app.state.daemon = state
     app.state.endpoints = endpoints
     app.add_middleware(_Observe, routes=routes, state=state)  # type: ignore[arg-type]
