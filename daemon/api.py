@@ -346,6 +346,20 @@ async def rollback(request: Request) -> Response:
     return JSONResponse(result.to_json())
 
 
+async def record_verification(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_body(request)
+    moved = body.get("moved")
+    detail = body.get("detail")
+    if not isinstance(moved, bool) or not isinstance(detail, str):
+        raise UsageError("'moved' (boolean) and 'detail' (string) are required")
+    audit_id = await run_in_threadpool(
+        state.services.registry.record_verification, request.path_params["model"],
+        from_version=_opt_str(body, "from_version"), to_version=_opt_str(body, "to_version"), moved=moved,
+        detail=detail, actor=actor_for(request), reason=_opt_str(body, "reason") or "")
+    return JSONResponse({"audit_id": audit_id}, status_code=201)
+
+
 async def verify(request: Request) -> Response:
     state = _state(request)
     model, version = request.path_params["model"], request.path_params["version"]
@@ -495,6 +509,12 @@ ENDPOINTS: list[Endpoint] = [
              "Abort a running canary or return to the previous production version (audited)",
              request_body={**_CHANGE_BODY, "properties": {**_CHANGE_BODY["properties"], "to": _STR}},
              response=_CHANGE),
+    Endpoint("POST", "/v1/models/{model}/verifications", record_verification,
+             "Audit what `opsctl rollback --verify` measured (outcome ok: traffic moved, failed: it did not)",
+             request_body={"type": "object", "required": ["moved", "detail"],
+                           "properties": {"from_version": _STR, "to_version": _STR, "moved": {"type": "boolean"},
+                                          "detail": _STR, "reason": _STR}},
+             response={"type": "object", "required": ["audit_id"], "properties": {"audit_id": {"type": "integer"}}}),
     Endpoint("GET", "/v1/history", history, "The audit log, oldest first",
              response={"type": "array", "items": _AUDIT},
              query=(("model", "only this model", False), ("limit", "at most this many (default 50)", False))),

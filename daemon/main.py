@@ -123,6 +123,11 @@ class Daemon:
             try:
                 make_private_dir(Path(settings.daemon.state_dir))
                 registry.schema_version()  # migrate now, not on the first request
+                # Level-triggered: routers follow the registry as it is now, including any change made
+                # while the daemon was down (a break-glass rollback), which this never undoes.
+                publication = registry.publish_routing()
+                if publication is not None and not publication.ok:
+                    log.error("routing document not written", extra={"error": publication.error})
             except OSError as error:
                 raise DaemonStartError(f"cannot use state_dir {settings.daemon.state_dir}: {error.strerror}") from None
         except BaseException:

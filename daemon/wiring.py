@@ -38,6 +38,7 @@ from opsctl.services.drift import DriftService
 from opsctl.services.health import HealthService
 from opsctl.services.registry import RegistryService
 from opsctl.services.retrain import RetrainService
+from opsctl.traffic import traffic_actuator
 from opsctld.metrics import DaemonMetrics
 
 log = logging.getLogger("opsctld.wiring")
@@ -72,7 +73,9 @@ def build_services(settings: Callable[[], Settings], registry: Registry, artifac
     """Build the daemon's services; ``settings`` returns the current (SIGHUP-reloaded) settings."""
     current = settings()
     state_dir = Path(current.daemon.state_dir)
-    registry_service = RegistryService(registry, artifacts, clock=clock, events=events)
+    # A command/webhook actuator moves traffic on every promote and rollback, as in the one-shot CLI.
+    registry_service = RegistryService(registry, artifacts, clock=clock, events=events,
+                                       actuator=traffic_actuator(current))
     health = HealthService(registry, settings=settings, gauges=metrics, clock=clock, events=events,
                            source_factory=PrometheusSource,
                            notifier_factory=lambda alertmanager: AlertmanagerNotifier(alertmanager, clock=clock))

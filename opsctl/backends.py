@@ -46,6 +46,9 @@ class Backend(Protocol):
 
     def verify(self, model: str, version: str) -> str: ...
 
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, reason: str) -> int: ...
+
 
 def current_actor(via: str) -> Actor:
     uid = os.getuid()
@@ -64,10 +67,12 @@ class DirectBackend:
         from opsctl.adapters.artifacts import ArtifactStore
         from opsctl.adapters.registry import Registry
         from opsctl.services.registry import RegistryService
+        from opsctl.traffic import traffic_actuator
 
         self.via = via
         self.registry = Registry(settings.daemon.registry_path)
-        self.service = RegistryService(self.registry, ArtifactStore(settings.daemon.artifacts_dir))
+        self.service = RegistryService(self.registry, ArtifactStore(settings.daemon.artifacts_dir),
+                                       actuator=traffic_actuator(settings))
         self.actor = current_actor(via)
 
     def models(self) -> list[ModelSummary]:
@@ -107,6 +112,11 @@ class DirectBackend:
 
     def verify(self, model: str, version: str) -> str:
         return str(self.service.verify(model, version))
+
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, reason: str) -> int:
+        return self.service.record_verification(model, from_version=from_version, to_version=to_version,
+                                                 moved=moved, detail=detail, actor=self.actor, reason=reason)
 
 
 class FallbackBackend:
@@ -188,3 +198,8 @@ class FallbackBackend:
 
     def verify(self, model: str, version: str) -> str:
         return self._call("verify", model, version)  # type: ignore[no-any-return]
+
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, reason: str) -> int:
+        return self._call("record_verification", model, from_version=from_version,  # type: ignore[no-any-return]
+                          to_version=to_version, moved=moved, detail=detail, reason=reason)

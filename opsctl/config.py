@@ -74,6 +74,8 @@ class DaemonSettings:
     request_timeout_seconds: float = 5.0
     # The largest artifact (or reference sample) the API accepts, in bytes.
     max_upload_bytes: int = 10 * 1024**3
+    # How an operator starts the daemon here; break-glass reports name it (the demo sets its own).
+    start_command: str = "sudo systemctl start opsctl"
 
     def __post_init__(self) -> None:
         if not self.state_dir:

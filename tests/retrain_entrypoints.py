@@ -15,6 +15,7 @@ import joblib
 import numpy as np
 
 from opsctl.adapters.training import TrainingContext, TrainingResult
+from tests.fixtures.wait import wait_for
 
 
 class CurveModel:
@@ -47,11 +48,7 @@ def train_curve(ctx: TrainingContext) -> TrainingResult:
     release = ctx.params.get("release")
     if release:
         print("waiting for release", flush=True)
-        deadline = time.monotonic() + 20
-        while not Path(release).exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("never released")
-            time.sleep(0.01)
+        wait_for(Path(release).exists, 20, 0.01, what="the test to release the training run")
     weight = float(ctx.params.get("weight", "5"))
     print(f"training curve, weight {weight}, parent {ctx.params.get('parent_version')!r}", flush=True)
     ctx.report_progress(0.5, "fitting")

@@ -40,6 +40,7 @@ _MAX_HISTORY = 1000
 
 def _start(state: DaemonState) -> None:
     state.status_providers["ingest"] = lambda: state.services.drift.status().to_json()
+    state.status_providers["drift"] = lambda: state.services.drift.drift_status().to_json()
 
 
 def _jobs(state: DaemonState) -> list[JobSpec]:

@@ -22,7 +22,7 @@ path and line number, and skipped; they never raise.
 
 Usage::
 
-    tailer = LogTailer("/var/log/model/predictions.jsonl", JsonFileOffsetStore(state), "fraud/predictions")
+    tailer = LogTailer("/var/log/model/predictions.jsonl", RegistryOffsetStore(registry), "fraud/predictions")
     batch = tailer.poll()
     windows.add_all(batch.records, clock.now())
     tailer.commit(batch)
@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opsctl.core.window import Record, RecordError, WindowSnapshot, record_from_json
-from opsctl.errors import IntegrityError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,71 +106,6 @@ class MemoryOffsetStore:
     def put(self, key: str, offset: Offset) -> None:
         with self._lock:
             self._offsets[key] = offset
-
-
-class JsonFileOffsetStore:
-    """All offsets in one JSON file, replaced atomically (temp file, fsync, rename, fsync dir).
-
-    A crash leaves either the old file or the new one, never a torn one. A file that is not a
-    valid store raises :class:`~opsctl.errors.IntegrityError` rather than silently starting
-    over (which would re-read every log from the start).
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._offsets: dict[str, Offset] | None = None
-
-    def _load(self) -> dict[str, Offset]:
-        if self._offsets is None:
-            try:
-                raw = self.path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                self._offsets = {}
-                return self._offsets
-            except OSError as error:
-                raise IntegrityError(f"offset store {self.path} cannot be read: {error}") from error
-            try:
-                data = json.loads(raw)
-                if not isinstance(data, dict) or not isinstance(data.get("offsets"), dict):
-                    raise ValueError('expected {"offsets": {...}}')
-                self._offsets = {str(k): Offset.from_json(v) for k, v in data["offsets"].items()}
-            except ValueError as error:
-                raise IntegrityError(f"offset store {self.path} is corrupt: {error}") from error
-        return self._offsets
-
-    def get(self, key: str) -> Offset | None:
-        with self._lock:
-            return self._load().get(key)
-
-    def put(self, key: str, offset: Offset) -> None:
-        with self._lock:
-            offsets = dict(self._load())
-            offsets[key] = offset
-            payload = json.dumps(
-                {"version": 1, "offsets": {k: v.to_json() for k, v in sorted(offsets.items())}},
-                indent=1,
-            )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # make the rename itself durable
-            finally:
-                os.close(dir_fd)
-            self._offsets = offsets
-
-
-# --------------------------------------------------------------------------- tailer
 
 
 @dataclass(frozen=True)

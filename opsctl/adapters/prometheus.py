@@ -67,6 +67,13 @@ DEFAULT_QUERIES: dict[str, str] = {
     "accuracy": f"avg {_BY} (model_accuracy{{{{selector}}}})",
 }
 
+# Cumulative latency-bucket counts per version over {window} (the canary's latency gate counts
+# requests slower than a bound from them). Same placeholders as [prometheus.queries].
+LATENCY_BUCKETS_QUERY = (
+    "sum by ({model_label}, {version_label}, le) "
+    "(increase(model_prediction_latency_seconds_bucket{{selector}}[{window}]))"
+)
+
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _KNOWN_PLACEHOLDERS = {"window", "model_label", "version_label", "selector"}
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -184,8 +191,16 @@ def render(template: str, *, window: str, model_label: str, version_label: str, 
 class PrometheusSource:
     """Fleet-wide SLA metrics from the Prometheus HTTP API (``/api/v1/query``).
 
-    >>> source = PrometheusSource(PrometheusSettings(url="http://127.0.0.1:9090"))  # doctest: +SKIP
-    >>> fleet = source.fetch_fleet(now)  # doctest: +SKIP   (6 queries, whatever the fleet size)
+    One :meth:`fetch_fleet` sends these six queries, whatever the fleet's size (building the source
+    connects to nothing; ``fetch_fleet(now)`` then asks Prometheus):
+
+    >>> source = PrometheusSource(PrometheusSettings(url="http://127.0.0.1:9090"))
+    >>> queries = source.rendered_queries(model='fraud"detector')
+    >>> sorted(queries)
+    ['accuracy', 'availability', 'error_rate', 'latency_p95', 'latency_p99', 'request_rate']
+    >>> print(queries["accuracy"])  # label values are escaped
+    avg by (model, model_version) (model_accuracy{model="fraud\\"detector"})
+    >>> source.close()
 
     Thread-safe for one caller at a time per cycle; ``queries_sent`` counts HTTP queries (benchmarks).
     """
@@ -293,6 +308,37 @@ class PrometheusSource:
             taken_at=now, versions=versions, staleness_seconds=s.staleness_seconds,
             queries=self.queries_sent - start,
         )
+
+    def slow_counts(self, now: datetime, *, model: str, bound_seconds: float) -> dict[str, tuple[float, float]]:
+        """Per version of ``model``: (requests, requests slower than ``bound_seconds``) over the window.
+
+        Read from the latency histogram's buckets: "slow" is everything above the smallest bucket
+        boundary at or above the bound (so a bound between boundaries counts conservatively fast).
+        Versions whose histogram has no bucket at or above the bound are left out.
+        """
+        s = self.settings
+        promql = render(LATENCY_BUCKETS_QUERY, window=s.window, model_label=s.model_label,
+                        version_label=s.version_label,
+                        selector=promql_selector({**dict(s.matchers), s.model_label: model}))
+        buckets: dict[str, list[tuple[float, float]]] = {}
+        for labels, value in self.query(promql, at=now):
+            version, le = labels.get(s.version_label), labels.get("le")
+            if version is None or le is None or value is None:
+                continue
+            try:
+                upper = float(le)
+            except ValueError:
+                continue
+            buckets.setdefault(version, []).append((upper, value))
+        counts: dict[str, tuple[float, float]] = {}
+        for version, pairs in buckets.items():
+            pairs.sort()
+            total = pairs[-1][1] if pairs[-1][0] == float("inf") else None
+            fast = next((count for upper, count in pairs if upper >= bound_seconds), None)
+            if total is None or fast is None:
+                continue
+            counts[version] = (total, max(0.0, total - fast))
+        return counts
 
     def fetch_version(self, model: str, version: str, now: datetime) -> VersionSample:
         """One version's sample; raises NoDataError (never seen) or StaleDataError (stopped updating)."""

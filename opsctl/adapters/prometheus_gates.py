@@ -1,7 +1,8 @@
 """The canary's gate inputs from Prometheus: one analysis window per evaluation.
 
 :class:`PrometheusGateSource` is the daemon's :class:`~opsctl.services.canary.GateSource`: it reads the
-canary's and production's series over the stage so far with the configured ``[prometheus.queries]``,
+canary's and production's series over the stage so far (counts since the stage started, with the
+latency histogram's buckets split at the SLA's p95 bound) with the configured ``[prometheus.queries]``,
 the custom gates' queries, and (through a :data:`LabelCounter`) the labels that arrived for each
 version's predictions.
 """
@@ -9,7 +10,6 @@ version's predictions.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -23,15 +23,6 @@ from opsctl.errors import MetricsSourceError
 # (model, version, since) -> (labelled, correct): predictions of that version made since ``since``
 # whose delayed label has arrived, and how many of them were right.
 LabelCounter = Callable[[str, str, datetime], tuple[int, int]]
-
-
-def parse_duration_seconds(text: str) -> float:
-    """PromQL duration (``5m``, ``1h30m``, ``500ms``) in seconds."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    total = 0.0
-    for number, unit in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text):
-        total += int(number) * units[unit]
-    return total
 
 
 class PrometheusGateSource:
@@ -57,11 +48,15 @@ class PrometheusGateSource:
         return replace(window, labelled=labelled, correct=correct)
 
     def window_seconds(self, record: CanaryRecord, now: datetime) -> float:
+        """The stage's age: its evidence accumulates from its start (at least ``staleness_seconds``).
+
+        Not capped by the SLA's sliding ``[prometheus] window``: a low-traffic service must be able
+        to gather the requests a decision needs.
+        """
         prom = self._settings().prometheus
-        cap = parse_duration_seconds(prom.window)
         started = record.state.stage_started_at or record.state.started_at or now
         elapsed = (now - started).total_seconds()
-        return max(float(prom.staleness_seconds), min(cap, elapsed))
+        return max(float(prom.staleness_seconds), elapsed)
 
     def inputs(self, record: CanaryRecord, now: datetime) -> GateInputs:
         from opsctl.adapters.prometheus import PrometheusSource, promql_string
@@ -78,6 +73,12 @@ class PrometheusGateSource:
             fleet = source.fetch_fleet(now, model=state.model)
             canary_sample = fleet.get(state.model, state.canary_version)
             production_sample = fleet.get(state.model, state.production_version) if state.production_version else None
+            bound = settings.sla.for_model(state.model).latency_p95_ms / 1000.0
+            slow_reader = getattr(source, "slow_counts", None)
+            try:
+                slow = slow_reader(now, model=state.model, bound_seconds=bound) if slow_reader else {}
+            except MetricsSourceError:
+                slow = {}  # the latency gate then says it has no bucket counts (inconclusive)
             custom: list[CustomReading] = []
             for gate in record.policy.custom_gates:
                 query = gate.query
@@ -116,10 +117,14 @@ class PrometheusGateSource:
 
         since = state.stage_started_at or state.started_at or now
         return GateInputs(
-            canary=self._with_labels(_window(canary_sample, seconds), state.model, state.canary_version, since),
-            production=self._with_labels(_window(production_sample, seconds), state.model,
-                                         state.production_version, since),
+            canary=self._with_labels(_window(canary_sample, seconds, slow.get(state.canary_version)), state.model,
+                                     state.canary_version, since),
+            production=self._with_labels(
+                _window(production_sample, seconds, slow.get(state.production_version or "")), state.model,
+                state.production_version, since),
             canary_weight=state.weight,
+            stage_seconds=seconds,
+            latency_bound_seconds=bound,
             sla=SlaInput(health.status.value, (health.reason,) if health.reason else ()),
             custom=tuple(custom),
             sla_error_rate_percent=thresholds.for_model(state.model).error_rate_percent,
@@ -127,10 +132,12 @@ class PrometheusGateSource:
         )
 
 
-def _window(sample: Any, seconds: float) -> VersionWindow:
+def _window(sample: Any, seconds: float, slow: tuple[float, float] | None = None) -> VersionWindow:
+    """Counts since the stage started: rate over the stage's age times its length (= increase())."""
     if sample is None or sample.request_rate is None:
         return VersionWindow()
     requests = round(sample.request_rate * seconds)
     errors = None if sample.error_rate is None else min(requests, round(sample.error_rate * requests))
+    slow_requests = None if slow is None else min(requests, round(slow[1]))
     return VersionWindow(requests=requests, errors=errors, p95_seconds=sample.latency_p95,
-                         p99_seconds=sample.latency_p99)
+                         p99_seconds=sample.latency_p99, slow=slow_requests)

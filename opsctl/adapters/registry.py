@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.adapters.files import create_private_file, make_private_dir, storage_error
+from opsctl.adapters.routing_document import Publication, RoutingDocument, document_path
 from opsctl.clock import parse_utc, utc_iso
 from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, ChainedRow, ChainReport, chain_hash, verify_chain
 from opsctl.domain import (
@@ -243,10 +244,17 @@ class RegistryError(OpsctlError):
 
 
 class Registry:
-    """A registry file; one connection per thread, opened lazily."""
+    """A registry file; one connection per thread, opened lazily.
 
-    def __init__(self, path: Path) -> None:
+    After every committed transaction that changed a deployment, the routing document next to the
+    file (:mod:`opsctl.adapters.routing_document`) is rewritten from the registry, so routers follow
+    the change whichever process made it; the transaction's ``routing`` says how that went.
+    ``publish_routing=False`` turns this off (a registry copy nobody routes from).
+    """
+
+    def __init__(self, path: Path, *, publish_routing: bool = True) -> None:
         self.path = Path(path)
+        self.routing_document = RoutingDocument(document_path(self.path)) if publish_routing else None
         self._local = threading.local()
         self._migrated = False
         # Threads opening their first connection at once would race to switch a new file to WAL
@@ -342,8 +350,9 @@ class Registry:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             raise ConflictError(f"registry is busy (another change holds the lock): {error}") from error
+        tx = RegistryTx(conn)
         try:
-            yield RegistryTx(conn)
+            yield tx
         except sqlite3.OperationalError as error:
             conn.execute("ROLLBACK") if conn.in_transaction else None
             mapped = self._storage_error(error)
@@ -362,6 +371,14 @@ class Registry:
             except sqlite3.Error as error:
                 conn.execute("ROLLBACK") if conn.in_transaction else None
                 raise RegistryError(f"commit failed: {error}") from error
+        if tx.deployments_changed:
+            tx.routing = self.publish_routing()
+
+    def publish_routing(self) -> Publication | None:
+        """Rewrite the routing document from the committed deployments (None when publishing is off)."""
+        if self.routing_document is None:
+            return None
+        return self.routing_document.publish(self.list_deployments)
 
     def _storage_error(self, error: sqlite3.OperationalError) -> OpsctlError | None:
         """SQLite's full-disk and read-only answers as one-line storage errors (None for anything else)."""
@@ -414,6 +431,9 @@ class RegistryTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.deployments_changed = False
+        # Set by Registry.write after the commit: how the routing document was rewritten.
+        self.routing: Publication | None = None
 
     # -- models and versions -------------------------------------------------------
 
@@ -537,6 +557,8 @@ class RegistryTx:
                 expected_generation,
             ),
         )
+        if cursor.rowcount == 1:
+            self.deployments_changed = True
         if cursor.rowcount != 1:
             current = self.get_deployment(deployment.model)
             raise ConflictError(

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, TextIO
 
 from opsctl.cli.output import Output
-from opsctl.errors import ConfirmationRequired, UsageError
+from opsctl.errors import ConfirmationRequired, DaemonUnavailableError, UsageError
 
 if TYPE_CHECKING:
     from opsctl.backends import Backend
+    from opsctl.client import DaemonClient
     from opsctl.config import Settings
 
 
@@ -34,6 +37,23 @@ class CliContext:
         from opsctl.backends import FallbackBackend
 
         return FallbackBackend(self.settings, notice=self.out.message)
+
+    @contextmanager
+    def daemon(self, *, needs: str = "", hint: str = "") -> Iterator[DaemonClient]:
+        """The daemon's client for a command only the daemon can answer, closed on exit.
+
+        A daemon that is down is one line (the client's: which socket, how to start it), led by ``needs``
+        and followed by ``hint`` when given; exit 6."""
+        from opsctl.client import DaemonClient
+
+        try:
+            with DaemonClient.from_settings(self.settings) as client:
+                yield client
+        except DaemonUnavailableError as error:
+            if not (needs or hint):
+                raise
+            lead = f"{needs}, and " if needs else ""
+            raise DaemonUnavailableError(f"{lead}{error}" + (f"; {hint}" if hint else "")) from error
 
     def confirm(self, question: str, *, expect: str | None = None) -> None:
         """Ask on a terminal; refuse (naming --yes) when nobody can answer."""

@@ -7,14 +7,16 @@ command runs, so ``opsctl rollback`` never pays for the TUI, numpy or pandas.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from opsctl import __version__
+from opsctl.cli.args import Parser
 from opsctl.cli.output import Output, colour_enabled
-from opsctl.errors import OpsctlError, UsageError
+from opsctl.errors import NotFoundError, OpsctlError, UsageError
 
 # httpx 0.28's __init__ imports its own command-line client (httpx._main), which loads rich.console, click
 # and pygments (~45 ms, a third of a daemon command's run) although opsctl never calls it. httpx wraps that
@@ -33,116 +35,83 @@ EXIT_CODES_HELP = """exit codes:
   opsctl health follows the monitoring-plugin convention instead: 0 ok, 1 degraded, 2 critical, 3 unknown."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
 
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", choices=("table", "json"), default=None,
-                        help="output format (json: a stable document on stdout)")
-    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="config file (default: $OPSCTL_CONFIG, /etc/opsctl/opsctl.toml, ~/.config/opsctl/)")
-
-
-def subcommand(group: Any, name: str, handler: str, help_text: str, *, config: bool = True,
-               **kwargs: Any) -> argparse.ArgumentParser:
-    """One subcommand under a command group (``opsctl canary start``), with ``-o`` and ``--config``."""
-    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text, **kwargs)
-    parser.add_argument("-o", "--output", choices=("table", "json"), default=None,
-                        help="output format (json: a stable document on stdout)")
-    if config:
-        parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
-    parser.set_defaults(handler=handler)
-    return parser
-
-
-def _change(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", default="", help="why: recorded in the audit log")
-    parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+# Command groups, one package each under opsctl/cli/ (arguments in <group>/args.py, handlers in
+# <group>/handlers.py, imported only when their command runs).
+GROUPS = ("registry", "status", "daemon", "config", "health", "alerts", "canary", "drift", "retrain", "abtest",
+          "demo")
+# Groups whose first positional may be a model instead of a subcommand: `opsctl retrain MODEL` is short for
+# `opsctl retrain run MODEL`, `opsctl drift MODEL` for `opsctl drift check MODEL`.
+SHORTHANDS = {"retrain": ("run", frozenset({"run", "runs", "show", "approve"})),
+              "drift": ("check", frozenset({"check", "compare"}))}
+# Options that take a value, so the word after them is not a positional.
+_VALUED = frozenset({"-o", "--output", "--config", "--reason", "--timeout", "-n", "--limit", "--report",
+                     "--categorical"})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="opsctl", description="The on-call cockpit for ML models in production.",
-                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="opsctl", description="The on-call cockpit for ML models in production.",
+                    epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"opsctl {__version__}")
     parser.add_argument("--config", metavar="FILE", default=None, help="config file")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", dest="global_output")
     parser.add_argument("--no-color", action="store_true", help="no colours (NO_COLOR is honoured too)")
     parser.add_argument("--read-only", action="store_true", help="TUI: show everything, offer no action")
     parser.add_argument("--no-mouse", action="store_true", help="TUI: leave the mouse to the terminal (copy/paste)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        _common(p)
-        p.set_defaults(handler=handler)
-        return p
-
-    command("models", "opsctl.cli.registry_cmds:models", "list models with their production and canary versions")
-
-    p = command("versions", "opsctl.cli.registry_cmds:versions", "list the versions of a model")
-    p.add_argument("model")
-
-    p = command("register", "opsctl.cli.registry_cmds:register", "register a model version (artifact is copied in)")
-    p.add_argument("model")
-    p.add_argument("--version", required=True, dest="model_version", metavar="VERSION")
-    p.add_argument("--artifact", required=True, metavar="FILE")
-    p.add_argument("--metrics", metavar="FILE.json", help="JSON object of metric name -> number")
-    p.add_argument("--reference", metavar="FILE.csv", help="reference data sample for drift checks")
-    p.add_argument("--description", default="")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--parent", metavar="VERSION", help="lineage: the version this one was trained from")
-    p.add_argument("--code-version", metavar="REV", help="lineage: code revision used for training")
-    p.add_argument("--data-hash", metavar="SHA256", help="lineage: hash of the training data")
-    p.add_argument("--reason", default="")
-
-    p = command("promote", "opsctl.cli.registry_cmds:promote", "put a version into production")
-    p.add_argument("model")
-    p.add_argument("version")
-    _change(p)
-
-    p = command("rollback", "opsctl.cli.registry_cmds:rollback",
-                "abort a running canary, or return to the previous production version")
-    p.add_argument("model")
-    p.add_argument("--to", metavar="VERSION", help="roll back to this version instead of the previous one")
-    _change(p)
-
-    p = command("history", "opsctl.cli.registry_cmds:history", "the audit log, oldest first")
-    p.add_argument("model", nargs="?")
-    p.add_argument("-n", "--limit", type=int, default=50)
-
-    p = command("verify", "opsctl.cli.registry_cmds:verify",
-                "check artifacts against their registered sha256 (exit 5 on a mismatch)")
-    p.add_argument("model")
-    p.add_argument("version", nargs="?", help="default: every version of the model")
-
-    p = command("status", "opsctl.cli.status_cmd:status", "daemon, jobs and what each model serves")
-
-    p = sub.add_parser("daemon", help="run the daemon in the foreground (what systemd's ExecStart calls)")
-    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
-    p.set_defaults(handler="opsctl.cli.daemon_cmd:daemon")
-
-    config = sub.add_parser("config", help="configuration commands")
-    config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=_Parser)
-    p = config_sub.add_parser("check", help="validate a config file; non-zero exit on any problem")
-    _common(p)
-    p.add_argument("file", nargs="?", help="file to check (default: the one opsctl would use)")
-    p.set_defaults(handler="opsctl.cli.config_cmds:check")
-
-    import pkgutil
-
-    from opsctl.cli import commands
-
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        importlib.import_module(f"{commands.__name__}.{info.name}").add_commands(sub, command)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in GROUPS:
+        importlib.import_module(f"opsctl.cli.{name}.args").add_commands(sub)
     return parser
+
+
+@dataclass(frozen=True)
+class Shorthand:
+    """Where :func:`expand_shorthand` inserted a group's default subcommand, and the word it took for a model."""
+
+    group: str
+    word: str
+
+    def hint(self) -> str:
+        """``did you mean `opsctl retrain runs`?`` when the word reads like a mistyped subcommand, else ''."""
+        close = difflib.get_close_matches(self.word, sorted(SHORTHANDS[self.group][1]), n=1, cutoff=0.75)
+        return f"; did you mean `opsctl {self.group} {close[0]}`?" if close else ""
+
+
+def expand_shorthand(argv: Sequence[str]) -> tuple[list[str], Shorthand | None]:
+    """``opsctl retrain MODEL ...`` -> ``opsctl retrain run MODEL ...`` (and ``drift MODEL`` -> ``drift check``),
+    so a model named like a subcommand stays reachable through the explicit form."""
+    args = list(argv)
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # global options before the command
+        i += 2 if args[i] in ("-o", "--output", "--config") else 1
+    if i >= len(args) or args[i] not in SHORTHANDS:
+        return args, None
+    default, names = SHORTHANDS[args[i]]
+    j = i + 1
+    while j < len(args) and args[j].startswith("-"):
+        if args[j] in ("-h", "--help"):
+            return args, None
+        j += 2 if args[j] in _VALUED else 1
+    if j < len(args) and args[j] not in names:
+        args.insert(i + 1, default)
+        return args, Shorthand(args[i], args[j + 1])
+    return args, None
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON, read before parsing so a usage error can honour it."""
+    for i, arg in enumerate(argv):
+        if arg in ("-o", "--output") and i + 1 < len(argv) and argv[i + 1] == "json":
+            return True
+        if arg in ("-ojson", "--output=json"):
+            return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opsctl`` console script; returns the exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    out = Output()
+    args_list, shorthand = expand_shorthand(sys.argv[1:] if argv is None else argv)
+    out = Output(format="json" if _wants_json(args_list) else "table")
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)
@@ -151,10 +120,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler_name = getattr(args, "handler", None)
         if handler_name is None:
             if args.command is None:
-                return _run("opsctl.cli.tui_cmd:tui", args, out)
+                return _run("opsctl.cli.tui.handlers:tui", args, out)
             parser.parse_args([*args_list, "--help"])
             return 2
         return _run(handler_name, args, out)
+    except (UsageError, NotFoundError) as error:
+        # `opsctl retrain rnus` ran `retrain run rnus`: a model nobody has, or arguments that do not fit.
+        hint = shorthand.hint() if shorthand is not None else ""
+        if hint:
+            error.message += hint
+        return _report(out, error)
     except OpsctlError as error:
         return _report(out, error)
     except KeyboardInterrupt:
@@ -173,7 +148,7 @@ def _run(handler_name: str, args: argparse.Namespace, out: Output) -> int:
 
 
 def _report(out: Output, error: OpsctlError) -> int:
-    out.message(f"opsctl: error: {error}")
+    out.message(f"opsctl: {error}")
     if out.json:
         out.emit_json({"error": {"type": type(error).__name__, "message": str(error),
                                  "exit_code": error.exit_code}})

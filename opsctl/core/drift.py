@@ -90,7 +90,7 @@ import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ import pandas as pd
 
 from opsctl.core import drift_categorical as cat
 from opsctl.core import drift_numeric as num
-from opsctl.core.drift_policy import DATASET_RULES, DriftPolicy, render_markdown
+from opsctl.core.drift_policy import DATASET_RULES, DriftPolicy, DriftReport, FeatureDrift, render_markdown
 from opsctl.core.multiple_testing import adjust_pvalues
 from opsctl.errors import IntegrityError, NotFoundError, UsageError
 
@@ -293,60 +293,7 @@ def summarize_reference(
 
 
 # --------------------------------------------------------------------------------------------
-# Report
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """The verdict on one feature, with its evidence."""
-
-    name: str
-    kind: str
-    test: str
-    statistic: float | None
-    p_value: float | None
-    p_value_adjusted: float | None
-    effect_size: float | None
-    effect_metric: str
-    psi: float | None
-    missing_rate_reference: float | None
-    missing_rate_current: float | None
-    unseen_share: float | None
-    drifted: bool | None
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {key: _json_value(value) for key, value in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class DriftReport:
-    """The outcome of one drift check: per-feature verdicts and the dataset verdict."""
-
-    features: tuple[FeatureDrift, ...]
-    dataset_drift: bool | None
-    drifted_count: int
-    share_drifted: float | None
-    rows_reference: int
-    rows_current: int
-    policy: DriftPolicy
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dataset_drift": self.dataset_drift,
-            "drifted_count": self.drifted_count,
-            "share_drifted": _json_value(self.share_drifted),
-            "rows_reference": self.rows_reference,
-            "rows_current": self.rows_current,
-            "features": [f.to_json() for f in self.features],
-            "policy": asdict(self.policy),
-        }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+# Check (the report's values live in drift_policy, numpy-free)
 
 
 @dataclass

@@ -1,20 +1,17 @@
-"""The ``[drift]`` settings and the Markdown rendering of a drift report, without numpy.
+"""The ``[drift]`` settings, the drift report's values and their Markdown rendering, without numpy.
 
-``opsctl config check`` and anything else that only validates ``[drift]`` (or renders a report
-it already has) imports this module, not ``opsctl.core.drift``, so it does not pay for numpy,
-pandas and scipy. ``opsctl.core.drift`` re-exports both names.
+``opsctl config check`` and anything else that only validates ``[drift]`` (or reads or renders a
+report it already has) imports this module, not ``opsctl.core.drift``, so it does not pay for
+numpy, pandas and scipy. ``opsctl.core.drift`` computes the report and re-exports these names.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from opsctl.core.multiple_testing import CORRECTIONS
-
-if TYPE_CHECKING:
-    from opsctl.core.drift import DriftReport
 
 DATASET_RULES = ("share", "any_critical")
 
@@ -70,6 +67,63 @@ class DriftPolicy:
         if not 1 <= self.threads <= 64:
             raise ValueError(f"threads must be between 1 and 64, not {self.threads}")
 
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The verdict on one feature, with its evidence."""
+
+    name: str
+    kind: str
+    test: str
+    statistic: float | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    effect_size: float | None
+    effect_metric: str
+    psi: float | None
+    missing_rate_reference: float | None
+    missing_rate_current: float | None
+    unseen_share: float | None
+    drifted: bool | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: _json_value(value) for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The outcome of one drift check: per-feature verdicts and the dataset verdict."""
+
+    features: tuple[FeatureDrift, ...]
+    dataset_drift: bool | None
+    drifted_count: int
+    share_drifted: float | None
+    rows_reference: int
+    rows_current: int
+    policy: DriftPolicy
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset_drift": self.dataset_drift,
+            "drifted_count": self.drifted_count,
+            "share_drifted": _json_value(self.share_drifted),
+            "rows_reference": self.rows_reference,
+            "rows_current": self.rows_current,
+            "features": [f.to_json() for f in self.features],
+            "policy": asdict(self.policy),
+        }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 # --------------------------------------------------------------------------------------------

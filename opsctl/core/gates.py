@@ -8,13 +8,17 @@ and the label store into plain dataclasses (:class:`VersionWindow`, :class:`SlaI
 Rules every gate follows:
 
 - missing data (``None``, NaN, counters that make no sense) is **inconclusive**, never pass;
-- too little traffic to judge is **inconclusive** and says how much is needed (``sample_needed``);
+- counts are the stage's so far; rates (errors, requests over the latency bound, wrong
+  predictions) are judged by :mod:`opsctl.core.sequential`: fail on an exact test valid under
+  continuous looks (no minimum sample: 4 errors in 7 requests fail at once), pass on evidence of
+  non-inferiority (Wald's SPRT), and in between say how much is needed (``sample_needed``) and
+  when it is expected (``expected_seconds``, ``collecting``);
 - each result carries the numbers behind the verdict (value, threshold, p-value, sample size).
 
->>> canary = VersionWindow(requests=5000, errors=10, p95_seconds=0.20, p99_seconds=0.40)
->>> production = VersionWindow(requests=95000, errors=190, p95_seconds=0.19, p99_seconds=0.41)
->>> latency_gates(canary, production, tolerance=1.2, min_requests=200, slack_seconds=0.0)[0].verdict
-<Verdict.PASS: 'pass'>
+>>> canary = VersionWindow(requests=7, errors=4)
+>>> production = VersionWindow(requests=10_000, errors=10)
+>>> error_rate_gate(canary, production, alpha=0.01, power=0.8, margin_relative=1.0, margin_floor=0.001).verdict
+<Verdict.FAIL: 'fail'>
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from opsctl.core.abtest import sample_size_per_group, two_proportion_ztest
-
-if TYPE_CHECKING:
-    from opsctl.core.canary import CanaryPolicy
+from opsctl.core.sequential import (
+    RateDecision,
+    compare_to_ceiling,
+    compare_to_reference,
+    describe_seconds,
+    expected_seconds,
+)
 
 
 class Verdict(StrEnum):
@@ -54,6 +61,7 @@ class VersionWindow:
     p99_seconds: float | None = None
     labelled: int | None = None  # predictions whose delayed label has arrived
     correct: int | None = None  # of those, how many were right
+    slow: int | None = None  # requests slower than the latency bound (from the histogram's buckets)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +71,7 @@ class VersionWindow:
             "p99_seconds": self.p99_seconds,
             "labelled": self.labelled,
             "correct": self.correct,
+            "slow": self.slow,
         }
 
 
@@ -153,6 +162,11 @@ class GateInputs:
     # The canary's share of traffic in percent during the window. At 100 production serves
     # nothing, so the comparative gates are not applicable (see :func:`evaluate_gates`).
     canary_weight: float | None = None
+    # How long the counts have accumulated (the stage's age): turns counts into rates for the
+    # expected time to a decision.
+    stage_seconds: float | None = None
+    # The latency bound whose bucket splits fast from slow requests (the SLA's latency_p95_ms).
+    latency_bound_seconds: float | None = None
 
 
 # --------------------------------------------------------------------------- results
@@ -170,6 +184,12 @@ class GateResult:
     sample_size: int | None = None
     sample_needed: int | None = None
     reason: str = ""
+    # The fixed-sample exact p-value (scipy gives the same); ``p_value`` is the always-valid one.
+    exact_p_value: float | None = None
+    # Seconds to the expected decision at the current rate (0 once decided, None when unknown).
+    expected_seconds: float | None = None
+    # Inconclusive only because evidence is still accumulating (as opposed to missing data).
+    collecting: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,8 +198,11 @@ class GateResult:
             "value": self.value,
             "threshold": self.threshold,
             "p_value": self.p_value,
+            "exact_p_value": self.exact_p_value,
             "sample_size": self.sample_size,
             "sample_needed": self.sample_needed,
+            "expected_seconds": self.expected_seconds,
+            "collecting": self.collecting,
             "reason": self.reason,
         }
 
@@ -194,6 +217,9 @@ class GateResult:
             sample_size=_opt_int(data.get("sample_size")),
             sample_needed=_opt_int(data.get("sample_needed")),
             reason=str(data.get("reason", "")),
+            exact_p_value=_opt_float(data.get("exact_p_value")),
+            expected_seconds=_opt_float(data.get("expected_seconds")),
+            collecting=bool(data.get("collecting", False)),
         )
 
 
@@ -237,6 +263,24 @@ class Evaluation:
         results = tuple(results)
         verdict = combine([r.verdict for r in results])
         return cls(verdict=verdict, results=results, metrics_error=metrics_error, reason=reason or _summary(results))
+
+    @property
+    def collecting(self) -> bool:
+        """Inconclusive only because evidence is accumulating: every undecided gate is collecting."""
+        undecided = [r for r in self.results if r.verdict is Verdict.INCONCLUSIVE]
+        return (self.verdict is Verdict.INCONCLUSIVE and not self.metrics_error and bool(undecided)
+                and all(r.collecting for r in undecided))
+
+    @property
+    def expected_seconds(self) -> float | None:
+        """Seconds until every undecided gate is expected to pass; None when any cannot say."""
+        undecided = [r for r in self.results if r.verdict is Verdict.INCONCLUSIVE]
+        if not undecided:
+            return 0.0
+        times = [r.expected_seconds for r in undecided]
+        if any(t is None for t in times):
+            return None
+        return max(t for t in times if t is not None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -297,11 +341,63 @@ def _counts_problem(requests: int | None, errors: int | None, who: str) -> str |
     return None
 
 
-def _normal_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
-
-
 # --------------------------------------------------------------------------- gates
+
+
+def _rate_per_second(count: int | None, seconds: float | None) -> float | None:
+    if count is None or seconds is None or seconds <= 0:
+        return None
+    return count / seconds
+
+
+def _expectation(decision: RateDecision, have: int, rate: float | None, unit: str) -> tuple[float | None, str]:
+    """Seconds to the expected pass at ``rate`` and the sentence that says so."""
+    if decision.needed is None:
+        return None, "no pass expected at the observed rate"
+    seconds = expected_seconds(decision.needed, have, rate)
+    if seconds is None:
+        return None, f"pass expected at {decision.needed} {unit}"
+    return seconds, f"pass expected in {describe_seconds(seconds)} at {rate:.3g} {unit}/s"
+
+
+def _rate_gate(
+    name: str,
+    bad: int,
+    trials: int,
+    decision: RateDecision,
+    *,
+    what: str,
+    against: str,
+    threshold: float,
+    unit: str,
+    rate: float | None,
+) -> GateResult:
+    observed = bad / trials if trials else None
+    shown = "-" if observed is None else f"{observed:.2%}"
+    numbers: dict[str, Any] = {
+        "value": observed,
+        "threshold": threshold,
+        "p_value": decision.always_valid_p,
+        "exact_p_value": decision.p_value,
+        "sample_size": trials,
+        "sample_needed": decision.needed,
+    }
+    if decision.fail:
+        return GateResult(
+            name, Verdict.FAIL, **numbers,
+            reason=(f"{what} {shown} ({bad}/{trials}) above {against} (always-valid p={decision.always_valid_p:.3g}, "
+                    f"exact p={decision.p_value:.3g})"),
+        )
+    if decision.passed:
+        return GateResult(
+            name, Verdict.PASS, **numbers, expected_seconds=0.0,
+            reason=f"{what} {shown} ({bad}/{trials}) not worse than {against} by the margin (SPRT)",
+        )
+    seconds, when = _expectation(decision, trials, rate, unit)
+    return GateResult(
+        name, Verdict.INCONCLUSIVE, **numbers, expected_seconds=seconds, collecting=True,
+        reason=f"{what} {shown} ({bad}/{trials}) vs {against}: collecting evidence; {when}",
+    )
 
 
 def error_rate_gate(
@@ -310,18 +406,19 @@ def error_rate_gate(
     *,
     alpha: float,
     power: float,
-    mde_relative: float,
-    min_baseline: float,
-    min_requests: int,
+    margin_relative: float,
+    margin_floor: float,
+    stages: int = 1,
+    stage_seconds: float | None = None,
 ) -> GateResult:
-    """Is the canary's error rate higher than production's on the same window?
+    """Is the canary's error rate above production's since the stage started?
 
-    One-sided two-proportion z-test (treatment = canary, "larger"). A significant excess fails
-    (once the canary has ``min_requests``, so the normal approximation holds). Otherwise the gate
-    passes only when the canary has the traffic the test needs to detect a relative increase of
-    ``mde_relative`` with ``power`` (production's rate, floored at ``min_baseline`` so a
-    zero-error production does not demand infinite traffic); below that it is inconclusive and
-    reports the sample needed.
+    Fails on the exact conditional test of the pooled errors, read as an always-valid mixture
+    likelihood ratio at ``alpha / stages`` (so the false-rollback chance of a whole canary stays
+    within ``alpha`` however often it is looked at, from the first request on: no minimum).
+    Passes when Wald's SPRT of "production's rate" against "production's rate plus the margin"
+    (``margin_relative`` times production's rate floored at ``margin_floor``) accepts the former
+    at ``alpha`` and ``power``. In between it is inconclusive and says when a pass is expected.
     """
     name = "error_rate"
     for window, who in ((canary, "canary"), (production, "production")):
@@ -334,68 +431,35 @@ def error_rate_gate(
         return GateResult(
             name, Verdict.INCONCLUSIVE, sample_size=canary.requests, reason="no production traffic to compare with"
         )
-    baseline = max(production.errors / production.requests, min_baseline)
-    baseline = min(baseline, 1.0 / (1.0 + mde_relative) - 1e-9)  # keep the alternative rate below 1
-    needed = max(
-        min_requests,
-        sample_size_per_group(baseline, mde_relative, alpha=alpha, power=power, alternative="larger"),
+    decision = compare_to_reference(
+        canary.errors, canary.requests, production.errors, production.requests,
+        alpha_fail=alpha / stages, alpha=alpha, beta=1.0 - power,
+        margin_relative=margin_relative, margin_floor=margin_floor,
     )
-    if canary.requests < min_requests:
-        return GateResult(
-            name,
-            Verdict.INCONCLUSIVE,
-            value=canary.errors / canary.requests if canary.requests else None,
-            threshold=production.errors / production.requests,
-            sample_size=canary.requests,
-            sample_needed=needed,
-            reason=f"{canary.requests} canary requests, {needed} needed",
-        )
-    test = two_proportion_ztest(
-        production.errors, production.requests, canary.errors, canary.requests, alpha=alpha, alternative="larger"
-    )
-    numbers = {
-        "value": test.treatment_rate,
-        "threshold": test.control_rate,
-        "p_value": test.p_value,
-        "sample_size": canary.requests,
-        "sample_needed": needed,
-    }
-    if test.significant:
-        return GateResult(
-            name,
-            Verdict.FAIL,
-            **numbers,
-            reason=(
-                f"canary error rate {test.treatment_rate:.2%} above production {test.control_rate:.2%} "
-                f"(one-sided p={test.p_value:.3g} < {alpha})"
-            ),
-        )
-    if canary.requests < needed:
-        return GateResult(
-            name,
-            Verdict.INCONCLUSIVE,
-            **numbers,
-            reason=(
-                f"no significant excess yet, but {canary.requests} canary requests cannot rule out "
-                f"a {mde_relative:.0%} increase; {needed} needed"
-            ),
-        )
-    return GateResult(
-        name,
-        Verdict.PASS,
-        **numbers,
-        reason=f"canary {test.treatment_rate:.2%} vs production {test.control_rate:.2%} (p={test.p_value:.3g})",
+    return _rate_gate(
+        name, canary.errors, canary.requests, decision, what="canary error rate",
+        against=f"production {production.errors / production.requests:.2%} ({production.errors}/{production.requests})",
+        threshold=production.errors / production.requests, unit="req",
+        rate=_rate_per_second(canary.requests, stage_seconds),
     )
 
 
 def error_ceiling_gate(
-    canary: VersionWindow, *, ceiling_percent: float | None, alpha: float, min_requests: int
+    canary: VersionWindow,
+    *,
+    ceiling_percent: float | None,
+    alpha: float,
+    power: float = 0.8,
+    margin_relative: float = 1.0,
+    stages: int = 1,
+    stage_seconds: float | None = None,
 ) -> GateResult:
-    """Is the canary's error rate above the SLA's absolute ceiling?
+    """Is the canary's error rate above the absolute ceiling (the SLA's, or the policy's)?
 
-    Fails when the excess over the ceiling is significant (one-sided exact binomial test), so a
-    canary running just under the ceiling is not rolled back by noise; passes when the rate is
-    significantly below it, or at or below it with ``min_requests``.
+    Fails on the exact one-sample test against the ceiling, read as an always-valid mixture
+    likelihood ratio at ``alpha / stages``; passes when Wald's SPRT of "at the ceiling" against
+    "the ceiling / (1 + margin_relative)" accepts the latter. Same counts, same rules as
+    :func:`error_rate_gate`: no minimum sample.
     """
     name = "error_rate_ceiling"
     if ceiling_percent is None:
@@ -405,113 +469,65 @@ def error_ceiling_gate(
     if problem:
         return GateResult(name, Verdict.INCONCLUSIVE, threshold=ceiling, reason=problem)
     assert canary.requests is not None and canary.errors is not None
-    if canary.requests < min_requests:
-        return GateResult(
-            name,
-            Verdict.INCONCLUSIVE,
-            value=canary.errors / canary.requests if canary.requests else None,
-            threshold=ceiling,
-            sample_size=canary.requests,
-            sample_needed=min_requests,
-            reason=f"{canary.requests} canary requests, {min_requests} needed",
-        )
-    from scipy.stats import binomtest  # scipy stays off the import path of one-shot CLI commands
-
-    rate = canary.errors / canary.requests
     if ceiling >= 1.0:
-        p_value = 1.0
-    elif ceiling <= 0.0:
-        p_value = 0.0 if canary.errors else 1.0
-    else:
-        p_value = float(binomtest(canary.errors, canary.requests, ceiling, alternative="greater").pvalue)
-    numbers = {
-        "value": rate,
-        "threshold": ceiling,
-        "p_value": p_value,
-        "sample_size": canary.requests,
-        "sample_needed": min_requests,
-    }
-    if p_value < alpha:
-        return GateResult(
-            name,
-            Verdict.FAIL,
-            **numbers,
-            reason=f"canary error rate {rate:.2%} above the SLA ceiling {ceiling:.2%} (p={p_value:.3g})",
-        )
-    if rate > ceiling:
-        return GateResult(
-            name,
-            Verdict.INCONCLUSIVE,
-            **numbers,
-            reason=f"canary error rate {rate:.2%} over the SLA ceiling {ceiling:.2%}, not yet significant",
-        )
-    return GateResult(name, Verdict.PASS, **numbers, reason=f"canary error rate {rate:.2%} <= ceiling {ceiling:.2%}")
+        return GateResult(name, Verdict.PASS, threshold=ceiling, sample_size=canary.requests,
+                          reason="a 100 % ceiling cannot be exceeded")
+    decision = compare_to_ceiling(
+        canary.errors, canary.requests, ceiling, alpha_fail=alpha / stages, alpha=alpha, beta=1.0 - power,
+        margin_relative=margin_relative,
+    )
+    return _rate_gate(
+        name, canary.errors, canary.requests, decision, what="canary error rate",
+        against=f"the ceiling {ceiling:.2%}", threshold=ceiling, unit="req",
+        rate=_rate_per_second(canary.requests, stage_seconds),
+    )
 
 
-def latency_gates(
+def latency_gate(
     canary: VersionWindow,
     production: VersionWindow,
     *,
-    tolerance: float,
-    min_requests: int,
-    slack_seconds: float,
-) -> tuple[GateResult, GateResult]:
-    """Canary p95 and p99 latency over production's; fails above ``tolerance`` times production.
+    bound_seconds: float | None,
+    alpha: float,
+    power: float,
+    margin_relative: float,
+    margin_floor: float,
+    stages: int = 1,
+    stage_seconds: float | None = None,
+) -> GateResult:
+    """Does the canary answer more requests slower than the latency bound than production does?
 
-    ``slack_seconds`` ignores differences too small to matter (2 ms vs 3 ms is a ratio of 1.5).
-    Inconclusive with fewer than ``min_requests`` on either side or a missing/zero quantile.
+    Judged on the histogram's bucket counts since the stage started (``slow`` = requests above the
+    bucket at the SLA's p95 bound), with the same exact tests as the error rate: a share of slow
+    requests is a rate like any other, so a healthy canary is not rolled back on the noise of a
+    p99 interpolated from a few dozen requests.
     """
-    results = []
-    for label, can_q, prod_q in (
-        ("p95", canary.p95_seconds, production.p95_seconds),
-        ("p99", canary.p99_seconds, production.p99_seconds),
-    ):
-        name = f"latency_{label}"
-        requests = canary.requests
-        if requests is None or requests < min_requests:
-            results.append(
-                GateResult(
-                    name,
-                    Verdict.INCONCLUSIVE,
-                    threshold=tolerance,
-                    sample_size=requests,
-                    sample_needed=min_requests,
-                    reason=f"{requests or 0} canary requests, {min_requests} needed",
-                )
-            )
-            continue
-        if production.requests is None or production.requests < min_requests:
-            results.append(
-                GateResult(
-                    name,
-                    Verdict.INCONCLUSIVE,
-                    threshold=tolerance,
-                    sample_size=requests,
-                    sample_needed=min_requests,
-                    reason=f"{production.requests or 0} production requests, {min_requests} needed",
-                )
-            )
-            continue
-        if not (_usable(can_q) and _usable(prod_q)) or prod_q <= 0 or can_q < 0:  # type: ignore[operator]
-            results.append(
-                GateResult(
-                    name,
-                    Verdict.INCONCLUSIVE,
-                    threshold=tolerance,
-                    sample_size=requests,
-                    reason=f"{label} latency missing (canary {can_q}, production {prod_q})",
-                )
-            )
-            continue
-        assert can_q is not None and prod_q is not None
-        ratio = can_q / prod_q
-        numbers = {"value": ratio, "threshold": tolerance, "sample_size": requests, "sample_needed": min_requests}
-        detail = f"canary {label} {can_q * 1000:.0f} ms vs production {prod_q * 1000:.0f} ms (x{ratio:.2f})"
-        if ratio > tolerance and can_q - prod_q > slack_seconds:
-            results.append(GateResult(name, Verdict.FAIL, **numbers, reason=f"{detail} > x{tolerance:g}"))
-        else:
-            results.append(GateResult(name, Verdict.PASS, **numbers, reason=f"{detail} <= x{tolerance:g}"))
-    return results[0], results[1]
+    name = "latency"
+    if bound_seconds is None:
+        return GateResult(name, Verdict.INCONCLUSIVE, reason="no latency bound (the SLA's latency_p95_ms)")
+    for window, who in ((canary, "canary"), (production, "production")):
+        problem = _counts_problem(window.requests, window.slow, who)
+        if problem:
+            return GateResult(name, Verdict.INCONCLUSIVE, threshold=bound_seconds, sample_size=canary.requests,
+                              reason=problem.replace("request/error", "request/latency-bucket")
+                              .replace("errors", "slow"))
+    assert canary.requests is not None and canary.slow is not None
+    assert production.requests is not None and production.slow is not None
+    if production.requests == 0:
+        return GateResult(name, Verdict.INCONCLUSIVE, threshold=bound_seconds, sample_size=canary.requests,
+                          reason="no production traffic to compare with")
+    decision = compare_to_reference(
+        canary.slow, canary.requests, production.slow, production.requests,
+        alpha_fail=alpha / stages, alpha=alpha, beta=1.0 - power,
+        margin_relative=margin_relative, margin_floor=margin_floor,
+    )
+    result = _rate_gate(
+        name, canary.slow, canary.requests, decision, what=f"share of canary requests over {bound_seconds * 1000:g} ms",
+        against=f"production {production.slow / production.requests:.2%} ({production.slow}/{production.requests})",
+        threshold=production.slow / production.requests, unit="req",
+        rate=_rate_per_second(canary.requests, stage_seconds),
+    )
+    return result
 
 
 def sla_gate(sla: SlaInput | None) -> GateResult:
@@ -529,54 +545,65 @@ def sla_gate(sla: SlaInput | None) -> GateResult:
 
 
 def accuracy_gate(
-    canary: VersionWindow, reference: VersionWindow, *, min_labels: int, tolerance: float, alpha: float
+    canary: VersionWindow,
+    reference: VersionWindow,
+    *,
+    tolerance: float,
+    alpha: float,
+    power: float = 0.8,
+    stages: int = 1,
+    stage_seconds: float | None = None,
 ) -> GateResult:
-    """Canary accuracy from delayed labels against the reference (production or baseline).
+    """Canary accuracy from delayed labels against the reference (production or a baseline).
 
-    Fails when the canary is significantly more than ``tolerance`` (absolute) below the reference
-    (one-sided z-test of the difference against the margin, unpooled variance); passes when the
-    observed drop is within the tolerance; an observed drop beyond the tolerance that is not yet
-    significant is inconclusive (more labels needed). Fewer than ``min_labels`` on either side is
-    inconclusive with the labels needed.
+    The share of wrong predictions is a rate: fails on the exact conditional test (always-valid,
+    at ``alpha / stages``) that the canary is wrong more often than the reference; passes when
+    Wald's SPRT of "the reference's share" against "the reference's share + ``tolerance``"
+    accepts the former; in between it collects labels and says when a pass is expected.
     """
     name = "accuracy"
     for window, who in ((canary, "canary"), (reference, "reference")):
         if window.labelled is None or window.correct is None:
-            return GateResult(name, Verdict.INCONCLUSIVE, sample_needed=min_labels, reason=f"no labels for {who}")
+            return GateResult(name, Verdict.INCONCLUSIVE, reason=f"no labels for {who}")
         if window.labelled < 0 or window.correct < 0 or window.correct > window.labelled:
             return GateResult(
                 name,
                 Verdict.INCONCLUSIVE,
                 reason=f"inconsistent label counts for {who} ({window.correct} correct of {window.labelled})",
             )
-        if window.labelled < min_labels:
-            return GateResult(
-                name,
-                Verdict.INCONCLUSIVE,
-                sample_size=canary.labelled,
-                sample_needed=min_labels,
-                reason=f"{window.labelled} labels for {who}, {min_labels} needed",
-            )
-    assert canary.labelled and canary.correct is not None and reference.labelled and reference.correct is not None
-    p_can = canary.correct / canary.labelled
+    assert canary.labelled is not None and canary.correct is not None
+    assert reference.labelled is not None and reference.correct is not None
+    if reference.labelled == 0:
+        return GateResult(name, Verdict.INCONCLUSIVE, sample_size=canary.labelled, reason="no labels for reference")
+    wrong_canary = canary.labelled - canary.correct
+    wrong_reference = reference.labelled - reference.correct
+    decision = compare_to_reference(
+        wrong_canary, canary.labelled, wrong_reference, reference.labelled,
+        alpha_fail=alpha / stages, alpha=alpha, beta=1.0 - power,
+        margin_absolute=tolerance,
+    )
     p_ref = reference.correct / reference.labelled
-    drop = p_ref - p_can
-    se = math.sqrt(p_can * (1 - p_can) / canary.labelled + p_ref * (1 - p_ref) / reference.labelled)
-    # se == 0: every label right (or every one wrong) on both sides, nothing to test with.
-    p_value = _normal_sf((drop - tolerance) / se) if se > 0.0 else float(drop <= tolerance)
-    numbers = {
+    p_can = canary.correct / canary.labelled if canary.labelled else None
+    shown = "-" if p_can is None else f"{p_can:.3f}"
+    detail = (f"canary accuracy {shown} ({canary.correct}/{canary.labelled}) vs reference {p_ref:.3f} "
+              f"(tolerance {tolerance:g})")
+    numbers: dict[str, Any] = {
         "value": p_can,
         "threshold": p_ref - tolerance,
-        "p_value": p_value,
+        "p_value": decision.always_valid_p,
+        "exact_p_value": decision.p_value,
         "sample_size": canary.labelled,
-        "sample_needed": min_labels,
+        "sample_needed": decision.needed,
     }
-    detail = f"canary accuracy {p_can:.3f} vs reference {p_ref:.3f} (tolerance {tolerance:g})"
-    if p_value < alpha:
-        return GateResult(name, Verdict.FAIL, **numbers, reason=f"{detail}: significantly worse (p={p_value:.3g})")
-    if drop > tolerance:
-        return GateResult(name, Verdict.INCONCLUSIVE, **numbers, reason=f"{detail}: worse, not yet significant")
-    return GateResult(name, Verdict.PASS, **numbers, reason=detail)
+    if decision.fail:
+        return GateResult(name, Verdict.FAIL, **numbers,
+                          reason=f"{detail}: significantly worse (always-valid p={decision.always_valid_p:.3g})")
+    if decision.passed:
+        return GateResult(name, Verdict.PASS, **numbers, expected_seconds=0.0, reason=f"{detail}: within tolerance")
+    seconds, when = _expectation(decision, canary.labelled, _rate_per_second(canary.labelled, stage_seconds),
+                                 "labels")
+    return GateResult(name, Verdict.INCONCLUSIVE, **numbers, expected_seconds=seconds, collecting=True,
+                      reason=f"{detail}: collecting labels; {when}")
 
 
 def drift_gate(drift: DriftInput | None) -> GateResult:
@@ -614,21 +641,67 @@ def custom_gate(spec: CustomGate, reading: CustomReading | None) -> GateResult:
 # --------------------------------------------------------------------------- all together
 
 
+@dataclass(frozen=True)
+class GatePolicy:
+    """How the gates judge one analysis: the analysis part of ``[canary]`` (see ``CanaryPolicy.gate_policy``).
+
+    ``stages`` is the number of traffic stages of the canary: each stage's counts start afresh, so
+    the failing tests run at ``alpha / stages`` and a whole canary's false-rollback chance stays
+    within ``alpha``.
+    """
+
+    error_rate_alpha: float = 0.01
+    error_rate_power: float = 0.8
+    # "Worse by the margin": production's rate times this (1.0 = double) ...
+    error_rate_mde_relative: float = 1.0
+    # ... with production's rate floored at this, so a spotless production still has a margin.
+    error_rate_min_baseline: float = 0.001
+    max_error_rate_percent: float | None = None
+    # Latency: the share of requests over the SLA's p95 bound, same margin rules.
+    latency_margin_relative: float = 1.0
+    latency_min_share: float = 0.01
+    latency_gate: bool = True
+    sla_gate: bool = True
+    accuracy_gate: bool = True
+    accuracy_tolerance: float = 0.02
+    accuracy_alpha: float = 0.05
+    drift_gate: bool = False
+    custom_gates: tuple[CustomGate, ...] = ()
+    stages: int = 1
+
+    def __post_init__(self) -> None:
+        if self.stages < 1:
+            raise ValueError(f"stages must be at least 1, got {self.stages}")
+        for name in ("error_rate_alpha", "error_rate_power", "accuracy_alpha"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be strictly between 0 and 1, got {getattr(self, name)}")
+        for name in ("error_rate_mde_relative", "latency_margin_relative"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("error_rate_min_baseline", "latency_min_share"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be strictly between 0 and 1, got {getattr(self, name)}")
+        if not 0 < self.accuracy_tolerance < 1:
+            raise ValueError(f"accuracy_tolerance must be in (0, 1), got {self.accuracy_tolerance}")
+
+
 FULL_TRAFFIC_PERCENT = 100.0
 _NO_PRODUCTION = "not applicable: no production traffic at 100 %"
 
 
 def _not_applicable(result: GateResult, why: str) -> GateResult:
     """``result``'s numbers, marked not applicable (they are shown, they decide nothing)."""
-    return replace(result, verdict=Verdict.NOT_APPLICABLE, reason=f"{why} ({result.reason})")
+    return replace(result, verdict=Verdict.NOT_APPLICABLE, reason=f"{why} ({result.reason})", collecting=False,
+                   expected_seconds=None)
 
 
 def _unjudged(result: GateResult, why: str) -> GateResult:
     """``result``'s numbers, inconclusive: nothing else judges what this gate would have."""
-    return replace(result, verdict=Verdict.INCONCLUSIVE, reason=f"{why} ({result.reason})")
+    return replace(result, verdict=Verdict.INCONCLUSIVE, reason=f"{why} ({result.reason})", collecting=False,
+                   expected_seconds=None)
 
 
-def evaluate_gates(policy: CanaryPolicy, inputs: GateInputs) -> Evaluation:
+def evaluate_gates(policy: GatePolicy, inputs: GateInputs) -> Evaluation:
     """Run every gate the policy enables on one window; the overall verdict combines them.
 
     ``metrics_error`` is set when the shell says the source failed or a custom query failed.
@@ -661,7 +734,7 @@ def evaluate_gates(policy: CanaryPolicy, inputs: GateInputs) -> Evaluation:
     return evaluation
 
 
-def _at_full_traffic(result: GateResult, policy: CanaryPolicy, inputs: GateInputs,
+def _at_full_traffic(result: GateResult, policy: GatePolicy, inputs: GateInputs,
                      ceiling: float | None) -> GateResult:
     if result.name == "error_rate":
         canary = inputs.canary
@@ -672,7 +745,7 @@ def _at_full_traffic(result: GateResult, policy: CanaryPolicy, inputs: GateInput
         if ceiling is None:
             return _unjudged(result, "no production traffic at 100 % and no error-rate ceiling to judge by")
         return _not_applicable(result, f"{_NO_PRODUCTION}; judged by error_rate_ceiling")
-    if result.name.startswith("latency_"):
+    if result.name == "latency":
         if not policy.sla_gate:
             return _unjudged(result, "no production traffic at 100 % and sla_gate is off")
         return _not_applicable(result, f"{_NO_PRODUCTION}; judged by the SLA")
@@ -683,33 +756,39 @@ def _at_full_traffic(result: GateResult, policy: CanaryPolicy, inputs: GateInput
     return result
 
 
-def _evaluate(policy: CanaryPolicy, inputs: GateInputs, ceiling: float | None) -> list[GateResult]:
+def _evaluate(policy: GatePolicy, inputs: GateInputs, ceiling: float | None) -> list[GateResult]:
+    common = {"stages": policy.stages, "stage_seconds": inputs.stage_seconds}
     results: list[GateResult] = [
         error_rate_gate(
             inputs.canary,
             inputs.production,
             alpha=policy.error_rate_alpha,
             power=policy.error_rate_power,
-            mde_relative=policy.error_rate_mde_relative,
-            min_baseline=policy.error_rate_min_baseline,
-            min_requests=policy.min_requests,
+            margin_relative=policy.error_rate_mde_relative,
+            margin_floor=policy.error_rate_min_baseline,
+            **common,
         )
     ]
     if ceiling is not None:
         results.append(
             error_ceiling_gate(
-                inputs.canary, ceiling_percent=ceiling, alpha=policy.error_rate_alpha, min_requests=policy.min_requests
+                inputs.canary, ceiling_percent=ceiling, alpha=policy.error_rate_alpha, power=policy.error_rate_power,
+                margin_relative=policy.error_rate_mde_relative, **common,
             )
         )
-    results.extend(
-        latency_gates(
-            inputs.canary,
-            inputs.production,
-            tolerance=policy.latency_ratio_tolerance,
-            min_requests=policy.min_requests,
-            slack_seconds=policy.latency_slack_seconds,
+    if policy.latency_gate:
+        results.append(
+            latency_gate(
+                inputs.canary,
+                inputs.production,
+                bound_seconds=inputs.latency_bound_seconds,
+                alpha=policy.error_rate_alpha,
+                power=policy.error_rate_power,
+                margin_relative=policy.latency_margin_relative,
+                margin_floor=policy.latency_min_share,
+                **common,
+            )
         )
-    )
     if policy.sla_gate:
         results.append(sla_gate(inputs.sla))
     if policy.accuracy_gate:
@@ -718,9 +797,10 @@ def _evaluate(policy: CanaryPolicy, inputs: GateInputs, ceiling: float | None) -
             accuracy_gate(
                 inputs.canary,
                 reference,
-                min_labels=policy.min_labels,
                 tolerance=policy.accuracy_tolerance,
                 alpha=policy.accuracy_alpha,
+                power=policy.error_rate_power,
+                **common,
             )
         )
     if policy.drift_gate:

@@ -14,6 +14,10 @@ drift       shift in reference standard deviations   the server shifts *incoming
                                                      so accuracy drops as well
 accuracy    fraction of feedback labels flipped      ``model_accuracy`` falls (noisy ground truth)
 crash       (ignored)                                the process exits; the scrape target goes down
+stuck-      (ignored)                                the server stops following routing changes and
+routing                                              keeps its current split, like a proxy that
+                                                     failed to reload (``opsctl rollback --verify``
+                                                     must then say traffic did not move)
 ==========  =======================================  ==============================================
 
 Every active fault is also exported as ``opsctl_demo_fault_active{model,model_version,kind}``
@@ -38,7 +42,12 @@ class FaultKind(enum.StrEnum):
     DRIFT = "drift"
     ACCURACY = "accuracy"
     CRASH = "crash"
+    STUCK_ROUTING = "stuck-routing"
 
+
+FAULT_KINDS: tuple[str, ...] = tuple(kind.value for kind in FaultKind)
+# A crash fault cannot be cleared: the process is gone.
+CLEARABLE_FAULT_KINDS: tuple[str, ...] = tuple(kind for kind in FAULT_KINDS if kind != FaultKind.CRASH)
 
 DEFAULT_LEVELS: dict[FaultKind, float] = {
     FaultKind.LATENCY: 0.5,
@@ -46,6 +55,7 @@ DEFAULT_LEVELS: dict[FaultKind, float] = {
     FaultKind.DRIFT: 2.0,
     FaultKind.ACCURACY: 0.4,
     FaultKind.CRASH: 0.0,
+    FaultKind.STUCK_ROUTING: 0.0,
 }
 
 CRASH_EXIT_CODE = 70  # EX_SOFTWARE: tells a supervisor the server died on purpose
@@ -142,6 +152,10 @@ class FaultState:
     def should_fail(self, version: str) -> bool:
         fault = self._get(FaultKind.ERRORS, version)
         return fault is not None and self._rng.random() < fault.level
+
+    def routing_stuck(self) -> bool:
+        with self._lock:
+            return FaultKind.STUCK_ROUTING in self._faults
 
     def drift(self, version: str) -> Fault | None:
         return self._get(FaultKind.DRIFT, version)

@@ -2,7 +2,7 @@
 generates (``opsctl.toml``, Prometheus scrape config and targets) and the ``demo.json`` state file.
 
 Pure data and text: nothing here starts a process (see :mod:`opsctl.demo.supervisor` and
-:mod:`opsctl.cli.demo_cmds`). Layout of ``STATE_DIR``::
+:mod:`opsctl.cli.demo.handlers`). Layout of ``STATE_DIR``::
 
     opsctl.toml          the daemon's and the CLI's config (OPSCTL_CONFIG points here)
     demo.json            ports and pids of the running demo; removed at teardown
@@ -104,10 +104,12 @@ def demo_config_toml(layout: FleetLayout, prometheus_url: str) -> str:
 state_dir = "state"
 socket = {json.dumps(str(layout.socket))}
 shutdown_timeout_seconds = 5.0
+# A killed daemon stays down (break-glass practice) until this brings it back.
+start_command = {json.dumps(f"opsctl demo restart daemon --state-dir {layout.root}")}
 
 [jobs]
 health_seconds = 5.0
-canary_seconds = 5.0
+canary_seconds = 1.0
 drift_seconds = 30.0
 performance_seconds = 30.0
 ingest_seconds = 2.0
@@ -130,12 +132,22 @@ accuracy_min_ratio = 0.9
 [sla.models.churn-predictor]
 accuracy_min_ratio = 0.85
 
+# Canaries a 5 req/s demo can decide in a couple of minutes, with honest statistics: the margins
+# are wide because the traffic is small. A clean canary needs 1.6/0.02 = 80 requests to show it is
+# not 2 points worse than production, 64 to show it is under the 5 % ceiling, 32 to show under 5 %
+# of its requests are slow, and about 70 labels to show its accuracy is within 10 points; an
+# `errors` fault fails the exact tests on its first dozen requests (looks every 3 s: a rollback after
+# three failed looks). A real service at 0.1 % errors and the default margin (a doubling) needs about
+# 5,000 canary requests per stage (see the README).
 [canary]
-stages = [10.0, 50.0]
+stages = [25.0, 100.0]
 min_stage_seconds = 30.0
-analysis_interval_seconds = 10.0
-min_requests = 50
+analysis_interval_seconds = 3.0
 progress_deadline_seconds = 300.0
+error_rate_min_baseline = 0.02
+max_error_rate_percent = 5.0
+latency_min_share = 0.05
+accuracy_tolerance = 0.1
 
 # The servers write SDK prediction/feedback logs under logs/MODEL/; the daemon tails them for the
 # drift and performance checks.

@@ -10,8 +10,10 @@ Artifacts are loaded with joblib only after their sha256 matches the one given (
 registry hands out path and hash); a mismatch exits with code 5 and one line on stderr.
 The version for a request is chosen by the SDK's stable-hash ``TrafficRouter`` on the
 request's ``id``; the split comes from the daemon (``--routing-url`` or
-``--routing-socket``, refreshed every ``--routing-ttl`` seconds, last known split kept)
-or is static (``--split``, default: all traffic to the first version).
+``--routing-socket``) and/or the routing document next to the registry (``--routing-document``:
+how a break-glass rollback made while the daemon is down reaches this server), refreshed every
+``--routing-ttl`` seconds (the newer of the two wins, last known split kept), or is static
+(``--split``, default: all traffic to the first version).
 
 With ``--artifacts-dir`` (the daemon's artifact store), a split naming a version the server
 does not load yet (a retrained candidate going into a canary) makes it ask the daemon for the
@@ -197,6 +199,8 @@ class ModelServer:
 
     def _refresh_routing(self) -> None:
         assert self.routing is not None
+        if self.faults.routing_stuck():
+            return  # the injected fault: this server no longer follows routing changes
         self.routing.refresh()
         split = self.routing.current()
         if split is None:
@@ -400,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     routing = parser.add_mutually_exclusive_group()
     routing.add_argument("--routing-url", help="daemon base URL serving GET /v1/routing/{model}")
     routing.add_argument("--routing-socket", help="daemon Unix socket serving GET /v1/routing/{model}")
+    parser.add_argument("--routing-document", type=Path, metavar="FILE",
+                        help="the routing document (routing.json next to the registry); works without the daemon")
     parser.add_argument("--routing-ttl", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--artifacts-dir", type=Path, metavar="DIR",
                         help="the daemon's artifact store: load versions the daemon's split names on demand")
@@ -418,10 +424,11 @@ def _load(args: argparse.Namespace) -> ModelServer:
     split = parse_split_args(args.split) if args.split else None
     registry = CollectorRegistry()
     routing = None
-    if args.routing_url or args.routing_socket:
+    if args.routing_url or args.routing_socket or args.routing_document:
         routing = RoutingTableClient(
             args.routing_url,
             socket_path=args.routing_socket,
+            document_path=args.routing_document,
             model=args.model,
             ttl_seconds=args.routing_ttl,
             timeout=1.0,

@@ -58,6 +58,8 @@ class ChildSpec:
     restartable: bool = True
     # What an exit code means for this child, shown in the exit message (e.g. 70: "injected crash").
     exit_meanings: Mapping[int, str] = field(default_factory=dict)
+    # Said when the child exited and is not restarted (how to bring it back), instead of the default.
+    down_hint: str = ""
 
     def describe(self, code: int) -> str:
         meaning = self.exit_meanings.get(code)
@@ -108,6 +110,26 @@ class ChildEvent:
     kind: str  # "exited" | "restarted" | "restart-failed"
     exit_code: int | None
     message: str
+
+
+@dataclass(frozen=True)
+class StopEvent:
+    """Progress of :meth:`Supervisor.stop_all`: a child is being stopped, has stopped, or could not be."""
+
+    child: Child
+    kind: str  # "stopping" | "stopped" | "failed"
+    exit_code: int | None = None
+    error: str = ""
+
+    @property
+    def message(self) -> str:
+        """``ok``, or what the exit code says when the child had stopped on its own earlier."""
+        if self.kind == "failed":
+            return f"failed: {self.error}"
+        code, spec = self.exit_code, self.child.spec
+        if code is None or code in spec.clean_exit_codes:
+            return "ok"
+        return f"ok (it had stopped earlier: {spec.describe(code)})"
 
 
 def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
@@ -203,12 +225,6 @@ class Supervisor:
                 )
             time.sleep(0.05)
 
-    def get(self, name: str) -> Child:
-        for child in self.children:
-            if child.spec.name == name:
-                return child
-        raise KeyError(name)
-
     def poll(self) -> list[ChildEvent]:
         """Notice children that exited since the last call; restart them if the policy says so."""
         events: list[ChildEvent] = []
@@ -230,6 +246,8 @@ class Supervisor:
                 suffix = (
                     f"; restarting in {self.restart.backoff_seconds:g}s"
                     if will_restart
+                    else f"; {child.spec.down_hint}"
+                    if child.spec.down_hint
                     else "; not restarting (restart of crashed servers is off: --restart-crashed turns it on)"
                     if not self.restart.enabled
                     else ""
@@ -252,15 +270,40 @@ class Supervisor:
                                          f"{child.spec.name} restarted (pid {child.pid}, restart {child.restarts})"))
         return events
 
-    def stop_all(self) -> dict[str, int | None]:
+    def restart_now(self, child: Child, *, ready: Callable[[], bool] | None = None,
+                    ready_timeout_seconds: float = 30.0) -> Child:
+        """Start a child that is down again, now, with the same spec (``opsctl demo restart``)."""
+        if child.running:
+            raise SupervisorError(f"{child.spec.name} is running (pid {child.pid})")
+        child.restart_due = None
+        child.process = self._spawn(child.spec)
+        child.exit_code = None
+        child.restarts += 1
+        child.started_at = self.monotonic()
+        if ready is not None:
+            self.wait_ready(child, ready, ready_timeout_seconds)
+        return child
+
+    def stop_all(self, on_event: Callable[[StopEvent], None] | None = None) -> dict[str, int | None]:
         """Stop every child, newest first: TERM to its process group, KILL after the grace period.
 
-        Returns each child's exit code (None if it never ran). Safe to call twice.
+        One child failing to stop does not spare the others. ``on_event`` hears about each child
+        before and after it is stopped (for progress lines). Returns each child's exit code (None
+        when it could not be stopped). Safe to call twice.
         """
         self.stopping = True
+        report = on_event or (lambda event: None)
         codes: dict[str, int | None] = {}
         for child in reversed(self.children):
-            codes[child.spec.name] = self.stop_child(child)
+            report(StopEvent(child, "stopping"))
+            try:
+                code = self.stop_child(child)
+            except (OSError, subprocess.SubprocessError) as error:
+                codes[child.spec.name] = None
+                report(StopEvent(child, "failed", error=str(error)))
+                continue
+            codes[child.spec.name] = code
+            report(StopEvent(child, "stopped", exit_code=code))
         return codes
 
     def stop_child(self, child: Child) -> int | None:

@@ -6,8 +6,14 @@ Usage::
     version = router.route(user_id)            # the same user -> the same version, always
 
     client = RoutingTableClient("http://127.0.0.1:7070", model="fraud-detector",
+                                document_path="/var/lib/opsctl/routing.json",
                                 fallback={"1.0.0": 100.0})
     version = client.router().route(user_id)   # split from GET /v1/routing/fraud-detector
+
+Where the split comes from: the daemon's ``GET /v1/routing/{model}`` and/or the routing document
+(``routing.json`` next to the registry, rewritten with every deployment change by whichever process
+made it, so a break-glass ``opsctl rollback`` with the daemon down still reaches traffic). Given
+both, the answer with the higher deployment generation wins (the daemon's on a tie).
 
 Why not ``hash(key) % 100`` (the chapter's router): Python salts ``str`` hashes per
 process, so a user changes variant on every restart and two replicas disagree. Here
@@ -22,12 +28,14 @@ then only moves users from production to the candidate, never the other way.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -106,12 +114,13 @@ class TrafficRouter:
 
 @dataclass(frozen=True)
 class RoutingSplit:
-    """A split as read from the daemon (or the configured fallback)."""
+    """A split as read from the daemon, the routing document, or the configured fallback."""
 
     model: str
     weights: tuple[tuple[str, float], ...]
     updated_at: str | None
-    source: str  # "daemon" | "fallback"
+    source: str  # "daemon" | "document" | "fallback"
+    generation: int | None = None  # the deployment's generation in the registry
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,7 +128,34 @@ class RoutingSplit:
             "splits": [{"version": name, "weight": weight} for name, weight in self.weights],
             "updated_at": self.updated_at,
             "source": self.source,
+            "generation": self.generation,
         }
+
+
+ROUTING_DOCUMENT_FORMAT = "opsctl-routing/1"
+
+
+def read_routing_document(path: str | Path, model: str) -> RoutingSplit | None:
+    """``model``'s split from a routing document; None when the file or the model is not there.
+
+    Raises ValueError for a document that is there but malformed.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from error
+    body = json.loads(text)
+    if not isinstance(body, dict) or body.get("format") != ROUTING_DOCUMENT_FORMAT:
+        raise ValueError(f"{path} is not an {ROUTING_DOCUMENT_FORMAT} document")
+    entry = body.get("models", {}).get(model)
+    if entry is None or not entry.get("splits"):
+        return None
+    weights = validate_weights((item["version"], item["weight"]) for item in entry["splits"])
+    updated_at = entry.get("updated_at")
+    return RoutingSplit(model, weights, str(updated_at) if updated_at else None, "document",
+                        int(entry["generation"]))
 
 
 _failures_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
@@ -141,10 +177,11 @@ def _failure_counter(registry: CollectorRegistry) -> Counter:
 
 
 class RoutingTableClient:
-    """Reads ``GET /v1/routing/{model}`` from the daemon, cached for ``ttl_seconds``.
+    """Reads ``GET /v1/routing/{model}`` from the daemon and/or the routing document, cached for ``ttl_seconds``.
 
-    When the daemon cannot be reached or answers nonsense, the last known split is
-    kept (before the first success: ``fallback``) and the failure is counted in
+    With both sources the newer answer (higher deployment generation) wins, so traffic follows a
+    change made while the daemon was down. When no source answers usefully, the last known split is
+    kept (before the first success: ``fallback``); every failed daemon read is counted in
     ``opsctl_sdk_routing_fetch_failures_total{model}``. A failed read is not retried
     before ``ttl_seconds`` either, so a dead daemon costs at most one ``timeout`` per
     ``ttl_seconds``, not one per request. ``current()`` never does I/O; servers on an
@@ -157,6 +194,7 @@ class RoutingTableClient:
         *,
         model: str,
         socket_path: str | None = None,
+        document_path: str | Path | None = None,
         ttl_seconds: float = 5.0,
         timeout: float = 1.0,
         fallback: Mapping[str, float] | None = None,
@@ -164,15 +202,20 @@ class RoutingTableClient:
         transport: httpx.BaseTransport | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if (base_url is None) == (socket_path is None) and transport is None:
-            raise ValueError("give exactly one of base_url and socket_path")
+        if base_url is not None and socket_path is not None:
+            raise ValueError("give at most one of base_url and socket_path")
+        if base_url is None and socket_path is None and transport is None and document_path is None:
+            raise ValueError("give base_url, socket_path or document_path")
         if ttl_seconds < 0 or timeout <= 0:
             raise ValueError("ttl_seconds must be >= 0 and timeout > 0")
         self.model = model
         self.ttl_seconds = ttl_seconds
+        self.document_path = Path(document_path) if document_path is not None else None
         if transport is None and socket_path is not None:
             transport = httpx.HTTPTransport(uds=socket_path)
-        self._http = httpx.Client(base_url=base_url or "http://opsctld", transport=transport, timeout=timeout)
+        self._http: httpx.Client | None = None
+        if base_url is not None or transport is not None:
+            self._http = httpx.Client(base_url=base_url or "http://opsctld", transport=transport, timeout=timeout)
         self._path = f"/v1/routing/{quote(model, safe='')}"
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -200,8 +243,8 @@ class RoutingTableClient:
         self.refresh(force=False)
         if self._split is None:
             raise DaemonUnavailableError(
-                f"no routing table for {self.model!r}: the daemon has not answered yet "
-                f"({self.last_error}) and no fallback split is configured"
+                f"no routing table for {self.model!r}: neither the daemon nor the routing document has"
+                f" answered yet ({self.last_error}) and no fallback split is configured"
             )
         return self._split
 
@@ -212,24 +255,42 @@ class RoutingTableClient:
         return self._router
 
     def refresh(self, force: bool = True) -> bool:
-        """Fetch now (or only if stale when ``force`` is False); True if the daemon answered usefully."""
+        """Fetch now (or only if stale when ``force`` is False); True if a source answered usefully."""
         with self._lock:
             now = self._monotonic()
             if not force and self._checked_at is not None and now - self._checked_at < self.ttl_seconds:
-                return self._split is not None and self._split.source == "daemon"
+                return self._split is not None and self._split.source in ("daemon", "document")
             self._checked_at = now
-            try:
-                split = self._fetch()
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
-                self.failures += 1
-                self.last_error = f"{type(error).__name__}: {error}"
-                self._failures.inc()
+            found: list[RoutingSplit] = []
+            errors: list[str] = []
+            if self.document_path is not None:
+                try:
+                    from_document = read_routing_document(self.document_path, self.model)
+                except (ValueError, KeyError, TypeError) as error:
+                    errors.append(f"routing document: {type(error).__name__}: {error}")
+                else:
+                    if from_document is not None:
+                        found.append(from_document)
+            if self._http is not None:
+                try:
+                    found.append(self._fetch())
+                except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+                    self.failures += 1
+                    errors.append(f"daemon: {type(error).__name__}: {error}")
+                    self._failures.inc()
+            self.last_error = "; ".join(errors) or None
+            if not found:
+                if self.document_path is not None and not errors:
+                    self.last_error = f"{self.model!r} is not in {self.document_path}"
                 return False
-            self.last_error = None
-            self._set(split)
+            # The newer deployment wins; the daemon's answer on a tie (it is the same registry row).
+            best = max(found, key=lambda s: (s.generation if s.generation is not None else -1,
+                                             s.source == "daemon"))
+            self._set(best)
             return True
 
     def _fetch(self) -> RoutingSplit:
+        assert self._http is not None
         response = self._http.get(self._path)
         response.raise_for_status()
         body = response.json()
@@ -237,10 +298,13 @@ class RoutingTableClient:
             raise ValueError(f"routing table answered for model {body.get('model')!r}, not {self.model!r}")
         weights = validate_weights((entry["version"], entry["weight"]) for entry in body["splits"])
         updated_at = body.get("updated_at")
-        return RoutingSplit(self.model, weights, str(updated_at) if updated_at else None, "daemon")
+        generation = body.get("generation")
+        return RoutingSplit(self.model, weights, str(updated_at) if updated_at else None, "daemon",
+                            int(generation) if generation is not None else None)
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> RoutingTableClient:
         return self

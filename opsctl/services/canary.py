@@ -17,9 +17,11 @@ weight), and the next tick tries again. When the weight reaches traffic late, th
 restarts, so every stage is judged for its full minimum duration at its weight.
 
 **Evaluations.** At most one per ``analysis_interval_seconds``; its window runs from the stage's
-start to now, capped by the SLA window (``[prometheus] window``) and at least
-``[prometheus] staleness_seconds`` long (``rate`` needs two scrapes; early in a stage the window
-therefore reaches into the previous stage). Metrics-source errors (Prometheus down, the canary's
+start to now (the evidence of a stage accumulates, so low-traffic services reach a decision; no
+cap by the SLA's sliding ``[prometheus] window``) and is at least ``[prometheus] staleness_seconds``
+long (``rate`` needs two scrapes; early in a stage the window therefore reaches into the previous
+stage). Latency counts come from the histogram's buckets: requests above the SLA's p95 bound.
+Metrics-source errors (Prometheus down, the canary's
 or production's series stale) make the evaluation a ``metrics_error``: never a pass.
 
 **Accuracy.** The accuracy gate's labelled/correct counts come from the gate source's
@@ -309,7 +311,7 @@ class CanaryService:
             evaluation: Evaluation | None = None
             judged_at = now
             if inputs is not None and inputs[0] == record.state.revision:
-                evaluation = evaluate_gates(record.policy, inputs[1])
+                evaluation = evaluate_gates(record.policy.gate_policy, inputs[1])
                 # The state steps as of the window's end (the audit keeps the real time): stamped
                 # after the read, every analysis interval grew by one job tick.
                 judged_at = inputs[2]

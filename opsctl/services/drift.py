@@ -54,8 +54,9 @@ from opsctl.adapters.ingest import LogTailer, Malformed, Offset, OffsetStore
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, Severity, step
-from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window
+from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window, severity_of
 from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot, WindowStats
+from opsctl.documents import DriftSection, ModelDrift, VersionDrift
 from opsctl.errors import NotFoundError, OpsctlError
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ PERFORMANCE_DEGRADED = AlertRule(
     annotations={"description": "Accuracy, AUC, precision or recall of a deployed model version on labelled"
                                 " traffic fell below its baseline (see opsctl performance MODEL)."},
 )
+# The same alert at warning: a significant drop, but not confidently twice the allowed one.
+PERFORMANCE_DEGRADED_WARNING = replace(PERFORMANCE_DEGRADED, severity=Severity.WARNING)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 # (model, trigger "drift" | "performance", reason) -> None; raises OpsctlError when it cannot.
@@ -478,7 +481,7 @@ class DriftService:
         report = document["report"] or {}
         self._publish("drift", {
             "model": target.model, "version": target.version, "role": target.role, "verdict": verdict,
-            "previous": previous[0].verdict if previous else None,
+            "checked_at": utc_iso(now), "previous": previous[0].verdict if previous else None,
             "drifted_features": document["drifted_features"], "share_drifted": report.get("share_drifted"),
             "rows": snap.rows, "error": document["error"]})
         return result
@@ -553,7 +556,8 @@ class DriftService:
         result = replace(result, id=self.store.record(self.registry, result))
         self._publish("performance", {
             "model": target.model, "version": target.version, "role": target.role, "verdict": verdict,
-            "previous": previous[0].verdict if previous else None, "labelled": report.labelled,
+            "checked_at": utc_iso(now), "previous": previous[0].verdict if previous else None,
+            "labelled": report.labelled,
             "metrics": {m.name: m.value for m in report.metrics}})
         return result
 
@@ -603,10 +607,12 @@ class DriftService:
                 p = performance[0]
                 degraded = [m for m in p.document.get("metrics", []) if m["state"] == "degraded"]
                 text = ", ".join(f"{m['name']} {m['value']:.3f} < {m['floor']:.3f}" for m in degraded)
-                conditions.append(Condition(
-                    PERFORMANCE_DEGRADED, labels, p.verdict == "degraded",
-                    value=degraded[0]["value"] if degraded else None,
-                    summary=f"{target.model} {target.version}: {text}" if text else ""))
+                severity = severity_of(p.document.get("metrics", [])) if p.verdict == "degraded" else None
+                for rule, level in ((PERFORMANCE_DEGRADED, "critical"), (PERFORMANCE_DEGRADED_WARNING, "warning")):
+                    conditions.append(Condition(
+                        rule, labels, severity == level,
+                        value=degraded[0]["value"] if degraded and severity == level else None,
+                        summary=f"{target.model} {target.version}: {text}" if text and severity == level else ""))
         return conditions
 
     def step_alerts(self) -> list[AlertTransition]:
@@ -672,6 +678,24 @@ class DriftService:
         return CheckReport(model=model, kind="performance", versions=tuple(versions),
                            window=self._window_info(model),
                            interval_seconds=self.settings.jobs.performance_seconds)
+
+    def drift_status(self) -> DriftSection:
+        """``/v1/status`` section ``drift``: the newest check of every deployed version, per model."""
+        models: dict[str, list[VersionDrift]] = {}
+        for target in self.deployed():
+            latest = self.store.latest(self.registry, target.model, "drift", version=target.version)
+            entry = VersionDrift(target.version, target.role)
+            if latest:
+                result = latest[0]
+                report = result.document.get("report") or {}
+                entry = VersionDrift(target.version, target.role, verdict=result.verdict,
+                                     checked_at=utc_iso(result.at),
+                                     drifted_features=tuple(result.document.get("drifted_features") or ()),
+                                     share_drifted=report.get("share_drifted"), error=result.document.get("error"))
+            models.setdefault(target.model, []).append(entry)
+        return DriftSection(drift_seconds=self.settings.jobs.drift_seconds,
+                            models=tuple(ModelDrift(name, tuple(versions))
+                                         for name, versions in sorted(models.items())))
 
     def status(self) -> IngestStatus:
         """``/v1/status`` section: ingestion counters and the window's size per model."""

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsctl.adapters.artifacts import ArtifactStore, StoredArtifact, sha256_file
 from opsctl.adapters.registry import Registry, RegistryTx
@@ -29,7 +29,11 @@ from opsctl.domain import (
     Outcome,
     VersionStatus,
 )
-from opsctl.errors import ConflictError, NotFoundError, UsageError
+from opsctl.errors import ActuatorError, ConflictError, NotFoundError, UsageError
+from opsctl.traffic import TrafficChange, split_of, traffic_from_publication
+
+if TYPE_CHECKING:
+    from opsctl.adapters.actuators import Retrying
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")
@@ -76,7 +80,15 @@ class RegisterRequest:
 
 
 class RegistryService:
-    """Register, promote and roll back, each audited and safe under concurrency."""
+    """Register, promote and roll back, each audited and safe under concurrency.
+
+    Every promote or rollback also moves traffic, and its result says how (``extra["traffic"]``,
+    a :class:`~opsctl.traffic.TrafficChange`): with the default ``routing_table`` actuator the
+    registry adapter rewrites the routing document after the commit; with a ``command`` or
+    ``webhook`` ``actuator`` the new split is applied *before* the commit (with the actuator's
+    retries), and a failure changes nothing in the registry, is audited ``failed`` and raised, so
+    the registry never claims a split traffic does not have.
+    """
 
     def __init__(
         self,
@@ -85,11 +97,13 @@ class RegistryService:
         *,
         clock: Clock | None = None,
         events: EventSink | None = None,
+        actuator: Retrying | None = None,
     ) -> None:
         self.registry = registry
         self.artifacts = artifacts
         self.clock = clock or SystemClock()
         self._events = events
+        self.actuator = actuator if actuator is not None and actuator.name != "routing_table" else None
 
     def _publish(self, kind: str, payload: dict[str, Any]) -> None:
         if self._events is not None:
@@ -273,6 +287,10 @@ class RegistryService:
 
     def _apply(self, make_plan: Callable[[RegistryTx], ChangePlan], *, actor: Actor, reason: str,
                expected_generation: int | None) -> ChangeResult:
+        actuated: TrafficChange | None = None
+        if self.actuator is not None:
+            actuated, expected_generation = self._actuate(make_plan, actor=actor, reason=reason,
+                                                          expected_generation=expected_generation)
         now = self.clock.now()
         try:
             with self.registry.write() as tx:
@@ -299,18 +317,60 @@ class RegistryService:
                     from opsctl.adapters.canary_store import abort_active_in_tx
 
                     abort_active_in_tx(tx, plan.model, actor=actor, reason=reason, now=now)
+                detail = plan.description + (f"; traffic: {actuated.detail}" if actuated else "")
                 audit_id = tx.append_audit(actor=actor, action=plan.action, model=plan.model,
                                            from_version=plan.from_version, to_version=plan.to_version,
-                                           reason=reason, outcome=Outcome.OK, detail=plan.description, now=now)
+                                           reason=reason, outcome=Outcome.OK, detail=detail, now=now)
         except ConflictError as error:
             self._audit_failure(make_plan, actor=actor, reason=reason, error=error)
+            if actuated is not None:
+                raise ConflictError(f"{error}; but the actuator had already applied the new split"
+                                    f" ({actuated.detail}): traffic and registry disagree, check both") from error
             raise
         self._publish("audit", {"id": audit_id, "action": plan.action, "model": plan.model,
                                 "from_version": plan.from_version, "to_version": plan.to_version})
         self._publish("deployment", updated.to_json())
+        traffic = traffic_from_publication(tx.routing)
+        if actuated is not None:  # the actuator moved traffic; the document follows for SDK routers
+            document = f"{traffic.detail}; " if traffic.applied else ""
+            traffic = TrafficChange(True, actuated.via, document + actuated.detail, traffic.routing_generation)
         return ChangeResult(plan.action, plan.model, plan.from_version, plan.to_version, Outcome.OK,
                             plan.description, audit_id, updated.generation,
-                            extra={"deployment": updated.to_json()})
+                            extra={"deployment": updated.to_json(), "traffic": traffic.to_json()})
+
+    def _actuate(self, make_plan: Callable[[RegistryTx], ChangePlan], *, actor: Actor, reason: str,
+                 expected_generation: int | None) -> tuple[TrafficChange | None, int | None]:
+        """Apply the planned split with the actuator before anything is committed; audit a failure."""
+        assert self.actuator is not None
+        with self.registry.read() as tx:
+            plan = make_plan(tx)
+            deployment = self._deployment(tx, plan.model)
+        if plan.noop or (expected_generation is not None and plan.generation != expected_generation):
+            return None, expected_generation  # the write below answers both (no-op, conflict)
+        split = split_of(_next_deployment(deployment, plan), aborted_canary=plan.aborts_canary)
+        try:
+            self.actuator.apply(split)
+        except ActuatorError as error:
+            with self.registry.write() as tx:
+                tx.append_audit(actor=actor, action=plan.action, model=plan.model, from_version=plan.from_version,
+                                to_version=plan.to_version, reason=reason, outcome=Outcome.FAILED,
+                                detail=f"actuator {self.actuator.name} failed: {error}; nothing was changed"
+                                       " in the registry, traffic keeps its current split", now=self.clock.now())
+            raise ActuatorError(f"{plan.description}: the {self.actuator.name} actuator failed: {error}."
+                                " Nothing was changed: the registry and traffic keep the current split") from error
+        return (TrafficChange(True, self.actuator.name, f"actuator `{self.actuator.name}` ran ok"),
+                plan.generation)
+
+    def record_verification(self, model: str, *, from_version: str | None, to_version: str | None, moved: bool,
+                            detail: str, actor: Actor, reason: str = "") -> int:
+        """Audit what ``opsctl rollback --verify`` measured: outcome ok (traffic moved) or failed."""
+        validate_model_name(model)
+        with self.registry.write() as tx:
+            self._deployment(tx, model)
+            return tx.append_audit(actor=actor, action="rollback_verify", model=model, from_version=from_version,
+                                   to_version=to_version, reason=reason,
+                                   outcome=Outcome.OK if moved else Outcome.FAILED, detail=detail,
+                                   now=self.clock.now())
 
     def _audit_failure(self, make_plan: Callable[[RegistryTx], ChangePlan], *, actor: Actor, reason: str,
                        error: ConflictError) -> None:

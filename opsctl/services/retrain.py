@@ -432,7 +432,8 @@ class RetrainService:
     def _start_canary(self, run: RetrainRun, actor: Actor) -> RetrainRun:
         assert run.candidate_version is not None and run.decision is not None
         if self.start_canary is None:
-            # TODO(canary service): until it is wired in, the decision is recorded and nothing moves.
+            # A service built without a canary starter (no canary service in this process): the decision
+            # is recorded, nothing moves, and the run says so.
             return self._finish(run, RunStatus.CANARY_PENDING,
                                 message=f"{run.decision.reason}; canary would start for {run.candidate_version}"
                                         " (no canary service is available in this process)")

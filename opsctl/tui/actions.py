@@ -2,9 +2,10 @@
 
 An :class:`Action` is plain data built from what the screen shows (an alert document, a model
 name); :class:`~opsctl.tui.dialogs.ActionDialog` asks for the reason (and, for the dangerous ones,
-the model name typed out), shows :meth:`Action.command` and sends :meth:`Action.request` through
-the feed. Every one of these endpoints writes an audit event with the caller from the socket's
-peer credentials, so the TUI never writes audit entries itself.
+the model name typed out), shows :meth:`Action.command` and has the feed :meth:`Action.send` it
+through the daemon's client (``client.<resource>.<operation>(*args, **request)``): the TUI names
+operations, never URLs. Every one of these operations writes an audit event with the caller from
+the socket's peer credentials, so the TUI never writes audit entries itself.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opsctl.tui.panels import _dq
+from opsctl.tui.panels import shell_double_quoted
+
+if TYPE_CHECKING:
+    from opsctl.client import DaemonClient
 
 SILENCE_SECONDS = 3600.0
 REASON_SLOT = "\0reason"  # where the CLI command repeats the reason (silence --comment)
@@ -41,8 +45,9 @@ class Action:
     name: str
     title: str
     effect: str
-    method: str
-    path: str
+    resource: str  # the client's namespace: "alerts", "canaries", "retrain"
+    operation: str  # its method, called with ``args`` and the request's keywords
+    args: tuple[str, ...]
     cli: tuple[str, ...]
     model: str | None = None
     body: Mapping[str, Any] = field(default_factory=dict)
@@ -52,8 +57,13 @@ class Action:
     def request(self, reason: str) -> dict[str, Any]:
         return {**self.body, **dict.fromkeys(self.reason_keys, reason)}
 
+    def send(self, client: DaemonClient, reason: str) -> dict[str, Any]:
+        """Perform the action through the daemon's client; the daemon's answer as its JSON document."""
+        result = getattr(getattr(client, self.resource), self.operation)(*self.args, **self.request(reason))
+        return dict(getattr(result, "json", result))
+
     def command(self, reason: str) -> str:
-        quoted = f'"{_dq(reason)}"'
+        quoted = f'"{shell_double_quoted(reason)}"'
         parts = " ".join(quoted if p == REASON_SLOT else shlex.quote(p) for p in self.cli)
         return f"{parts} --reason {quoted}"
 
@@ -70,7 +80,7 @@ def alert_ack(alert: Mapping[str, Any]) -> Action:
         name="alert.ack", title=f"Acknowledge alert {alert_id[:12]}",
         effect=f"{alert.get('rule', '?')} on {model or '-'} ({alert.get('state', '?')}): notifications stop"
                " until it resolves; it still resolves on its own",
-        method="POST", path=f"/v1/alerts/{alert_id}/ack", model=model, body={"for_seconds": None},
+        resource="alerts", operation="ack", args=(alert_id,), model=model, body={"for_seconds": None},
         reason_keys=("reason", "comment"), cli=("opsctl", "alerts", "ack", alert_id))
 
 
@@ -92,7 +102,7 @@ def alert_silence(alert: Mapping[str, Any], seconds: float = SILENCE_SECONDS) ->
     return Action(
         name="alert.silence", title=f"Silence {' '.join(matchers)} for {seconds / 60:g} minutes",
         effect="no notifications for any alert matching every matcher until the silence ends",
-        method="POST", path="/v1/silences", model=alert_model(alert),
+        resource="alerts", operation="silence", args=(), model=alert_model(alert),
         body={"matchers": matchers, "for_seconds": seconds}, reason_keys=("reason", "comment"), cli=tuple(cli))
 
 
@@ -102,7 +112,8 @@ def canary_action(model: str, command: str) -> Action:
     dangerous = command in ("abort", "promote")
     return Action(
         name=f"canary.{command}", title=f"{command.capitalize()} the canary of {model}",
-        effect=_CANARY_EFFECT[command], method="POST", path=f"/v1/canaries/{model}/{command}", model=model,
+        effect=_CANARY_EFFECT[command], resource="canaries", operation="command", args=(model, command),
+        model=model,
         cli=("opsctl", "canary", command, model) + (("--yes",) if command == "promote" else ()),
         confirm_name=dangerous)
 
@@ -111,5 +122,5 @@ def retrain_action(model: str) -> Action:
     return Action(
         name="retrain", title=f"Retrain {model}",
         effect="train a candidate on fresh data; a better one goes through a canary, never straight to production",
-        method="POST", path=f"/v1/retrain/{model}", model=model, body={"trigger": "manual"},
+        resource="retrain", operation="trigger", args=(model,), model=model, body={"trigger": "manual"},
         cli=("opsctl", "retrain", model))

@@ -20,12 +20,13 @@ from textual.events import Resize
 from textual.screen import Screen
 
 from opsctl.clock import Clock, SystemClock
+from opsctl.demo.faults import FAULT_KINDS
 from opsctl.domain import ChangeResult
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import CANARY_COMMANDS, CANARY_PHASES, Action, canary_action, retrain_action
 from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallScreen
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
-from opsctl.tui.gameday import FAULT_KINDS, GameDay
+from opsctl.tui.gameday import GameDay
 from opsctl.tui.model import Fleet, age_text
 from opsctl.tui.screens import AlertsScreen, Banner, ContextBar, ModelScreen, OverviewScreen, Panel
 
@@ -96,8 +97,10 @@ class OpsctlApp(App[None]):
 
     def __init__(self, feed: Feed, *, environment: str = "production", production: bool = True,
                  read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
-                 animate: bool = True, gameday: GameDay | None = None) -> None:
+                 animate: bool = True, gameday: GameDay | None = None,
+                 daemon_start_command: str = "sudo systemctl start opsctl") -> None:
         super().__init__()
+        self.daemon_start_command = daemon_start_command
         self.gameday = gameday
         self.gameday_models: list[str] = []
         self.feed = feed
@@ -181,6 +184,9 @@ class OpsctlApp(App[None]):
         elif kind == "canary":
             model = fleet.apply_canary(data)
             touched |= {model} if model else set()
+        elif kind == "drift":
+            model = fleet.apply_drift_event(data)
+            touched |= {model} if model else set()
         elif kind == "alert":
             touched |= fleet.apply_alert_event(data)
             for alerts in self._screens(AlertsScreen):
@@ -257,7 +263,10 @@ class OpsctlApp(App[None]):
         else:
             retry = f" · retry in {self.retry_in:g}s" if self.retry_in else ""
             kept = f"last data {age_text(age)} old" if age is not None else "no data yet"
-            banner = f" DAEMON UNREACHABLE · {kept}{retry} · actions disabled"
+            # Losing the daemon is what break-glass is for: say what still works and how it comes back.
+            banner = (f" DAEMON UNREACHABLE · {kept}{retry} · actions disabled here\n"
+                      " break-glass still works: `opsctl rollback MODEL` in a shell moves traffic without the"
+                      f" daemon and says so · bring it back: `{escape(self.daemon_start_command)}`")
         stale = self.stale()
         for screen in self.screen_stack:
             for bar in screen.query(ContextBar):
@@ -351,10 +360,21 @@ class OpsctlApp(App[None]):
     def _change_done(self, result: ChangeResult | None) -> None:
         if result is None:
             return
+        from opsctl.change_report import report_change
+
+        # The TUI changes production only through the daemon; "done" only once traffic followed.
+        report = report_change(result, daemon_up=True, start_command=self.daemon_start_command)
         line = (f"{result.action} {result.model}: {result.from_version or '-'} -> {result.to_version or '-'}"
                 f" ({result.outcome.value}, audit #{result.audit_id})")
+        if report.traffic is not None and report.reached_traffic:
+            line += f"; traffic: {report.traffic.detail}"
+        elif len(report.lines) > 1:
+            line += f"; {report.lines[1]}"
         self.log_lines.append(line)
-        self.notify(line, title="done", timeout=8)
+        if report.reached_traffic:
+            self.notify(line, title="done", timeout=8)
+        else:
+            self.notify(line, title="traffic NOT changed", severity="error", timeout=15)
 
     def action_help(self) -> None:
         screen = self.screen

@@ -18,7 +18,7 @@ from opsctl.tui.actions import Action
 from opsctl.tui.panels import cli_command
 
 if TYPE_CHECKING:
-    from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.host import Host
 
 TITLES = {"rollback": "Roll back", "promote": "Promote"}
 
@@ -39,7 +39,7 @@ class _ConfirmDialog(ModalScreen[R]):
         self.busy = False
 
     @property
-    def opsctl(self) -> OpsctlApp:
+    def opsctl(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
@@ -241,7 +241,7 @@ class ActionDialog(_ConfirmDialog[tuple[Action, Any] | None]):
     def _perform(self) -> None:
         action = self.action_
         try:
-            answer = self.opsctl.feed.act(action.method, action.path, action.request(self.reason))
+            answer = self.opsctl.feed.act(action, self.reason)
         except OpsctlError as error:
             self.app.call_from_thread(self._failed, str(error))
             return

@@ -24,17 +24,19 @@ import json
 import socket as socket_module
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from textual.message import Message
 
 from opsctl.client import DaemonBackend, DaemonClient
 from opsctl.clock import Clock, SystemClock
 from opsctl.domain import ChangePlan, ChangeResult, ModelVersion
 from opsctl.errors import DaemonUnavailableError, NotFoundError, OpsctlError
+
+if TYPE_CHECKING:
+    from opsctl.tui.actions import Action
 
 BACKOFF_START_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 4.0
@@ -93,8 +95,11 @@ class Feed(Protocol):
     def plan(self, action: str, model: str, version: str | None) -> ChangePlan: ...
     def change(self, action: str, model: str, version: str | None, *, reason: str,
                expected_generation: int) -> ChangeResult: ...
-    def act(self, method: str, path: str, body: dict[str, Any]) -> Any: ...
-    def fetch(self, path: str, **params: Any) -> Any: ...
+    def act(self, action: Action, reason: str) -> dict[str, Any]: ...
+    def drift(self, model: str, *, history: int | None = None) -> dict[str, Any]: ...
+    def performance(self, model: str) -> dict[str, Any]: ...
+    def retrain_runs(self, model: str, *, limit: int = 10) -> list[dict[str, Any]]: ...
+    def retrain_run(self, run_id: str) -> dict[str, Any]: ...
 
 
 def needs_status(kind: str, event: Mapping[str, Any]) -> bool:
@@ -153,7 +158,8 @@ class DaemonFeed:
             self._due = due if self._due is None else min(self._due, due)
         self._wanted.set()
 
-    def _client(self) -> DaemonClient:
+    def client(self) -> DaemonClient:
+        """A new client of the daemon (close it, or use it as a context manager)."""
         return DaemonClient(socket_path=self.socket_path, connect_timeout=self.connect_timeout, timeout=self.timeout)
 
     # -- the loops ---------------------------------------------------------------------------
@@ -169,12 +175,12 @@ class DaemonFeed:
             self._wanted.clear()
             if self._stop.is_set():
                 return
-            client = self._client()
+            client = self.client()
             try:
-                document = client.get("/v1/status")
-                history = client.get("/v1/history", limit=50)
-                alerts = _optional(client, "/v1/alerts", all=1)
-                health = _optional(client, "/v1/health")
+                document = client.status_json()
+                history = [e.to_json() for e in client.models.history(limit=50)]
+                alerts = _optional(lambda c=client: dict(c.alerts.list(include_resolved=True).json))
+                health = _optional(lambda c=client: dict(c.health.get().json))
             except OpsctlError:
                 continue  # the event loop reports connectivity; it will ask again once reconnected
             finally:
@@ -205,63 +211,49 @@ class DaemonFeed:
         post(Connection(True))
         self.refresh()
 
-    def _stream(self, on_open: Callable[[], None]) -> Any:
-        headers = {"Last-Event-ID": str(self.last_event_id)} if self.last_event_id is not None else {}
-        transport = httpx.HTTPTransport(uds=self.socket_path)
+    def _stream(self, on_open: Callable[[], None]) -> Iterator[tuple[str, dict[str, Any]]]:
+        def opened(sock: socket_module.socket | None) -> None:
+            with self._lock:
+                self._sse_socket = sock
+            if not self._stop.is_set():
+                on_open()
+
+        client = DaemonClient(socket_path=self.socket_path, connect_timeout=self.connect_timeout)
         try:
-            with httpx.Client(transport=transport, base_url="http://opsctl",
-                              timeout=httpx.Timeout(None, connect=self.connect_timeout)) as http, \
-                    http.stream("GET", "/v1/events", headers=headers) as response:
-                if response.status_code != 200:
-                    raise DaemonUnavailableError(f"the daemon answered HTTP {response.status_code} for its events")
-                stream = response.extensions.get("network_stream")
-                with self._lock:
-                    self._sse_socket = stream.get_extra_info("socket") if stream is not None else None
+            for message in client.events(self.last_event_id, on_open=opened):
                 if self._stop.is_set():
                     return
-                on_open()
-                fields: dict[str, str] = {}
-                for line in response.iter_lines():
-                    if self._stop.is_set():
-                        return
-                    if not line:
-                        if "data" in fields:
-                            parsed = _parse(fields)
-                            if parsed is not None:
-                                event_id = parsed[1].get("id")
-                                if isinstance(event_id, int):
-                                    self.last_event_id = event_id
-                                yield parsed
-                        fields = {}
-                    elif not line.startswith(":"):
-                        key, _, value = line.partition(":")
-                        fields[key] = value[1:] if value.startswith(" ") else value
+                parsed = _parse({"event": message.event, "data": message.data})
+                if parsed is not None:
+                    event_id = parsed[1].get("id")
+                    if isinstance(event_id, int):
+                        self.last_event_id = event_id
+                    yield parsed
             if not self._stop.is_set():
                 raise DaemonUnavailableError(f"the daemon on {self.where} closed its event stream")
-        except (httpx.TransportError, FileNotFoundError, ConnectionError, OSError) as error:
-            raise DaemonUnavailableError(f"the daemon does not answer on {self.where}: {error}") from error
         finally:
+            client.close()
             with self._lock:
                 self._sse_socket = None
 
     # -- actions (blocking; call from a thread worker) ---------------------------------------
 
     def versions(self, model: str) -> list[ModelVersion]:
-        client = self._client()
+        client = self.client()
         try:
             return DaemonBackend(client).versions(model)
         finally:
             client.close()
 
     def history(self, model: str | None, limit: int) -> list[dict[str, Any]]:
-        client = self._client()
+        client = self.client()
         try:
-            return list(client.get("/v1/history", model=model, limit=limit))
+            return [e.to_json() for e in client.models.history(model, limit)]
         finally:
             client.close()
 
     def plan(self, action: str, model: str, version: str | None) -> ChangePlan:
-        client = self._client()
+        client = self.client()
         try:
             backend = DaemonBackend(client)
             if action == "promote":
@@ -273,7 +265,7 @@ class DaemonFeed:
 
     def change(self, action: str, model: str, version: str | None, *, reason: str,
                expected_generation: int) -> ChangeResult:
-        client = self._client()
+        client = self.client()
         try:
             backend = DaemonBackend(client)
             if action == "promote":
@@ -284,26 +276,32 @@ class DaemonFeed:
             client.close()
 
 
-    def act(self, method: str, path: str, body: dict[str, Any]) -> Any:
-        """One audited action through the daemon's API (ack, silence, canary command, retrain)."""
-        client = self._client()
-        try:
-            return client.request(method, path, json=body)
-        finally:
-            client.close()
+    def act(self, action: Action, reason: str) -> dict[str, Any]:
+        """One audited action through the daemon's client (ack, silence, canary command, retrain)."""
+        with self.client() as client:
+            return action.send(client, reason)
 
-    def fetch(self, path: str, **params: Any) -> Any:
-        client = self._client()
-        try:
-            return client.get(path, **params)
-        finally:
-            client.close()
+    def drift(self, model: str, *, history: int | None = None) -> dict[str, Any]:
+        with self.client() as client:
+            return dict(client.drift.get(model, history=history).json)
+
+    def performance(self, model: str) -> dict[str, Any]:
+        with self.client() as client:
+            return dict(client.drift.performance(model).json)
+
+    def retrain_runs(self, model: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        with self.client() as client:
+            return [dict(r.json) for r in client.retrain.runs(model, limit=limit)]
+
+    def retrain_run(self, run_id: str) -> dict[str, Any]:
+        with self.client() as client:
+            return dict(client.retrain.show(run_id).json)
 
 
-def _optional(client: DaemonClient, path: str, **params: Any) -> Any:
+def _optional(fetch: Callable[[], Any]) -> Any:
     """A document from a subsystem that may not be loaded in this daemon: None when it is not there."""
     try:
-        return client.get(path, **params)
+        return fetch()
     except NotFoundError:
         return None
 
@@ -326,12 +324,12 @@ class StaticFeed:
     def __init__(self, document: dict[str, Any], history: list[dict[str, Any]] | None = None,
                  versions: dict[str, list[ModelVersion]] | None = None, *, clock: Clock | None = None,
                  up: bool = True, alerts: dict[str, Any] | None = None, health: dict[str, Any] | None = None,
-                 documents: dict[str, Any] | None = None) -> None:
+                 documents: dict[tuple[str, str], Any] | None = None) -> None:
         self.document = document
         self.alerts = alerts
         self.health = health
         self.documents = documents or {}
-        self.acts: list[tuple[str, str, dict[str, Any]]] = []
+        self.acts: list[tuple[str, dict[str, Any]]] = []
         self._history = history or []
         self._versions = versions or {}
         self.clock = clock or SystemClock()
@@ -355,14 +353,26 @@ class StaticFeed:
     def stop(self) -> None:
         self._stop.set()
 
-    def act(self, method: str, path: str, body: dict[str, Any]) -> Any:
-        self.acts.append((method, path, body))
+    def act(self, action: Action, reason: str) -> dict[str, Any]:
+        self.acts.append((action.name, action.request(reason)))
         raise OpsctlError("this is a fixed document; nothing was changed")
 
-    def fetch(self, path: str, **params: Any) -> Any:
-        if path not in self.documents:
-            raise NotFoundError("document", path)
-        return self.documents[path]
+    def _document(self, kind: str, key: str) -> Any:
+        if (kind, key) not in self.documents:
+            raise NotFoundError(kind, key)
+        return self.documents[(kind, key)]
+
+    def drift(self, model: str, *, history: int | None = None) -> dict[str, Any]:
+        return dict(self._document("drift", model))
+
+    def performance(self, model: str) -> dict[str, Any]:
+        return dict(self._document("performance", model))
+
+    def retrain_runs(self, model: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        return list(self._document("retrain_runs", model))[:limit]
+
+    def retrain_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self._document("retrain_run", run_id))
 
     def versions(self, model: str) -> list[ModelVersion]:
         return list(self._versions.get(model, []))

@@ -16,12 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from opsctl.clock import parse_utc
-
-# Names under which later subsystems may publish their sections in /v1/status.
-HEALTH_KEYS = ("health", "sla")
-ALERT_KEYS = ("alerts",)
-CANARY_KEYS = ("canaries", "canary")
-DRIFT_KEYS = ("drift",)
+from opsctl.documents import DriftSection, ModelDrift, StatusDocument, VersionDrift
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "model"),
@@ -29,8 +24,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("canary", "canary"),
     ("sla", "SLA"),
     ("alerts", "alerts"),
+    ("drift", "drift"),
     ("trend", "p95 trend"),
 )
+
+# The overview's word for a model's drift verdict (see opsctl.documents.worst_drift_verdict).
+DRIFT_CELL = {"drift": "DRIFT", "no_drift": "ok", "insufficient_data": "unknown", "no_reference": "no reference",
+              "error": "error", None: "not checked"}
 
 # The health checks whose values the sparklines follow (check name, label), newest last.
 TRENDS: tuple[tuple[str, str], ...] = (("latency_p95", "p95 latency"), ("error_rate", "error rate"),
@@ -53,6 +53,8 @@ class ModelRow:
     sla: str | None
     alerts: int | None
     trend: str = ""
+    # The model's drift verdict; None: the daemon publishes no drift section (or not this model).
+    drift: ModelDrift | None = None
 
     def cells(self) -> dict[str, str]:
         canary = f"{self.canary} {self.canary_weight:g}%" if self.canary else "-"
@@ -62,6 +64,8 @@ class ModelRow:
             "canary": canary,
             "sla": self.sla or "-",
             "alerts": "-" if self.alerts is None else str(self.alerts),
+            "drift": "-" if self.drift is None or not self.drift.versions
+                     else DRIFT_CELL.get(self.drift.verdict, str(self.drift.verdict)),
             "trend": self.trend or "-",
         }
 
@@ -140,7 +144,8 @@ class Fleet:
         self.alert_counts: dict[str, int] | None = None
         self.alerts: list[dict[str, Any]] = []
         self.canaries: dict[str, dict[str, Any]] | None = None
-        self.drift: dict[str, dict[str, Any]] | None = None
+        self.drift: dict[str, ModelDrift] | None = None
+        self.drift_seconds: float | None = None
         # /v1/health: every deployed version's checks, per model; and the values seen per model over time.
         self.health_detail: dict[str, list[dict[str, Any]]] | None = None
         self.health_meta: dict[str, Any] = {}
@@ -148,7 +153,6 @@ class Fleet:
         self._trend_at: dict[str, str] = {}
         self._spark: dict[str, str] = {}  # the overview's p95 sparkline, redrawn only when a point is added
         self.alerts_fetched = False
-        self.demo: dict[str, Any] | None = None
         self.daemon: dict[str, Any] = {}
         self.jobs: list[dict[str, Any]] = []
         self.feed: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -175,6 +179,7 @@ class Fleet:
             sla=health.get("status") if health else None,
             alerts=None if self.alert_counts is None else self.alert_counts.get(model, 0),
             trend=self._spark.get(model, ""),
+            drift=None if self.drift is None else self.drift.get(model),
         )
 
     def trend(self, model: str, check: str) -> list[float | None]:
@@ -195,14 +200,10 @@ class Fleet:
         self.status_at = at
         self.daemon = dict(document.get("daemon") or {})
         self.jobs = list(document.get("jobs") or [])
-        self.health = by_model(_first(document, HEALTH_KEYS))
-        if not self.alerts_fetched:  # /v1/alerts (apply_alerts) is the better source when we have it
-            self.alert_counts, self.alerts = _alert_counts(_first(document, ALERT_KEYS))
-        self.canaries = by_model(_first(document, CANARY_KEYS))
-        self.drift = by_model(_first(document, DRIFT_KEYS))
-        demo = document.get("demo")
-        if isinstance(demo, Mapping):
-            self.demo = dict(demo)
+        typed = StatusDocument.from_json(document)
+        self.health = None if typed.health is None else {m.model: m.to_json() for m in typed.health.models}
+        self.canaries = None if typed.canaries is None else by_model(list(typed.canaries))
+        self.apply_drift_section(typed.drift)
         incoming = {d["model"]: dict(d) for d in document.get("models") or [] if isinstance(d, Mapping)}
         removed = set(self.deployments) - set(incoming)
         self.deployments = incoming
@@ -210,6 +211,26 @@ class Fleet:
             self._rows.pop(name, None)
         added, changed = self._diff(incoming)
         return added, changed, removed
+
+    def apply_drift_section(self, section: DriftSection | None) -> None:
+        """The status document's ``drift`` section (None: this daemon runs no drift checks)."""
+        if section is None:
+            self.drift = None
+            return
+        self.drift_seconds = section.drift_seconds
+        self.drift = section.by_model()
+
+    def apply_drift_event(self, event: Mapping[str, Any]) -> str | None:
+        """An SSE ``drift`` event (one version checked): that model's verdict now; returns the model."""
+        model, version = event.get("model"), event.get("version")
+        if not isinstance(model, str) or not isinstance(version, str) or self.drift is None:
+            return None  # without the section we do not know the model's other versions: wait for a fetch
+        check = VersionDrift(version=version, role=str(event.get("role") or "production"),
+                             verdict=event.get("verdict"), checked_at=event.get("checked_at"),
+                             drifted_features=tuple(event.get("drifted_features") or ()),
+                             share_drifted=event.get("share_drifted"), error=event.get("error"))
+        self.drift[model] = self.drift.get(model, ModelDrift(model)).with_check(check)
+        return model
 
     def apply_alerts(self, document: Mapping[str, Any] | None) -> None:
         """``/v1/alerts?all=1``: every alert (pending, firing, resolved); counts firing ones per model."""

@@ -13,6 +13,8 @@ from typing import Any
 
 from rich.markup import escape
 
+from opsctl.core.sequential import describe_seconds
+from opsctl.documents import ModelDrift
 from opsctl.domain import ModelVersion
 from opsctl.tui.model import NO_DATA, age_text, parse_at
 
@@ -29,7 +31,8 @@ def _styled(word: str | None) -> str:
     return f"[{style}]{escape(word)}[/]" if style else escape(word)
 
 
-def _num(value: Any) -> str:
+def num(value: Any) -> str:
+    """A number for a panel: floats to four significant digits, ``-`` when missing."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -51,8 +54,8 @@ def health_text(health: Mapping[str, Any] | None) -> str:
                      + (f" — {escape(str(version['reason']))}" if version.get("reason") else ""))
     for check in health.get("checks") or []:
         unit = check.get("unit") or ""
-        lines.append(f"  {escape(str(check.get('name')))}: {_num(check.get('value'))}{escape(unit)}"
-                     f" (limit {_num(check.get('threshold'))}) {_styled(check.get('verdict'))}"
+        lines.append(f"  {escape(str(check.get('name')))}: {num(check.get('value'))}{escape(unit)}"
+                     f" (limit {num(check.get('threshold'))}) {_styled(check.get('verdict'))}"
                      + (f" — {escape(str(check['reason']))}" if check.get("reason") else ""))
     return "\n".join(lines)
 
@@ -79,14 +82,17 @@ def _since(stamp: Any, now: datetime | None) -> str:
 
 
 def gate_line(gate: Mapping[str, Any]) -> str:
-    numbers = [f"value {_num(gate.get('value'))}"]
+    numbers = [f"value {num(gate.get('value'))}"]
     if gate.get("threshold") is not None:
-        numbers.append(f"limit {_num(gate.get('threshold'))}")
+        numbers.append(f"limit {num(gate.get('threshold'))}")
     if gate.get("p_value") is not None:
-        numbers.append(f"p {_num(gate.get('p_value'))}")
+        numbers.append(f"p {num(gate.get('p_value'))}")
     if gate.get("sample_size") is not None:
         needed = f"/{gate['sample_needed']}" if gate.get("sample_needed") is not None else ""
         numbers.append(f"n {gate['sample_size']}{needed}")
+    seconds = gate.get("expected_seconds")
+    if isinstance(seconds, int | float) and seconds > 0:
+        numbers.append(f"eta {describe_seconds(float(seconds))}")
     reason = f" — {escape(str(gate['reason']))}" if gate.get("reason") else ""
     return f"  {escape(str(gate.get('name', '?')))}: {_styled(gate.get('verdict'))} ({', '.join(numbers)}){reason}"
 
@@ -104,7 +110,7 @@ def canary_text(canary: Mapping[str, Any] | None, deployment: Mapping[str, Any] 
         return (f"canary: last {escape(str(canary.get('canary_version', '-')))} {_styled(phase)}"
                 f" {_since(canary.get('finished_at'), now)} ago")
     lines = [f"canary: {escape(str(canary.get('canary_version', '-')))} {_styled(phase)}"
-             f"  weight {_num(canary.get('weight'))}%"
+             f"  weight {num(canary.get('weight'))}%"
              f"  stage {canary.get('stage', '-')}/{canary.get('stages', '-')}"
              f" for {_since(canary.get('stage_started_at'), now)}"
              f"  failed {canary.get('failed_checks', 0)}/{canary.get('failure_threshold', '-')}"]
@@ -144,8 +150,8 @@ def health_detail_text(versions: Sequence[Mapping[str, Any]] | None, meta: Mappi
                      f"  evaluated {escape(str(version.get('evaluated_at', '-'))[11:19])}")
         for check in version.get("checks") or []:
             unit = check.get("unit") or ""
-            lines.append(f"  {escape(str(check.get('name'))):<13} {_num(check.get('value')):>8} {escape(unit):<6}"
-                         f" limit {_num(check.get('threshold')):>6}  {_styled(check.get('verdict'))}"
+            lines.append(f"  {escape(str(check.get('name'))):<13} {num(check.get('value')):>8} {escape(unit):<6}"
+                         f" limit {num(check.get('threshold')):>6}  {_styled(check.get('verdict'))}"
                          + (f" — {escape(str(check['reason']))}" if check.get("reason") else ""))
     return "\n".join(lines)
 
@@ -163,13 +169,18 @@ def alerts_text(alerts: Sequence[Mapping[str, Any]] | None, model: str | None = 
     return "\n".join(lines)
 
 
-def drift_text(drift: Mapping[str, Any] | None) -> str:
-    """The status section's one-line drift summary (when a daemon publishes one)."""
-    if not drift:
+def drift_text(drift: ModelDrift | None) -> str:
+    """The model's drift verdict from the status document's ``drift`` section, per deployed version."""
+    if drift is None:
         return f"drift: [dim]{NO_DATA}[/]"
-    verdict = {True: "[red]drift[/]", False: "[green]no drift[/]", None: "[yellow]unknown[/]"}[
-        drift.get("dataset_drift")]
-    return f"drift: {verdict}  {drift.get('drifted_count', 0)} of {len(drift.get('features') or [])} features"
+    if not drift.versions:
+        return "drift: [dim]no deployed version[/]"
+    parts = []
+    for v in drift.versions:
+        word = _DRIFT_VERDICT.get(v.verdict, escape(str(v.verdict))) if v.verdict else "[dim]not checked yet[/]"
+        features = f" ({escape(', '.join(v.drifted_features))})" if v.drifted_features else ""
+        parts.append(f"{escape(v.version)} {word}{features}")
+    return "drift: " + "  ".join(parts)
 
 
 _DRIFT_VERDICT = {"drift": "[red]drift[/]", "no_drift": "[green]no drift[/]",
@@ -201,8 +212,8 @@ def drift_detail_text(document: Mapping[str, Any] | None, spark: str = "") -> st
             drifted = feature.get("drifted")
             verdict = "[red]drifted[/]" if drifted else "[yellow]unknown[/]" if drifted is None else "[green]ok[/]"
             lines.append(f"  {escape(str(feature.get('name', '?')))[:16]:<16} {escape(str(feature.get('test', ''))):<5}"
-                         f" {_num(feature.get('statistic')):>9} {_num(feature.get('p_value_adjusted')):>9}"
-                         f" {_num(feature.get('effect_size')):>8}  {verdict}")
+                         f" {num(feature.get('statistic')):>9} {num(feature.get('p_value_adjusted')):>9}"
+                         f" {num(feature.get('effect_size')):>8}  {verdict}")
     return "\n".join(lines)
 
 
@@ -220,9 +231,9 @@ def performance_text(document: Mapping[str, Any] | None) -> str:
         lines.append(f"{head}: {_styled(result.get('verdict'))}  {result.get('labelled', 0)} labelled"
                      f" (needs {result.get('min_labels', '-')})")
         for metric in result.get("metrics") or []:
-            lines.append(f"  {escape(str(metric.get('name'))):<10} {_num(metric.get('value')):>7}"
-                         f" [{_num(metric.get('ci_low'))}, {_num(metric.get('ci_high'))}]"
-                         f" baseline {_num(metric.get('baseline'))} floor {_num(metric.get('floor'))}"
+            lines.append(f"  {escape(str(metric.get('name'))):<10} {num(metric.get('value')):>7}"
+                         f" [{num(metric.get('ci_low'))}, {num(metric.get('ci_high'))}]"
+                         f" baseline {num(metric.get('baseline'))} floor {num(metric.get('floor'))}"
                          f"  {_styled(metric.get('state'))}")
     return "\n".join(lines) or f"performance: [dim]{NO_DATA}[/]"
 
@@ -275,11 +286,11 @@ def cli_command(action: str, model: str, version: str | None, reason: str) -> st
     elif action == "rollback" and version:
         parts += ["--to", version]
     quoted = " ".join(shlex.quote(p) for p in parts)
-    return f'{quoted} --reason "{_dq(reason)}" --yes'
+    return f'{quoted} --reason "{shell_double_quoted(reason)}" --yes'
 
 
-def _dq(text: str) -> str:
-    # Inside double quotes the shell still expands these.
+def shell_double_quoted(text: str) -> str:
+    """``text`` escaped for a double-quoted shell word (inside double quotes the shell still expands these)."""
     for char in ("\\", '"', "$", "`"):
         text = text.replace(char, "\\" + char)
     return text

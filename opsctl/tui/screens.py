@@ -13,20 +13,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Log, Sparkline, Static, TabbedContent, TabPane
-from textual.widgets._data_table import ColumnKey, RowKey, default_cell_formatter
+from textual.widgets._data_table import default_cell_formatter  # internal: pyproject pins textual's minor
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import CANARY_PHASES, alert_ack, alert_model, alert_silence, canary_action, retrain_action
 from opsctl.tui.model import COLUMNS, TRENDS, ModelRow, describe_event, spark_text
 from opsctl.tui.panels import (
-    _num,
     alerts_text,
     canary_text,
     drift_detail_text,
     drift_text,
     health_detail_text,
     health_text,
+    num,
     performance_text,
     retrain_runs_text,
     version_cells,
@@ -34,11 +35,12 @@ from opsctl.tui.panels import (
 )
 
 if TYPE_CHECKING:
-    from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.host import Host
 
 ACTIONS = frozenset({"rollback", "promote", "ack", "silence", "canary_pause", "canary_resume", "canary_abort",
                      "canary_promote", "retrain"})
 _SLA_STYLE = {"healthy": "green", "degraded": "bold red", "unknown": "yellow"}
+_DRIFT_STYLE = {"DRIFT": "bold red", "ok": "green", "unknown": "yellow", "error": "red", "no reference": "yellow"}
 
 
 class ContextBar(Static):
@@ -67,6 +69,7 @@ class ModelTable(DataTable[Any]):
         Here the changed rows' cache entries are dropped and only those rows are repainted. A value
         wider than its column falls back to ``update_cell(update_width=True)`` (the column grows)."""
         touched: set[RowKey] = set()
+        grew = False
         for row, cells in updates.items():
             row_key = RowKey(row)
             if row_key not in self._row_locations:
@@ -78,9 +81,14 @@ class ModelTable(DataTable[Any]):
                 # Markup only shortens a string, so the exact (slower) measure is needed only past `width`.
                 if cell_len(plain) > width and self.app.console.measure(default_cell_formatter(value)).maximum > width:
                     self.update_cell(row_key, column_key, value, update_width=True)
+                    grew = True
                 else:
                     self._data[row_key][column_key] = value
                     touched.add(row_key)
+        if grew and self.row_count:
+            # A wider column can bring a horizontal scrollbar, which hides the last visible row: keep the
+            # cursor in view as a fresh table (sized for the wide value from the start) would.
+            self.call_after_refresh(self.move_cursor, row=self.cursor_row, animate=False)
         if not touched:
             return
         indices = {self._row_locations.get(key) for key in touched}
@@ -103,7 +111,7 @@ class OpsScreen(Screen[None]):
     HELP_NOTES = ""
 
     @property
-    def opsctl(self) -> OpsctlApp:
+    def opsctl(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def chrome(self) -> ComposeResult:
@@ -186,14 +194,16 @@ class OverviewScreen(OpsScreen):
             return Text(value, style=_SLA_STYLE[value])
         if key == "alerts" and value not in ("-", "0"):
             return Text(value, style="bold red")
+        if key == "drift" and value in _DRIFT_STYLE:
+            return Text(value, style=_DRIFT_STYLE[value])
         if key == "trend":
             return Text(value, style="cyan")
         return value
 
     def apply_rows(self, added: set[str], changed: set[str], removed: set[str]) -> None:
         """Touch only what changed: new rows are added, changed cells updated, gone rows removed."""
-        if not self.ready:
-            return
+        if not self.ready or not self.query("#models"):
+            return  # not composed yet, or being torn down (a status can arrive while the app quits)
         table = self.table
         fleet = self.opsctl.fleet
         for name in removed:
@@ -447,7 +457,7 @@ class AlertsScreen(OpsScreen):
         ack = alert.get("ack")
         labels = " ".join(f"{k}={v}" for k, v in sorted((alert.get("labels") or {}).items()))
         lines = [f"[b]{escape(str(alert.get('rule')))}[/b] {escape(str(alert.get('id')))}"
-                 f"  {escape(str(alert.get('state')))}  value {_num(alert.get('value'))}",
+                 f"  {escape(str(alert.get('state')))}  value {num(alert.get('value'))}",
                  escape(str(alert.get("summary") or "")),
                  f"labels: {escape(labels)}",
                  f"started {escape(str(alert.get('starts_at', '-')))}"
@@ -594,9 +604,9 @@ class ModelScreen(OpsScreen):
         drift = performance = None
         # On failure "no data yet" stays on screen; the subsystem may not run in this daemon.
         with contextlib.suppress(OpsctlError):
-            drift = feed.fetch(f"/v1/drift/{self.model}", history=20)
+            drift = feed.drift(self.model, history=20)
         with contextlib.suppress(OpsctlError):
-            performance = feed.fetch(f"/v1/performance/{self.model}")
+            performance = feed.performance(self.model)
         self.app.call_from_thread(self._drift_loaded, drift, performance)
 
     def _drift_loaded(self, drift: dict[str, Any] | None, performance: dict[str, Any] | None) -> None:
@@ -613,8 +623,8 @@ class ModelScreen(OpsScreen):
     def _load_runs(self) -> None:
         feed = self.opsctl.feed
         try:
-            runs = list(feed.fetch("/v1/retrain", model=self.model, limit=10))
-            run = feed.fetch(f"/v1/retrain/{runs[0]['id']}") if runs else None
+            runs = feed.retrain_runs(self.model, limit=10)
+            run = feed.retrain_run(runs[0]["id"]) if runs else None
         except OpsctlError:
             return
         self.app.call_from_thread(self._runs_loaded, runs, run)

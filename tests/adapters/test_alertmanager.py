@@ -23,7 +23,7 @@ from opsctl.core.alerts import (
     step,
 )
 from opsctl.core.sla import SlaThresholds, evaluate_fleet
-from tests.fixtures.prometheus import wait_for
+from tests.fixtures.wait import wait_for
 
 RULE = AlertRule("OpsctlTestAlert", Severity.CRITICAL, for_seconds=30, annotations={"runbook": "none"})
 

@@ -14,17 +14,23 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from opsctl.adapters.ingest import (
-    JsonFileOffsetStore,
     LogTailer,
     MemoryOffsetStore,
     Offset,
     features_frame,
     outputs_frame,
 )
+from opsctl.adapters.offset_store import RegistryOffsetStore
+from opsctl.adapters.registry import Registry
 from opsctl.core.window import FeedbackRecord, PredictionRecord, WindowPolicy, WindowSet
 from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger, RotatingJsonLinesFile
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def durable_store(path: Path) -> RegistryOffsetStore:
+    """A new store object on the registry file at ``path``: the daemon's store, as after a restart."""
+    return RegistryOffsetStore(Registry(path))
 
 
 def line(i: int, **over: object) -> bytes:
@@ -209,12 +215,12 @@ def test_truncated_and_refilled_beyond_the_offset_is_detected_by_fingerprint(log
 
 
 def test_restart_resumes_from_the_persisted_offset(tmp_path: Path, log_path: Path) -> None:
-    state = tmp_path / "state" / "offsets.json"
+    state = tmp_path / "state" / "registry.db"
     append(log_path, line(0) + line(1))
-    assert ids(LogTailer(log_path, JsonFileOffsetStore(state), "k").read()) == ["p0", "p1"]
+    assert ids(LogTailer(log_path, durable_store(state), "k").read()) == ["p0", "p1"]
     append(log_path, line(2))
     # a new process: new store object, new tailer
-    again = LogTailer(log_path, JsonFileOffsetStore(state), "k")
+    again = LogTailer(log_path, durable_store(state), "k")
     assert ids(again.read()) == ["p2"]
     assert again.read() == []
 
@@ -223,10 +229,10 @@ def test_a_crash_between_reading_and_persisting_redelivers_and_the_window_dedupe
     tmp_path: Path, log_path: Path
 ) -> None:
     """At-least-once: lines polled but not committed come again after a restart, never skipped."""
-    state = tmp_path / "offsets.json"
+    state = tmp_path / "registry.db"
     windows = WindowSet(WindowPolicy(mode="count"), rng=random.Random(0))
     append(log_path, line(0) + line(1))
-    first = LogTailer(log_path, JsonFileOffsetStore(state), "k")
+    first = LogTailer(log_path, durable_store(state), "k")
     batch = first.poll()
     windows.add_all(batch.records, T0)
     first.commit(batch)
@@ -237,14 +243,14 @@ def test_a_crash_between_reading_and_persisting_redelivers_and_the_window_dedupe
     append(log_path, line(4))
     os.rename(log_path, log_path.with_name("predictions.jsonl.1"))
     append(log_path, line(5))
-    second = LogTailer(log_path, JsonFileOffsetStore(state), "k")
+    second = LogTailer(log_path, durable_store(state), "k")
     batch = second.poll()
     assert ids(batch.records) == ["p2", "p3", "p4", "p5"]  # redelivered, then the rest, in order
     windows.add_all(batch.records, T0)
     second.commit(batch)
     assert windows.snapshot("fraud", T0).prediction_ids == tuple(f"p{i}" for i in range(6))
     assert windows.stats.duplicates == 2
-    assert LogTailer(log_path, JsonFileOffsetStore(state), "k").read() == []
+    assert LogTailer(log_path, durable_store(state), "k").read() == []
 
 
 def test_rewind_forgets_uncommitted_progress(log_path: Path) -> None:
@@ -261,7 +267,7 @@ def test_random_writes_rotations_truncated_lines_and_restarts_lose_and_duplicate
     """A seeded soak: writer appends (sometimes half a line), rotates; the reader polls with small
     budgets and restarts (committing first), and must see every line exactly once, in order."""
     rng = random.Random(7)
-    store = JsonFileOffsetStore(tmp_path / "offsets.json")
+    store = MemoryOffsetStore()  # restarts here are new tailers on the same store
 
     def new_tailer() -> LogTailer:
         return LogTailer(log_path, store, "k", max_line_bytes=400, max_bytes_per_poll=rng.choice([400, 900, 5000]))
@@ -325,7 +331,7 @@ def test_frames_for_the_drift_code(log_path: Path) -> None:
 def test_follows_the_sdk_writer_through_its_rotations(tmp_path: Path) -> None:
     path = tmp_path / "fraud.predictions.jsonl"
     sink = RotatingJsonLinesFile(path, max_bytes=2000, backup_count=12)
-    tailer = LogTailer(path, JsonFileOffsetStore(tmp_path / "offsets.json"), "fraud/predictions")
+    tailer = LogTailer(path, MemoryOffsetStore(), "fraud/predictions")
     rng = random.Random(5)
     got: list[str] = []
     n = 0

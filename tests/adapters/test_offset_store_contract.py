@@ -8,15 +8,13 @@ says whether offsets survive that restart.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from opsctl.adapters.ingest import JsonFileOffsetStore, MemoryOffsetStore, Offset, OffsetStore
-from opsctl.errors import IntegrityError
+from opsctl.adapters.ingest import MemoryOffsetStore, Offset, OffsetStore
 
 Opener = Callable[[], OffsetStore]
 
@@ -24,11 +22,6 @@ Opener = Callable[[], OffsetStore]
 def _memory(tmp_path: Path) -> tuple[Opener, bool]:
     store = MemoryOffsetStore()
     return (lambda: store), False
-
-
-def _json_file(tmp_path: Path) -> tuple[Opener, bool]:
-    path = tmp_path / "state" / "offsets.json"
-    return (lambda: JsonFileOffsetStore(path)), True
 
 
 def _registry(tmp_path: Path) -> tuple[Opener, bool]:
@@ -41,7 +34,6 @@ def _registry(tmp_path: Path) -> tuple[Opener, bool]:
 
 STORES: dict[str, Callable[[Path], tuple[Opener, bool]]] = {
     "memory": _memory,
-    "json-file": _json_file,
     "registry": _registry,
 }
 
@@ -112,45 +104,6 @@ def test_concurrent_puts_from_threads_are_all_kept(backend: tuple[Opener, bool])
     for thread in threads:
         thread.join()
     assert [store.get(f"key-{n}") for n in range(4)] == [Offset(n, 19) for n in range(4)]
-
-
-# ----------------------------------------------------------------- JSON file specifics
-
-
-def test_json_store_leaves_no_temporary_files_and_writes_valid_json(tmp_path: Path) -> None:
-    path = tmp_path / "offsets.json"
-    store = JsonFileOffsetStore(path)
-    for i in range(5):
-        store.put("k", Offset(1, i))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["offsets.json"]
-    assert json.loads(path.read_text())["offsets"]["k"]["offset"] == 4
-
-
-def test_json_store_refuses_a_corrupt_file_instead_of_starting_over(tmp_path: Path) -> None:
-    path = tmp_path / "offsets.json"
-    path.write_text("{half")
-    with pytest.raises(IntegrityError, match="corrupt"):
-        JsonFileOffsetStore(path).get("k")
-    path.write_text(json.dumps({"offsets": {"k": {"inode": "1", "offset": 2}}}))
-    with pytest.raises(IntegrityError, match="integers"):
-        JsonFileOffsetStore(path).get("k")
-
-
-def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
-    path = tmp_path / "offsets.json"
-    store = JsonFileOffsetStore(path)
-    store.put("k", Offset(1, 1))
-    before = path.read_bytes()
-
-    class Boom(Offset):
-        def to_json(self) -> dict[str, object]:
-            raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        store.put("k", Boom(1, 2))
-    assert path.read_bytes() == before
-    assert store.get("k") == Offset(1, 1)
-    assert JsonFileOffsetStore(path).get("k") == Offset(1, 1)
 
 
 def test_offset_rejects_negative_positions() -> None:

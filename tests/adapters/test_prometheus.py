@@ -25,7 +25,8 @@ from opsctl.errors import (
     StaleDataError,
 )
 from opsctl.settings_loader import load_dataclass
-from tests.fixtures.prometheus import CUSTOM_NAMING, wait_for
+from tests.fixtures.prometheus import CUSTOM_NAMING
+from tests.fixtures.wait import wait_for
 
 
 def now() -> datetime:

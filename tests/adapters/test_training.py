@@ -21,6 +21,7 @@ from opsctl.adapters.training import (
 )
 from opsctl.clock import ManualClock
 from opsctl.errors import IntegrityError
+from tests.fixtures.wait import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HELPERS = "tests.adapters.training_entrypoints"
@@ -52,10 +53,8 @@ def _alive(pid: int) -> bool:
 
 
 def _assert_gone(pids: list[int], deadline_seconds: float = 2.0) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, f"processes still alive: {[p for p in pids if _alive(p)]}"
-        time.sleep(0.02)
+    wait_for(lambda: not any(_alive(pid) for pid in pids), deadline_seconds, 0.02,
+             what="the processes to be gone", context=lambda: f"still alive: {[p for p in pids if _alive(p)]}")
 
 
 def _run(spec: TrainingSpec, tmp_path: Path, params: dict[str, str] | None = None, **kwargs: object):

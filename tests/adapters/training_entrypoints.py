@@ -22,6 +22,7 @@ from opsctl.adapters.training import (
     TrainingContext,
     TrainingResult,
 )
+from tests.fixtures.wait import wait_for
 
 
 def _write_outputs(output_dir: Path) -> tuple[Path, Path]:
@@ -40,11 +41,7 @@ def succeed(ctx: TrainingContext) -> TrainingResult:
         print(f"step {step}")
         ctx.report_progress((step + 1) / 10, f"step {step}")
     print("waiting for ack", flush=True)
-    deadline = time.monotonic() + 10.0
-    while not ack.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("no ack: log lines are not streamed while the run is going")
-        time.sleep(0.01)
+    wait_for(ack.exists, 10.0, 0.01, what="the ack (log lines must be streamed while the run is going)")
     for step in range(3, 6):
         print(f"step {step}", file=sys.stderr if step == 4 else sys.stdout)
     ctx.report_progress(1.0, "done")

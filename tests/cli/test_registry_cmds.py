@@ -55,7 +55,7 @@ def test_rollback_with_no_previous_version_is_a_clear_error_and_changes_nothing(
     result = seeded.run("rollback", "fraud-detector", "--yes")
     assert result.code == 4
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "opsctl: error: fraud-detector has no previous production version")
+        "opsctl: fraud-detector has no previous production version")
     assert "Traceback" not in result.stderr
     assert seeded.run("models", "-o", "json").json() == before
 

@@ -8,8 +8,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import brentq
+from scipy.stats import norm
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
@@ -111,6 +113,7 @@ def test_ztest_result_to_json_is_plain_json() -> None:
     assert set(data) == set(ZTestResult.__dataclass_fields__)
 
 
+@settings(derandomize=True)  # the same examples on every run, in CI too
 @given(
     ct=st.integers(1, 5000),
     tt=st.integers(1, 5000),
@@ -351,3 +354,230 @@ def test_sequential_rejects_invalid_settings(kwargs: dict, name: str) -> None:
 def test_sequential_update_rejects_invalid_counts() -> None:
     with pytest.raises(UsageError, match="treatment_successes"):
         SequentialTest.start().update(control_successes=1, control_total=10, treatment_successes=11, treatment_total=10)
+
+
+# --------------------------------------------------------------------------- exact values at chosen points
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.2])
+@pytest.mark.parametrize(("cs", "ct", "ts", "tt"), COUNT_GRID)
+def test_one_sided_intervals_are_statsmodels_wald_bounds_by_value(
+    cs: int, ct: int, ts: int, tt: int, alpha: float
+) -> None:
+    # A one-sided 1 - alpha bound is the matching end of the two-sided 1 - 2 alpha interval.
+    low, high = confint_proportions_2indep(ts, tt, cs, ct, method="wald", compare="diff", alpha=2 * alpha)
+    larger = two_proportion_ztest(cs, ct, ts, tt, alpha=alpha, alternative="larger")
+    assert larger.ci_low == pytest.approx(max(-1.0, float(low)), abs=1e-12)
+    assert larger.ci_high == 1.0
+    smaller = two_proportion_ztest(cs, ct, ts, tt, alpha=alpha, alternative="smaller")
+    assert smaller.ci_low == -1.0
+    assert smaller.ci_high == pytest.approx(min(1.0, float(high)), abs=1e-12)
+
+
+def test_p_values_far_in_the_tail_match_scipy_relatively() -> None:
+    result = two_proportion_ztest(50, 1000, 200, 1000, alternative="larger")
+    assert result.z > 9
+    assert result.p_value == pytest.approx(float(norm.sf(result.z)), rel=1e-9)
+    assert result.p_value > 0.0  # 1 - cdf would have said 0
+    two_sided = two_proportion_ztest(50, 1000, 200, 1000)
+    assert two_sided.p_value == pytest.approx(2 * float(norm.sf(abs(two_sided.z))), rel=1e-9)
+    assert two_proportion_ztest(200, 1000, 200, 1000).p_value == 1.0
+
+
+def test_rates_difference_and_lift_with_a_non_zero_control_rate() -> None:
+    result = two_proportion_ztest(300, 1200, 260, 800)
+    assert (result.control_rate, result.treatment_rate) == (0.25, 0.325)
+    assert result.difference == pytest.approx(0.075, abs=1e-15)
+    assert result.relative_lift == pytest.approx(0.3, abs=1e-12)
+    state = SequentialTest.start().update(
+        control_successes=300, control_total=1200, treatment_successes=260, treatment_total=800
+    )
+    assert (state.control_rate, state.treatment_rate) == (0.25, 0.325)
+    assert state.difference == pytest.approx(0.075, abs=1e-15)
+    assert SequentialTest.start().difference is None
+    one_arm = SequentialTest.start().update(control_successes=3, control_total=10, treatment_successes=0,
+                                            treatment_total=0)
+    assert (one_arm.control_rate, one_arm.treatment_rate, one_arm.difference) == (0.3, None, None)
+
+
+def _msprt_reference(cs: int, ct: int, ts: int, tt: int, tau: float, alpha: float) -> tuple[float, float, float]:
+    """The docstring's mSPRT written out independently: (p now, CS low, CS high) for one look.
+
+    The confidence sequence's ends are found numerically (Λ(θ) = 1/alpha by root finding), not with
+    the closed form the module uses."""
+    d = ts / tt - cs / ct
+    pc, pt = (cs + 0.5) / (ct + 1), (ts + 0.5) / (tt + 1)
+    v = pc * (1 - pc) / ct + pt * (1 - pt) / tt
+
+    def log_lambda(theta: float) -> float:
+        return 0.5 * math.log(v / (v + tau**2)) + tau**2 * (d - theta) ** 2 / (2 * v * (v + tau**2))
+
+    p_now = min(1.0, math.exp(-log_lambda(0.0)))
+    target = math.log(1 / alpha)
+    low = brentq(lambda t: log_lambda(t) - target, -10.0, d)
+    high = brentq(lambda t: log_lambda(t) - target, d, 10.0)
+    return p_now, max(-1.0, low), min(1.0, high)
+
+
+@pytest.mark.parametrize(
+    ("counts", "tau", "alpha"),
+    [
+        ((200, 1000, 230, 1000), 0.05, 0.05),  # log Λ(0) in (0, 1): p = exp(-log Λ) is about 0.9
+        ((200, 1000, 260, 1000), 0.05, 0.05),  # clear effect: p well below alpha
+        ((200, 1000, 250, 1000), 0.02, 0.1),
+        ((300, 1200, 260, 800), 0.05, 0.05),  # unequal arms, non-zero control rate
+        ((0, 150, 12, 150), 0.03, 0.05),  # an arm with no successes yet
+    ],
+)
+def test_always_valid_p_value_and_confidence_sequence_match_the_formula(
+    counts: tuple[int, int, int, int], tau: float, alpha: float
+) -> None:
+    cs, ct, ts, tt = counts
+    state = SequentialTest.start(alpha=alpha, tau=tau).at_totals(
+        control_successes=cs, control_total=ct, treatment_successes=ts, treatment_total=tt
+    )
+    p_now, low, high = _msprt_reference(cs, ct, ts, tt, tau, alpha)
+    assert state.always_valid_p_value == pytest.approx(p_now, rel=1e-12)
+    assert state.ci_low == pytest.approx(low, abs=1e-9)
+    assert state.ci_high == pytest.approx(high, abs=1e-9)
+    assert state.decision is (Decision.REJECT if p_now < alpha else Decision.CONTINUE)
+    assert state.looks == 1
+
+
+def test_docstring_point_has_a_p_value_strictly_between_exp_minus_one_and_one() -> None:
+    # Λ(0) is above 1 but below e here: the p-value is 1/Λ, not rounded up to 1.
+    state = SequentialTest.start(alpha=0.05, tau=0.05).update(
+        control_successes=200, control_total=1000, treatment_successes=230, treatment_total=1000
+    )
+    p_now, _, _ = _msprt_reference(200, 1000, 230, 1000, 0.05, 0.05)
+    assert math.exp(-1) < p_now < 1.0
+    assert state.always_valid_p_value == pytest.approx(p_now, rel=1e-12)
+    assert round(state.always_valid_p_value, 2) == 0.9
+
+
+def test_no_evidence_gives_a_p_value_of_exactly_one() -> None:
+    # With no observed difference Λ(0) = sqrt(V / (V + tau^2)) < 1: the p-value is capped at 1.
+    state = SequentialTest.start().at_totals(
+        control_successes=200, control_total=1000, treatment_successes=200, treatment_total=1000
+    )
+    assert state.always_valid_p_value == 1.0 and state.looks == 1
+    _, low, high = _msprt_reference(200, 1000, 200, 1000, 0.05, 0.05)
+    assert (state.ci_low, state.ci_high) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+
+
+def test_the_p_value_is_the_running_minimum_and_the_sequence_the_running_intersection() -> None:
+    first = SequentialTest.start(alpha=0.05, tau=0.05).at_totals(
+        control_successes=200, control_total=1000, treatment_successes=260, treatment_total=1000
+    )
+    second = first.at_totals(control_successes=400, control_total=2000, treatment_successes=440,
+                             treatment_total=2000)
+    p_first, low_first, high_first = _msprt_reference(200, 1000, 260, 1000, 0.05, 0.05)
+    p_second, low_second, high_second = _msprt_reference(400, 2000, 440, 2000, 0.05, 0.05)
+    assert p_second > p_first  # the second look alone is weaker evidence...
+    assert second.always_valid_p_value == pytest.approx(p_first, rel=1e-12)  # ...but the first look stands
+    assert second.ci_low == pytest.approx(max(low_first, low_second), abs=1e-9)
+    assert second.ci_high == pytest.approx(min(high_first, high_second), abs=1e-9)
+    assert second.looks == 2
+
+
+def test_exactly_min_samples_per_group_is_a_look() -> None:
+    state = SequentialTest.start(min_samples_per_group=100)
+    at_min = state.at_totals(control_successes=10, control_total=100, treatment_successes=40, treatment_total=100)
+    assert at_min.looks == 1 and at_min.always_valid_p_value < 1.0
+    one_short = state.at_totals(control_successes=10, control_total=100, treatment_successes=40,
+                                treatment_total=99)
+    assert one_short.looks == 0 and one_short.always_valid_p_value == 1.0
+    assert (one_short.ci_low, one_short.ci_high) == (-1.0, 1.0)
+
+
+def test_sequential_defaults_and_to_json_are_exact() -> None:
+    start = SequentialTest.start()
+    assert (start.alpha, start.tau, start.min_samples_per_group) == (0.05, 0.05, 100)
+    assert SequentialTest() == start
+    state = start.update(control_successes=300, control_total=1200, treatment_successes=260, treatment_total=800)
+    assert state.to_json() == {
+        "alpha": 0.05,
+        "tau": 0.05,
+        "min_samples_per_group": 100,
+        "control_successes": 300,
+        "control_total": 1200,
+        "treatment_successes": 260,
+        "treatment_total": 800,
+        "control_rate": 0.25,
+        "treatment_rate": 0.325,
+        "difference": state.difference,
+        "always_valid_p_value": state.always_valid_p_value,
+        "ci_low": state.ci_low,
+        "ci_high": state.ci_high,
+        "looks": 1,
+        "decision": "reject",
+    }
+
+
+def test_significant_and_reject_mean_strictly_below_alpha() -> None:
+    first = two_proportion_ztest(200, 1000, 240, 1000)
+    at_alpha = two_proportion_ztest(200, 1000, 240, 1000, alpha=first.p_value)
+    assert at_alpha.p_value == at_alpha.alpha and not at_alpha.significant
+    state = SequentialTest.start().at_totals(control_successes=200, control_total=1000, treatment_successes=260,
+                                              treatment_total=1000)
+    tied = SequentialTest.start(alpha=state.always_valid_p_value).at_totals(
+        control_successes=200, control_total=1000, treatment_successes=260, treatment_total=1000
+    )
+    assert tied.always_valid_p_value == tied.alpha and tied.decision is Decision.CONTINUE
+
+
+def test_sample_size_is_at_least_one_when_even_one_user_has_the_power() -> None:
+    # Two-sided at alpha 0.05, a single user per arm already has power 0.05 >= 0.04.
+    assert sample_size_per_group(0.2, 0.1, alpha=0.05, power=0.04) == 1
+    # Power must exceed the size of one tail: 0.025 for a two-sided test at 0.05, 0.05 one-sided.
+    for power, alternative in ((0.025, "two-sided"), (0.02, "two-sided"), (0.05, "larger")):
+        with pytest.raises(UsageError, match="power must exceed the test's size"):
+            sample_size_per_group(0.2, 0.1, alpha=0.05, power=power, alternative=alternative)
+    assert sample_size_per_group(0.2, 0.1, alpha=0.05, power=0.026) == 1
+
+
+@pytest.mark.parametrize(("baseline", "mde"), [(0.5, 1.0), (0.2, -1.0)])
+def test_mde_putting_the_treatment_rate_at_zero_or_one_is_refused(baseline: float, mde: float) -> None:
+    with pytest.raises(UsageError, match=r"outside \(0, 1\)"):
+        sample_size_per_group(baseline, mde)
+
+
+@pytest.mark.parametrize("mde", [math.inf, -math.inf, math.nan, 0, 0.0])
+def test_mde_must_be_a_finite_non_zero_number(mde: float) -> None:
+    with pytest.raises(UsageError, match="mde_relative must be a non-zero relative change"):
+        sample_size_per_group(0.2, mde)
+
+
+def test_power_with_one_user_per_arm_matches_statsmodels() -> None:
+    reference = NormalIndPower().power(proportion_effectsize(0.7, 0.5), 1, 0.05, ratio=1.0)
+    assert power_two_proportions(0.5, 0.7, 1) == pytest.approx(float(reference), rel=1e-9)
+
+
+def test_min_samples_per_group_must_be_a_positive_integer() -> None:
+    assert SequentialTest.start(min_samples_per_group=1).min_samples_per_group == 1
+    for bad in (True, 2.5, 0, -3):
+        with pytest.raises(UsageError, match="min_samples_per_group"):
+            SequentialTest.start(min_samples_per_group=bad)  # type: ignore[arg-type]
+
+
+def test_an_update_or_reading_may_bring_nothing_new_for_one_arm() -> None:
+    state = SequentialTest.start(min_samples_per_group=10)
+    state = state.update(control_successes=0, control_total=0, treatment_successes=5, treatment_total=20)
+    state = state.update(control_successes=4, control_total=20, treatment_successes=0, treatment_total=0)
+    assert (state.control_total, state.treatment_total, state.looks) == (20, 20, 1)
+    empty = SequentialTest.start().at_totals(control_successes=0, control_total=0, treatment_successes=0,
+                                             treatment_total=0)
+    assert empty == SequentialTest.start()
+    one_arm = SequentialTest.start().at_totals(control_successes=3, control_total=50, treatment_successes=0,
+                                               treatment_total=0)
+    assert (one_arm.control_total, one_arm.treatment_total, one_arm.looks) == (50, 0, 0)
+
+
+def test_a_resumed_interval_that_shrank_to_a_point_stays_there_and_a_disjoint_one_moves_to_the_estimate() -> None:
+    # Saved states come back through from_json; their interval is whatever the earlier looks left.
+    point = SequentialTest(ci_low=0.04, ci_high=0.04)  # inside this look's interval, not its estimate (0.05)
+    kept = point.at_totals(control_successes=200, control_total=1000, treatment_successes=250, treatment_total=1000)
+    assert (kept.ci_low, kept.ci_high) == (0.04, 0.04)
+    far = SequentialTest(ci_low=0.5, ci_high=0.6)
+    moved = far.at_totals(control_successes=200, control_total=1000, treatment_successes=250, treatment_total=1000)
+    assert moved.ci_low == moved.ci_high == pytest.approx(0.05, abs=1e-15)

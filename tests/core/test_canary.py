@@ -212,6 +212,47 @@ def test_inconclusive_limit_pauses_with_the_reason_and_an_alert():
     assert run.state.open_alerts == (ALERT_PAUSED,)
 
 
+def collecting(expected_seconds):
+    return Evaluation.of([GateResult("error_rate", Verdict.INCONCLUSIVE, sample_size=900, sample_needed=5000,
+                                     expected_seconds=expected_seconds, collecting=True,
+                                     reason="collecting evidence; pass expected in ~7 min at 10 req/s")])
+
+
+def test_collecting_evidence_never_pauses_the_canary_for_a_human():
+    run = Run(policy(inconclusive_limit=2, progress_deadline_seconds=6000))
+    run(0, command=Command("start"))
+    for k in range(1, 8):
+        run(60 * k, evaluation=collecting(420.0))
+    assert run.state.phase is Phase.PROGRESSING and run.state.inconclusive_streak == 0
+    assert "collecting evidence" in run.state.reason and "~7 min" in run.state.reason
+    assert "progress deadline" not in run.state.reason
+
+
+def test_a_stage_that_cannot_decide_before_the_deadline_says_so_at_the_first_look():
+    run = Run(policy(progress_deadline_seconds=600))
+    run(0, command=Command("start"))
+    run(60, evaluation=collecting(3600.0))
+    assert "cannot decide before the progress deadline" in run.state.reason
+    assert "needs ~60 min, ~9 min left" in run.state.reason
+    run2 = Run(policy(progress_deadline_seconds=600))
+    run2(0, command=Command("start"))
+    run2(60, evaluation=collecting(None))
+    assert "no decision expected" in run2.state.reason
+
+
+def test_policies_stored_with_the_retired_fixed_sample_keys_still_load():
+    stored = {**policy().to_json(), "min_requests": 200, "min_labels": 100, "latency_ratio_tolerance": 1.2,
+              "latency_slack_seconds": 0.01}
+    assert CanaryPolicy.from_json(stored) == policy()
+    with pytest.raises(ValueError, match="unknown"):
+        CanaryPolicy.from_json({**policy().to_json(), "bogus": 1})
+
+
+def test_the_gate_policy_splits_alpha_over_the_stages():
+    gates = policy(error_rate_alpha=0.02).gate_policy
+    assert gates.stages == 3 and gates.error_rate_alpha == 0.02
+
+
 def test_a_pass_between_inconclusives_resets_the_streak():
     run = Run(policy(inconclusive_limit=2, min_stage_seconds=10_000, progress_deadline_seconds=20_000))
     run(0, command=Command("start"))
@@ -570,15 +611,15 @@ def test_default_policy_matches_the_documented_defaults():
         ({"failure_threshold": 0}, "failure_threshold must be at least 1"),
         ({"inconclusive_limit": 0}, "inconclusive_limit"),
         ({"metrics_error_limit": -1}, "metrics_error_limit"),
-        ({"min_requests": 0}, "min_requests"),
-        ({"min_labels": 0}, "min_labels"),
+        ({"latency_min_share": 0.0}, "latency_min_share"),
+        ({"latency_margin_relative": 0}, "latency_margin_relative"),
         ({"analysis_interval_seconds": 0}, "analysis_interval_seconds"),
         ({"min_stage_seconds": -1}, "min_stage_seconds"),
         ({"progress_deadline_seconds": 100}, "progress_deadline_seconds"),
         ({"on_metrics_error": "ignore"}, "on_metrics_error"),
         ({"on_progress_deadline": "shrug"}, "on_progress_deadline"),
         ({"error_rate_alpha": 1.5}, "error_rate_alpha"),
-        ({"latency_ratio_tolerance": 0.9}, "latency_ratio_tolerance"),
+        ({"accuracy_tolerance": 0.0}, "accuracy_tolerance"),
         ({"accuracy_tolerance": 1.0}, "accuracy_tolerance"),
         ({"max_error_rate_percent": 0}, "max_error_rate_percent"),
         ({"step_weight": 0}, "step_weight"),

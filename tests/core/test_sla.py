@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsctl.core.sla import (
@@ -207,6 +207,7 @@ def samples(draw: st.DrawFn) -> VersionSample:
     )
 
 
+@settings(derandomize=True)  # the same examples on every run, in CI too
 @given(samples(), st.one_of(st.none(), st.just(math.nan), st.floats(0.01, 1)))
 def test_property_no_path_from_missing_data_to_healthy(sample: VersionSample, baseline: float | None) -> None:
     result = evaluate_sla(sample, SlaThresholds(), baseline, NOW)
@@ -220,3 +221,162 @@ def test_property_no_path_from_missing_data_to_healthy(sample: VersionSample, ba
     # and a violation is never hidden by missing data elsewhere
     if any(c.verdict is Verdict.FAIL for c in result.checks):
         assert result.status is HealthStatus.DEGRADED
+
+
+# --------------------------------------------------------------------------- exact boundaries and defaults
+
+
+def test_documented_defaults_are_the_chapter_sla_table() -> None:
+    defaults = SlaThresholds()
+    assert (defaults.latency_p95_ms, defaults.latency_p99_ms) == (500.0, 1000.0)
+    assert (defaults.error_rate_percent, defaults.availability_percent) == (1.0, 99.9)
+    assert (defaults.accuracy_min_ratio, defaults.min_request_rate) == (0.95, 0.1)
+    assert defaults.require_accuracy is True and defaults.models == {}
+
+
+def test_request_rate_exactly_at_min_request_rate_is_enough_traffic_to_judge() -> None:
+    at_floor = evaluate_sla(good(request_rate=0.1), SlaThresholds(min_request_rate=0.1), 0.95, NOW)
+    assert at_floor.status is HealthStatus.HEALTHY, at_floor.reason
+    assert verdicts(at_floor)["request_rate"] is Verdict.PASS
+    just_below = evaluate_sla(good(request_rate=0.0999), SlaThresholds(min_request_rate=0.1), 0.95, NOW)
+    assert verdicts(just_below)["request_rate"] is Verdict.UNKNOWN
+    assert just_below.reason == (
+        "request_rate: 0.0999 req/s is below min_request_rate 0.1: not enough traffic to judge"
+    )
+    assert {c.name: c.reason for c in just_below.checks}["latency_p95"] == (
+        "not enough traffic (0.0999 req/s < 0.1)"
+    )
+
+
+def test_min_request_rate_zero_judges_any_traffic() -> None:
+    # 0 is allowed (the operator wants every version judged); a negative floor is not.
+    thresholds = SlaThresholds(min_request_rate=0)
+    result = evaluate_sla(good(request_rate=0.0), thresholds, 0.95, NOW)
+    assert result.status is HealthStatus.HEALTHY, result.reason
+    with pytest.raises(ValueError, match=r"min_request_rate must be >= 0, got -0.5"):
+        SlaThresholds(min_request_rate=-0.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"latency_p95_ms": 0}, "latency_p95_ms must be > 0, got 0"),
+        ({"latency_p95_ms": math.nan}, "latency_p95_ms must be > 0, got nan"),
+        ({"error_rate_percent": 0}, r"error_rate_percent must be a percentage in \(0, 100\], got 0"),
+        ({"error_rate_percent": 100.5}, r"error_rate_percent must be a percentage in \(0, 100\], got 100.5"),
+        ({"availability_percent": 0}, r"availability_percent must be a percentage in \(0, 100\], got 0"),
+        ({"accuracy_min_ratio": 0}, r"accuracy_min_ratio must be in \(0, 1\], got 0"),
+        ({"accuracy_min_ratio": 1.01}, r"accuracy_min_ratio must be in \(0, 1\], got 1.01"),
+        ({"latency_p95_ms": 600, "latency_p99_ms": 599.9},
+         r"latency_p99_ms \(599.9\) must not be below latency_p95_ms \(600\)"),
+    ],
+)
+def test_threshold_validation_rejects_just_outside_the_range(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        SlaThresholds(**kwargs)
+
+
+def test_threshold_validation_accepts_the_closed_ends_of_each_range() -> None:
+    edge = SlaThresholds(
+        latency_p95_ms=700, latency_p99_ms=700, error_rate_percent=100, availability_percent=100,
+        accuracy_min_ratio=1, min_request_rate=0,
+    )
+    assert (edge.latency_p99_ms, edge.error_rate_percent, edge.accuracy_min_ratio) == (700, 100, 1)
+    assert SlaOverride(latency_p95_ms=700, latency_p99_ms=700).latency_p99_ms == 700
+
+
+def test_exactly_at_each_threshold_passes_and_the_reason_shows_the_comparison() -> None:
+    sample = good(latency_p95=0.25, latency_p99=0.5, error_rate=0.01, availability=0.999, accuracy=0.9)
+    thresholds = SlaThresholds(latency_p95_ms=250, latency_p99_ms=500, accuracy_min_ratio=1.0)
+    result = evaluate_sla(sample, thresholds, baseline_accuracy=0.9, now=NOW)
+    reasons = {c.name: (c.verdict, c.reason) for c in result.checks}
+    assert reasons == {
+        "request_rate": (Verdict.PASS, "20 req/s"),
+        "latency_p95": (Verdict.PASS, "250 ms <= 250 ms"),
+        "latency_p99": (Verdict.PASS, "500 ms <= 500 ms"),
+        "error_rate": (Verdict.PASS, "1 % <= 1 %"),
+        "availability": (Verdict.PASS, "99.9 % >= 99.9 %"),
+        "accuracy": (Verdict.PASS, "0.9 ratio >= 0.9 ratio (1 x baseline 0.9)"),
+    }
+
+
+def test_above_the_highest_bucket_is_named_as_such_and_finite_violations_show_the_value() -> None:
+    result = evaluate_sla(good(latency_p99=math.inf, latency_p95=0.6), SlaThresholds(), 0.95, NOW)
+    reasons = {c.name: c.reason for c in result.checks}
+    assert reasons["latency_p99"] == "above the highest histogram bucket > 1000 ms"
+    assert reasons["latency_p95"] == "600 ms > 500 ms"
+
+
+def test_missing_accuracy_names_what_is_missing() -> None:
+    no_baseline = evaluate_sla(good(), SlaThresholds(), None, NOW)
+    assert no_baseline.reason == "accuracy: no baseline accuracy recorded"
+    no_gauge = evaluate_sla(good(accuracy=None), SlaThresholds(), 0.95, NOW)
+    assert no_gauge.reason == "accuracy: no accuracy data"
+    relaxed = evaluate_sla(good(accuracy=None), SlaThresholds(require_accuracy=False), 0.95, NOW)
+    assert {c.name: c.reason for c in relaxed.checks}["accuracy"] == "no accuracy data (not required)"
+
+
+def test_a_sample_is_stale_unless_the_source_says_it_is_fresh() -> None:
+    # VersionSample's default must never let an unchecked sample look healthy.
+    unchecked = VersionSample("fraud", "v3", request_rate=20.0, error_rate=0.001, latency_p95=0.2,
+                              latency_p99=0.6, availability=1.0, accuracy=0.94)
+    assert unchecked.fresh is False
+    assert evaluate_sla(unchecked, SlaThresholds(), 0.95, NOW).status is HealthStatus.UNKNOWN
+
+
+def test_for_model_carries_only_that_models_overrides() -> None:
+    thresholds = SlaThresholds(latency_p95_ms=300, models={"fraud": SlaOverride(error_rate_percent=0.5)})
+    other = thresholds.for_model("churn")
+    assert other == SlaThresholds(latency_p95_ms=300)
+    fraud = thresholds.for_model("fraud")
+    assert fraud == SlaThresholds(latency_p95_ms=300, error_rate_percent=0.5)
+    assert SlaThresholds().for_model("churn") == SlaThresholds()
+
+
+def test_evaluating_a_never_seen_version_needs_both_its_model_and_version() -> None:
+    for kwargs in ({"model": "fraud"}, {"version": "v3"}, {}):
+        with pytest.raises(ValueError, match="needs model= and version="):
+            evaluate_sla(None, SlaThresholds(), None, NOW, **kwargs)
+    result = evaluate_sla(None, SlaThresholds(), None, NOW, model="fraud", version="v3")
+    assert (result.model, result.version, result.status) == ("fraud", "v3", HealthStatus.UNKNOWN)
+
+
+def test_sample_age_is_exact_and_never_negative() -> None:
+    same_instant = evaluate_sla(good(), SlaThresholds(), 0.95, NOW, sample_taken_at=NOW)
+    assert same_instant.sample_age_seconds == 0.0
+    from_the_future = evaluate_sla(good(), SlaThresholds(), 0.95, NOW, sample_taken_at=NOW + timedelta(seconds=2))
+    assert from_the_future.sample_age_seconds == 0.0  # clock skew between hosts
+    old = evaluate_sla(good(), SlaThresholds(), 0.95, NOW, sample_taken_at=NOW - timedelta(seconds=0.5))
+    assert old.sample_age_seconds == 0.5
+    assert evaluate_sla(good(), SlaThresholds(), 0.95, NOW).sample_age_seconds is None
+
+
+def test_fleet_sample_counts_no_queries_unless_told() -> None:
+    assert FleetSample(taken_at=NOW, versions={}, staleness_seconds=60).queries == 0
+
+
+def test_to_json_is_exact() -> None:
+    sample = good(latency_p99=math.inf)
+    doc = evaluate_sla(sample, SlaThresholds(), 0.95, NOW, sample_taken_at=NOW - timedelta(seconds=3)).to_json()
+    assert doc == {
+        "model": "fraud",
+        "version": "v3",
+        "status": "degraded",
+        "reason": "latency_p99: above the highest histogram bucket > 1000 ms",
+        "checks": [
+            {"name": "request_rate", "value": 20.0, "threshold": 0.1, "unit": "req/s", "verdict": "pass",
+             "reason": "20 req/s"},
+            {"name": "latency_p95", "value": 200.0, "threshold": 500.0, "unit": "ms", "verdict": "pass",
+             "reason": "200 ms <= 500 ms"},
+            {"name": "latency_p99", "value": None, "threshold": 1000.0, "unit": "ms", "verdict": "fail",
+             "reason": "above the highest histogram bucket > 1000 ms"},
+            {"name": "error_rate", "value": 0.1, "threshold": 1.0, "unit": "%", "verdict": "pass",
+             "reason": "0.1 % <= 1 %"},
+            {"name": "availability", "value": 100.0, "threshold": 99.9, "unit": "%", "verdict": "pass",
+             "reason": "100 % >= 99.9 %"},
+            {"name": "accuracy", "value": 0.94, "threshold": pytest.approx(0.9025), "unit": "ratio",
+             "verdict": "pass", "reason": "0.94 ratio >= 0.9025 ratio (0.95 x baseline 0.95)"},
+        ],
+        "sample_age_seconds": 3.0,
+        "evaluated_at": "2026-03-01T12:00:00Z",
+    }

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def _firing(daemon: DaemonProcess) -> list[dict[str, Any]]:
 
 
 def test_an_intact_chain_passes_at_start(audited_daemon: DaemonProcess) -> None:
-    job = wait_until(lambda: (j := _audit_job(audited_daemon))["runs"] >= 1 and j, message="first audit run")
+    job = wait_for(lambda: (j := _audit_job(audited_daemon))["runs"] >= 1 and j, what="first audit run")
     assert job["last_ok"] is True
     status = audited_daemon.http().get("/v1/status").json()
     assert status["audit"]["ok"] is True and status["audit"]["last_id"] == 2
@@ -63,10 +64,10 @@ def test_an_intact_chain_passes_at_start(audited_daemon: DaemonProcess) -> None:
 ])
 def test_tampering_while_running_fails_the_job_and_fires_an_alert(
         audited_daemon: DaemonProcess, statement: str, row: int) -> None:
-    wait_until(lambda: _audit_job(audited_daemon)["last_ok"] is True, message="first audit run")
+    wait_for(lambda: _audit_job(audited_daemon)["last_ok"] is True, what="first audit run")
     _tamper(audited_daemon.env, statement)
-    job = wait_until(lambda: (j := _audit_job(audited_daemon))["last_ok"] is False and j, message="failed audit")
+    job = wait_for(lambda: (j := _audit_job(audited_daemon))["last_ok"] is False and j, what="failed audit")
     assert f"first broken row {row}" in job["last_summary"]
-    firing = wait_until(lambda: _firing(audited_daemon), message="AuditLogTampered firing")
+    firing = wait_for(lambda: _firing(audited_daemon), what="AuditLogTampered firing")
     assert firing[0]["severity"] == "critical"
     assert audited_daemon.http().get("/v1/status").json()["audit"]["first_broken_id"] == row

@@ -23,8 +23,9 @@ from opsctl.adapters.registry import Registry
 from opsctl.domain import Actor
 from opsctl.services.registry import RegisterRequest, RegistryService
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.prometheus import ControlledExporter, PrometheusStack
+from tests.fixtures.wait import wait_for
 
 SCRAPE_SECONDS = 1.0
 ANALYSIS_SECONDS = 1.0
@@ -134,7 +135,9 @@ def test_healthy_candidate_goes_through_every_stage_and_is_promoted(
     # not applicable and the absolute ceiling (the SLA's 5 %) is what judged the errors.
     verdicts = {g["name"]: g["verdict"] for g in final["gates"]}
     assert verdicts["error_rate"] == "not_applicable" and verdicts["error_rate_ceiling"] == "pass"
-    assert verdicts["latency_p95"] == "not_applicable" and verdicts["sla"] == "pass"
+    assert verdicts["latency"] == "not_applicable" and verdicts["sla"] == "pass"
+    # Every gate says what it had and what it needed.
+    assert all("sample_size" in g and "sample_needed" in g and "expected_seconds" in g for g in final["gates"])
     # Registry, routing table and audit log agree.
     assert routing(canary_daemon, model) == {"v2": 100.0}
     models = {m["model"]: m for m in canary_daemon.http().get("/v1/models").json()}
@@ -166,12 +169,12 @@ def test_injected_errors_roll_back_within_the_bound(
     canary_daemon.start()
     start(canary_daemon, model, min_stage_seconds=60, progress_deadline_seconds=300)
     # Let a few healthy evaluations land first, so detection starts from a running stage.
-    wait_until(lambda: (canary(canary_daemon, model).get("last_evaluation") or {}).get("verdict") == "pass",
-               timeout=20, message="a passing evaluation")
+    wait_for(lambda: (canary(canary_daemon, model).get("last_evaluation") or {}).get("verdict") == "pass",
+             timeout=20, what="a passing evaluation")
     injected = time.monotonic()
     exporter.set(model, "v2", error_ratio=0.2)
-    wait_until(lambda: routing(canary_daemon, model) == {"v1": 100.0}, timeout=30, interval=0.05,
-               message="weight 0 after the fault")
+    wait_for(lambda: routing(canary_daemon, model) == {"v1": 100.0}, timeout=30, interval=0.05,
+             what="weight 0 after the fault")
     detection = time.monotonic() - injected
     bound = (FAILURE_THRESHOLD + 1) * ANALYSIS_SECONDS + 2 * SCRAPE_SECONDS
     print(f"\ndetection time, 20% errors vs 0.5%: {detection:.2f}s (bound {bound:.1f}s)")
@@ -197,12 +200,12 @@ def test_stopped_exporter_never_advances_and_ends_as_the_policy_says(
     # While the staleness window runs out, the SLA's availability check sees `up == 0` and may fail
     # a check or two (evidence counts); a high threshold lets the metrics-error rule decide here.
     start(canary_daemon, model, min_stage_seconds=4, on_metrics_error=on_error, failure_threshold=10)
-    wait_until(lambda: (canary(canary_daemon, model).get("last_evaluation") or {}).get("verdict") == "pass",
-               timeout=20, message="a passing evaluation")
+    wait_for(lambda: (canary(canary_daemon, model).get("last_evaluation") or {}).get("verdict") == "pass",
+             timeout=20, what="a passing evaluation")
     flaky_exporter.stop()
     stopped = time.monotonic()
-    doc = wait_until(lambda: (d := canary(canary_daemon, model))["state"] in ("paused", *TERMINAL) and d,
-                     timeout=30, message=f"the canary to end in {expected}")
+    doc = wait_for(lambda: (d := canary(canary_daemon, model))["state"] in ("paused", *TERMINAL) and d,
+                   timeout=30, what=f"the canary to end in {expected}")
     assert doc["state"] == expected, doc["reason"]
     assert doc["stage"] == 1 and doc["metrics_error_streak"] >= 3, doc
     assert "stale" in doc["reason"] or "no series" in doc["reason"]
@@ -293,8 +296,8 @@ def test_sigkill_at_20_random_points_ends_where_an_uninterrupted_run_would(
         if not faulted:
             exporter.set(bad, "v2", **FAULTY)
         pair = (good, bad)
-        wait_until(lambda: {canary(daemon, m)["state"] for m in pair} <= TERMINAL,  # noqa: B023
-                   timeout=60, interval=0.2, message="both canaries to finish after the crashes")
+        wait_for(lambda: {canary(daemon, m)["state"] for m in pair} <= TERMINAL,  # noqa: B023
+                 timeout=60, interval=0.2, what="both canaries to finish after the crashes")
         assert canary(daemon, good)["state"] == "succeeded"
         assert canary(daemon, bad)["state"] == "rolled_back"
         assert routing(daemon, good) == {"v2": 100.0} and routing(daemon, bad) == {"v1": 100.0}

@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
 
 CONFIG = """
 [jobs]
@@ -154,12 +155,12 @@ def test_drift_is_detected_for_a_shifted_stream_and_not_for_a_stable_one(env: Op
         handle.write('{"prediction_id": "broken", "model": "shifted"\n')  # a malformed line mid-stream
     log_predictions(logs, "shifted", traffic(10, shift=1.0, seed=5, start=600))
 
-    wait_until(lambda: window(daemon, "shifted")["rows"] == 610 and window(daemon, "stable")["rows"] == 600,
-               timeout=20, message="all 1,210 predictions in the windows")
-    shifted = wait_until(lambda: (v := drift_verdict(env, "shifted")).get("rows_current") == 610 and v,
-                         timeout=20, message="a drift check over the whole window")
-    stable = wait_until(lambda: (v := drift_verdict(env, "stable")).get("rows_current") == 600 and v,
-                        timeout=20, message="a drift check of the stable model")
+    wait_for(lambda: window(daemon, "shifted")["rows"] == 610 and window(daemon, "stable")["rows"] == 600,
+             timeout=20, what="all 1,210 predictions in the windows")
+    shifted = wait_for(lambda: (v := drift_verdict(env, "shifted")).get("rows_current") == 610 and v,
+                       timeout=20, what="a drift check over the whole window")
+    stable = wait_for(lambda: (v := drift_verdict(env, "stable")).get("rows_current") == 600 and v,
+                      timeout=20, what="a drift check of the stable model")
     assert (shifted["verdict"], shifted["dataset_drift"]) == ("drift", True)
     assert (stable["verdict"], stable["dataset_drift"]) == ("no_drift", False)
     features = {f["name"]: f for f in shifted["features"]}
@@ -194,16 +195,16 @@ def test_performance_needs_labels_then_degrades_with_label_noise(env: OpsctlEnv,
     rows = traffic(400, seed=6)
     log_predictions(logs, "fraud", rows)
     log_labels(logs, "fraud", [(r["id"], r["prediction"]) for r in rows[:40]])
-    first = wait_until(lambda: (p := performance_of(env, "fraud")).get("labelled") == 40 and p, timeout=20,
-                       message="a performance check with the first 40 labels")
+    first = wait_for(lambda: (p := performance_of(env, "fraud")).get("labelled") == 40 and p, timeout=20,
+                     what="a performance check with the first 40 labels")
     assert first["verdict"] == "not_enough_labels"
 
     rng = np.random.default_rng(8)
     flips = rng.random(360) < 0.3  # 30 % of the labels disagree: accuracy ~0.75 against a 0.9 baseline
     log_labels(logs, "fraud", [(r["id"], 1 - r["prediction"] if flip else r["prediction"])
                                for r, flip in zip(rows[40:], flips, strict=True)])
-    later = wait_until(lambda: (p := performance_of(env, "fraud")).get("labelled") == 400 and p, timeout=20,
-                       message="a performance check with all 400 labels")
+    later = wait_for(lambda: (p := performance_of(env, "fraud")).get("labelled") == 400 and p, timeout=20,
+                     what="a performance check with all 400 labels")
     assert later["verdict"] == "degraded"
     accuracy = next(m for m in later["metrics"] if m["name"] == "accuracy")
     assert accuracy["value"] == pytest.approx(1 - flips.sum() / 400)
@@ -226,7 +227,7 @@ def test_offsets_survive_a_restart_with_no_duplicates(env: OpsctlEnv) -> None:
     try:
         deploy(env, "fraud")
         log_predictions(logs, "fraud", traffic(150, seed=9))
-        wait_until(lambda: window(first, "fraud")["rows"] == 150, timeout=20, message="150 rows in the window")
+        wait_for(lambda: window(first, "fraud")["rows"] == 150, timeout=20, what="150 rows in the window")
     finally:
         first.stop()
     with sqlite3.connect(env.state_dir / "registry.db") as db:
@@ -237,9 +238,9 @@ def test_offsets_survive_a_restart_with_no_duplicates(env: OpsctlEnv) -> None:
     second = DaemonProcess(env).start()
     try:
         log_predictions(logs, "fraud", traffic(30, seed=10, start=150))
-        wait_until(lambda: ingest_status(second)["records"] == 30, timeout=20, message="the 30 new records")
+        wait_for(lambda: ingest_status(second)["records"] == 30, timeout=20, what="the 30 new records")
         runs = ingest_runs(second)
-        wait_until(lambda: ingest_runs(second) >= runs + 3, timeout=20, message="three more ingest ticks")
+        wait_for(lambda: ingest_runs(second) >= runs + 3, timeout=20, what="three more ingest ticks")
         # Only the lines written after the restart were read: the old 150 are neither re-read nor duplicated.
         assert ingest_status(second)["records"] == 30
         assert ingest_status(second)["window"]["duplicates"] == 0

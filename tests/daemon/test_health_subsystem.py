@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from opsctl.adapters.prometheus_launcher import free_port
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 HEALTH_SECONDS = 1.0
@@ -84,7 +85,7 @@ def wait_health(env: OpsctlEnv, model: str, status: str, timeout: float, interva
         code, document = health(env, model)
         return (code, document) if document["models"] and only_version(document)["status"] == status else None
 
-    return wait_until(reached, timeout=timeout, interval=interval, message=f"{model} {status}")  # type: ignore[no-any-return]
+    return wait_for(reached, timeout=timeout, interval=interval, what=f"{model} {status}")  # type: ignore[no-any-return]
 
 
 def alerts(env: OpsctlEnv, *, all_: bool = True) -> list[dict[str, Any]]:
@@ -99,8 +100,8 @@ def alert_for(env: OpsctlEnv, model: str, rule: str = "ModelSlaDegraded") -> dic
 
 
 def wait_alert(env: OpsctlEnv, model: str, state: str, timeout: float) -> dict[str, Any]:
-    return wait_until(lambda: (a := alert_for(env, model)) and a["state"] == state and a,  # type: ignore[no-any-return]
-                      timeout=timeout, interval=0.1, message=f"{model} alert {state}")
+    return wait_for(lambda: (a := alert_for(env, model)) and a["state"] == state and a,  # type: ignore[no-any-return]
+                    timeout=timeout, interval=0.1, what=f"{model} alert {state}")
 
 
 def am_alerts(url: str, model: str) -> list[dict[str, Any]]:
@@ -177,7 +178,7 @@ def test_health_follows_the_exporter_healthy_degraded_unknown_and_back(health_da
         rate = checks(only_version(document))["request_rate"]["value"]
         return (code, document) if rate is not None and abs(rate - 40) <= 6 else None
 
-    code, document = wait_until(window_filled, timeout=10, interval=0.2, message="request rate near 40/s")
+    code, document = wait_for(window_filled, timeout=10, interval=0.2, what="request rate near 40/s")
     assert code == 0 and document["status"] == "ok"
     version = only_version(document)
     assert (version["model"], version["version"], version["role"], version["reason"]) == (model, "v1",
@@ -249,7 +250,7 @@ def test_a_slow_version_is_degraded_not_critical_and_its_alert_pends_fires_and_r
             and e["data"]["to"] in ("pending", "firing"))))
     assert [(e["kind"], e["data"].get("status") or e["data"]["to"]) for e in changes] == [
         ("health", "degraded"), ("alert", "pending"), ("alert", "firing")]
-    paged = wait_until(lambda: am_alerts(alertmanager.url, model), timeout=10, message="alert in Alertmanager")
+    paged = wait_for(lambda: am_alerts(alertmanager.url, model), timeout=10, what="alert in Alertmanager")
     assert paged[0]["labels"]["alertname"] == "ModelSlaDegraded"
     assert paged[0]["labels"]["model_version"] == "v1"
 
@@ -260,10 +261,10 @@ def test_a_slow_version_is_degraded_not_critical_and_its_alert_pends_fires_and_r
     assert seconds_between(firing["fired_at"], resolved["resolved_at"]) > 0
     assert resolved["resolved_at"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(recovered_at - 1))
     assert model not in {a["labels"].get("model") for a in alerts(env, all_=False)}  # only with --all
-    wait_until(lambda: not am_alerts(alertmanager.url, model), timeout=10, message="resolved in Alertmanager")
-    wait_until(lambda: any(a["labels"].get("model") == model and a["status"] == "resolved"
+    wait_for(lambda: not am_alerts(alertmanager.url, model), timeout=10, what="resolved in Alertmanager")
+    wait_for(lambda: any(a["labels"].get("model") == model and a["status"] == "resolved"
                            for body in webhook_recorder.bodies for a in body.get("alerts", [])),
-               timeout=10, message="the resolution delivered by Alertmanager")
+             timeout=10, what="the resolution delivered by Alertmanager")
 
 
 def test_ack_and_silence_suppress_notifications_and_are_audited(health_daemon: DaemonProcess, exporter: Any,
@@ -287,9 +288,9 @@ def test_ack_and_silence_suppress_notifications_and_are_audited(health_daemon: D
         wait_alert(env, model, "firing", timeout=DEGRADED_FOR_SECONDS + 10)
     # The control alert reaches Alertmanager; wait for a later re-send of it, after which the acked and
     # silenced alerts had been firing for a full resend interval without being sent.
-    first = wait_until(lambda: am_alerts(alertmanager.url, "hc-paged"), timeout=10, message="control paged")
-    wait_until(lambda: (now := am_alerts(alertmanager.url, "hc-paged")) and
-               now[0]["updatedAt"] != first[0]["updatedAt"], timeout=10, message="control re-sent")
+    first = wait_for(lambda: am_alerts(alertmanager.url, "hc-paged"), timeout=10, what="control paged")
+    wait_for(lambda: (now := am_alerts(alertmanager.url, "hc-paged")) and
+             now[0]["updatedAt"] != first[0]["updatedAt"], timeout=10, what="control re-sent")
     assert am_alerts(alertmanager.url, "hc-acked") == []
     assert am_alerts(alertmanager.url, "hc-silenced") == []
     assert alert_for(env, "hc-acked")["ack"]["by"] == ME  # type: ignore[index]
@@ -309,7 +310,7 @@ def test_ack_and_silence_suppress_notifications_and_are_audited(health_daemon: D
     assert expired.code == 0, expired.stderr
     assert env.run("alerts", "silences", "-o", "json").json()["silences"] == []
     # With the silence gone, the still-firing alert is paged at the next round.
-    wait_until(lambda: am_alerts(alertmanager.url, "hc-silenced"), timeout=10, message="paged after unsilence")
+    wait_for(lambda: am_alerts(alertmanager.url, "hc-silenced"), timeout=10, what="paged after unsilence")
 
 
 def test_alert_state_and_acks_survive_a_daemon_restart_and_alertmanager_down_is_retried_and_shown(
@@ -337,7 +338,7 @@ def test_alert_state_and_acks_survive_a_daemon_restart_and_alertmanager_down_is_
     def jobs() -> dict[str, dict[str, Any]]:
         return {j["name"]: j for j in env.run("status", "-o", "json").json()["jobs"]}
 
-    wait_until(lambda: jobs()["alerts"]["runs"] >= 4, timeout=10, message="alert rounds after the restart")
+    wait_for(lambda: jobs()["alerts"]["runs"] >= 4, timeout=10, what="alert rounds after the restart")
     again = alert_for(env, model)
     assert again is not None and again["state"] == "firing" and again["fired_at"] == firing["fired_at"]
 
@@ -353,9 +354,9 @@ def test_alert_state_and_acks_survive_a_daemon_restart_and_alertmanager_down_is_
     # Back to the real Alertmanager (SIGHUP reload): delivery recovers with the next re-send.
     env.config.write_text(original)
     health_daemon.signal(signal.SIGHUP)
-    wait_until(lambda: env.run("alerts", "-o", "json").json()["delivery"]["alertmanager"]["ok"], timeout=10,
-               message="delivery recovered after reload")
-    wait_until(lambda: am_alerts(alertmanager.url, other), timeout=10, message="retried alert delivered")
+    wait_for(lambda: env.run("alerts", "-o", "json").json()["delivery"]["alertmanager"]["ok"], timeout=10,
+             what="delivery recovered after reload")
+    wait_for(lambda: am_alerts(alertmanager.url, other), timeout=10, what="retried alert delivered")
 
 
 # --------------------------------------------------------------------------- Prometheus down
@@ -373,7 +374,7 @@ def test_prometheus_unreachable_makes_every_version_unknown_and_the_job_fail(tmp
             document = result.json()
             return (result.code, document) if len(document["models"]) == 2 else None
 
-        code, document = wait_until(both_unknown, timeout=10, message="both versions evaluated")
+        code, document = wait_for(both_unknown, timeout=10, what="both versions evaluated")
         assert code == 3
         assert {m["status"] for m in document["models"]} == {"unknown"}
         assert all("PrometheusUnreachable" in m["reason"] for m in document["models"])

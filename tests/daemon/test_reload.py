@@ -6,7 +6,8 @@ import signal
 
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
 
 
 def _failed_reloads(daemon: DaemonProcess) -> float:
@@ -22,7 +23,7 @@ def test_a_reload_with_an_absurd_interval_keeps_the_old_config_and_counts_the_fa
     config = daemon.env.config
     config.write_text(config.read_text() + f"health_seconds = {value}\n")  # into the fixture's [jobs] table
     daemon.signal(signal.SIGHUP)
-    wait_until(lambda: _failed_reloads(daemon) == 1, message="the failed reload counted")
+    wait_for(lambda: _failed_reloads(daemon) == 1, what="the failed reload counted")
     status = daemon.http().get("/v1/status")
     assert status.status_code == 200
     health = next(j for j in status.json()["jobs"] if j["name"] == "health")

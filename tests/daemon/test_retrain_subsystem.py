@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess, upload, wait_until
+from tests.fixtures.daemon import DaemonProcess, upload
+from tests.fixtures.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EP = "tests.retrain_entrypoints"
@@ -101,8 +102,8 @@ def test_ten_api_triggers_start_one_run_and_the_cli_follows_and_shows_runs(
         run_id = answers[0]["run"]["id"]
         assert {a["run"]["id"] for a in answers} == {run_id}
         (tmp_path / "release").touch()
-        done = wait_until(lambda: _run(retrain_daemon, run_id)["status"] not in ("running", "evaluating") and
-                          _run(retrain_daemon, run_id), timeout=30, message="the fraud run to end")
+        done = wait_for(lambda: _run(retrain_daemon, run_id)["status"] not in ("running", "evaluating") and
+                        _run(retrain_daemon, run_id), timeout=30, what="the fraud run to end")
         assert done["joined_triggers"] == 9
         # Nothing in production: the first candidate is 1.0.0 and stays registered.
         assert (done["status"], done["candidate_version"]) == ("kept", "1.0.0")
@@ -171,7 +172,7 @@ def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonPr
     with retrain_daemon.http() as http:
         run_id = http.post("/v1/retrain/hung", json={"reason": "x"}).json()["run"]["id"]
     output = retrain_daemon.env.state_dir / "retrain" / "hung" / run_id / "output"
-    wait_until(lambda: training_pids(output), timeout=10, message="the training process")
+    wait_for(lambda: training_pids(output), timeout=10, what="the training process")
     retrain_daemon.signal(signal.SIGTERM)
     assert retrain_daemon.wait(30) == 0
     assert training_pids(output) == []  # nothing outlives the daemon

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.demo.test_demo_e2e import Demo
+from tests.fixtures.wait import wait_for
 
 # One demo for the whole module, on one xdist worker, in file order: (c) builds on the production
 # version (a) promoted, and two demos at once would only slow each other down.
@@ -60,15 +61,12 @@ min_stage_seconds = 10.0
 analysis_interval_seconds = {ANALYSIS_SECONDS}
 failure_threshold = {FAILURE_THRESHOLD}
 inconclusive_limit = 30
-min_requests = 50
 error_rate_min_baseline = 0.05
 error_rate_mde_relative = 4.0
-# p99 of a few dozen requests is the slowest one, read off coarse histogram buckets: a slack of
-# 300 ms keeps that noise from rolling back healthy canaries (the latency fault adds more).
-latency_slack_seconds = 0.3
 accuracy_gate = true
-min_labels = 50
-accuracy_tolerance = 0.05
+# The accuracy gate's labels come from the drift window (30 s here): about a hundred labels per
+# look, enough for the sequential test at the demo's 10-point tolerance, not at 5 points.
+accuracy_tolerance = 0.1
 progress_deadline_seconds = 120.0
 """
 TERMINAL = {"succeeded", "rolled_back", "aborted", "failed"}
@@ -97,11 +95,13 @@ def _start(demo: Demo) -> None:
         demo.proc = subprocess.Popen([OPSCTL, "demo", "--no-tui", "--state-dir", str(demo.root),
                                       *demo.start_args],  # type: ignore[attr-defined]
                                      env=demo.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (demo.root / "demo.json").exists():
-        assert demo.proc.poll() is None, demo.output()
-        assert time.monotonic() < deadline, demo.output()
-        time.sleep(0.2)
+    proc = demo.proc
+
+    def up() -> bool:
+        assert proc.poll() is None, demo.output()
+        return (demo.root / "demo.json").exists()
+
+    wait_for(up, 120, 0.2, what="the demo to come up", context=demo.output)
 
 
 def ok(demo: Demo, *args: str) -> Any:
@@ -128,26 +128,15 @@ def history(demo: Demo, model: str) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e["id"])  # type: ignore[no-any-return]
 
 
-def wait_for(what: str, check: Any, timeout: float, demo: Demo) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen in {timeout:g}s; last {last!r}\n{demo.output()[-2000:]}")
 
 
 def test_a_healthy_candidate_goes_through_every_stage_and_is_promoted(demo: Demo) -> None:
     model = "fraud-detector"
-    wait_for("traffic", lambda: routing(demo, model) == {"1.0.0": 100.0}, 30, demo)
+    wait_for(lambda: routing(demo, model) == {"1.0.0": 100.0}, 30, 0.5, what="traffic", context=demo.tail)
     started = ok(demo, "canary", "start", model, "1.1.0", "--reason", "e2e healthy", "-o", "json")
     assert started["weight"] == 20.0
-    watched = demo.opsctl("canary", "status", model, "--watch", "--timeout", "150", "-o", "json")
-    final = json.loads(watched.stdout)
-    final = final[0] if isinstance(final, list) else final
-    assert watched.returncode == 0, (final["reason"], final["gates"])
+    final = wait_for("a decision", lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)),
+                     150, demo)
     assert final["state"] == "succeeded" and final["stage"] == 2 and final["weight"] == 100.0
     verdicts = {g["name"]: g["verdict"] for g in final["gates"]}
     assert set(verdicts.values()) == {"pass"} and "accuracy" in verdicts, final["gates"]
@@ -167,12 +156,12 @@ def test_b_a_canary_with_errors_is_rolled_back_within_the_bound(demo: Demo) -> N
     model = "churn-predictor"
     started = ok(demo, "canary", "start", model, "1.1.0", "--reason", "e2e faulty", "-o", "json")
     assert started["weight"] == 20.0
-    wait_for("stage 1 weight", lambda: routing(demo, model).get("1.1.0") == 20.0, 10, demo)
+    wait_for(lambda: routing(demo, model).get("1.1.0") == 20.0, 10, 0.5, what="stage 1 weight", context=demo.tail)
     before = max(e["id"] for e in history(demo, model))
     ok(demo, "demo", "fault", model, "errors", "--version", "1.1.0", "--level", "0.2")
     injected = time.time()
     try:
-        wait_for("rollback", lambda: canary(demo, model)["state"] in TERMINAL, 60, demo)
+        wait_for(lambda: canary(demo, model)["state"] in TERMINAL, 60, 0.5, what="rollback", context=demo.tail)
     finally:
         ok(demo, "demo", "clear", model)
     # Measured from the daemon's own audit timestamp of the weight going to 0, not from when this
@@ -204,7 +193,7 @@ def test_c_drift_triggers_a_retrain_whose_candidate_goes_through_a_canary(demo: 
                                                          "canary_failed")]
             return events if ends else None
 
-        events = wait_for("a drift-triggered retrain and its canary", finished, 200, demo)
+        events = wait_for(finished, 200, 0.5, what="a drift-triggered retrain and its canary", context=demo.tail)
     finally:
         ok(demo, "demo", "clear", model)
     actions = [e["action"] for e in events]

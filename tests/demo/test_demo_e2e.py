@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from opsctl.demo.fleet import DEMO_MODELS, FleetLayout, demo_config_toml, pid_al
 from opsctl.demo.models import sha256_file, spec
 from opsctl.demo.seed import CANDIDATE_VERSION, PRODUCTION_VERSION, seed_registry
 from tests.fixtures.cli import OPSCTL, OpsctlEnv, make_opsctl_env
+from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus binary")
 
@@ -72,20 +72,25 @@ class Demo:
             self.proc = subprocess.Popen([OPSCTL, "demo", "--no-tui", "--state-dir", str(self.root)],
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_DEADLINE_SECONDS
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"opsctl demo exited with {self.proc.returncode}:\n{self.output()}")
-            if (self.root / "demo.json").exists():
-                return self.state()
-            time.sleep(0.2)
-        raise AssertionError(f"the demo was not up after {START_DEADLINE_SECONDS}s:\n{self.output()}")
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"opsctl demo exited with {proc.returncode}:\n{self.output()}")
+            return (self.root / "demo.json").exists()
+
+        wait_for(up, START_DEADLINE_SECONDS, 0.2, what="the demo to come up", context=self.output)
+        return self.state()
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.root / "demo.json").read_text())  # type: ignore[no-any-return]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def tail(self) -> str:
+        """The end of the demo's output, for a failure message."""
+        return self.output()[-2000:]
 
     def opsctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([OPSCTL, *args], env=self.env, capture_output=True, text=True, timeout=60,
@@ -99,15 +104,9 @@ class Demo:
         return {m["model"]: m["status"] for m in document["models"] if m.get("role", "production") == "production"}
 
     def wait_for_health(self, expected: dict[str, str]) -> None:
-        deadline = time.monotonic() + HEALTH_DEADLINE_SECONDS
-        seen: dict[str, str] = {}
-        while time.monotonic() < deadline:
-            seen = self.health()
-            if seen == expected:
-                return
-            time.sleep(1.0)
-        raise AssertionError(f"health never became {expected}; last seen {seen}\n"
-                             f"{self.opsctl('health', '-o', 'json').stdout}\n{self.output()[-3000:]}")
+        wait_for(lambda: self.health() == expected, HEALTH_DEADLINE_SECONDS, 1.0,
+                 what=f"health to become {expected}",
+                 context=lambda: f"{self.opsctl('health', '-o', 'json').stdout}\n{self.output()[-3000:]}")
 
     def kill_everything(self) -> None:
         """Last-resort cleanup when a test failed half way: nothing may outlive the test."""

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from opsctl.demo import models
 from opsctl.demo.faults import CRASH_EXIT_CODE
 from opsctl.sdk.router import TrafficRouter
+from tests.fixtures.wait import wait_for
 from tests.sdk.test_router import FakeDaemon
 
 MODEL = models.CHURN
@@ -68,21 +69,16 @@ def start_server(directory: Path, artifacts: dict[str, tuple[Path, str]], *extra
     for version, (path, digest) in artifacts.items():
         args += ["--version", f"{version}={path}:{digest}"]
     process = subprocess.Popen([*args, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    while not ready.exists():
+    def started() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"server exited {process.returncode}: {process.stderr.read().decode()}")
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
+        return ready.exists()
+
+    wait_for(started, START_DEADLINE_SECONDS, what="the server's ready file")
     server = RunningServer(process, json.loads(ready.read_text())["port"], log_dir)
-    while True:
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not answer /healthz"
-        time.sleep(0.05)
+    wait_for(lambda: httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200, START_DEADLINE_SECONDS,
+             what="the server to answer /healthz", ignore=(httpx.HTTPError,))
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -178,13 +174,9 @@ def test_feedback_sets_accuracy_and_the_accuracy_fault_degrades_it(client: httpx
     assert sample(scrape(client), "model_accuracy", model=MODEL, model_version=version) == 0.5
     assert client.post("/feedback", json={"prediction_id": "never-made", "label": 1}).json()["matched"] is False
     # The feedback log has the labels as delivered (noisy ones included), for the join.
-    deadline = time.monotonic() + 5
     path = server.log_dir / f"{MODEL}.feedback.jsonl"
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= 31 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    lines = wait_for(lambda: (found := path.read_text().splitlines() if path.exists() else []) and len(found) >= 31
+                     and found, 5, what="31 feedback lines in the log")
     labels = {r["prediction_id"]: r["label"] for r in map(json.loads, lines)}
     assert labels["acc-0"] == answers[0]["prediction"]
     assert labels["acc-29"] == 1 - answers[29]["prediction"]
@@ -227,14 +219,9 @@ def test_drift_fault_shifts_the_features_the_model_sees_and_logs(client: httpx.C
     client.post("/fault", json={"kind": "drift", "level": 2.0, "features": ["monthly_charges"]})
     body = client.post("/predict", json={"prediction_id": "drifted-1", "features": row}).json()
     path = server.log_dir / f"{MODEL}.predictions.jsonl"
-    deadline = time.monotonic() + 5
-    record = None
-    while record is None:
-        assert time.monotonic() < deadline, "prediction never logged"
-        for line in path.read_text().splitlines():
-            if json.loads(line)["prediction_id"] == "drifted-1":
-                record = json.loads(line)
-        time.sleep(0.02)
+    record = wait_for(lambda: next((r for r in map(json.loads, path.read_text().splitlines())
+                                    if r["prediction_id"] == "drifted-1"), None), 5, 0.02,
+                      what="the prediction in the log")
     scale = models.reference_scales(MODEL)["monthly_charges"]
     assert record["features"]["monthly_charges"] == pytest.approx(row["monthly_charges"] + 2.0 * scale)
     assert record["features"]["tenure_months"] == row["tenure_months"]
@@ -278,14 +265,11 @@ def test_split_follows_the_daemons_routing_table(tmp_path: Path, artifacts: dict
             assert {http.post("/predict", json={"id": f"u{i}", "features": row}).json()["version"]
                     for i in range(20)} == {"1.1.0"}
             daemon.splits = [{"version": "1.0.0", "weight": 100.0}, {"version": "1.1.0", "weight": 0.0}]
-            deadline = time.monotonic() + 10
-            while http.post("/predict", json={"id": "u0", "features": row}).json()["version"] != "1.0.0":
-                assert time.monotonic() < deadline, "server never picked up the new split"
-                time.sleep(0.05)
+            wait_for(lambda: http.post("/predict", json={"id": "u0", "features": row}).json()["version"] == "1.0.0",
+                     10, what="the server to pick up the new split")
             daemon.stop()  # the daemon goes away: the last known split stays
-            while (sample(scrape(http), "opsctl_sdk_routing_fetch_failures_total", model=MODEL) or 0) < 2:
-                assert time.monotonic() < deadline + 10, "failed refreshes were not counted"
-                time.sleep(0.05)
+            wait_for(lambda: (sample(scrape(http), "opsctl_sdk_routing_fetch_failures_total", model=MODEL) or 0) >= 2,
+                     10, what="failed refreshes to be counted")
             assert {http.post("/predict", json={"id": f"u{i}", "features": row}).json()["version"]
                     for i in range(20)} == {"1.0.0"}
             assert http.get("/healthz").json()["split"] == [{"version": "1.0.0", "weight": 100.0},
@@ -323,10 +307,8 @@ class VersionsDaemon(FakeDaemon):
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "fake daemon did not start"
-            time.sleep(0.01)
+        server = self._server
+        wait_for(lambda: server.started, 10, 0.01, what="the fake daemon to start")
 
 
 def test_a_version_the_daemon_routes_to_is_loaded_from_the_store(
@@ -355,15 +337,11 @@ def test_a_version_the_daemon_routes_to_is_loaded_from_the_store(
             assert served() == {"1.0.0"} and http.get("/healthz").json()["versions"] == ["1.0.0"]
             # A tampered artifact is never loaded: the last split it can honour stays.
             daemon.splits = [{"version": "1.0.0", "weight": 50.0}, {"version": "1.2.0", "weight": 50.0}]
-            deadline = time.monotonic() + 10
-            while (sample(scrape(http), "opsctl_demo_routing_split_rejected", model=MODEL) or 0) < 1:
-                assert time.monotonic() < deadline, "the tampered version's split was not rejected"
-                time.sleep(0.05)
+            wait_for(lambda: (sample(scrape(http), "opsctl_demo_routing_split_rejected", model=MODEL) or 0) >= 1,
+                     10, what="the tampered version's split to be rejected")
             assert served() == {"1.0.0"} and http.get("/healthz").json()["versions"] == ["1.0.0"]
             daemon.splits = [{"version": "1.0.0", "weight": 50.0}, {"version": "1.1.0", "weight": 50.0}]
-            while served() != {"1.0.0", "1.1.0"}:
-                assert time.monotonic() < deadline + 10, "the routed-to version was never loaded"
-                time.sleep(0.05)
+            wait_for(lambda: served() == {"1.0.0", "1.1.0"}, 10, what="the routed-to version to be loaded")
             assert http.get("/healthz").json()["versions"] == ["1.0.0", "1.1.0"]
             assert sample(scrape(http), "opsctl_demo_routing_split_rejected", model=MODEL) == 0
             # The loaded version is a full citizen: its predictions are counted under its own label.

@@ -12,6 +12,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger, RotatingJsonLinesFile
+from tests.fixtures.wait import wait_for
 
 FEATURES = {f"v{i}": 0.123456789 * i for i in range(1, 11)}
 N_FLOOD = 50_000
@@ -158,15 +159,14 @@ def test_a_reader_following_by_inode_sees_every_record_once_across_rotations(tmp
     producer.start()
     handle = open(path, "rb")  # noqa: SIM115 - followed and reopened below
     pending = b""
-    deadline = time.monotonic() + 20
-    while len(seen) < total:
-        assert time.monotonic() < deadline, f"reader saw {len(seen)} of {total}"
-        chunk = handle.read()
-        if chunk:
+
+    def follow() -> bool:
+        """Read what is there now (switching files at a rotation); True once every record was seen."""
+        nonlocal handle, pending
+        while chunk := handle.read():
             pending += chunk
             *lines, pending = pending.split(b"\n")
             seen.extend(json.loads(line)["prediction_id"] for line in lines)
-            continue
         try:
             rotated = os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
         except FileNotFoundError:  # between the rename and the new file's creation
@@ -178,14 +178,12 @@ def test_a_reader_following_by_inode_sees_every_record_once_across_rotations(tmp
             seen.extend(json.loads(line)["prediction_id"] for line in lines)
             assert pending == b""  # the writer only rotates between whole lines
             handle.close()
-            while True:
-                try:
-                    handle = open(path, "rb")  # noqa: SIM115
-                    break
-                except FileNotFoundError:  # rotated again, new file not created yet
-                    time.sleep(0.001)
-        else:
-            time.sleep(0.001)
+            handle = wait_for(lambda: open(path, "rb"), 5, 0.001,  # noqa: SIM115
+                              what="the new file after a rotation", ignore=(FileNotFoundError,))
+        return len(seen) >= total
+
+    wait_for(follow, 20, 0.001, what=f"the reader to see all {total} records",
+             context=lambda: f"it saw {len(seen)}")
     handle.close()
     producer.join(10)
     assert seen == [f"p{i}" for i in range(total)]

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from starlette.routing import Route
 
 from opsctl.errors import DaemonUnavailableError
 from opsctl.sdk.router import BUCKETS, RoutingTableClient, TrafficRouter, bucket_of
+from tests.fixtures.wait import wait_for
 
 # The two ways the router is used: a canary stage and an A/B test.
 SPLITS = [{"1.0.0": 90.0, "1.1.0": 10.0}, {"1.0.0": 50.0, "1.1.0": 50.0}]
@@ -103,6 +103,7 @@ class FakeDaemon:
 
     def __init__(self) -> None:
         self.splits = [{"version": "1.0.0", "weight": 95.0}, {"version": "1.1.0", "weight": 5.0}]
+        self.generation: int | None = None
         self.requests = 0
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -117,9 +118,10 @@ class FakeDaemon:
 
     async def routing(self, request: Request) -> JSONResponse:
         self.requests += 1
-        return JSONResponse(
-            {"model": request.path_params["model"], "splits": self.splits, "updated_at": "2026-01-01T00:00:00Z"}
-        )
+        body = {"model": request.path_params["model"], "splits": self.splits, "updated_at": "2026-01-01T00:00:00Z"}
+        if self.generation is not None:
+            body["generation"] = self.generation
+        return JSONResponse(body)
 
     def start(self) -> None:
         app = Starlette(routes=[Route("/v1/routing/{model}", self.routing)])
@@ -130,10 +132,8 @@ class FakeDaemon:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "fake daemon did not start"
-            time.sleep(0.01)
+        server = self._server
+        wait_for(lambda: server.started, 10, 0.01, what="the fake daemon to start")
 
     def stop(self) -> None:
         assert self._server is not None and self._thread is not None
@@ -229,13 +229,39 @@ def test_client_reads_over_a_unix_socket(tmp_path: object) -> None:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: server.started, 10, 0.01, what="the server on the socket to start")
         with RoutingTableClient(socket_path=str(path), model="fraud-detector",
                                 registry=CollectorRegistry()) as client:
             assert client.split().weights == (("1.0.0", 95.0), ("1.1.0", 5.0))
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def _document(path: object, generation: int, splits: list[dict[str, object]]) -> None:
+    import pathlib
+
+    pathlib.Path(str(path)).write_text(json.dumps({
+        "format": "opsctl-routing/1", "generation": 1,
+        "models": {"fraud-detector": {"splits": splits, "generation": generation, "updated_at": None}}}))
+
+
+def test_client_with_daemon_and_document_keeps_the_newer_deployment(daemon: FakeDaemon, tmp_path: object) -> None:
+    import pathlib
+
+    document = pathlib.Path(str(tmp_path)) / "routing.json"
+    daemon.generation = 5
+    _document(document, 7, [{"version": "1.0.0", "weight": 100.0}])  # a break-glass rollback, daemon behind
+    clock = FakeMonotonic()
+    with RoutingTableClient(daemon.url, document_path=document, model="fraud-detector", registry=CollectorRegistry(),
+                            monotonic=clock) as client:
+        split = client.split()
+        assert (split.weights, split.source, split.generation) == ((("1.0.0", 100.0),), "document", 7)
+        daemon.generation = 8  # the daemon moved on (a new canary): its answer is newer now
+        clock.now += 10
+        split = client.split()
+        assert (split.weights, split.source, split.generation) == ((("1.0.0", 95.0), ("1.1.0", 5.0)), "daemon", 8)
+        daemon.stop()
+        _document(document, 9, [{"version": "1.1.0", "weight": 100.0}])
+        clock.now += 10
+        assert client.split().weights == (("1.1.0", 100.0),)  # the daemon is gone, the document still moves

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -23,18 +22,19 @@ from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, NotFoundError, UsageError
 from opsctl.services.canary import CanaryService, parse_overrides
 from opsctl.services.registry import RegisterRequest, RegistryService
+from tests.fixtures.wait import wait_for
 
 ALICE = Actor("alice", 1000, "test")
 POLICY = CanaryPolicy(stages=[10.0, 50.0, 100.0], min_stage_seconds=60, analysis_interval_seconds=10,
                       failure_threshold=2, inconclusive_limit=3, metrics_error_limit=2, accuracy_gate=False,
                       progress_deadline_seconds=600)
 
-HEALTHY = GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2),
-                     VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2),
-                     sla=SlaInput("healthy"))
-BROKEN = GateInputs(VersionWindow(requests=20000, errors=4000, p95_seconds=0.1, p99_seconds=0.2),
-                    VersionWindow(requests=80000, errors=80, p95_seconds=0.1, p99_seconds=0.2),
-                    sla=SlaInput("degraded", ("error rate",)))
+HEALTHY = GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2, slow=100),
+                     VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2, slow=400),
+                     sla=SlaInput("healthy"), latency_bound_seconds=0.5)
+BROKEN = GateInputs(VersionWindow(requests=20000, errors=4000, p95_seconds=0.1, p99_seconds=0.2, slow=100),
+                    VersionWindow(requests=80000, errors=80, p95_seconds=0.1, p99_seconds=0.2, slow=400),
+                    sla=SlaInput("degraded", ("error rate",)), latency_bound_seconds=0.5)
 
 
 class ScriptedGates:
@@ -283,14 +283,13 @@ def test_prometheus_gate_source_reads_canary_and_production(world, exporter, pro
     source = PrometheusGateSource(lambda: settings, registry)
     canary = make(registry, clock)
     record = canary.start("fraud", "v2", actor=ALICE)
-    deadline = time.monotonic() + 20
-    while True:
+
+    def enough() -> GateInputs | None:
         now = datetime.now(tz=clock.now().tzinfo)
         inputs = source.inputs(replace(record, state=replace(record.state, stage_started_at=now)), now)
-        if (inputs.canary.requests or 0) > 200 and (inputs.production.requests or 0) > 800:
-            break
-        assert time.monotonic() < deadline, f"no data from Prometheus: {inputs}"
-        time.sleep(0.5)
+        return inputs if (inputs.canary.requests or 0) > 200 and (inputs.production.requests or 0) > 800 else None
+
+    inputs = wait_for(enough, 20, 0.5, what="canary and production requests from Prometheus")
     assert inputs.metrics_error is None
     canary_rate = inputs.canary.errors / inputs.canary.requests
     assert 0.15 < canary_rate < 0.25
@@ -298,9 +297,26 @@ def test_prometheus_gate_source_reads_canary_and_production(world, exporter, pro
     assert inputs.sla is not None and inputs.sla.status == "degraded"
     from opsctl.core.gates import evaluate_gates
 
-    evaluation = evaluate_gates(POLICY, inputs)
+    evaluation = evaluate_gates(POLICY.gate_policy, inputs)
     assert evaluation.verdict.value == "fail"
+    # The exporter's latency is Uniform(20 ms, 80 ms): every request is under the SLA's 500 ms bound.
+    assert inputs.latency_bound_seconds == 0.5
+    assert inputs.canary.slow == 0 and inputs.production.slow == 0
     assert isinstance(settings.prometheus, PrometheusSettings)
+
+
+def test_the_gate_source_counts_over_the_whole_stage_not_the_sliding_window(world) -> None:  # type: ignore[no-untyped-def]
+    registry, clock, _ = world
+    settings = parse_settings('[prometheus]\nwindow = "5m"\nstaleness_seconds = 20\n')
+    source = PrometheusGateSource(lambda: settings, registry)
+    record = make(registry, clock).start("fraud", "v2", actor=ALICE)
+    started = record.state.stage_started_at
+    assert started is not None
+    # 40 minutes into a stage the evidence covers all 40 minutes, not the last 5.
+    from datetime import timedelta
+
+    assert source.window_seconds(record, started + timedelta(minutes=40)) == 2400.0
+    assert source.window_seconds(record, started + timedelta(seconds=5)) == 20.0  # rate() needs two scrapes
 
 
 # --------------------------------------------------------------------------- simulation with sampling noise
@@ -331,9 +347,12 @@ class NoisyTraffic:
         counts[1] += int(self.rng.binomial(n_canary, self.canary_error))
         counts[2] += n_prod
         counts[3] += int(self.rng.binomial(n_prod, self.production_error))
-        return GateInputs(VersionWindow(requests=counts[0], errors=counts[1], p95_seconds=0.1, p99_seconds=0.2),
-                          VersionWindow(requests=counts[2], errors=counts[3], p95_seconds=0.1, p99_seconds=0.2),
-                          sla=SlaInput("healthy"))
+        return GateInputs(VersionWindow(requests=counts[0], errors=counts[1], p95_seconds=0.1, p99_seconds=0.2,
+                                        slow=0),
+                          VersionWindow(requests=counts[2], errors=counts[3], p95_seconds=0.1, p99_seconds=0.2,
+                                        slow=0),
+                          sla=SlaInput("healthy"), latency_bound_seconds=0.5,
+                          stage_seconds=(now - (state.stage_started_at or now)).total_seconds())
 
 
 # No 100 % stage: with all traffic on the canary there is no production to compare with (the
@@ -471,10 +490,11 @@ def test_rollback_aborts_a_canary_whose_first_weight_never_reached_the_deploymen
     audit = [(e.action, e.from_version, e.to_version, e.outcome) for e in registry.audit("fraud", limit=100)]
     assert ("rollback", "v2", "v3", Outcome.OK) in audit, audit
     assert not any(a[0] == "rollback" and a[2] == "v1" for a in audit)
-    # The actuator recovers: nothing of the aborted canary reaches traffic any more.
+    # The actuator recovers: the service applies no split for a canary it no longer runs (the
+    # rollback owns traffic after a break-glass abort), so the stale 10 % is never retried.
     actuator.failing = False
     run_for(canary, clock, 60, step=10)
-    assert all(split.canary_weight == 0.0 for split in actuator.applied)
+    assert actuator.applied == []
     assert registry.get_deployment("fraud").production_version == "v3"
     assert registry.get_deployment("fraud").canary_weight == 0.0
 

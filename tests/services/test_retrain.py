@@ -32,6 +32,7 @@ from opsctl.errors import ConflictError, NotFoundError
 from opsctl.services.canary import CanaryService
 from opsctl.services.registry import RegisterRequest, RegistryService
 from opsctl.services.retrain import RetrainService
+from tests.fixtures.wait import wait_for
 from tests.retrain_entrypoints import CurveModel, holdout, write_model
 
 MODEL = "fraud"
@@ -368,9 +369,9 @@ def test_cron_schedule_triggers_a_scheduled_run(tmp_path: Path) -> None:
 
 class HealthyGates:
     def inputs(self, record: CanaryRecord, now: datetime) -> GateInputs:
-        return GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2),
-                          VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2),
-                          sla=SlaInput("healthy"))
+        return GateInputs(VersionWindow(requests=20000, errors=200, p95_seconds=0.1, p99_seconds=0.2, slow=100),
+                          VersionWindow(requests=80000, errors=800, p95_seconds=0.1, p99_seconds=0.2, slow=400),
+                          sla=SlaInput("healthy"), latency_bound_seconds=0.5)
 
 
 def test_handover_starts_a_real_canary_that_completes(tmp_path: Path) -> None:
@@ -412,7 +413,8 @@ def test_shutdown_kills_the_training_and_records_the_run_abandoned(tmp_path: Pat
     run = retrain.trigger(MODEL, "manual", "", ALICE).run
     assert run is not None
     output = tmp_path / "work" / MODEL / run.id / "output"
-    pids = wait_for(lambda: "training forever" in retrain.get(run.id).logs and training_pids(output))
+    pids = wait_for(lambda: "training forever" in retrain.get(run.id).logs and training_pids(output), 20,
+                    what="the hanging training process")
     assert retrain.shutdown(timeout=10) == [run.id]
     assert training_pids(output) == []
     for pid in pids:
@@ -420,14 +422,6 @@ def test_shutdown_kills_the_training_and_records_the_run_abandoned(tmp_path: Pat
             os.kill(pid, 0)
     stopped = retrain.get(run.id)
     assert stopped.status is RunStatus.ABANDONED and "the daemon stopped" in (stopped.error or "")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return value
 
 
 def test_followers_page_through_the_logs_by_offset(tmp_path: Path) -> None:
@@ -456,10 +450,10 @@ def test_recovery_kills_a_training_that_survived_a_killed_daemon(tmp_path: Path)
     run = killed.trigger(MODEL, "drift", "psi", DRIFT_JOB).run
     assert run is not None
     output = tmp_path / "work" / MODEL / run.id / "output"
-    wait_for(lambda: training_pids(output))
+    wait_for(lambda: training_pids(output), 20, what="the training process")
     restarted = world.retrain(entrypoint="hang")
     assert [r.id for r in restarted.recover()] == [run.id]
-    wait_for(lambda: training_pids(output) == [])
+    wait_for(lambda: training_pids(output) == [], 20, what="the training process to be gone")
     assert killed.join_threads(10)
     abandoned = [e for e in world.registry.audit(MODEL) if e.outcome is Outcome.FAILED and "abandoned" in e.detail]
     assert len(abandoned) == 1

@@ -141,7 +141,24 @@ def document(models: int = 0) -> dict[str, Any]:
                                   "reason": item["reason"]})
     health = {"evaluated_at": utc_iso(NOW), "models": list(summary.values())}
     return {"daemon": {"up": True, "version": "0.1.0", "pid": 4242}, "jobs": [], "models": deployments,
-            "health": health, "canaries": [canary_document()]}
+            "health": health, "canaries": [canary_document()], "drift": drift_section(models)}
+
+
+def drift_section(models: int = 0) -> dict[str, Any]:
+    """The status document's ``drift`` section: fraud-detector's production drifted, its canary is unchecked."""
+    at = utc_iso(NOW - timedelta(minutes=2))
+
+    def version(v: str, role: str, verdict: str | None, features: tuple[str, ...] = ()) -> dict[str, Any]:
+        return {"version": v, "role": role, "verdict": verdict, "checked_at": at if verdict else None,
+                "drifted_features": list(features), "share_drifted": 0.5 if features else 0.0, "error": None}
+
+    entries = [{"model": "fraud-detector", "versions": [version("1.1.0", "production", "drift", ("amount",)),
+                                                        version("1.2.0", "canary", None)]},
+               {"model": "churn", "versions": [version("2.0.0", "production", "no_drift")]},
+               {"model": "recommender", "versions": []}]
+    entries += [{"model": f"model-{i:04d}", "versions": [version(f"1.{i % 7}.0", "production", "insufficient_data")]}
+                for i in range(models)]
+    return {"drift_seconds": 300.0, "models": entries}
 
 
 HISTORY = [
@@ -169,8 +186,9 @@ def versions() -> dict[str, list[ModelVersion]]:
 def fixed_app(*, up: bool = True, read_only: bool = False, models: int = 0, production: bool = True) -> OpsctlApp:
     clock = ManualClock(NOW)
     runs, run = retrain_documents()
-    documents = {"/v1/drift/fraud-detector": drift_document(), "/v1/performance/fraud-detector": performance_document(),
-                 "/v1/retrain": runs, f"/v1/retrain/{run['id']}": run}
+    documents = {("drift", "fraud-detector"): drift_document(),
+                 ("performance", "fraud-detector"): performance_document(),
+                 ("retrain_runs", "fraud-detector"): runs, ("retrain_run", run["id"]): run}
     feed = StaticFeed(document(models), HISTORY, versions(), clock=clock, up=up, alerts=alerts_document(),
                       health=health_document(models), documents=documents)
     app = OpsctlApp(feed, environment="prod-eu", production=production, read_only=read_only, clock=clock,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.screen import ModalScreen
 
+from opsctl.tui.dialogs import HelpScreen
 from tests.fixtures.daemon import DaemonProcess, upload
+from tests.fixtures.wait import wait_for_app
 
 MODELS = {"fraud-detector": ("1.0.0", "1.1.0"), "churn": ("2.0.0",)}
 
@@ -29,19 +30,6 @@ def seed(daemon: DaemonProcess) -> None:
     http.close()
 
 
-async def wait_for(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 10,
-                   message: str = "condition") -> Any:
-    """Let the app run until ``predicate()`` is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await pilot.pause(0.02)
-
-
 def screen_text(app: Any) -> str:
     """What the terminal shows, as plain text (for assertions about what a person would read)."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
@@ -52,3 +40,20 @@ def cell(app: Any, model: str, column: str) -> str:
     if model not in table.rows:
         return ""
     return str(table.get_cell(model, column))
+
+
+async def press_expecting_no_dialog(pilot: Pilot[Any], *keys: str) -> None:
+    """Press ``keys``, then ``?``, and check that none of the keys opened a dialog.
+
+    Keys are handled in order: once the help screen that ``?`` opens is up, every key before it has
+    been handled, so no fixed pause is needed to be sure a dialog would have appeared by then.
+    """
+    app = pilot.app
+    before = app.screen
+    await pilot.press(*keys, "question_mark")
+    await wait_for_app(pilot, lambda: app.screen is not before, what="the help screen (or a dialog)")
+    opened = [type(s).__name__ for s in app.screen_stack
+              if isinstance(s, ModalScreen) and not isinstance(s, HelpScreen)]
+    assert isinstance(app.screen, HelpScreen) and not opened, f"{keys} opened {opened or type(app.screen).__name__}"
+    await pilot.press("escape")
+    await wait_for_app(pilot, lambda: app.screen is before, what="the help screen to close")

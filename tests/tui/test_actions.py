@@ -20,7 +20,8 @@ from opsctl.tui.feed import DaemonFeed
 from opsctl.tui.screens import AlertsScreen, ModelScreen
 from tests.fixtures.cli import make_opsctl_env
 from tests.fixtures.daemon import DaemonProcess, upload
-from tests.tui.helpers import screen_text, seed, wait_for
+from tests.fixtures.wait import wait_for_app
+from tests.tui.helpers import press_expecting_no_dialog, screen_text, seed
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 pytestmark = pytest.mark.asyncio
@@ -77,13 +78,13 @@ async def test_ack_an_alert_from_the_alerts_screen_is_audited_with_the_user(busy
     seed(busy_daemon)
     app = make_app(busy_daemon)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.connected and app.fleet.alert_counts is not None and any(
+        await wait_for_app(pilot, lambda: app.connected and app.fleet.alert_counts is not None and any(
             a.get("state") in ("pending", "firing") and (a.get("labels") or {}).get("model") == "churn"
-            for a in app.fleet.alerts), timeout=15, message="churn's health alert in the TUI (SSE + /v1/alerts)")
+            for a in app.fleet.alerts), timeout=15, what="churn's health alert in the TUI (SSE + /v1/alerts)")
         await pilot.press("a")
-        screen = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, AlertsScreen) else None,
-                                message="the alerts screen")
-        await wait_for(pilot, lambda: "ModelHealthUnknown" in screen_text(app), message="the alert row")
+        screen = await wait_for_app(pilot, lambda: app.screen if isinstance(app.screen, AlertsScreen) else None,
+                                    what="the alerts screen")
+        await wait_for_app(pilot, lambda: "ModelHealthUnknown" in screen_text(app), what="the alert row")
         # Put the cursor on churn's alert.
         table = screen.query_one("#alerts")
         for _ in range(table.row_count):
@@ -94,17 +95,17 @@ async def test_ack_an_alert_from_the_alerts_screen_is_audited_with_the_user(busy
         assert alert is not None and alert["labels"]["model"] == "churn"
 
         await pilot.press("k")
-        dialog = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ActionDialog) else None,
-                                message="the ack dialog")
+        dialog = await wait_for_app(pilot, lambda: app.screen if isinstance(app.screen, ActionDialog) else None,
+                                    what="the ack dialog")
         assert app.focused is not None and app.focused.id == "cancel"
         await pilot.press("tab", *"known: prometheus maintenance")
-        await wait_for(pilot, lambda: f'opsctl alerts ack {alert["id"]} --reason "known: prometheus maintenance"'
-                       in text_of(dialog, "#command"), message="the CLI command")
+        await wait_for_app(pilot, lambda: f'opsctl alerts ack {alert["id"]} --reason "known: prometheus maintenance"'
+                           in text_of(dialog, "#command"), what="the CLI command")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, ActionDialog), message="the dialog to close")
+        await wait_for_app(pilot, lambda: not isinstance(app.screen, ActionDialog), what="the dialog to close")
         assert dialog.busy
-        await wait_for(pilot, lambda: (next((a for a in app.fleet.alerts if a["id"] == alert["id"]), {})
-                                       .get("ack") or {}).get("by") == ME, message="the ack on screen")
+        await wait_for_app(pilot, lambda: (next((a for a in app.fleet.alerts if a["id"] == alert["id"]), {})
+                                       .get("ack") or {}).get("by") == ME, what="the ack on screen")
 
     entry = next(e for e in reversed(audit(busy_daemon, "churn")) if e["action"] == "alert.ack")
     assert (entry["actor"], entry["reason"]) == (ME, "known: prometheus maintenance")
@@ -116,26 +117,26 @@ async def test_abort_a_canary_from_the_model_screen(busy_daemon: DaemonProcess) 
     start_canary(busy_daemon)
     app = make_app(busy_daemon)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.connected and (app.fleet.canaries or {}).get("fraud-detector"),
-                       message="the canary in the status document")
+        await wait_for_app(pilot, lambda: app.connected and (app.fleet.canaries or {}).get("fraud-detector"),
+                           what="the canary in the status document")
         app.open_model("fraud-detector")
-        screen = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ModelScreen) and app.screen.versions
-                                else None, message="the model screen")
+        screen = await wait_for_app(pilot, lambda: app.screen if isinstance(app.screen, ModelScreen)
+                                    and app.screen.versions else None, what="the model screen")
         await pilot.press("3")
-        await wait_for(pilot, lambda: "canary: 1.2.0" in screen_text(app) and "stage 1/" in screen_text(app),
-                       message="the canary tab")
+        await wait_for_app(pilot, lambda: "canary: 1.2.0" in screen_text(app) and "stage 1/" in screen_text(app),
+                           what="the canary tab")
         await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ActionDialog), message="the abort dialog")
+        await wait_for_app(pilot, lambda: isinstance(app.screen, ActionDialog), what="the abort dialog")
         assert app.focused is not None and app.focused.id == "cancel"
         await pilot.press("tab", *"latency regression", "enter")
         await pilot.press(*"fraud-detectr", "enter")  # a wrong name is refused
-        await wait_for(pilot, lambda: "refused" in screen_text(app), message="the refusal")
+        await wait_for_app(pilot, lambda: "refused" in screen_text(app), what="the refusal")
         assert audit(busy_daemon, "fraud-detector")[-1]["action"] != "canary.abort"
         assert 'opsctl canary abort fraud-detector --reason "latency regression"' in text_of(app.screen, "#command")
         await pilot.press("backspace", "backspace", *"tor", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ModelScreen), message="back on the model screen")
-        await wait_for(pilot, lambda: "aborted" in text_of(screen, "#canary-detail"),
-                       message="the aborted canary on screen")
+        await wait_for_app(pilot, lambda: isinstance(app.screen, ModelScreen), what="back on the model screen")
+        await wait_for_app(pilot, lambda: "aborted" in text_of(screen, "#canary-detail"),
+                           what="the aborted canary on screen")
         # No canary action is offered once it is over.
         assert app.screen.active_bindings.get("x") is None or not app.screen.check_action("canary_abort", ())
 
@@ -152,25 +153,21 @@ async def test_read_only_offers_none_of_the_new_actions(busy_daemon: DaemonProce
     start_canary(busy_daemon)
     app = make_app(busy_daemon, read_only=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.connected and (app.fleet.canaries or {}).get("fraud-detector")
-                       and app.fleet.alerts, timeout=15, message="a canary and an alert")
+        await wait_for_app(pilot, lambda: app.connected and (app.fleet.canaries or {}).get("fraud-detector")
+                           and app.fleet.alerts, timeout=15, what="a canary and an alert")
         names = [name for name, _, _ in OpsctlCommands(app.screen)._commands()]
         assert "alerts" in names and "open fraud-detector" in names
         offered = [n for n in names if n.split(" ")[0] in ("pause", "resume", "abort", "promote", "retrain",
                                                            "rollback", "game")]
         assert offered == []
         await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), message="the alerts screen")
+        await wait_for_app(pilot, lambda: isinstance(app.screen, AlertsScreen), what="the alerts screen")
         for key in ("k", "s"):
             assert app.screen.active_bindings.get(key) is None
-            await pilot.press(key)
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, ActionDialog)
+        await press_expecting_no_dialog(pilot, "k", "s")
         app.open_model("fraud-detector")
-        await wait_for(pilot, lambda: isinstance(app.screen, ModelScreen), message="the model screen")
+        await wait_for_app(pilot, lambda: isinstance(app.screen, ModelScreen), what="the model screen")
         for key in ("z", "u", "x", "g", "t", "r", "p"):
             assert app.screen.active_bindings.get(key) is None, key
-            await pilot.press(key)
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, ActionDialog)
+        await press_expecting_no_dialog(pilot, "z", "u", "x", "g", "t", "r", "p")
         assert "Abort canary" not in screen_text(app) and "Retrain" not in screen_text(app)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from opsctl.tui.feed import StatusArrived
+from tests.fixtures.wait import wait_for_app
 from tests.tui.fixed import NOW, alerts_document, document, fixed_app, health_document
 
 pytestmark = pytest.mark.asyncio
@@ -26,8 +27,8 @@ async def _screen(first: dict[str, Any], then: dict[str, Any] | None, scroll: bo
     app = fixed_app(models=MODELS)
     async with app.run_test(size=(160, 48)) as pilot:
         total = len(first["models"])
-        while not (app.overview.ready and app.overview.table.row_count == total):
-            await pilot.pause(0.01)
+        await wait_for_app(pilot, lambda: app.overview.ready and app.overview.table.row_count == total,
+                           what="the overview's rows")
         alerts, health = alerts_document(), health_document(MODELS)
         app.on_status_arrived(StatusArrived(first, [], NOW, alerts=alerts, health=health))
         await pilot.pause()
@@ -37,8 +38,16 @@ async def _screen(first: dict[str, Any], then: dict[str, Any] | None, scroll: bo
         if then is not None:
             app.on_status_arrived(StatusArrived(then, [], NOW, alerts=alerts, health=health))
             await pilot.pause()
-        await pilot.pause(0.05)
-        return app.export_screenshot()
+        # Settled: a widened column can bring a scrollbar one refresh later (and the cursor is scrolled back
+        # into view after it), so compare only frames that no longer change.
+        shot = app.export_screenshot()
+        for _ in range(100):
+            await pilot.pause(0.05)
+            again = app.export_screenshot()
+            if again == shot:
+                return shot
+            shot = again
+        raise AssertionError("the screen kept changing for 5 s")
 
 
 @pytest.mark.parametrize("long", [False, True], ids=["fits", "wider-than-column"])

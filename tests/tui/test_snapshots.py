@@ -13,16 +13,16 @@ from textual.pilot import Pilot
 
 from opsctl.tui.dialogs import ActionDialog, ChangeDialog
 from opsctl.tui.screens import AlertsScreen, ModelScreen
+from tests.fixtures.wait import wait_for_app
 from tests.tui.fixed import fixed_app
-from tests.tui.helpers import wait_for
 
 SIZES = [(80, 24), (160, 48)]
 
 
 async def _loaded(pilot: Pilot[Any]) -> None:
     app: Any = pilot.app
-    await wait_for(pilot, lambda: app.overview.ready and app.overview.table.row_count == 3 and app.first_status
-                   and (app.connected or app.connection_error), message="the fixed document")
+    await wait_for_app(pilot, lambda: app.overview.ready and app.overview.table.row_count == 3 and app.first_status
+                       and (app.connected or app.connection_error), what="the fixed document")
     await pilot.pause()
 
 
@@ -37,8 +37,8 @@ def test_registry(snap_compare: Any, size: tuple[int, int]) -> None:
         await _loaded(pilot)
         pilot.app.overview.select("fraud-detector")  # type: ignore[attr-defined]
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ModelScreen) and pilot.app.screen.versions,
-                       message="versions")
+        await wait_for_app(pilot, lambda: isinstance(pilot.app.screen, ModelScreen) and pilot.app.screen.versions,
+                           what="versions")
         await pilot.pause()
 
     assert snap_compare(fixed_app(), terminal_size=size, run_before=open_registry)
@@ -49,8 +49,8 @@ def test_rollback_dialog(snap_compare: Any) -> None:
         await _loaded(pilot)
         pilot.app.overview.select("fraud-detector")  # type: ignore[attr-defined]
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChangeDialog) and pilot.app.screen.plan,
-                       message="the plan")
+        await wait_for_app(pilot, lambda: isinstance(pilot.app.screen, ChangeDialog) and pilot.app.screen.plan,
+                           what="the plan")
         await pilot.press("tab", *"p95 over SLA")
         await pilot.pause()
 
@@ -81,8 +81,8 @@ def test_terminal_too_small(snap_compare: Any) -> None:
 async def _model_tab(pilot: Pilot[Any], tab: str) -> None:
     await _loaded(pilot)
     pilot.app.open_model("fraud-detector")  # type: ignore[attr-defined]
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ModelScreen) and pilot.app.screen.versions
-                   and pilot.app.screen.drift is not None and pilot.app.screen.runs is not None, message="documents")
+    await wait_for_app(pilot, lambda: isinstance(pilot.app.screen, ModelScreen) and pilot.app.screen.versions
+                       and pilot.app.screen.drift is not None and pilot.app.screen.runs is not None, what="documents")
     await pilot.press(tab)
     await pilot.pause()
 
@@ -115,7 +115,7 @@ def test_alerts(snap_compare: Any, size: tuple[int, int]) -> None:
     async def alerts(pilot: Pilot[Any]) -> None:
         await _loaded(pilot)
         await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, AlertsScreen), message="the alerts screen")
+        await wait_for_app(pilot, lambda: isinstance(pilot.app.screen, AlertsScreen), what="the alerts screen")
         await pilot.pause()
 
     assert snap_compare(fixed_app(), terminal_size=size, run_before=alerts)
@@ -125,7 +125,7 @@ def test_canary_abort_dialog(snap_compare: Any) -> None:
     async def abort(pilot: Pilot[Any]) -> None:
         await _model_tab(pilot, "3")
         await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ActionDialog), message="the dialog")
+        await wait_for_app(pilot, lambda: isinstance(pilot.app.screen, ActionDialog), what="the dialog")
         await pilot.press("tab", *"latency regression")
         await pilot.pause()
 

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.cli import OPSCTL
-from tests.fixtures.daemon import DaemonProcess, wait_until
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
 from tests.tui.helpers import seed
 from tests.tui.test_actions import busy_daemon, start_canary
 
@@ -36,15 +37,13 @@ class Tmux:
     def type(self, text: str) -> None:
         self("send-keys", "-t", "tui", "-l", text)
 
-    def wait_for(self, *needles: str, timeout: float = 10) -> str:
+    def wait_for_screen(self, *needles: str, timeout: float = 10) -> str:
         def shown() -> str | None:
             screen = self.screen()
             return screen if all(n in screen for n in needles) else None
 
-        try:
-            return wait_until(shown, timeout=timeout, message=f"{needles} on screen")  # type: ignore[no-any-return]
-        except AssertionError as error:
-            raise AssertionError(f"{error}; the screen was:\n{self.screen()}") from None
+        return wait_for(shown, timeout=timeout, what=f"{needles} on screen",
+                        context=lambda: f"the screen was:\n{self.screen()}")
 
 
 @pytest.fixture
@@ -64,31 +63,31 @@ def test_open_pick_a_model_roll_it_back(daemon: DaemonProcess, tmux: Tmux) -> No
     script.write_text(f"{exports}exec {shlex.quote(OPSCTL)}\n")
     tmux("new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", f"sh {shlex.quote(str(script))}")
 
-    screen = tmux.wait_for("fraud-detector", "churn", "daemon up")
+    screen = tmux.wait_for_screen("fraud-detector", "churn", "daemon up")
     assert "PRODUCTION" in screen  # [ui] production defaults to true: the context says so
 
     tmux.keys("Down")  # rows are sorted: churn, fraud-detector
-    tmux.wait_for("─ fraud-detector ─")
+    tmux.wait_for_screen("─ fraud-detector ─")
     tmux.keys("Enter")  # the registry for the model
-    screen = tmux.wait_for("versions", "previous 1.0.0")
+    screen = tmux.wait_for_screen("versions", "previous 1.0.0")
     assert "1.1.0" in screen and "production" in screen
     tmux.keys("Escape")
-    tmux.wait_for("─ events ─")
+    tmux.wait_for_screen("─ events ─")
 
     tmux.keys("r")
-    screen = tmux.wait_for("Roll back fraud-detector", "1.1.0 -> 1.0.0")
+    screen = tmux.wait_for_screen("Roll back fraud-detector", "1.1.0 -> 1.0.0")
     assert 'CLI: opsctl rollback fraud-detector --reason "..." --yes' in screen
-    tmux.wait_for("Enter on Cancel closes")  # focus starts on Cancel
+    tmux.wait_for_screen("Enter on Cancel closes")  # focus starts on Cancel
     tmux.keys("Tab")
-    tmux.wait_for("next, the model name")
+    tmux.wait_for_screen("next, the model name")
     tmux.type("tmux drill")
-    tmux.wait_for('--reason "tmux drill" --yes')
+    tmux.wait_for_screen('--reason "tmux drill" --yes')
     tmux.keys("Enter")
-    tmux.wait_for("Enter confirms when the name matches")
+    tmux.wait_for_screen("Enter confirms when the name matches")
     tmux.type("fraud-detector")
-    tmux.wait_for('--reason "tmux drill" --yes')
+    tmux.wait_for_screen('--reason "tmux drill" --yes')
     tmux.keys("Enter")
-    screen = tmux.wait_for("rollback fraud-detector 1.1.0 -> 1.0.0 by", "(tmux drill)")  # the live audit feed
+    screen = tmux.wait_for_screen("rollback fraud-detector 1.1.0 -> 1.0.0 by", "(tmux drill)")  # the live audit feed
     assert "Roll back fraud-detector" not in screen  # the dialog closed
     assert "fraud-detector  1.0.0" in screen  # the overview row, updated in place
 
@@ -97,8 +96,8 @@ def test_open_pick_a_model_roll_it_back(daemon: DaemonProcess, tmux: Tmux) -> No
         "rollback", "tmux drill", "1.0.0")
 
     tmux.keys("q")
-    wait_until(lambda: tmux("has-session", "-t", "tui", check=False).returncode != 0, timeout=10,
-               message="opsctl to quit on q")
+    wait_for(lambda: tmux("has-session", "-t", "tui", check=False).returncode != 0, timeout=10,
+             what="opsctl to quit on q")
 
 
 def test_open_pick_a_model_see_its_canary_abort_it(busy_daemon: DaemonProcess, tmux: Tmux) -> None:
@@ -110,31 +109,31 @@ def test_open_pick_a_model_see_its_canary_abort_it(busy_daemon: DaemonProcess, t
     script.write_text(f"{exports}exec {shlex.quote(OPSCTL)}\n")
     tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", f"sh {shlex.quote(str(script))}")
 
-    tmux.wait_for("fraud-detector", "churn", "daemon up", "1.2.0 5%")  # the canary's weight in the row
+    tmux.wait_for_screen("fraud-detector", "churn", "daemon up", "1.2.0 5%")  # the canary's weight in the row
     tmux.keys("Down")  # rows are sorted: churn, fraud-detector
-    tmux.wait_for("─ fraud-detector ─")
+    tmux.wait_for_screen("─ fraud-detector ─")
     tmux.keys("Enter")
-    tmux.wait_for("1 registry", "3 canary")
+    tmux.wait_for_screen("1 registry", "3 canary")
     tmux.keys("3")
     # The footer offers the abort while it runs (the footer repaints a frame after the panel).
-    screen = tmux.wait_for("canary: 1.2.0 progressing", "stage 1/", "Abort canary")
+    screen = tmux.wait_for_screen("canary: 1.2.0 progressing", "stage 1/", "Abort canary")
 
     tmux.keys("x")
-    screen = tmux.wait_for("Abort the canary of fraud-detector", "Enter on Cancel closes")
+    screen = tmux.wait_for_screen("Abort the canary of fraud-detector", "Enter on Cancel closes")
     assert "CLI: opsctl canary abort fraud-detector" in screen
     tmux.keys("Tab")
-    tmux.wait_for("Enter: next")
+    tmux.wait_for_screen("Enter: next")
     tmux.type("tmux drill")
-    tmux.wait_for('--reason "tmux drill"')
+    tmux.wait_for_screen('--reason "tmux drill"')
     tmux.keys("Enter")
-    tmux.wait_for("Enter confirms when the name matches")
+    tmux.wait_for_screen("Enter confirms when the name matches")
     tmux.type("fraud-detector")
-    tmux.wait_for('--reason "tmux drill"')
+    tmux.wait_for_screen('--reason "tmux drill"')
     tmux.keys("Enter")
-    screen = tmux.wait_for("canary: 1.2.0 aborted")
+    screen = tmux.wait_for_screen("canary: 1.2.0 aborted")
     assert "Abort the canary" not in screen  # the dialog closed
-    wait_until(lambda: "Abort canary" not in tmux.screen(), timeout=5,
-               message="the footer to stop offering the abort")
+    wait_for(lambda: "Abort canary" not in tmux.screen(), timeout=5,
+             what="the footer to stop offering the abort")
 
     canary = busy_daemon.http().get("/v1/canaries", params={"model": "fraud-detector"}).json()[0]
     assert (canary["phase"], canary["weight"]) == ("aborted", 0.0)
@@ -143,5 +142,5 @@ def test_open_pick_a_model_see_its_canary_abort_it(busy_daemon: DaemonProcess, t
     assert aborted and aborted[-1]["reason"] == "tmux drill"
 
     tmux.keys("q")
-    wait_until(lambda: tmux("has-session", "-t", "tui", check=False).returncode != 0, timeout=10,
-               message="opsctl to quit on q")
+    wait_for(lambda: tmux("has-session", "-t", "tui", check=False).returncode != 0, timeout=10,
+             what="opsctl to quit on q")

@@ -1,0 +1,12 @@
+"""``opsctl daemon``: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("daemon", help="run the daemon in the foreground (what systemd's ExecStart calls)")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+    p.set_defaults(handler="opsctl.cli.daemon.handlers:daemon")

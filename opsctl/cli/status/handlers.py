@@ -1,0 +1,65 @@
+"""``opsctl status``: daemon up/down, jobs, and what each model serves.
+
+Exit 0 when the daemon answers; 6 when it does not (the registry's view is
+still printed, so the on-call engineer sees what is deployed either way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opsctl.cli.context import CliContext
+from opsctl.errors import DaemonUnavailableError
+
+
+def _daemon_status(ctx: CliContext) -> dict[str, Any]:
+    with ctx.daemon() as client:
+        return client.status_json()
+
+
+def status(ctx: CliContext) -> int:
+    try:
+        document = _daemon_status(ctx)
+        code = 0
+    except DaemonUnavailableError as error:
+        from opsctl.backends import DirectBackend
+
+        deployments = DirectBackend(ctx.settings).deployments()
+        document = {"daemon": {"up": False, "error": str(error), "socket": ctx.settings.daemon.socket},
+                    "jobs": [], "models": [d.to_json() for d in deployments], "source": "registry"}
+        ctx.out.message(f"opsctl: {error}; showing the registry's view")
+        code = DaemonUnavailableError.exit_code
+    if ctx.out.json:
+        ctx.out.emit_json(document)
+        return code
+    daemon = document["daemon"]
+    if daemon["up"]:
+        uptime = _duration(daemon["uptime_seconds"])
+        ctx.out.line(ctx.out.style("daemon: up", "green", "bold") +
+                     f"  version {daemon['version']}  pid {daemon['pid']}  uptime {uptime}")
+    else:
+        ctx.out.line(ctx.out.style("daemon: DOWN", "red", "bold") + f"  ({daemon['socket']})")
+    if document["jobs"]:
+        ctx.out.line()
+        ctx.out.table(["job", "every", "last run", "result", "took", "summary"],
+                      [[j["name"], _duration(j["interval_seconds"]), j["last_finished_at"],
+                        {True: "ok", False: "FAILED", None: "-"}[j["last_ok"]],
+                        f"{j['last_duration_seconds'] * 1000:.0f} ms" if j["last_duration_seconds"] is not None
+                        else None, j["last_summary"]] for j in document["jobs"]])
+    ctx.out.line()
+    ctx.out.table(["model", "production", "canary", "weight"],
+                  [[m["model"], m["production_version"], m["canary_version"],
+                    f"{m['canary_weight']:g}%" if m["canary_version"] else None] for m in document["models"]],
+                  empty="no models registered yet")
+    return code
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"

@@ -1,0 +1,33 @@
+"""Bare ``opsctl``: the Textual TUI against the daemon."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from opsctl.cli.context import CliContext
+from opsctl.errors import UsageError
+
+
+def tui(ctx: CliContext) -> int:
+    """Open the TUI; returns 0 when the user quits."""
+    args = ctx.args
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the TUI needs a terminal; for scripts use `opsctl status -o json` and friends")
+    if getattr(args, "no_color", False):
+        os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
+    from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.feed import DaemonFeed
+    from opsctl.tui.gameday import GameDay
+
+    settings = ctx.settings
+    feed = DaemonFeed(settings.daemon.socket, connect_timeout=settings.daemon.connect_timeout_seconds,
+                      timeout=settings.daemon.request_timeout_seconds)
+    # Connected to the demo fleet (its demo.json beside the daemon's state dir): game-day fault commands.
+    config = settings.source if settings.source not in ("defaults", "<config>") else None
+    gameday = GameDay.detect([settings.daemon.state_dir, config and os.path.dirname(os.path.abspath(config))])
+    app = OpsctlApp(feed, environment=settings.ui.environment, production=settings.ui.production,
+                    read_only=bool(getattr(args, "read_only", False)), gameday=gameday,
+                    daemon_start_command=settings.daemon.start_command)
+    app.run(mouse=not getattr(args, "no_mouse", False))
+    return 0
