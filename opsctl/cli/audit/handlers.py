@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
 
-from opsctl.cli.main import subcommand
-
-if TYPE_CHECKING:
-    from opsctl.cli.context import CliContext
-
-
-def add_commands(sub: Any, command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    group = sub.add_parser("audit", help="audit log integrity", description="audit log integrity")
-    group_sub = group.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", parser_class=type(group))
-    p = subcommand(group_sub, "verify", "opsctl.cli.commands.audit:verify",
-                   "recompute the audit log's hash chain; exit 5 naming the first broken row")
-    p.add_argument("--registry", metavar="FILE", help="registry file (default: the config's state_dir/registry.db)")
+from opsctl.cli.context import CliContext
+from opsctl.errors import IntegrityError, NotFoundError
 
 
 def verify(ctx: CliContext) -> int:
-    from pathlib import Path
-
     from opsctl.adapters.registry import Registry
-    from opsctl.errors import IntegrityError, NotFoundError
     from opsctl.services.audit import verify_registry
 
     path = Path(ctx.args.registry) if ctx.args.registry else ctx.settings.daemon.registry_path
@@ -39,7 +24,7 @@ def verify(ctx: CliContext) -> int:
         message = f"audit log of {path}: first broken row {report.first_broken_id}: {report.problem}"
         if not ctx.out.json:
             raise IntegrityError(message)
-        ctx.out.message(f"opsctl: error: {message}")
+        ctx.out.message(f"opsctl: {message}")
     if ctx.out.json:
         ctx.out.emit_json({"registry": str(path), **report.to_json()})
     else:
