@@ -10,21 +10,26 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
+import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsctl import __version__
+from opsctl.adapters.artifacts import StoredArtifact, safe_suffix
+from opsctl.adapters.preflight import TokenIdentity
 from opsctl.clock import utc_iso
 from opsctl.domain import Actor, Lineage
 from opsctl.errors import (
@@ -41,6 +46,15 @@ from opsctld.state import DaemonState
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+log = logging.getLogger("opsctld.api")
+
+# JSON request bodies are small documents (artifacts do not travel as JSON): anything larger, deeper or
+# with integers SQLite cannot store is refused with 400 before a handler sees it.
+MAX_JSON_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_INT = 2**63 - 1
+MAX_HISTORY_LIMIT = 100_000
+
 _STATUS_FOR_ERROR: tuple[tuple[type[OpsctlError], int], ...] = (
     (UsageError, 400),
     (NotFoundError, 404),
@@ -54,13 +68,28 @@ def _state(request: Request) -> DaemonState:
     return request.app.state.daemon  # type: ignore[no-any-return]
 
 
+_PROXIED_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
+
+
 def actor_for(request: Request) -> Actor:
-    """The caller, from the kernel's peer credentials (Unix socket) or the token (TCP)."""
-    peer: PeerCredentials | None = request.scope.get("state", {}).get("peer")
+    """The caller, from the kernel's peer credentials (Unix socket) or the token's identity (TCP).
+
+    A client-supplied ``X-Opsctl-User`` counts only for a token marked ``trusted-proxy`` and is then
+    recorded as acting for that user; from any other token it is ignored.
+    """
+    scope_state = request.scope.get("state", {})
+    peer: PeerCredentials | None = scope_state.get("peer")
     if peer is not None:
         return Actor(user=peer.user, uid=peer.uid, via="daemon")
-    claimed = request.headers.get("x-opsctl-user", "unknown")
-    return Actor(user=f"token:{claimed}", uid=None, via="daemon-tcp")
+    token: TokenIdentity | None = scope_state.get("token")
+    if token is None:  # only BearerTokenAuth lets a request through without peer credentials
+        raise UsageError("this listener cannot tell who is calling")
+    claimed = request.headers.get("x-opsctl-user")
+    if token.trusted_proxy and claimed:
+        if not _PROXIED_USER.fullmatch(claimed):
+            raise UsageError("X-Opsctl-User must be letters, digits, '.', '_', '@' or '-' (max 63)")
+        return Actor(user=f"token:{token.identity} (proxy for {claimed})", uid=None, via="daemon-tcp")
+    return Actor(user=f"token:{token.identity}", uid=None, via="daemon-tcp")
 
 
 def error_response(error: OpsctlError) -> JSONResponse:
@@ -74,17 +103,69 @@ def error_response(error: OpsctlError) -> JSONResponse:
 
 
 async def read_json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object body ({} when empty); a UsageError (HTTP 400) otherwise."""
-    raw = await request.body()
+    """The request's JSON object body ({} when empty); a UsageError (HTTP 400) otherwise.
+
+    Refused: bodies over :data:`MAX_JSON_BODY_BYTES`, not UTF-8, not JSON, NaN/Infinity or numbers that
+    overflow to infinity, integers outside SQLite's 64-bit range, nesting deeper than :data:`MAX_JSON_DEPTH`.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY_BYTES:
+            raise UsageError(f"request body is larger than {MAX_JSON_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
-        document = json.loads(raw)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"request body is not UTF-8: {error.reason} at byte {error.start}") from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise UsageError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except json.JSONDecodeError as error:
         raise UsageError(f"request body is not valid JSON: {error}") from None
+    except ValueError as error:  # from the parse_* hooks, or an integer with too many digits
+        raise UsageError(f"request body: {error}") from None
     if not isinstance(document, dict):
         raise UsageError("request body must be a JSON object")
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise UsageError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19:
+        raise ValueError(f"integer {text[:40]}... is out of range")
+    value = int(text)
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise ValueError(f"integer {text} is out of range (64-bit)")
+    return value
+
+
+def _depth(document: Any) -> int:
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                stack.extend((item, level + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _opt_str(body: dict[str, Any], key: str) -> str | None:
@@ -94,11 +175,27 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
+def _opt_int(body: dict[str, Any], key: str, *, minimum: int = 0) -> int | None:
     value = body.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise UsageError(f"{key!r} must be an integer")
+    if value is not None and not minimum <= value <= MAX_INT:
+        raise UsageError(f"{key!r} must be between {minimum} and {MAX_INT}")
     return value
+
+
+def _lineage(body: dict[str, Any]) -> Lineage:
+    raw = body.get("lineage") or {}
+    if not isinstance(raw, dict):
+        raise UsageError("'lineage' must be an object")
+    known = set(Lineage().to_json())
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UsageError(f"'lineage' has unknown keys {unknown}; known: {sorted(known)}")
+    for key, value in raw.items():
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"'lineage.{key}' must be a string or null")
+    return Lineage.from_json(raw)
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -148,28 +245,67 @@ async def list_versions(request: Request) -> Response:
     return JSONResponse([v.to_json() for v in versions])
 
 
+async def upload(request: Request) -> Response:
+    """Receive an artifact's bytes (streamed, never buffered whole) into the content-addressed store.
+
+    ``X-Opsctl-Sha256`` (required) is the client's hash; the bytes are hashed as they arrive and kept
+    only if both agree. Uploading the same bytes again answers the same name (retries are safe).
+    """
+    state = _state(request)
+    expected = (request.headers.get("x-opsctl-sha256") or "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise UsageError("header X-Opsctl-Sha256 with the artifact's sha256 (64 hex digits) is required")
+    limit = state.settings.daemon.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UsageError(f"artifact is larger than the limit of {limit} bytes (max_upload_bytes)")
+    suffix = safe_suffix(request.headers.get("x-opsctl-filename") or "")
+    incoming = await run_in_threadpool(state.artifacts.begin, suffix=suffix, max_bytes=limit)
+    try:
+        async for chunk in request.stream():
+            incoming.write(chunk)  # page-cache writes; the fsync happens in commit, off the loop
+    except BaseException:
+        incoming.abort()
+        raise
+    stored = await run_in_threadpool(incoming.commit, expected)
+    return JSONResponse({"name": stored.name, "sha256": stored.sha256, "size_bytes": stored.size_bytes},
+                        status_code=201)
+
+
+def _stored(state: DaemonState, body: dict[str, Any], key: str) -> StoredArtifact | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not isinstance(
+            value.get("sha256"), str):
+        raise UsageError(f"{key!r} must be {{name, sha256}} as returned by POST /v1/uploads")
+    return state.artifacts.stored(value["name"], value["sha256"])
+
+
 async def register(request: Request) -> Response:
     state = _state(request)
     body = await read_json_body(request)
+    if "artifact_path" in body or "reference_path" in body:
+        raise UsageError("the daemon does not read files by path; upload the bytes (POST /v1/uploads) and pass"
+                         " 'artifact': {name, sha256}")
     version = _opt_str(body, "version")
-    artifact = _opt_str(body, "artifact_path")
-    if not version or not artifact:
-        raise UsageError("'version' and 'artifact_path' are required")
+    if not version:
+        raise UsageError("'version' and 'artifact' are required")
+    artifact = _stored(state, body, "artifact")
+    if artifact is None:
+        raise UsageError("'version' and 'artifact' are required")
     metrics_in = body.get("metrics") or {}
     tags_in = body.get("tags") or {}
     if not isinstance(metrics_in, dict) or not isinstance(tags_in, dict):
         raise UsageError("'metrics' and 'tags' must be objects")
-    reference = _opt_str(body, "reference_path")
-    lineage = body.get("lineage") or {}
-    if not isinstance(lineage, dict):
-        raise UsageError("'lineage' must be an object")
+    lineage = _lineage(body)
     register_request = RegisterRequest(
-        model=request.path_params["model"], version=version, artifact=Path(artifact), metrics=dict(metrics_in),
-        reference=Path(reference) if reference else None, description=_opt_str(body, "description") or "",
-        tags={str(k): str(v) for k, v in tags_in.items()}, lineage=Lineage.from_json(lineage))
-    created = await run_in_threadpool(state.services.registry.register, register_request, actor=actor_for(request),
-                                      reason=_opt_str(body, "reason") or "")
-    return JSONResponse(created.to_json(), status_code=201)
+        model=request.path_params["model"], version=version, artifact=artifact, metrics=dict(metrics_in),
+        reference=_stored(state, body, "reference"), description=_opt_str(body, "description") or "",
+        tags={str(k): str(v) for k, v in tags_in.items()}, lineage=lineage)
+    created, new = await run_in_threadpool(state.services.registry.register_version, register_request,
+                                           actor=actor_for(request), reason=_opt_str(body, "reason") or "")
+    return JSONResponse(created.to_json(), status_code=201 if new else 200)
 
 
 async def plan_promote(request: Request) -> Response:
@@ -238,8 +374,8 @@ async def history(request: Request) -> Response:
         limit = int(request.query_params.get("limit", "50"))
     except ValueError:
         raise UsageError("'limit' must be an integer") from None
-    if limit <= 0:
-        raise UsageError("--limit must be positive")
+    if not 0 < limit <= MAX_HISTORY_LIMIT:
+        raise UsageError(f"'limit' must be between 1 and {MAX_HISTORY_LIMIT}")
     if model is not None and await run_in_threadpool(state.registry.get_deployment, model) is None:
         raise NotFoundError("model", model, "see `opsctl models`")
     events = await run_in_threadpool(state.registry.audit, model, limit=limit)
@@ -324,6 +460,7 @@ class Endpoint:
     request_body: dict[str, Any] | None = None
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
+    request_media_type: str = "application/json"
 
 
 _STR = {"type": "string"}
@@ -347,6 +484,7 @@ _AUDIT = {"type": "object", "required": ["id", "at", "actor", "via", "action", "
           "properties": {"id": {"type": "integer"}, "at": _STR, "actor": _STR, "uid": {"type": ["integer", "null"]},
                          "via": _STR, "action": _STR, "model": _NULLABLE_STR, "from_version": _NULLABLE_STR,
                          "to_version": _NULLABLE_STR, "reason": _STR, "outcome": _STR, "detail": _STR}}
+_STORED = {"type": "object", "required": ["name", "sha256"], "properties": {"name": _STR, "sha256": _STR}}
 _CHANGE_BODY = {"type": "object", "properties": {"reason": _STR, "expected_generation": {"type": "integer"}}}
 
 ENDPOINTS: list[Endpoint] = [
@@ -360,11 +498,18 @@ ENDPOINTS: list[Endpoint] = [
              response={"type": "array", "items": {"type": "object"}}),
     Endpoint("GET", "/v1/models/{model}/versions", list_versions, "Versions of a model",
              response={"type": "array", "items": _VERSION}),
-    Endpoint("POST", "/v1/models/{model}/versions", register, "Register a version (the daemon copies the artifact)",
-             request_body={"type": "object", "required": ["version", "artifact_path"],
-                           "properties": {"version": _STR, "artifact_path": _STR, "reference_path": _STR,
-                                          "metrics": {"type": "object"}, "tags": {"type": "object"},
-                                          "description": _STR, "lineage": {"type": "object"}, "reason": _STR}},
+    Endpoint("POST", "/v1/uploads", upload,
+             "Upload an artifact's bytes (application/octet-stream; header X-Opsctl-Sha256 required)",
+             request_body={"type": "string", "format": "binary"}, request_media_type="application/octet-stream",
+             response={"type": "object", "required": ["name", "sha256", "size_bytes"],
+                       "properties": {"name": _STR, "sha256": _STR, "size_bytes": {"type": "integer"}}}),
+    Endpoint("POST", "/v1/models/{model}/versions", register,
+             "Register a version from uploaded bytes (201; 200 with the existing version on a retry)",
+             request_body={"type": "object", "required": ["version", "artifact"],
+                           "properties": {"version": _STR, "artifact": _STORED, "reference": _STORED,
+                                          "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                                          "tags": {"type": "object"}, "description": _STR,
+                                          "lineage": {"type": "object"}, "reason": _STR}},
              response=_VERSION),
     Endpoint("POST", "/v1/models/{model}/versions/{version}/verify", verify,
              "Check a version's artifact against its sha256"),
@@ -407,7 +552,7 @@ def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
             "summary": endpoint.summary,
             "operationId": f"{endpoint.method.lower()}_{endpoint.handler.__name__}",
             "responses": {
-                "200" if endpoint.method == "GET" or endpoint.handler is not register else "201": {
+                "200" if endpoint.method == "GET" or endpoint.handler not in (register, upload) else "201": {
                     "description": "OK",
                     "content": {_media_type(endpoint): {"schema": endpoint.response}},
                 },
@@ -416,6 +561,8 @@ def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
                 }}}},
             },
         }
+        if endpoint.handler is register:  # a retry answers the existing version with 200
+            operation["responses"]["200"] = operation["responses"]["201"]
         parameters = [{"name": name, "in": "path", "required": True, "schema": _STR}
                       for name in _path_params(endpoint.path)]
         parameters += [{"name": name, "in": "query", "required": required, "description": description,
@@ -424,7 +571,7 @@ def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
             operation["parameters"] = parameters
         if endpoint.request_body is not None:
             operation["requestBody"] = {"required": True,
-                                        "content": {"application/json": {"schema": endpoint.request_body}}}
+                                        "content": {endpoint.request_media_type: {"schema": endpoint.request_body}}}
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {"openapi": "3.1.0", "info": {"title": "opsctl daemon API", "version": __version__}, "paths": paths}
 
@@ -479,35 +626,68 @@ class _Observe:
 
 
 class BearerTokenAuth:
-    """The TCP listener's gate: every request needs ``Authorization: Bearer <token>``."""
+    """The TCP listener's gate: every request needs ``Authorization: Bearer <token>`` of a known identity."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, tokens: tuple[TokenIdentity, ...]) -> None:
         self.app = app
-        self.token = token.encode()
+        self.tokens = [(t.token.encode(), t) for t in tokens]
+
+    def _identify(self, presented: bytes) -> TokenIdentity | None:
+        found = None
+        for expected, identity in self.tokens:  # compare with every token: the time does not tell which matched
+            if hmac.compare_digest(presented, expected):
+                found = identity
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/healthz":
             header = dict(scope.get("headers") or []).get(b"authorization", b"")
             scheme, _, presented = header.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(presented.strip(), self.token):
+            identity = self._identify(presented.strip()) if scheme.lower() == b"bearer" else None
+            if identity is None:
                 response = JSONResponse({"error": {"type": "Unauthorized", "message": "bearer token required",
                                                    "exit_code": 1}}, status_code=401,
                                         headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
+            scope.setdefault("state", {})["token"] = identity
         await self.app(scope, receive, send)
+
+
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
 
 
 def create_app(state: DaemonState, extra: list[Endpoint] | None = None) -> Starlette:
     """The ASGI app over ``state``; ``extra`` endpoints come from later subsystems."""
     endpoints = ENDPOINTS + (extra or [])
-    routes = [Route(e.path, e.handler, methods=[e.method]) for e in endpoints]
+    # One route per path, whatever its methods, so a 405 names all of them in Allow.
+    by_path: dict[str, dict[str, Handler]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint.handler
+    routes = [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
 
     async def handle_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OpsctlError)
         return error_response(exc)
 
-    app = Starlette(routes=routes, exception_handlers={OpsctlError: handle_error})
+    async def handle_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": {"type": type(exc).__name__, "message": exc.detail, "exit_code": 1}},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    async def handle_crash(request: Request, exc: Exception) -> Response:
+        # A bug, not bad input: still the JSON error shape (never text/plain), and logged with its traceback.
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"error": {"type": "InternalError", "message": f"internal error: {type(exc).__name__}",
+                                       "exit_code": 1}}, status_code=500)
+
+    app = Starlette(routes=routes, exception_handlers={OpsctlError: handle_error,
+                                                                HTTPException: handle_http, Exception: handle_crash})
     app.state.daemon = state
     app.state.endpoints = endpoints
     app.add_middleware(_Observe, routes=routes, state=state)  # type: ignore[arg-type]

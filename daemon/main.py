@@ -25,6 +25,8 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExe
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.files import make_private_dir
+from opsctl.adapters.preflight import preflight, read_token_file
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
@@ -43,7 +45,9 @@ log = logging.getLogger("opsctld")
 
 
 class DaemonStartError(OpsctlError):
-    """The daemon cannot start (socket in use, unwritable state dir, ...)."""
+    """The daemon cannot start (socket in use, unwritable state dir, ...): exit 2, like a config error."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -98,23 +102,53 @@ class Daemon:
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         settings = self.settings
-        registry = Registry(settings.daemon.registry_path)
+        # Everything that can fail without side effects first; then bind (undone on failure); then create.
         try:
-            Path(settings.daemon.state_dir).mkdir(parents=True, exist_ok=True)
-            registry.schema_version()  # migrate now, not on the first request
-            # Level-triggered: routers follow the registry as it is now, including any change made
-            # while the daemon was down (a break-glass rollback), which this never undoes.
-            publication = registry.publish_routing()
-            if publication is not None and not publication.ok:
-                log.error("routing document not written", extra={"error": publication.error})
-        except OSError as error:
-            raise DaemonStartError(f"cannot use state_dir {settings.daemon.state_dir}: {error.strerror}") from error
+            preflight(settings)
+        except ConfigError as error:
+            raise DaemonStartError(str(error)) from None
+        tokens = read_token_file(Path(settings.daemon.token_file)) if settings.daemon.tcp_listen else None
+        socket_path = Path(settings.daemon.socket)
+        created_socket_dir = not socket_path.parent.exists()
+        unix_socket = _bind_unix_socket(socket_path, int(settings.daemon.socket_mode, 8))
+        tcp: socket.socket | None = None
+        try:
+            if settings.daemon.tcp_listen:
+                host, _, port = settings.daemon.tcp_listen.rpartition(":")
+                try:
+                    tcp = socket.create_server((host, int(port)), reuse_port=False)
+                except OSError as error:
+                    raise DaemonStartError(f"cannot listen on {settings.daemon.tcp_listen}: {error.strerror}") from None
+            registry = Registry(settings.daemon.registry_path)
+            try:
+                make_private_dir(Path(settings.daemon.state_dir))
+                registry.schema_version()  # migrate now, not on the first request
+                # Level-triggered: routers follow the registry as it is now, including any change made
+                # while the daemon was down (a break-glass rollback), which this never undoes.
+                publication = registry.publish_routing()
+                if publication is not None and not publication.ok:
+                    log.error("routing document not written", extra={"error": publication.error})
+            except OSError as error:
+                raise DaemonStartError(f"cannot use state_dir {settings.daemon.state_dir}: {error.strerror}") from None
+        except BaseException:
+            unix_socket.close()
+            if tcp is not None:
+                tcp.close()
+            with contextlib.suppress(OSError):
+                socket_path.unlink()
+            if created_socket_dir:
+                with contextlib.suppress(OSError):
+                    socket_path.parent.rmdir()
+            raise
         bus = EventBus(clock=self.clock)
         bus.bind(loop)
         metrics = DaemonMetrics()
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
         artifacts = ArtifactStore(settings.daemon.artifacts_dir)
+        removed = artifacts.clean_incoming()  # partial uploads of a killed daemon or CLI
+        if removed:
+            log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
                                   events=bus.publish, metrics=metrics)
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
@@ -125,15 +159,11 @@ class Daemon:
         subsystems = load_subsystems()
         app = create_app(state, [e for s in subsystems for e in s.endpoints])
 
-        unix_socket = _bind_unix_socket(Path(settings.daemon.socket), int(settings.daemon.socket_mode, 8))
         servers = [_Server(uvicorn.Config(app, http=PeerCredH11Protocol, lifespan="off", log_config=None,
                                           access_log=False, timeout_graceful_shutdown=3))]
         server_sockets = [[unix_socket]]
-        if settings.daemon.tcp_listen:
-            token = _read_token(settings.daemon.token_file)
-            host, _, port = settings.daemon.tcp_listen.rpartition(":")
-            tcp = socket.create_server((host, int(port)), reuse_port=False)
-            servers.append(_Server(uvicorn.Config(BearerTokenAuth(app, token), lifespan="off", log_config=None,
+        if tcp is not None and tokens is not None:
+            servers.append(_Server(uvicorn.Config(BearerTokenAuth(app, tokens), lifespan="off", log_config=None,
                                                   access_log=False, timeout_graceful_shutdown=3)))
             server_sockets.append([tcp])
 
@@ -237,35 +267,50 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
     async def reload(self) -> bool:
-        """Re-read the config; a broken one is logged and the running one kept."""
+        """Re-read and fully validate the config, then swap it in at once; a broken one is counted and the
+        running one kept (settings and job schedules both)."""
         self.notifier.reloading()
         try:
-            new = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: load_settings(self.config_path).validate())
-        except ConfigError as error:
-            log.error("config reload failed; keeping the running config", extra={"error": str(error)})
-            self.state.metrics.config_reloads.labels("failed").inc()
-            self.notifier.status(f"config reload failed: {error}")
-            self.notifier.notify("READY=1")
-            return False
-        if new.daemon.socket != self.settings.daemon.socket or new.daemon.state_dir != self.settings.daemon.state_dir:
-            log.warning("socket and state_dir changes need a restart; keeping the current ones")
-            new = replace(new, daemon=replace(new.daemon, socket=self.settings.daemon.socket,
-                                              state_dir=self.settings.daemon.state_dir))
-        self.settings = new
-        self.state.settings = new
-        for spec in list(self._specs.values()):
-            seconds = getattr(new.jobs, spec.interval_key) if spec.interval_key else spec.interval_seconds
-            if seconds != spec.interval_seconds:
-                self._schedule(replace(spec, interval_seconds=seconds))
+            new = await asyncio.get_running_loop().run_in_executor(None, self._load_for_reload)
+        except OpsctlError as error:
+            return self._reload_failed(str(error))
+        old_settings, old_specs = self.settings, dict(self._specs)
+        try:
+            self.settings = new
+            self.state.settings = new
+            for spec in list(old_specs.values()):
+                seconds = getattr(new.jobs, spec.interval_key) if spec.interval_key else spec.interval_seconds
+                if seconds != spec.interval_seconds:
+                    self._schedule(replace(spec, interval_seconds=seconds))
+        except Exception as error:  # whatever broke, the running config must come back whole
+            self.settings = old_settings
+            self.state.settings = old_settings
+            for spec in old_specs.values():
+                self._schedule(spec)
+            return self._reload_failed(f"{type(error).__name__}: {error}")
         self.state.metrics.config_reloads.labels("ok").inc()
         log.info("config reloaded", extra={"config": self.config_path})
         self.notifier.notify("READY=1", "STATUS=config reloaded")
         return True
 
+    def _load_for_reload(self) -> Settings:
+        new = load_settings(self.config_path).validate()
+        if new.daemon.socket != self.settings.daemon.socket or new.daemon.state_dir != self.settings.daemon.state_dir:
+            log.warning("socket and state_dir changes need a restart; keeping the current ones")
+            new = replace(new, daemon=replace(new.daemon, socket=self.settings.daemon.socket,
+                                              state_dir=self.settings.daemon.state_dir))
+        return new
+
+    def _reload_failed(self, reason: str) -> bool:
+        log.error("config reload failed; keeping the running config", extra={"error": reason})
+        self.state.metrics.config_reloads.labels("failed").inc()
+        self.notifier.status(f"config reload failed: {reason}")
+        self.notifier.notify("READY=1")
+        return False
+
 
 def _bind_unix_socket(path: Path, mode: int) -> socket.socket:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise DaemonStartError(f"{path} exists and is not a socket; refusing to replace it")
@@ -291,18 +336,6 @@ def _bind_unix_socket(path: Path, mode: int) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
-
-
-def _read_token(path: str | None) -> str:
-    if not path:
-        raise ConfigError("tcp_listen requires token_file", key="daemon.token_file")
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ConfigError(f"cannot read token_file {path}: {error.strerror}", key="daemon.token_file") from error
-    if len(token) < 16:
-        raise ConfigError("token_file holds a token shorter than 16 characters", key="daemon.token_file")
-    return token
 
 
 def run(config_path: str | None) -> int:

@@ -32,6 +32,7 @@ from opsctl.adapters.training import TrainingProcesses
 from opsctl.clock import Clock
 from opsctl.config import Settings
 from opsctl.domain import Actor
+from opsctl.services.audit import AuditWatch
 from opsctl.services.canary import CanaryService
 from opsctl.services.drift import DriftService
 from opsctl.services.health import HealthService
@@ -56,6 +57,7 @@ class Services:
     drift: DriftService
     canary: CanaryService
     retrain: RetrainService
+    audit: AuditWatch
 
 
 def _config_dir(settings: Settings) -> Path | None:
@@ -115,4 +117,6 @@ def build_services(settings: Callable[[], Settings], registry: Registry, artifac
     retrain = RetrainService(
         registry, artifacts, registry_service, policy=lambda: settings().retrain, workdir=state_dir / "retrain",
         clock=clock, events=events, start_canary=start_canary, processes=TrainingProcesses())
-    return Services(registry=registry_service, health=health, drift=drift, canary=canary, retrain=retrain)
+    audit = AuditWatch(registry, clock=clock, policy=lambda: settings().alerts, notify=health.send)
+    return Services(registry=registry_service, health=health, drift=drift, canary=canary, retrain=retrain,
+                    audit=audit)

@@ -6,8 +6,10 @@ Counts come as ``SUCCESSES/TOTAL`` strings (what people type) or integers
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from opsctl.core.abtest import (
     SequentialTest,
@@ -39,6 +41,23 @@ def parse_look(text: str, index: int) -> tuple[int, int, int, int]:
     return cs, ct, ts, tt
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _numeric_limits(function: F) -> F:
+    """Inputs at the edge of floating point (1e-300, 1e300) as a usage error, never a crash."""
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except (ArithmeticError, statistics.StatisticsError) as error:
+            raise UsageError(f"inputs outside the range this computation supports: {error}") from None
+
+    return guarded  # type: ignore[return-value]
+
+
+@_numeric_limits
 def ztest(control: str, treatment: str, *, alpha: float, alternative: str) -> dict[str, Any]:
     cs, ct = parse_counts(control, "--control")
     ts, tt = parse_counts(treatment, "--treatment")
@@ -46,6 +65,7 @@ def ztest(control: str, treatment: str, *, alpha: float, alternative: str) -> di
     return result.to_json()
 
 
+@_numeric_limits
 def sample_size(baseline: float, mde: float, *, alpha: float, power: float, alternative: str) -> dict[str, Any]:
     n = sample_size_per_group(baseline, mde, alpha=alpha, power=power, alternative=alternative)
     treatment = baseline * (1 + mde)
@@ -63,6 +83,7 @@ def sample_size(baseline: float, mde: float, *, alpha: float, power: float, alte
     }
 
 
+@_numeric_limits
 def sequential(looks: Sequence[tuple[int, int, int, int]], *, alpha: float, tau: float,
                min_samples: int) -> dict[str, Any]:
     if not looks:

@@ -30,7 +30,8 @@ class Backend(Protocol):
 
     def deployments(self) -> list[Deployment]: ...
 
-    def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion: ...
+    def register(self, request: RegisterRequest, *, reason: str,
+                 progress: Callable[[str, int, int], None] | None = None) -> ModelVersion: ...
 
     def plan_promote(self, model: str, version: str) -> ChangePlan: ...
 
@@ -85,8 +86,9 @@ class DirectBackend:
     def deployments(self) -> list[Deployment]:
         return self.registry.list_deployments()
 
-    def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion:
-        return self.service.register(request, actor=self.actor, reason=reason)
+    def register(self, request: RegisterRequest, *, reason: str,
+                 progress: Callable[[str, int, int], None] | None = None) -> ModelVersion:
+        return self.service.register(request, actor=self.actor, reason=reason)  # a local copy: no progress
 
     def plan_promote(self, model: str, version: str) -> ChangePlan:
         return self.service.plan_promote(model, version)
@@ -172,8 +174,9 @@ class FallbackBackend:
     def deployments(self) -> list[Deployment]:
         return self._call("deployments")  # type: ignore[no-any-return]
 
-    def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion:
-        return self._call("register", request, reason=reason)  # type: ignore[no-any-return]
+    def register(self, request: RegisterRequest, *, reason: str,
+                 progress: Callable[[str, int, int], None] | None = None) -> ModelVersion:
+        return self._call("register", request, reason=reason, progress=progress)  # type: ignore[no-any-return]
 
     def plan_promote(self, model: str, version: str) -> ChangePlan:
         return self._call("plan_promote", model, version)  # type: ignore[no-any-return]

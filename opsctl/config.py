@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 
 SYSTEM_CONFIG = Path("/etc/opsctl/opsctl.toml")
 
+# Upper bounds that keep every interval and timeout usable by the scheduler and by datetime arithmetic
+# (1e308 seconds overflowed both): a year for job intervals, a day for timeouts, a century of retention.
+MAX_INTERVAL_SECONDS = 365 * 86400.0
+MAX_TIMEOUT_SECONDS = 86400.0
+MAX_RETENTION_DAYS = 36500.0
+
 
 def _is_root() -> bool:
     return os.geteuid() == 0
@@ -66,6 +72,8 @@ class DaemonSettings:
     shutdown_timeout_seconds: float = 20.0
     connect_timeout_seconds: float = 0.5
     request_timeout_seconds: float = 5.0
+    # The largest artifact (or reference sample) the API accepts, in bytes.
+    max_upload_bytes: int = 10 * 1024**3
     # How an operator starts the daemon here; break-glass reports name it (the demo sets its own).
     start_command: str = "sudo systemctl start opsctl"
 
@@ -80,17 +88,22 @@ class DaemonSettings:
             raise ValueError(f"socket_mode must be an octal string like '0660', got {self.socket_mode!r}") from None
         if mode & ~0o777:
             raise ValueError(f"socket_mode {self.socket_mode!r} has bits outside 0777")
+        if mode & 0o002:
+            raise ValueError(f"socket_mode {self.socket_mode!r} lets every local user change production;"
+                             " use 0660 and a group")
         if self.tcp_listen is not None:
             host, sep, port = self.tcp_listen.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"tcp_listen must be HOST:PORT, got {self.tcp_listen!r}")
             if not self.token_file:
                 raise ValueError("tcp_listen requires token_file (the TCP API always needs a bearer token)")
-        if self.retention_days <= 0:
-            raise ValueError(f"retention_days must be positive, got {self.retention_days}")
+        if not 0 < self.retention_days <= MAX_RETENTION_DAYS:
+            raise ValueError(f"retention_days must be in (0, {MAX_RETENTION_DAYS:g}], got {self.retention_days}")
+        if not 0 < self.max_upload_bytes <= 2**62:
+            raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         for name in ("shutdown_timeout_seconds", "connect_timeout_seconds", "request_timeout_seconds"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) <= MAX_TIMEOUT_SECONDS:
+                raise ValueError(f"{name} must be in (0, {MAX_TIMEOUT_SECONDS:g}], got {getattr(self, name)}")
 
     @property
     def registry_path(self) -> Path:
@@ -112,13 +125,16 @@ class JobsSettings:
     performance_seconds: float = 300.0
     ingest_seconds: float = 5.0
     alerts_seconds: float = 15.0
+    # How often the daemon re-verifies the audit log's hash chain past the last verified row.
+    audit_seconds: float = 60.0
     misfire_grace_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value <= 0:
-                raise ValueError(f"{f.name} must be positive, got {value}")
+            # `not 0 < value` also refuses NaN, which compares false with everything.
+            if not 0 < value <= MAX_INTERVAL_SECONDS:
+                raise ValueError(f"{f.name} must be in (0, {MAX_INTERVAL_SECONDS:g}] seconds, got {value}")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@
      │    ├── PrometheusUnreachable
      │    ├── NoDataError
      │    └── StaleDataError
+     ├── StorageError                exit 1   the state dir's file system refused a write (full, read-only)
      ├── TrainingError               exit 1   a retraining run failed or timed out
      └── ActuatorError               exit 1   a traffic split could not be applied
 
@@ -106,6 +107,10 @@ class NoDataError(MetricsSourceError):
 
 class StaleDataError(MetricsSourceError):
     pass
+
+
+class StorageError(OpsctlError):
+    """The state dir's file system refused a write: full, read-only, or not permitted."""
 
 
 class TrainingError(OpsctlError):

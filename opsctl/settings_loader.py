@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -98,6 +99,9 @@ def _convert(annotation: Any, raw: Any, *, key: str, path: str | None) -> Any:
     if annotation is float:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ConfigError(f"must be a number, got {_describe(raw)}", key=key, path=path)
+        # TOML allows nan and inf; no setting means either, and both slip past `<= 0` checks.
+        if not math.isfinite(raw):
+            raise ConfigError(f"must be a finite number, got {raw}", key=key, path=path)
         return float(raw)
     if annotation is str:
         if not isinstance(raw, str):

@@ -133,16 +133,16 @@ class PrometheusSettings:
             raise ValueError(f"timeout_seconds must be > 0, got {self.timeout_seconds}")
         for key in ("model_label", "version_label"):
             value = getattr(self, key)
-            if not _LABEL_NAME.match(value) or value.startswith("__"):
+            if not _LABEL_NAME.fullmatch(value) or value.startswith("__"):
                 raise ValueError(f"{key} must be a Prometheus label name, got {value!r}")
         if self.model_label == self.version_label:
             raise ValueError("model_label and version_label must differ")
-        if not _DURATION.match(self.window):
+        if not _DURATION.fullmatch(self.window):
             raise ValueError(f"window must be a PromQL duration like '5m', got {self.window!r}")
         if not self.staleness_seconds >= 1:
             raise ValueError(f"staleness_seconds must be >= 1, got {self.staleness_seconds}")
         for name in self.matchers:
-            if not _LABEL_NAME.match(name):
+            if not _LABEL_NAME.fullmatch(name):
                 raise ValueError(f"matchers: {name!r} is not a Prometheus label name")
 
     @property
@@ -176,7 +176,7 @@ def promql_string(value: str) -> str:
 def promql_selector(matchers: Mapping[str, str]) -> str:
     """``name="value",...`` with every value escaped (the text that replaces ``{selector}``)."""
     for name in matchers:
-        if not _LABEL_NAME.match(name):
+        if not _LABEL_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a Prometheus label name")
     return ",".join(f"{name}={promql_string(value)}" for name, value in sorted(matchers.items()))
 

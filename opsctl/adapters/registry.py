@@ -9,18 +9,22 @@ else.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opsctl.adapters.files import create_private_file, make_private_dir, storage_error
 from opsctl.adapters.routing_document import Publication, RoutingDocument, document_path
 from opsctl.clock import parse_utc, utc_iso
+from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, ChainedRow, ChainReport, chain_hash, verify_chain
 from opsctl.domain import (
     Actor,
     AuditEvent,
@@ -35,9 +39,35 @@ from opsctl.errors import ConflictError, OpsctlError
 
 BUSY_TIMEOUT_MS = 5000
 
-# Each entry moves the schema from user_version == index to index + 1. Never
-# edit a migration that has shipped; append a new one.
-MIGRATIONS: tuple[str, ...] = (
+
+def _chain_audit_log(conn: sqlite3.Connection) -> None:
+    """Hash-chain the audit log (see :mod:`opsctl.core.audit_chain`), existing rows included.
+
+    A plain INSERT/REPLACE trigger cannot stop ``REPLACE INTO audit_log(id, ...)``: its implicit delete
+    fires no DELETE trigger unless the connection set ``recursive_triggers``, which a ``sqlite3`` shell
+    does not. A BEFORE INSERT trigger runs before conflict resolution on any connection, so it refuses
+    every insert that does not append after the last row (REPLACE, INSERT OR REPLACE, upserts, ids
+    reused or left to SQLite).
+    """
+    conn.execute("ALTER TABLE audit_log ADD COLUMN prev_hash TEXT")
+    conn.execute("ALTER TABLE audit_log ADD COLUMN row_hash TEXT")
+    # Existing rows get their chain once, here; the update trigger is lifted only inside this transaction.
+    conn.execute("DROP TRIGGER audit_log_append_only_update")
+    prev_hash = GENESIS_HASH
+    for row in conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall():
+        row_hash = chain_hash(prev_hash, _audit_content(row))
+        conn.execute("UPDATE audit_log SET prev_hash = ?, row_hash = ? WHERE id = ?", (prev_hash, row_hash, row[0]))
+        prev_hash = row_hash
+    conn.execute("""CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""")
+    conn.execute("""CREATE TRIGGER audit_log_append_only_insert BEFORE INSERT ON audit_log
+        WHEN NEW.id IS NULL OR NEW.id <= (SELECT coalesce(max(id), 0) FROM audit_log)
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""")
+
+
+# Each entry moves the schema from user_version == index to index + 1: SQL, or a function for what
+# SQL alone cannot do. Never edit a migration that has shipped; append a new one.
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """
     CREATE TABLE models (
         name        TEXT PRIMARY KEY,
@@ -199,6 +229,7 @@ MIGRATIONS: tuple[str, ...] = (
         fingerprint  TEXT NOT NULL DEFAULT ''
     );
     """,
+    _chain_audit_log,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -235,7 +266,12 @@ class Registry:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # 0750 / 0640 whatever the umask; SQLite gives -wal and -shm the database file's mode.
+                make_private_dir(self.path.parent)
+                create_private_file(self.path)
+            except OSError as error:
+                raise storage_error(error, self.path.parent) from None
             with self._open_lock:
                 conn = self._open()
             self._local.conn = conn
@@ -263,6 +299,8 @@ class Registry:
                 if "locked" in str(error) and time.monotonic() < deadline:
                     time.sleep(0.02)
                     continue
+                if _read_only_fs(self.path.parent):
+                    raise storage_error(OSError(errno.EROFS, str(error)), self.path.parent) from None
                 raise RegistryError(f"cannot open registry {self.path}: {error}") from error
             except sqlite3.DatabaseError as error:
                 raise RegistryError(f"cannot open registry {self.path}: {error}") from error
@@ -288,8 +326,12 @@ class Registry:
                 # Another process may have migrated while we waited for the lock.
                 current = conn.execute("PRAGMA user_version").fetchone()[0]
                 if current < SCHEMA_VERSION:
-                    for statement in _split_sql(MIGRATIONS[current]):
-                        conn.execute(statement)
+                    migration = MIGRATIONS[current]
+                    if isinstance(migration, str):
+                        for statement in _split_sql(migration):
+                            conn.execute(statement)
+                    else:
+                        migration(conn)
                     conn.execute(f"PRAGMA user_version = {current + 1}")
                 conn.execute("COMMIT")
             except sqlite3.Error as error:
@@ -311,12 +353,21 @@ class Registry:
         tx = RegistryTx(conn)
         try:
             yield tx
+        except sqlite3.OperationalError as error:
+            conn.execute("ROLLBACK") if conn.in_transaction else None
+            mapped = self._storage_error(error)
+            if mapped is None:
+                raise
+            raise mapped from error
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         else:
             try:
                 conn.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                conn.execute("ROLLBACK") if conn.in_transaction else None
+                raise self._storage_error(error) or RegistryError(f"commit failed: {error}") from error
             except sqlite3.Error as error:
                 conn.execute("ROLLBACK") if conn.in_transaction else None
                 raise RegistryError(f"commit failed: {error}") from error
@@ -328,6 +379,15 @@ class Registry:
         if self.routing_document is None:
             return None
         return self.routing_document.publish(self.list_deployments)
+
+    def _storage_error(self, error: sqlite3.OperationalError) -> OpsctlError | None:
+        """SQLite's full-disk and read-only answers as one-line storage errors (None for anything else)."""
+        text = str(error)
+        if "disk is full" in text:
+            return storage_error(OSError(errno.ENOSPC, text), self.path.parent)
+        if "readonly" in text or "read-only" in text:
+            return storage_error(OSError(errno.EROFS, text), self.path.parent)
+        return None
 
     @contextmanager
     def read(self) -> Iterator[RegistryTx]:
@@ -525,24 +585,46 @@ class RegistryTx:
         detail: str = "",
         now: datetime,
     ) -> int:
-        cursor = self.conn.execute(
-            """INSERT INTO audit_log(at, actor, uid, via, action, model, from_version, to_version, reason,
-                   outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (
-                utc_iso(now),
-                actor.user,
-                actor.uid,
-                actor.via,
-                action,
-                model,
-                from_version,
-                to_version,
-                reason,
-                outcome.value,
-                detail,
-            ),
+        # Inside the write transaction, so the last row cannot change before this one chains to it.
+        last = self.conn.execute("SELECT id, row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        prev_hash = GENESIS_HASH if last is None else (last["row_hash"] or "")
+        content = AuditRowContent(
+            id=1 if last is None else int(last["id"]) + 1,
+            at=utc_iso(now),
+            actor=actor.user,
+            uid=actor.uid,
+            via=actor.via,
+            action=action,
+            model=model,
+            from_version=from_version,
+            to_version=to_version,
+            reason=reason,
+            outcome=outcome.value,
+            detail=detail,
         )
-        return int(cursor.lastrowid or 0)
+        self.conn.execute(
+            """INSERT INTO audit_log(id, at, actor, uid, via, action, model, from_version, to_version, reason,
+                   outcome, detail, prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (*content, prev_hash, chain_hash(prev_hash, content)),
+        )
+        return content.id
+
+    def verify_audit_chain(self, *, after_id: int = 0, after_hash: str = GENESIS_HASH) -> ChainReport:
+        """Recompute the audit chain from the row after ``after_id`` (whose hash the caller trusts) to the end.
+
+        Also names rows deleted from the end: SQLite's AUTOINCREMENT counter remembers the highest id
+        ever handed out.
+        """
+        seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+        cursor = self.conn.execute("SELECT * FROM audit_log WHERE id > ? ORDER BY id", (after_id,))
+        rows = (ChainedRow(_audit_content(row), row["prev_hash"], row["row_hash"]) for row in cursor)
+        return verify_chain(rows, prev_hash=after_hash, prev_id=after_id,
+                            expected_last_id=None if seq is None else int(seq[0]))
+
+    def audit_row_hash(self, audit_id: int) -> str | None:
+        """The stored hash of one audit row (None when the row is gone)."""
+        row = self.conn.execute("SELECT row_hash FROM audit_log WHERE id = ?", (audit_id,)).fetchone()
+        return None if row is None else row["row_hash"]
 
     def audit(self, model: str | None = None, *, limit: int = 50, after_id: int = 0) -> list[AuditEvent]:
         if model is None:
@@ -609,6 +691,13 @@ class RegistryTx:
         }
 
 
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _split_sql(script: str) -> list[str]:
     # Triggers contain ';' inside BEGIN ... END, so split on statement ends only.
     statements: list[str] = []
@@ -664,6 +753,11 @@ def _deployment_from_row(row: sqlite3.Row) -> Deployment:
         generation=row["generation"],
         updated_at=parse_utc(row["updated_at"]) if row["updated_at"] else None,
     )
+
+
+def _audit_content(row: sqlite3.Row | tuple[Any, ...]) -> AuditRowContent:
+    # By position: the migration reads rows before row_factory matters; the first twelve columns are fixed.
+    return AuditRowContent(*tuple(row)[:12])
 
 
 def _audit_from_row(row: sqlite3.Row) -> AuditEvent:

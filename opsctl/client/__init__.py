@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from opsctl.client.resources import Alerts, Canaries, Drift, Health, Models, Retrain, path_segment
-from opsctl.client.transport import START_HINT, SseMessage, Transport, unavailable
+from opsctl.client.transport import START_HINT, Progress, SseMessage, Transport, unavailable
 from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, Deployment, ModelSummary, ModelVersion
 
 if TYPE_CHECKING:
@@ -122,11 +122,15 @@ class DaemonBackend:
     def deployments(self) -> list[Deployment]:
         return [Deployment.from_json(d) for d in self.client.status_json()["models"]]
 
-    def register(self, request: RegisterRequest, *, reason: str) -> ModelVersion:
-        body = {"version": request.version, "artifact_path": str(request.artifact.resolve()),
-                "reference_path": str(request.reference.resolve()) if request.reference else None,
-                "metrics": request.metrics, "tags": request.tags, "description": request.description,
-                "lineage": request.lineage.to_json(), "reason": reason}
+    def register(self, request: RegisterRequest, *, reason: str, progress: Progress | None = None) -> ModelVersion:
+        """Upload the artifact (and reference sample) as bytes, then register them: the daemon never opens a
+        path of ours. Retrying after a lost answer is safe (same bytes: the version already registered)."""
+        body: dict[str, Any] = {"version": request.version, "metrics": request.metrics, "tags": request.tags,
+                                "description": request.description, "lineage": request.lineage.to_json(),
+                                "reason": reason}
+        body["artifact"] = self.client.transport.upload(Path(str(request.artifact)), progress)
+        if request.reference is not None:
+            body["reference"] = self.client.transport.upload(Path(str(request.reference)), progress)
         return self.client.models.register(request.model, body)
 
     def plan_promote(self, model: str, version: str) -> ChangePlan:

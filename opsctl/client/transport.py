@@ -9,9 +9,11 @@ the daemon (:func:`unavailable`), built here and nowhere else.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +34,10 @@ _ERRORS: dict[str, type[OpsctlError]] = {
     "IntegrityError": IntegrityError,
     "ConfirmationRequired": ConfirmationRequired,
 }
+
+
+# Called as bytes go out: (file name, bytes sent, total bytes).
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,37 @@ class Transport:
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body)
+
+    def upload(self, path: Path, progress: Progress | None = None) -> dict[str, Any]:
+        """Stream a regular file to ``POST /v1/uploads``; returns {name, sha256, size_bytes}.
+
+        The sha256 is computed first (one read) and sent ahead of the body, which the daemon checks before
+        keeping anything. The body has no timeout (a large artifact takes what it takes); connecting does.
+        """
+        from opsctl.adapters.artifacts import file_chunks, safe_suffix
+
+        digest = hashlib.sha256()
+        total = 0
+        for chunk in file_chunks(path):
+            digest.update(chunk)
+            total += len(chunk)
+        sha256 = digest.hexdigest()
+
+        def body() -> Iterator[bytes]:
+            sent = 0
+            for chunk in file_chunks(path):
+                sent += len(chunk)
+                if progress is not None:
+                    progress(path.name, sent, total)
+                yield chunk
+
+        headers = {"X-Opsctl-Sha256": sha256, "X-Opsctl-Filename": safe_suffix(path.name) or "artifact",
+                   "Content-Type": "application/octet-stream", "Content-Length": str(total)}
+        answer = self.request("POST", "/v1/uploads", content=body(), headers=headers,
+                              timeout=httpx.Timeout(None, connect=self._http.timeout.connect))
+        if answer.get("sha256") != sha256:
+            raise IntegrityError(f"the daemon stored {path} with sha256 {answer.get('sha256')!r}, not {sha256}")
+        return {"name": answer["name"], "sha256": sha256}
 
     def events(self, last_id: int | None = None,
                on_open: Callable[[socket.socket | None], None] | None = None) -> Iterator[SseMessage]:

@@ -252,6 +252,10 @@ def power_two_proportions(
     return _power_for_h(cohens_h(treatment, baseline), n_per_group, alpha, alt)
 
 
+# The largest per-group sample size sample_size_per_group answers (more than everyone alive).
+MAX_SAMPLE_SIZE = 10**12
+
+
 def sample_size_per_group(
     baseline: float,
     mde_relative: float,
@@ -288,6 +292,11 @@ def sample_size_per_group(
 
     # Closed form ignoring the far tail, then settle on the exact smallest integer.
     z_sum = _upper_quantile(one_tail_alpha) + _upper_quantile(1.0 - power)
+    # A change too small to tell apart in floating point (h == 0), or needing more users than exist: the
+    # stepping loops below would never end (the power stops moving at that scale).
+    if h == 0.0 or 2.0 * (z_sum / h) ** 2 > MAX_SAMPLE_SIZE:
+        raise UsageError(f"mde_relative {mde_relative!r} is too small to detect with at most {MAX_SAMPLE_SIZE:.0e}"
+                         " users per group")
     n = max(1, math.ceil(2.0 * (z_sum / h) ** 2))
     while n > 1 and _power_for_h(h, n - 1, alpha, alt) >= power:
         n -= 1

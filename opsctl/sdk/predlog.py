@@ -159,7 +159,7 @@ class JsonLinesLogger:
         sink: LineSink | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if not _SAFE_NAME.match(model):
+        if not _SAFE_NAME.fullmatch(model):
             raise ValueError(f"model name {model!r} is not usable in a file name")
         if queue_size <= 0:
             raise ValueError(f"queue_size must be positive, got {queue_size}")

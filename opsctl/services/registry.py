@@ -9,13 +9,14 @@ two operators acting at once cannot both win: the second gets a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.artifacts import ArtifactStore, StoredArtifact, sha256_file
 from opsctl.adapters.registry import Registry, RegistryTx
 from opsctl.clock import Clock, SystemClock
 from opsctl.domain import (
@@ -41,24 +42,38 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 
 def validate_model_name(name: str) -> str:
-    if not _MODEL_NAME.match(name):
+    # fullmatch: with match, '$' also matched before a trailing newline ("evil\n" split the tables).
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
         raise UsageError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (max 63)")
     return name
 
 
 def validate_version(version: str) -> str:
-    if not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise UsageError(f"invalid version {version!r}: use letters, digits, '.', '_', '+' or '-' (max 63)")
     return version
+
+
+def validate_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Metric names are printable text; values finite numbers (NaN and Infinity would poison every read)."""
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not key or not key.isprintable():
+            raise UsageError(f"metric name {key!r} must be non-empty printable text")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise UsageError(f"metric {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UsageError(f"metric {key!r} must be a finite number, got {value!r}")
+    return {k: float(v) for k, v in metrics.items()}
 
 
 @dataclass(frozen=True)
 class RegisterRequest:
     model: str
     version: str
-    artifact: Path
+    # A client's file (direct mode), or bytes the daemon already received (an upload over the API).
+    artifact: Path | StoredArtifact
     metrics: dict[str, float] = field(default_factory=dict)
-    reference: Path | None = None
+    reference: Path | StoredArtifact | None = None
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     lineage: Lineage = field(default_factory=Lineage)
@@ -97,17 +112,47 @@ class RegistryService:
     # -- register ------------------------------------------------------------------
 
     def register(self, request: RegisterRequest, *, actor: Actor, reason: str = "") -> ModelVersion:
+        """Register a version; see :meth:`register_version` (this drops the "created" flag)."""
+        return self.register_version(request, actor=actor, reason=reason)[0]
+
+    def register_version(self, request: RegisterRequest, *, actor: Actor,
+                         reason: str = "") -> tuple[ModelVersion, bool]:
+        """Register a version; returns it and whether it was created now.
+
+        Retrying is safe: the same model, version and artifact sha256 (and reference) answer the version
+        already registered (created False, nothing audited twice); different bytes under the same version
+        are a ConflictError.
+        """
         validate_model_name(request.model)
         validate_version(request.version)
-        for key, value in request.metrics.items():
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise UsageError(f"metric {key!r} must be a number, got {value!r}")
-        if self.registry.get_version(request.model, request.version) is not None:
-            raise ConflictError(f"{request.model} {request.version} is already registered")
+        validate_metrics(request.metrics)
+        existing = self.registry.get_version(request.model, request.version)
+        if existing is not None and not isinstance(request.artifact, StoredArtifact):
+            # A local file: compare hashes before copying anything.
+            digest, _ = sha256_file(request.artifact) if Path(request.artifact).is_file() else ("", 0)
+            if digest != existing.sha256:
+                raise ConflictError(f"{request.model} {request.version} is already registered"
+                                    f" (sha256 {existing.sha256[:12]}…, this artifact {digest[:12] or '?'}…)")
         # Copy (and hash) outside the transaction: content-addressed files are
         # harmless if the insert below loses a race.
-        stored = self.artifacts.put(request.artifact)
-        reference = self.artifacts.put(request.reference) if request.reference else None
+        stored = self._stored(request.artifact)
+        reference = None if request.reference is None else self._stored(request.reference)
+        if existing is not None:
+            return self._same_or_conflict(existing, stored, reference), False
+        try:
+            return self._insert(request, stored, reference, actor=actor, reason=reason), True
+        except ConflictError:
+            # Another register of the same version won the race: the same bytes are that version.
+            existing = self.registry.get_version(request.model, request.version)
+            if existing is None:
+                raise
+            return self._same_or_conflict(existing, stored, reference), False
+
+    def _stored(self, artifact: Path | StoredArtifact) -> StoredArtifact:
+        return artifact if isinstance(artifact, StoredArtifact) else self.artifacts.put(artifact)
+
+    def _insert(self, request: RegisterRequest, stored: StoredArtifact, reference: StoredArtifact | None, *,
+                actor: Actor, reason: str) -> ModelVersion:
         now = self.clock.now()
         with self.registry.write() as tx:
             tx.ensure_model(request.model, now)
@@ -141,6 +186,15 @@ class RegistryService:
         self._publish("audit", {"id": audit_id, "action": "register", "model": request.model,
                                 "to_version": request.version})
         return created
+
+    @staticmethod
+    def _same_or_conflict(existing: ModelVersion, stored: StoredArtifact,
+                          reference: StoredArtifact | None) -> ModelVersion:
+        same_reference = (reference.sha256 if reference else None) == existing.reference_sha256
+        if existing.sha256 == stored.sha256 and same_reference:
+            return existing
+        raise ConflictError(f"{existing.model} {existing.version} is already registered with other bytes"
+                            f" (sha256 {existing.sha256[:12]}…, this upload {stored.sha256[:12]}…)")
 
     def verify(self, model: str, version: str) -> Path:
         """Check a version's artifact (and reference sample) against the registry's sha256."""

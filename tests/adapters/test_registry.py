@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,3 +87,93 @@ def test_the_registry_knows_the_canary_state_machines_terminal_phases() -> None:
     from opsctl.core.canary import Phase
 
     assert {p.value for p in Phase if p.terminal} == CANARY_TERMINAL_PHASES
+
+
+def _audit(registry: Registry, n: int) -> None:
+    for i in range(n):
+        with registry.write() as tx:
+            tx.append_audit(actor=Actor("alice", 1000), action="promote", model="fraud", from_version=None,
+                            to_version=str(i), reason="r", outcome=Outcome.OK, now=NOW)
+
+
+@pytest.mark.parametrize("verb", ["REPLACE", "INSERT OR REPLACE"])
+def test_replace_into_the_audit_log_is_refused_by_the_sqlite3_shell(tmp_path: Path, verb: str) -> None:
+    # The sqlite3 shell does not set recursive_triggers, so REPLACE's implicit delete fired no trigger.
+    path = tmp_path / "registry.db"
+    registry = Registry(path)
+    _audit(registry, 2)
+    registry.close()
+    statement = (f"{verb} INTO audit_log(id, at, actor, via, action, outcome) "
+                 "VALUES (2, '2026-01-01T00:00:00Z', 'mallory', 'cli', 'promote', 'ok');")
+    shell = subprocess.run(["sqlite3", str(path), statement], capture_output=True, text=True)
+    assert shell.returncode != 0 and "append-only" in shell.stderr
+    assert [e.actor for e in Registry(path).audit()] == ["alice", "alice"]
+
+
+def test_inserts_that_do_not_append_are_refused(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    _audit(registry, 2)
+    conn = sqlite3.connect(tmp_path / "registry.db")
+    for statement in (
+        "INSERT INTO audit_log(at, actor, via, action, outcome) VALUES ('t', 'mallory', 'cli', 'x', 'ok')",
+        "INSERT INTO audit_log(id, at, actor, via, action, outcome) VALUES (1, 't', 'mallory', 'cli', 'x', 'ok')"
+        " ON CONFLICT(id) DO UPDATE SET actor = 'mallory'",
+    ):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(statement)
+
+
+def test_every_appended_row_chains_to_the_one_before(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    _audit(registry, 3)
+    with registry.read() as tx:
+        report = tx.verify_audit_chain()
+    assert report.ok and report.rows == 3 and report.last_id == 3
+
+
+def _without_triggers(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for name in ("audit_log_append_only_update", "audit_log_append_only_delete", "audit_log_append_only_insert"):
+        conn.execute(f"DROP TRIGGER {name}")
+    return conn
+
+
+@pytest.mark.parametrize(("tamper", "first_broken"), [
+    ("UPDATE audit_log SET actor = 'mallory' WHERE id = 2", 2),
+    ("DELETE FROM audit_log WHERE id = 2", 3),
+    ("INSERT INTO audit_log(at, actor, via, action, outcome) VALUES ('2026-01-01T00:00:00Z', 'mallory', 'cli',"
+     " 'promote', 'ok')", 5),
+    ("DELETE FROM audit_log WHERE id = 4", 4),
+])
+def test_tampering_with_the_triggers_dropped_is_named_at_the_first_broken_row(
+        tmp_path: Path, tamper: str, first_broken: int) -> None:
+    path = tmp_path / "registry.db"
+    registry = Registry(path)
+    _audit(registry, 4)
+    registry.close()
+    _without_triggers(path).execute(tamper)
+    with Registry(path).read() as tx:
+        report = tx.verify_audit_chain()
+    assert not report.ok and report.first_broken_id == first_broken
+
+
+def test_upgrading_an_old_registry_chains_its_existing_rows(tmp_path: Path) -> None:
+    from opsctl.adapters.registry import MIGRATIONS
+
+    path = tmp_path / "registry.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for index, migration in enumerate(MIGRATIONS[:3]):  # the schema before the chain
+        assert isinstance(migration, str)
+        conn.executescript(migration)
+        conn.execute(f"PRAGMA user_version = {index + 1}")
+    for i in range(3):
+        conn.execute("INSERT INTO audit_log(at, actor, via, action, outcome) VALUES (?, 'bob', 'cli', 'promote',"
+                     " 'ok')", (f"2026-01-0{i + 1}T00:00:00Z",))
+    conn.close()
+    registry = Registry(path)
+    assert registry.schema_version() == SCHEMA_VERSION
+    _audit(registry, 1)
+    with registry.read() as tx:
+        report = tx.verify_audit_chain()
+    assert report.ok and report.rows == 4
+    assert [e.actor for e in registry.audit()] == ["bob", "bob", "bob", "alice"]

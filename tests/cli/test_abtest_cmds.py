@@ -60,3 +60,15 @@ def test_the_api_gives_the_same_answers(daemon: DaemonProcess) -> None:
     assert size.json()["per_group"] == 6508
     bad = client.post("/v1/abtest/sequential", json={"looks": "nope"})
     assert bad.status_code == 400 and "looks" in bad.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("baseline", "mde", "alpha"), [(0.5, 1e-10, 0.05), (0.5, 1e-300, 0.05), (1e-300, 1e-10, 0.05),
+                                                        (1e-300, 1e-300, 1e-300)])
+def test_sample_size_at_the_edge_of_floating_point_is_a_usage_error_not_a_hang(baseline: float, mde: float,
+                                                                                alpha: float) -> None:
+    # Found by schemathesis: mde 1e-10 looped for ever, mde 1e-300 divided by zero, tiny rates overflowed.
+    from opsctl import abtest_requests
+    from opsctl.errors import UsageError
+
+    with pytest.raises(UsageError):
+        abtest_requests.sample_size(baseline, mde, alpha=alpha, power=0.8, alternative="two-sided")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures.cli import OpsctlEnv
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, upload
 
 
 def test_a_usage_error_under_json_prints_the_error_document(opsctl_env: OpsctlEnv) -> None:
@@ -55,7 +55,7 @@ def _register(daemon: DaemonProcess, model: str) -> None:
     artifact = daemon.env.root / f"{model}.bin"
     artifact.write_bytes(model.encode())
     with daemon.http() as http:
-        response = http.post(f"/v1/models/{model}/versions", json={"version": "v1", "artifact_path": str(artifact)})
+        response = http.post(f"/v1/models/{model}/versions", json={"version": "v1", "artifact": upload(http, artifact)})
         assert response.status_code == 201, response.text
         assert http.post(f"/v1/models/{model}/promote", json={"version": "v1"}).status_code == 200
 

@@ -13,7 +13,7 @@ from opsctl.documents import DaemonInfo, DriftSection, StatusDocument
 from opsctl.domain import Deployment
 from opsctl.errors import DaemonUnavailableError, NotFoundError
 from tests.fixtures.cli import OpsctlEnv
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, upload
 
 
 def _seed(daemon: DaemonProcess, model: str) -> None:
@@ -21,7 +21,7 @@ def _seed(daemon: DaemonProcess, model: str) -> None:
     artifact.write_bytes(model.encode())
     with daemon.http() as http:
         assert http.post(f"/v1/models/{model}/versions",
-                         json={"version": "1.0.0", "artifact_path": str(artifact)}).status_code == 201
+                         json={"version": "1.0.0", "artifact": upload(http, artifact)}).status_code == 201
         assert http.post(f"/v1/models/{model}/promote", json={"version": "1.0.0"}).status_code == 200
 
 

@@ -192,6 +192,7 @@ def test_tcp_listener_requires_the_bearer_token(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     token = tmp_path / "token"
     token.write_text("s3cret-token-for-tests-only\n")
+    token.chmod(0o600)
     env = make_opsctl_env(tmp_path / "tcp")
     env.config.write_text(env.config.read_text().replace(
         "[daemon]\n", f'[daemon]\ntcp_listen = "127.0.0.1:{port}"\ntoken_file = "{token}"\n'))

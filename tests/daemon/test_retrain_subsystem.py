@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, upload
 from tests.fixtures.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ def test_a_better_candidate_starts_a_canary_in_the_daemon_never_a_promotion(
 
     champion = write_model(-0.5, tmp_path / "champion.joblib")  # gets the sign wrong: easy to beat
     with retrain_daemon.http(timeout=60) as http:
-        created = http.post("/v1/models/churn/versions", json={"version": "2.3.4", "artifact_path": str(champion)})
+        created = http.post("/v1/models/churn/versions", json={"version": "2.3.4", "artifact": upload(http, champion)})
         assert created.status_code == 201, created.text
         assert http.post("/v1/models/churn/promote", json={"version": "2.3.4"}).status_code == 200
         answer = http.post("/v1/retrain/churn", json={"reason": "quarterly refresh", "wait": True}).json()

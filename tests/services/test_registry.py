@@ -81,10 +81,17 @@ def test_unknown_model_and_version_are_not_found(tmp_path: Path) -> None:
         service.promote("fraud", "9.9.9", actor=ALICE)
 
 
-def test_registering_the_same_version_twice_conflicts(tmp_path: Path) -> None:
+def test_registering_the_same_version_again_answers_it_and_other_bytes_conflict(tmp_path: Path) -> None:
     service = seed(tmp_path, ("1.0.0",))
+    first = service.registry.get_version("fraud", "1.0.0")
+    again, created = service.register_version(RegisterRequest("fraud", "1.0.0", tmp_path / "model-1.0.0.bin"),
+                                              actor=ALICE)
+    assert again == first and created is False
+    assert [e.action for e in service.registry.audit()].count("register") == 1
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"different weights")
     with pytest.raises(ConflictError, match="already registered"):
-        service.register(RegisterRequest("fraud", "1.0.0", tmp_path / "model-1.0.0.bin"), actor=ALICE)
+        service.register(RegisterRequest("fraud", "1.0.0", other), actor=ALICE)
 
 
 @pytest.mark.parametrize("model,version", [("../etc", "1"), ("fraud", "1/2"), ("", "1"), ("fraud", "")])

@@ -8,7 +8,7 @@ from textual.pilot import Pilot
 from textual.screen import ModalScreen
 
 from opsctl.tui.dialogs import HelpScreen
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, upload
 from tests.fixtures.wait import wait_for_app
 
 MODELS = {"fraud-detector": ("1.0.0", "1.1.0"), "churn": ("2.0.0",)}
@@ -22,7 +22,7 @@ def seed(daemon: DaemonProcess) -> None:
             artifact = daemon.env.root / f"{model}-{version}.bin"
             artifact.write_bytes(f"{model} {version}".encode())
             response = http.post(f"/v1/models/{model}/versions",
-                                 json={"version": version, "artifact_path": str(artifact),
+                                 json={"version": version, "artifact": upload(http, artifact),
                                        "metrics": {"auc": 0.9}, "lineage": {"code_version": "abc123"}})
             assert response.status_code == 201, response.text
             response = http.post(f"/v1/models/{model}/promote", json={"version": version, "reason": "seed"})

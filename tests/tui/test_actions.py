@@ -19,7 +19,7 @@ from opsctl.tui.dialogs import ActionDialog
 from opsctl.tui.feed import DaemonFeed
 from opsctl.tui.screens import AlertsScreen, ModelScreen
 from tests.fixtures.cli import make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, upload
 from tests.fixtures.wait import wait_for_app
 from tests.tui.helpers import press_expecting_no_dialog, screen_text, seed
 
@@ -53,7 +53,7 @@ def start_canary(daemon: DaemonProcess) -> None:
     artifact = daemon.env.root / "fraud-detector-1.2.0.bin"
     artifact.write_bytes(b"fraud-detector 1.2.0")
     response = http.post("/v1/models/fraud-detector/versions",
-                         json={"version": "1.2.0", "artifact_path": str(artifact), "metrics": {"auc": 0.91}})
+                         json={"version": "1.2.0", "artifact": upload(http, artifact), "metrics": {"auc": 0.91}})
     assert response.status_code == 201, response.text
     response = http.post("/v1/canaries", json={"model": "fraud-detector", "version": "1.2.0", "reason": "test"})
     assert response.status_code == 201, response.text

@@ -16,6 +16,10 @@ def check(ctx: CliContext) -> int:
             ctx.out.emit_json({"ok": True, "file": None})
         return 0
     settings = load_file(path).validate()
+    # The daemon's start-up checks that need no binding (state dir, socket dir, token file).
+    from opsctl.adapters.preflight import preflight
+
+    preflight(settings)
     if ctx.out.json:
         ctx.out.emit_json({"ok": True, "file": str(path), "state_dir": settings.daemon.state_dir,
                            "socket": settings.daemon.socket})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,13 +100,32 @@ def register(ctx: CliContext) -> int:
         lineage=Lineage(training_data_hash=args.data_hash, code_version=args.code_version,
                         parent_version=args.parent, trigger="manual"),
     )
-    created = ctx.backend.register(request, reason=args.reason)
+    created = ctx.backend.register(request, reason=args.reason, progress=_progress(ctx))
     if ctx.out.json:
         ctx.out.emit_json(created.to_json())
     else:
         ctx.out.line(f"registered {created.model} {created.version} (sha256 {created.sha256[:12]}…,"
                      f" {created.size_bytes} bytes)")
     return 0
+
+
+def _progress(ctx: CliContext) -> Callable[[str, int, int], None] | None:
+    """Upload progress on stderr when it is a terminal (at most every 1 %), else nothing."""
+    stream = ctx.out.stderr
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    shown = {"percent": -1}
+
+    def report(name: str, sent: int, total: int) -> None:
+        percent = 100 if total == 0 else sent * 100 // total
+        if percent == shown["percent"]:
+            return
+        shown["percent"] = percent
+        end = "\n" if sent >= total else ""
+        stream.write(f"\ruploading {name}: {percent:3d}% ({sent / 1e6:.1f} of {total / 1e6:.1f} MB){end}")
+        stream.flush()
+
+    return report
 
 
 def _read_metrics(path: Path) -> dict[str, float]:
@@ -117,8 +138,8 @@ def _read_metrics(path: Path) -> dict[str, float]:
     if not isinstance(document, dict):
         raise UsageError(f"--metrics file {path} must hold a JSON object of name -> number")
     for key, value in document.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UsageError(f"--metrics file {path}: metric {key!r} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise UsageError(f"--metrics file {path}: metric {key!r} must be a finite number, got {value!r}")
     return {str(k): float(v) for k, v in document.items()}
 
 

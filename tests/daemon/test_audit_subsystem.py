@@ -1,0 +1,73 @@
+"""The daemon verifies the audit chain at start and on a schedule, and alerts when it breaks."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.cli import OpsctlEnv, make_opsctl_env
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.wait import wait_for
+
+
+@pytest.fixture
+def audited_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    env = make_opsctl_env(tmp_path / "opsctl", "[jobs]\naudit_seconds = 0.3\n")
+    artifact = env.root / "m.bin"
+    artifact.write_bytes(b"w")
+    assert env.run("register", "fraud", "--version", "1", "--artifact", str(artifact)).code == 0
+    assert env.run("promote", "fraud", "1", "--yes").code == 0
+    process = DaemonProcess(env).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _audit_job(daemon: DaemonProcess) -> dict[str, Any]:
+    status = daemon.http().get("/v1/status").json()
+    return next(j for j in status["jobs"] if j["name"] == "audit")
+
+
+def _tamper(env: OpsctlEnv, statement: str) -> None:
+    conn = sqlite3.connect(env.state_dir / "registry.db", isolation_level=None, timeout=5)
+    conn.execute("BEGIN IMMEDIATE")
+    for name in ("audit_log_append_only_update", "audit_log_append_only_delete", "audit_log_append_only_insert"):
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute(statement)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def _firing(daemon: DaemonProcess) -> list[dict[str, Any]]:
+    alerts = daemon.http().get("/v1/alerts").json()
+    items = alerts["alerts"] if isinstance(alerts, dict) else alerts
+    return [a for a in items if a["rule"] == "AuditLogTampered" and a["state"] == "firing"]
+
+
+def test_an_intact_chain_passes_at_start(audited_daemon: DaemonProcess) -> None:
+    job = wait_for(lambda: (j := _audit_job(audited_daemon))["runs"] >= 1 and j, what="first audit run")
+    assert job["last_ok"] is True
+    status = audited_daemon.http().get("/v1/status").json()
+    assert status["audit"]["ok"] is True and status["audit"]["last_id"] == 2
+    assert _firing(audited_daemon) == []
+
+
+@pytest.mark.parametrize(("statement", "row"), [
+    ("UPDATE audit_log SET reason = 'nothing happened' WHERE id = 1", 1),
+    ("INSERT INTO audit_log(at, actor, via, action, outcome) VALUES ('2026-01-01T00:00:00Z', 'mallory', 'cli',"
+     " 'promote', 'ok')", 3),
+])
+def test_tampering_while_running_fails_the_job_and_fires_an_alert(
+        audited_daemon: DaemonProcess, statement: str, row: int) -> None:
+    wait_for(lambda: _audit_job(audited_daemon)["last_ok"] is True, what="first audit run")
+    _tamper(audited_daemon.env, statement)
+    job = wait_for(lambda: (j := _audit_job(audited_daemon))["last_ok"] is False and j, what="failed audit")
+    assert f"first broken row {row}" in job["last_summary"]
+    firing = wait_for(lambda: _firing(audited_daemon), what="AuditLogTampered firing")
+    assert firing[0]["severity"] == "critical"
+    assert audited_daemon.http().get("/v1/status").json()["audit"]["first_broken_id"] == row
