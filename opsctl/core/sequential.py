@@ -313,6 +313,44 @@ def compare_to_ceiling(
     )
 
 
+def compare_to_bound(
+    bad: int,
+    trials: int,
+    bound: float,
+    *,
+    alpha_fail: float,
+    alpha: float,
+    beta: float,
+    margin: float,
+) -> RateDecision:
+    """The rate against a bound it may reach (e.g. 5 % of requests over a p95 latency bound).
+
+    Fails on the one-sample mixture test of "rate <= bound" at ``alpha_fail``; passes when Wald's
+    SPRT of "at the bound" against "bound + margin" accepts the former (non-inferiority).
+    ``needed`` assumes the rate is at the bound, unless the observed rate is already past
+    ``bound + margin`` (then None).
+    """
+    _check_counts(bad, trials)
+    _check_rate(bound, "bound")
+    if margin <= 0.0:
+        raise ValueError("the pass test needs a positive margin")
+    high = min(bound + margin, (1.0 + bound) / 2.0)
+    log_m = log_mixture_lr(bad, trials, bound, high / bound if high / bound > 1.0 else 1.25)
+    llr = sprt_llr(bad, trials, bound, high)
+    pass_at = pass_bound(alpha, beta)
+    fail = log_m >= fail_bound(alpha_fail)
+    return RateDecision(
+        fail=fail,
+        passed=not fail and llr <= pass_at,
+        p_value=binomial_sf(bad, trials, bound),
+        always_valid_p=always_valid_p(log_m),
+        llr=llr,
+        needed=_needed(llr, trials, drift_per_trial(_expected_rate(bad, trials, bound, high), bound, high), pass_at),
+        reference_rate=bound,
+        margin_rate=high,
+    )
+
+
 def expected_seconds(needed: int | None, have: int, rate_per_second: float | None) -> float | None:
     """Seconds until ``needed`` trials at ``rate_per_second``; 0 when there, None when unknown."""
     if needed is None or rate_per_second is None or not math.isfinite(rate_per_second):

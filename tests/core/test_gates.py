@@ -569,3 +569,52 @@ def test_an_evaluation_defaults_to_no_metrics_error_and_says_when_nothing_ran():
     assert Evaluation(Verdict.INCONCLUSIVE).metrics_error is False
     assert Evaluation.from_json({"verdict": "inconclusive"}).metrics_error is False
     assert Evaluation.of([]).reason == "no gate produced a result"
+
+
+# ---- the sla gate judges counts since the stage started, like the other gates
+
+
+def _sla(**kw: object) -> SlaInput:
+    return SlaInput("degraded", ("p99 latency 1.8 s > 1 s",), error_rate_percent=1.0, latency_bound_seconds=0.5,
+                    **kw)  # type: ignore[arg-type]
+
+
+def test_sla_gate_does_not_fail_a_healthy_canary_on_a_noisy_p99_at_30_requests() -> None:
+    # 30 requests, one of them slow (3.3 %, within the 5 % a p95 bound allows): its interpolated
+    # p99 is far above the bound and the status says degraded, but the counts are no evidence.
+    canary = VersionWindow(requests=30, errors=0, slow=1, p95_seconds=0.45, p99_seconds=1.8)
+    result = sla_gate(_sla(), canary, stage_seconds=30.0)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.collecting and result.sample_size == 30
+    # A few hundred requests later it has what it needs and says when it expects to pass.
+    later = sla_gate(_sla(), VersionWindow(requests=200, errors=0, slow=5), stage_seconds=100.0)
+    assert later.verdict is Verdict.INCONCLUSIVE and later.collecting
+    assert later.sample_needed is not None and later.sample_needed > 200
+    assert later.expected_seconds == pytest.approx((later.sample_needed - 200) / 2.0)
+
+
+def test_sla_gate_fails_4_of_7_errors_against_a_1_percent_sla_at_the_first_look() -> None:
+    result = sla_gate(_sla(), VersionWindow(requests=7, errors=4, slow=0), stages=3)
+    assert result.verdict is Verdict.FAIL
+    assert "error rate" in result.reason
+    assert result.p_value is not None and result.p_value < 0.01 / 3
+
+
+def test_sla_gate_p_values_match_scipy_binomtest() -> None:
+    canary = VersionWindow(requests=7, errors=4, slow=0)
+    result = sla_gate(_sla(), canary)
+    expected = binomtest(4, 7, 0.01, alternative="greater").pvalue
+    assert result.exact_p_value == pytest.approx(expected, abs=1e-9)
+    slow = VersionWindow(requests=60, errors=0, slow=15)
+    result = sla_gate(_sla(), slow)
+    assert result.verdict is Verdict.FAIL and "over 500 ms" in result.reason
+    expected = binomtest(15, 60, 0.05, alternative="greater").pvalue
+    assert result.exact_p_value == pytest.approx(expected, abs=1e-9)
+
+
+def test_sla_gate_passes_on_evidence_and_missing_buckets_are_inconclusive() -> None:
+    healthy = VersionWindow(requests=3000, errors=2, slow=60)  # 0.07 % errors, 2 % slow
+    assert sla_gate(_sla(), healthy).verdict is Verdict.PASS
+    no_buckets = VersionWindow(requests=3000, errors=2)
+    result = sla_gate(_sla(), no_buckets)
+    assert result.verdict is Verdict.INCONCLUSIVE and "latency-bucket" in result.reason
