@@ -258,6 +258,7 @@ class Daemon:
             seconds = getattr(new.jobs, spec.interval_key) if spec.interval_key else spec.interval_seconds
             if seconds != spec.interval_seconds:
                 self._schedule(replace(spec, interval_seconds=seconds))
+        _log_config_warnings(new)
         self.state.metrics.config_reloads.labels("ok").inc()
         log.info("config reloaded", extra={"config": self.config_path})
         self.notifier.notify("READY=1", "STATUS=config reloaded")
@@ -305,10 +306,17 @@ def _read_token(path: str | None) -> str:
     return token
 
 
+def _log_config_warnings(settings: Settings) -> None:
+    """One line per deprecated key the config sets (it is ignored; the line says why)."""
+    for warning in settings.warnings:
+        log.warning("config: %s", warning, extra={"config": settings.source})
+
+
 def run(config_path: str | None) -> int:
     """Load the config and serve until SIGTERM; returns the process exit code."""
     configure_logging()
     settings = load_settings(config_path).validate()
+    _log_config_warnings(settings)
     if config_path is None:
         from opsctl.config import find_config
 
