@@ -37,6 +37,7 @@ from opsctl.core.sequential import (
     compare_to_reference,
     describe_seconds,
     expected_seconds,
+    fail_beyond_margin,
 )
 
 
@@ -659,12 +660,14 @@ def accuracy_gate(
     stages: int = 1,
     stage_seconds: float | None = None,
 ) -> GateResult:
-    """Canary accuracy from delayed labels against the reference (production or a baseline).
+    """Canary accuracy from delayed labels against the reference (production or a baseline): non-inferiority.
 
-    The share of wrong predictions is a rate: fails on the exact conditional test (always-valid,
-    at ``alpha / stages``) that the canary is wrong more often than the reference; passes when
-    Wald's SPRT of "the reference's share" against "the reference's share + ``tolerance``"
-    accepts the former; in between it collects labels and says when a pass is expected.
+    The share of wrong predictions is a rate. Fails when the canary's accuracy is significantly
+    below the reference's minus ``tolerance`` (:func:`~opsctl.core.sequential.fail_beyond_margin`:
+    exact, always-valid in the canary's labels, at ``alpha / stages``); a drop within the tolerance
+    never fails. Passes when Wald's SPRT of "the reference's share of wrong predictions" against
+    "that share + ``tolerance``" accepts the former; in between it collects labels and says when a
+    pass is expected.
     """
     name = "accuracy"
     for window, who in ((canary, "canary"), (reference, "reference")):
@@ -687,6 +690,10 @@ def accuracy_gate(
         alpha_fail=alpha / stages, alpha=alpha, beta=1.0 - power,
         margin_absolute=tolerance,
     )
+    beyond = fail_beyond_margin(wrong_canary, canary.labelled, wrong_reference, reference.labelled, tolerance,
+                                alpha_fail=alpha / stages)
+    decision = replace(decision, fail=beyond.fail, passed=decision.passed and not beyond.fail,
+                       p_value=beyond.p_value, always_valid_p=beyond.always_valid_p)
     p_ref = reference.correct / reference.labelled
     p_can = canary.correct / canary.labelled if canary.labelled else None
     shown = "-" if p_can is None else f"{p_can:.3f}"
@@ -702,7 +709,9 @@ def accuracy_gate(
     }
     if decision.fail:
         return GateResult(name, Verdict.FAIL, **numbers,
-                          reason=f"{detail}: significantly worse (always-valid p={decision.always_valid_p:.3g})")
+                          reason=(f"{detail}: significantly below the reference minus the tolerance "
+                                  f"(wrong share vs {beyond.ceiling:.3f}: always-valid p="
+                                  f"{decision.always_valid_p:.3g}, exact p={decision.p_value:.3g})"))
     if decision.passed:
         return GateResult(name, Verdict.PASS, **numbers, expected_seconds=0.0, reason=f"{detail}: within tolerance")
     seconds, when = _expectation(decision, canary.labelled, _rate_per_second(canary.labelled, stage_seconds),
