@@ -246,6 +246,21 @@ async def history(request: Request) -> Response:
     return JSONResponse([e.to_json() for e in events])
 
 
+async def incident_timeline(request: Request) -> Response:
+    from opsctl.services.incidents import incident_timeline as build
+
+    state = _state(request)
+    try:
+        since_seconds = float(request.query_params.get("since_seconds", "7200"))
+    except ValueError:
+        raise UsageError("'since_seconds' must be a number") from None
+    if not since_seconds > 0:
+        raise UsageError("'since_seconds' must be positive")
+    model = request.query_params.get("model") or None
+    timeline = await run_in_threadpool(build, state.settings.daemon.registry_path, state.clock, since_seconds, model)
+    return JSONResponse(timeline.to_json())
+
+
 async def routing(request: Request) -> Response:
     state = _state(request)
     model = request.path_params["model"]
@@ -373,6 +388,10 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/v1/history", history, "The audit log, oldest first",
              response={"type": "array", "items": _AUDIT},
              query=(("model", "only this model", False), ("limit", "at most this many (default 50)", False))),
+    Endpoint("GET", "/v1/incident/timeline", incident_timeline,
+             "Audit log, alert transitions, health changes, canary verdicts, drift and retrain runs in time order",
+             response={"type": "object", "required": ["since", "until", "sources", "summary", "entries"]},
+             query=(("since_seconds", "how far back (default 7200)", False), ("model", "only this model", False))),
     Endpoint("GET", "/v1/routing/{model}", routing, "Traffic split for the SDK router (weights in percent)",
              response={"type": "object", "required": ["model", "splits"]}),
     Endpoint("GET", "/v1/events", events,

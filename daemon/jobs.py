@@ -96,6 +96,7 @@ class JobRunner:
         previous = self.statuses.get(spec.name)
         self.statuses[spec.name] = (replace(previous, interval_seconds=spec.interval_seconds) if previous
                                     else JobStatus(spec.name, spec.interval_seconds))
+        self.metrics.job_interval.labels(spec.name).set(spec.interval_seconds)
 
     async def run(self, spec: JobSpec) -> JobOutcome:
         loop = asyncio.get_running_loop()

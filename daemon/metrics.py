@@ -28,6 +28,9 @@ class DaemonMetrics:
                                       registry=r)
         self.job_last_success = Gauge("opsctl_job_last_success_timestamp_seconds",
                                       "Unix time of the last successful run", ["job"], registry=r)
+        # With job_last_success, lets the shipped rule OpsctlJobStale judge each job by its own interval.
+        self.job_interval = Gauge("opsctl_job_interval_seconds", "Configured interval of a scheduled job",
+                                  ["job"], registry=r)
         self.api_requests = Counter("opsctl_api_requests_total", "API requests", ["method", "route", "code"],
                                     registry=r)
         self.api_latency = Histogram("opsctl_api_request_duration_seconds", "API request latency", ["route"],

@@ -26,7 +26,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules() -> None:
     result = promtool("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_check_config() -> None:
@@ -78,6 +78,7 @@ tests:
             exp_annotations:
               summary: "fraud v3: error rate above 1 %"
               description: "Error rate is 5% (SLA: 1 %)."
+              runbook_url: "docs/runbooks/ModelHighErrorRate.md"
       - eval_time: 10m
         alertname: ModelHighPredictionLatencyP95
         exp_alerts:
@@ -85,6 +86,7 @@ tests:
             exp_annotations:
               summary: "fraud v3: p95 latency above 500 ms"
               description: "95th percentile latency is 972.2ms (SLA: 500 ms)."
+              runbook_url: "docs/runbooks/ModelHighPredictionLatencyP95.md"
       - eval_time: 15m
         alertname: ModelAccuracyDrop
         exp_alerts:
@@ -92,6 +94,7 @@ tests:
             exp_annotations:
               summary: "fraud v3: accuracy below 0.85"
               description: "Current accuracy is 0.800 (threshold: 0.85)."
+              runbook_url: "docs/runbooks/ModelAccuracyDrop.md"
       - eval_time: 10m
         alertname: ModelTrafficSpike
         exp_alerts: []
@@ -105,6 +108,7 @@ tests:
             exp_annotations:
               summary: "The opsctl daemon is down or not scraped"
               description: "No opsctl_up == 1 for a minute: health checks, canaries and alerts are not running."
+              runbook_url: "docs/runbooks/OpsctlDaemonDown.md"
       - eval_time: 4m
         alertname: OpsctlJobFailing
         exp_alerts: []
@@ -115,6 +119,7 @@ tests:
             exp_annotations:
               summary: "fraud v2: health unknown for 15 minutes"
               description: "No usable metrics (no data, stale exporter, or Prometheus down); opsctl health says why."
+              runbook_url: "docs/runbooks/OpsctlHealthUnknown.md"
 """
 
 
@@ -143,6 +148,7 @@ tests:
             exp_annotations:
               summary: "opsctl job healthopsctl is failing"
               description: "6 failed runs in the last 15 minutes (see opsctl status)."
+              runbook_url: "docs/runbooks/OpsctlJobFailing.md"
 """)
     result = promtool("test", "rules", str(tests))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -162,3 +168,74 @@ def test_grafana_panels_query_the_sla_metrics_and_parse_on_prometheus(prometheus
         response = httpx.get(f"{prometheus_stack.url}/api/v1/query", params={"query": promql})
         assert response.status_code == 200, f"{title}: {response.text}"
         assert "by (model, model_version" in expr, title
+
+
+def test_silent_outage_rules_fire_on_queued_failing_notifications_and_stale_jobs(tmp_path: Path) -> None:
+    """Undelivered pages and jobs that stop succeeding (or never start) alert; recovered ones do not."""
+    tests = tmp_path / "silent_test.yml"
+    tests.write_text(f"""\
+rule_files: [{ALERTS}]
+evaluation_interval: 30s
+tests:
+  - interval: 30s
+    input_series:
+      # Alertmanager refuses from 5m30s to 15m, then takes everything again.
+      - series: 'opsctl_alert_notifications_queued{{instance="d",job="opsctl",target="alertmanager"}}'
+        values: '0x10 3x20 0x20'
+      - series: 'opsctl_alert_deliveries_total{{instance="d",job="opsctl",target="alertmanager",result="failed"}}'
+        values: '0x10 1+1x20 21x20'
+      - series: 'opsctl_alert_notifications_queued{{instance="d",job="opsctl",target="webhook"}}'
+        values: '0x50'
+      - series: 'opsctl_start_time_seconds{{instance="d",job="opsctl"}}'
+        values: '0x50'
+      # health (every 15 s) succeeds until 5m then never again; drift (every 300 s) keeps succeeding;
+      # ingest (every 5 s) never succeeds at all.
+      - series: 'opsctl_job_interval_seconds{{instance="d",job="opsctl",exported_job="health"}}'
+        values: '15x50'
+      - series: 'opsctl_job_last_success_timestamp_seconds{{instance="d",job="opsctl",exported_job="health"}}'
+        values: '0+30x10 300x40'
+      - series: 'opsctl_job_interval_seconds{{instance="d",job="opsctl",exported_job="drift"}}'
+        values: '300x50'
+      - series: 'opsctl_job_last_success_timestamp_seconds{{instance="d",job="opsctl",exported_job="drift"}}'
+        values: '0+30x50'
+      - series: 'opsctl_job_interval_seconds{{instance="d",job="opsctl",exported_job="ingest"}}'
+        values: '5x50'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: OpsctlNotificationsUndelivered
+        exp_alerts: []
+      - eval_time: 12m
+        alertname: OpsctlNotificationsUndelivered
+        exp_alerts:
+          - exp_labels: {{severity: critical, instance: d, target: alertmanager}}
+            exp_annotations:
+              summary: "opsctl cannot deliver alerts to alertmanager"
+              description: "3 notifications queued, deliveries failing: nobody is paged (see opsctl alerts)."
+              runbook_url: "docs/runbooks/OpsctlNotificationsUndelivered.md"
+      - eval_time: 20m
+        alertname: OpsctlNotificationsUndelivered
+        exp_alerts: []
+      - eval_time: 2m
+        alertname: OpsctlJobStale
+        exp_alerts: []
+      - eval_time: 4m
+        alertname: OpsctlJobStale
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: d, job: opsctl, exported_job: ingest}}
+            exp_annotations: &stale_ingest
+              summary: "opsctl job ingest has not succeeded for too long"
+              description: "No successful run for over 3 intervals + 2 min (see opsctl status)."
+              runbook_url: "docs/runbooks/OpsctlJobStale.md"
+      - eval_time: 10m
+        alertname: OpsctlJobStale
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: d, job: opsctl, exported_job: health}}
+            exp_annotations:
+              summary: "opsctl job health has not succeeded for too long"
+              description: "No successful run for over 3 intervals + 2 min (see opsctl status)."
+              runbook_url: "docs/runbooks/OpsctlJobStale.md"
+          - exp_labels: {{severity: warning, instance: d, job: opsctl, exported_job: ingest}}
+            exp_annotations: *stale_ingest
+""")
+    result = promtool("test", "rules", str(tests))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -22,6 +22,7 @@ import httpx
 
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.alerts import Notification
+from opsctl.core.runbooks import check_runbook_base_url, runbook_url
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ class AlertmanagerSettings:
     # Base of generatorURL links (e.g. the daemon's public address); empty = no link.
     generator_url: str = ""
     max_queued: int = 10000
+    # Base of each alert's runbook_url annotation (<base>/<alertname>.md); empty = the shipped pages.
+    runbook_base_url: str = ""
 
     def __post_init__(self) -> None:
+        check_runbook_base_url(self.runbook_base_url)
         for key in ("url", "webhook_url", "generator_url"):
             value = getattr(self, key)
             if value and not re.match(r"^https?://[^\s/]+", value):
@@ -59,12 +63,16 @@ class DeliveryResult:
                 "error": self.error}
 
 
-def alertmanager_alert(notification: Notification, generator_url: str = "") -> dict[str, Any]:
-    """One element of the ``POST /api/v2/alerts`` body."""
+def alertmanager_alert(notification: Notification, generator_url: str = "",
+                       runbook_base_url: str = "") -> dict[str, Any]:
+    """One element of the ``POST /api/v2/alerts`` body; every alert carries a ``runbook_url``."""
     alert = notification.alert
+    annotations = dict(notification.annotations)
+    name = notification.labels.get("alertname", alert.rule)
+    annotations.setdefault("runbook_url", runbook_url(name, runbook_base_url))
     body: dict[str, Any] = {
         "labels": dict(notification.labels),
-        "annotations": dict(notification.annotations),
+        "annotations": annotations,
         "startsAt": utc_iso(alert.starts_at),
         "endsAt": utc_iso(notification.ends_at),
     }
@@ -146,7 +154,7 @@ class AlertmanagerNotifier:
         return result
 
     def _post_alertmanager(self, batch: Sequence[Notification]) -> None:
-        body = [alertmanager_alert(n, self.settings.generator_url) for n in batch]
+        body = [alertmanager_alert(n, self.settings.generator_url, self.settings.runbook_base_url) for n in batch]
         url = f"{self.settings.url.rstrip('/')}/api/v2/alerts"
         response = self._client.post(url, json=body, timeout=self.settings.timeout_seconds)
         response.raise_for_status()
@@ -159,7 +167,7 @@ class AlertmanagerNotifier:
                     "status": n.kind,
                     "id": n.alert.id,
                     "fingerprint": n.alert.fingerprint,
-                    **alertmanager_alert(n, self.settings.generator_url),
+                    **alertmanager_alert(n, self.settings.generator_url, self.settings.runbook_base_url),
                 }
                 for n in batch
             ],

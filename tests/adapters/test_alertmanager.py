@@ -22,6 +22,7 @@ from opsctl.core.alerts import (
     new_silence,
     step,
 )
+from opsctl.core.runbooks import runbook_url
 from opsctl.core.sla import SlaThresholds, evaluate_fleet
 from tests.fixtures.wait import wait_for
 
@@ -50,7 +51,11 @@ def test_payload_shape() -> None:
     _, sent = fire(clock, RULE, {"model": "fraud", "model_version": "v3"})
     body = alertmanager_alert(sent[0], "http://opsctl.example:8080")
     assert body["labels"]["alertname"] == "OpsctlTestAlert" and body["labels"]["model"] == "fraud"
-    assert body["annotations"] == {"runbook": "none"}
+    assert body["annotations"] == {"runbook": "none", "runbook_url": runbook_url("OpsctlTestAlert")}
+    hosted = alertmanager_alert(sent[0], runbook_base_url="https://wiki.example.org/rb")
+    assert hosted["annotations"]["runbook_url"] == "https://wiki.example.org/rb/OpsctlTestAlert.md"
+    with pytest.raises(ValueError, match="runbook_base_url"):
+        AlertmanagerSettings(runbook_base_url="wiki/rb")
     assert body["startsAt"] == "2026-01-01T00:00:00Z"
     assert body["generatorURL"] == f"http://opsctl.example:8080/alerts/{sent[0].alert.id}"
 

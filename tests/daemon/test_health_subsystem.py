@@ -29,6 +29,7 @@ ME = pwd.getpwuid(os.getuid()).pw_name
 HEALTH_SECONDS = 1.0
 DEGRADED_FOR_SECONDS = 4 * HEALTH_SECONDS  # ModelSlaDegraded fires after 4 health cycles
 SCRAPE_SECONDS = 1.0  # the session Prometheus's scrape interval
+RUNBOOK_BASE = "https://runbooks.example.org/opsctl/"
 
 
 def health_config(prometheus_url: str, alertmanager_url: str | None = None) -> str:
@@ -48,7 +49,8 @@ timeout_seconds = 2
 resend_interval_seconds = 1
 """
     if alertmanager_url:
-        config += f'\n[alertmanager]\nurl = "{alertmanager_url}"\ntimeout_seconds = 2\n'
+        config += (f'\n[alertmanager]\nurl = "{alertmanager_url}"\ntimeout_seconds = 2\n'
+                   f'runbook_base_url = "{RUNBOOK_BASE}"\n')
     return config
 
 
@@ -253,6 +255,7 @@ def test_a_slow_version_is_degraded_not_critical_and_its_alert_pends_fires_and_r
     paged = wait_for(lambda: am_alerts(alertmanager.url, model), timeout=10, what="alert in Alertmanager")
     assert paged[0]["labels"]["alertname"] == "ModelSlaDegraded"
     assert paged[0]["labels"]["model_version"] == "v1"
+    assert paged[0]["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}ModelSlaDegraded.md"
 
     exporter.set(model, "v1", latency_lo=0.02, latency_hi=0.08)
     recovered_at = time.time()

@@ -40,14 +40,16 @@ async def _screen(first: dict[str, Any], then: dict[str, Any] | None, scroll: bo
             await pilot.pause()
         # Settled: a widened column can bring a scrollbar one refresh later (and the cursor is scrolled back
         # into view after it), so compare only frames that no longer change.
-        shot = app.export_screenshot()
-        for _ in range(100):
+        # Under load one quiet 50 ms is no proof of a settled screen, so ask for several in a row.
+        shot, unchanged = app.export_screenshot(), 0
+        for _ in range(200):
             await pilot.pause(0.05)
             again = app.export_screenshot()
-            if again == shot:
+            unchanged = unchanged + 1 if again == shot else 0
+            if unchanged == 5:
                 return shot
             shot = again
-        raise AssertionError("the screen kept changing for 5 s")
+        raise AssertionError("the screen kept changing for 10 s")
 
 
 @pytest.mark.parametrize("long", [False, True], ids=["fits", "wider-than-column"])

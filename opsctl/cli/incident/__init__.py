@@ -1,0 +1,1 @@
+"""``opsctl incident``: arguments in ``args``, handlers in ``handlers`` (imported when the command runs)."""

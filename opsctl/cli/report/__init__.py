@@ -1,0 +1,1 @@
+"""``opsctl report``: arguments in ``args``, handlers in ``handlers`` (imported when the command runs)."""
