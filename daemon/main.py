@@ -288,6 +288,7 @@ class Daemon:
             for spec in old_specs.values():
                 self._schedule(spec)
             return self._reload_failed(f"{type(error).__name__}: {error}")
+        _log_config_warnings(new)
         self.state.metrics.config_reloads.labels("ok").inc()
         log.info("config reloaded", extra={"config": self.config_path})
         self.notifier.notify("READY=1", "STATUS=config reloaded")
@@ -338,10 +339,17 @@ def _bind_unix_socket(path: Path, mode: int) -> socket.socket:
     return sock
 
 
+def _log_config_warnings(settings: Settings) -> None:
+    """One line per deprecated key the config sets (it is ignored; the line says why)."""
+    for warning in settings.warnings:
+        log.warning("config: %s", warning, extra={"config": settings.source})
+
+
 def run(config_path: str | None) -> int:
     """Load the config and serve until SIGTERM; returns the process exit code."""
     configure_logging()
     settings = load_settings(config_path).validate()
+    _log_config_warnings(settings)
     if config_path is None:
         from opsctl.config import find_config
 

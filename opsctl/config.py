@@ -165,6 +165,30 @@ _LAZY_SECTIONS: dict[str, str] = {
 }
 
 
+# Keys a section no longer has, accepted so an older config still loads: each is dropped with a
+# one-line warning (``Settings.warnings``) saying why it no longer matters.
+_SEQUENTIAL = ("ignored: canary decisions are now sequential (exact tests valid at every look, "
+               "pass on evidence of non-inferiority) and need no minimum sample or point-estimate tolerance")
+_DEPRECATED_KEYS: dict[str, dict[str, str]] = {
+    "canary": {
+        "min_requests": _SEQUENTIAL,
+        "min_labels": _SEQUENTIAL,
+        "latency_ratio_tolerance": _SEQUENTIAL,
+        "latency_slack_seconds": _SEQUENTIAL,
+    },
+}
+
+
+def _drop_deprecated(name: str, table: Any) -> tuple[Any, list[str]]:
+    """``table`` without the section's deprecated keys, and one warning per key dropped."""
+    deprecated = _DEPRECATED_KEYS.get(name, {})
+    if not deprecated or not isinstance(table, Mapping):
+        return table, []
+    found = [key for key in table if key in deprecated]
+    kept = {key: value for key, value in table.items() if key not in deprecated}
+    return kept, [f"{name}.{key} is deprecated and {deprecated[key]}" for key in found]
+
+
 @dataclass(frozen=True)
 class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
@@ -172,6 +196,8 @@ class Settings:
     ui: UiSettings = field(default_factory=UiSettings)
     source: str = "defaults"
     tables: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # One line per deprecated key the file sets (ignored); the CLI and the daemon print them.
+    warnings: tuple[str, ...] = ()
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def section(self, name: str) -> Any:
@@ -287,6 +313,7 @@ def parse_settings(text: str, *, path: Path | None = None) -> Settings:
         raise ConfigError(f"not valid TOML: {error}", path=shown) from None
     values: dict[str, Any] = {}
     lazy: dict[str, Any] = {}
+    warnings: list[str] = []
     known = [*_SECTIONS, *_LAZY_SECTIONS]
     for name, table in document.items():
         section = _SECTIONS.get(name)
@@ -296,13 +323,15 @@ def parse_settings(text: str, *, path: Path | None = None) -> Settings:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean [{close[0]}]?" if close else f"; known sections: {', '.join(sorted(known))}"
             raise ConfigError(f"unknown section{hint}", key=name, path=shown)
+        table, dropped = _drop_deprecated(name, table)
+        warnings.extend(dropped)
         if section is None:
             if not isinstance(table, Mapping):
                 raise ConfigError("must be a table", key=name, path=shown)
             lazy[name] = table
         else:
             values[name] = load_dataclass(section, table, key=name, path=shown)
-    settings = Settings(**values, source=shown, tables=lazy)
+    settings = Settings(**values, source=shown, tables=lazy, warnings=tuple(warnings))
     if path is not None:
         settings = _resolve_relative_paths(settings, path.parent)
     return settings

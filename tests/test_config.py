@@ -89,3 +89,12 @@ def test_a_broken_policy_section_does_not_block_break_glass_commands() -> None:
     assert settings.daemon.state_dir == "/x"
     with pytest.raises(ConfigError, match="failure_threshold"):
         settings.validate()
+
+
+def test_retired_canary_keys_are_dropped_with_a_warning_and_the_rest_still_applies() -> None:
+    from opsctl.config import parse_settings
+
+    settings = parse_settings("[canary]\nmin_requests = 500\naccuracy_tolerance = 0.03\n").validate()
+    assert settings.canary.accuracy_tolerance == 0.03
+    assert len(settings.warnings) == 1
+    assert settings.warnings[0].startswith("canary.min_requests is deprecated and ignored")

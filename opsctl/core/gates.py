@@ -32,10 +32,12 @@ from typing import Any
 
 from opsctl.core.sequential import (
     RateDecision,
+    compare_to_bound,
     compare_to_ceiling,
     compare_to_reference,
     describe_seconds,
     expected_seconds,
+    fail_beyond_margin,
 )
 
 
@@ -77,10 +79,18 @@ class VersionWindow:
 
 @dataclass(frozen=True)
 class SlaInput:
-    """The canary version's SLA status from the health checks (``healthy | degraded | unknown``)."""
+    """The canary version's SLA: the bounds its counts are judged against, and the health status.
 
-    status: str
+    With ``error_rate_percent`` or ``latency_bound_seconds`` set (the daemon always sets them), the
+    sla gate judges the canary's counts since the stage started against them (see :func:`sla_gate`);
+    ``status`` and ``reasons`` are then shown only. A status alone (a scripted input) is judged as is.
+    """
+
+    status: str = "unknown"
     reasons: tuple[str, ...] = ()
+    error_rate_percent: float | None = None  # the SLA's maximum error rate
+    latency_bound_seconds: float | None = None  # the SLA's latency bound (latency_p95_ms)
+    latency_quantile: float = 0.95  # the bound's quantile: at most 1 - this share may be slower
 
 
 @dataclass(frozen=True)
@@ -530,11 +540,8 @@ def latency_gate(
     return result
 
 
-def sla_gate(sla: SlaInput | None) -> GateResult:
-    """The canary version's SLA status: healthy passes, degraded fails, anything else is inconclusive."""
+def _sla_from_status(sla: SlaInput) -> GateResult:
     name = "sla"
-    if sla is None:
-        return GateResult(name, Verdict.INCONCLUSIVE, reason="no SLA status for the canary version")
     status = str(sla.status)
     reasons = "; ".join(sla.reasons)
     if status == "healthy":
@@ -542,6 +549,105 @@ def sla_gate(sla: SlaInput | None) -> GateResult:
     if status == "degraded":
         return GateResult(name, Verdict.FAIL, reason=f"degraded: {reasons}" if reasons else "degraded")
     return GateResult(name, Verdict.INCONCLUSIVE, reason=f"SLA status {status}" + (f": {reasons}" if reasons else ""))
+
+
+def _sla_latency(sla: SlaInput, canary: VersionWindow, *, alpha_fail: float, alpha: float, beta: float,
+                 margin_relative: float, margin_floor: float) -> tuple[RateDecision | None, str]:
+    """The share of canary requests over the SLA's latency bound against the share the quantile allows."""
+    assert sla.latency_bound_seconds is not None
+    allowed = 1.0 - sla.latency_quantile
+    bound_ms = f"{sla.latency_bound_seconds * 1000:g} ms"
+    problem = _counts_problem(canary.requests, canary.slow, "canary")
+    if problem:
+        return None, f"latency: {problem.replace('request/error', 'request/latency-bucket').replace('errors', 'slow')}"
+    assert canary.requests is not None and canary.slow is not None
+    decision = compare_to_bound(canary.slow, canary.requests, allowed, alpha_fail=alpha_fail, alpha=alpha, beta=beta,
+                                margin=max(margin_relative * allowed, margin_floor))
+    shown = f"{canary.slow / canary.requests:.2%}" if canary.requests else "-"
+    return decision, (f"{shown} ({canary.slow}/{canary.requests}) of requests over {bound_ms}, "
+                      f"SLA allows {allowed:.0%}")
+
+
+def sla_gate(
+    sla: SlaInput | None,
+    canary: VersionWindow | None = None,
+    *,
+    alpha: float = 0.01,
+    power: float = 0.8,
+    margin_relative: float = 1.0,
+    latency_margin_relative: float = 1.0,
+    latency_margin_floor: float = 0.01,
+    stages: int = 1,
+    stage_seconds: float | None = None,
+) -> GateResult:
+    """Does the canary meet its SLA, on the evidence of its counts since the stage started?
+
+    Two rates, judged like every other gate (:mod:`opsctl.core.sequential`, no minimum sample):
+
+    - errors against the SLA's maximum error rate, as :func:`error_ceiling_gate` does: fail when
+      significantly above it (always-valid, at ``alpha / stages``), pass when Wald's SPRT accepts
+      "at most the ceiling / (1 + margin_relative)";
+    - latency as the share of requests slower than the SLA's bound (from the histogram's buckets):
+      a p95 bound allows 5 %; fail when the share is significantly above 5 %, pass when the SPRT
+      of "5 %" against "5 % + margin" accepts the former (margin ``latency_margin_relative`` times
+      the allowed share, at least ``latency_margin_floor``). No interpolated p95/p99 is judged, so
+      a healthy canary is not rolled back on the noise of a percentile of a few dozen requests.
+
+    Fails when either fails, passes when both pass, else inconclusive with what it has, what it
+    needs and when. Without bounds in ``sla`` (a scripted status) the status is the verdict.
+    """
+    name = "sla"
+    if sla is None:
+        return GateResult(name, Verdict.INCONCLUSIVE, reason="no SLA status for the canary version")
+    if sla.error_rate_percent is None and sla.latency_bound_seconds is None:
+        return _sla_from_status(sla)
+    canary = canary if canary is not None else VersionWindow()
+    beta = 1.0 - power
+    parts: list[tuple[RateDecision | None, str]] = []
+    if sla.error_rate_percent is not None:
+        ceiling = sla.error_rate_percent / 100.0
+        problem = _counts_problem(canary.requests, canary.errors, "canary")
+        if problem:
+            parts.append((None, f"errors: {problem}"))
+        elif ceiling < 1.0:
+            assert canary.requests is not None and canary.errors is not None
+            decision = compare_to_ceiling(canary.errors, canary.requests, ceiling, alpha_fail=alpha / stages,
+                                          alpha=alpha, beta=beta, margin_relative=margin_relative)
+            shown = f"{canary.errors / canary.requests:.2%}" if canary.requests else "-"
+            parts.append((decision, f"error rate {shown} ({canary.errors}/{canary.requests}), "
+                                    f"SLA max {ceiling:.2%}"))
+    if sla.latency_bound_seconds is not None:
+        parts.append(_sla_latency(sla, canary, alpha_fail=alpha / stages, alpha=alpha, beta=beta,
+                                  margin_relative=latency_margin_relative, margin_floor=latency_margin_floor))
+    decisions = [d for d, _ in parts if d is not None]
+    failed = [(d, text) for d, text in parts if d is not None and d.fail]
+    numbers: dict[str, Any] = {"sample_size": canary.requests}
+    if failed:
+        worst = min(failed, key=lambda item: item[0].always_valid_p)[0]
+        texts = "; ".join(f"{text} (always-valid p={d.always_valid_p:.3g}, exact p={d.p_value:.3g})"
+                          for d, text in failed)
+        return GateResult(name, Verdict.FAIL, p_value=worst.always_valid_p, exact_p_value=worst.p_value,
+                          sample_needed=canary.requests, reason=f"SLA breached: {texts}", **numbers)
+    summary = "; ".join(text for _, text in parts)
+    if parts and all(d is not None and d.passed for d, _ in parts):
+        return GateResult(name, Verdict.PASS, sample_needed=canary.requests, expected_seconds=0.0,
+                          reason=f"within SLA (SPRT): {summary}", **numbers)
+    missing = [text for d, text in parts if d is None]
+    if missing or not parts:
+        return GateResult(name, Verdict.INCONCLUSIVE, reason="; ".join(missing) or "no SLA bounds to judge by",
+                          **numbers)
+    needs = [d.needed for d in decisions]
+    needed = None if any(n is None for n in needs) else max(n for n in needs if n is not None)
+    have = canary.requests or 0
+    if needed is None:
+        seconds, when = None, "no pass expected at the observed rate"
+    else:
+        rate = _rate_per_second(canary.requests, stage_seconds)
+        seconds = expected_seconds(needed, have, rate)
+        when = (f"pass expected at {needed} req" if seconds is None
+                else f"pass expected in {describe_seconds(seconds)} at {rate:.3g} req/s")
+    return GateResult(name, Verdict.INCONCLUSIVE, sample_needed=needed, expected_seconds=seconds, collecting=True,
+                      reason=f"SLA: collecting evidence: {summary}; {when}", **numbers)
 
 
 def accuracy_gate(
@@ -554,12 +660,14 @@ def accuracy_gate(
     stages: int = 1,
     stage_seconds: float | None = None,
 ) -> GateResult:
-    """Canary accuracy from delayed labels against the reference (production or a baseline).
+    """Canary accuracy from delayed labels against the reference (production or a baseline): non-inferiority.
 
-    The share of wrong predictions is a rate: fails on the exact conditional test (always-valid,
-    at ``alpha / stages``) that the canary is wrong more often than the reference; passes when
-    Wald's SPRT of "the reference's share" against "the reference's share + ``tolerance``"
-    accepts the former; in between it collects labels and says when a pass is expected.
+    The share of wrong predictions is a rate. Fails when the canary's accuracy is significantly
+    below the reference's minus ``tolerance`` (:func:`~opsctl.core.sequential.fail_beyond_margin`:
+    exact, always-valid in the canary's labels, at ``alpha / stages``); a drop within the tolerance
+    never fails. Passes when Wald's SPRT of "the reference's share of wrong predictions" against
+    "that share + ``tolerance``" accepts the former; in between it collects labels and says when a
+    pass is expected.
     """
     name = "accuracy"
     for window, who in ((canary, "canary"), (reference, "reference")):
@@ -582,6 +690,10 @@ def accuracy_gate(
         alpha_fail=alpha / stages, alpha=alpha, beta=1.0 - power,
         margin_absolute=tolerance,
     )
+    beyond = fail_beyond_margin(wrong_canary, canary.labelled, wrong_reference, reference.labelled, tolerance,
+                                alpha_fail=alpha / stages)
+    decision = replace(decision, fail=beyond.fail, passed=decision.passed and not beyond.fail,
+                       p_value=beyond.p_value, always_valid_p=beyond.always_valid_p)
     p_ref = reference.correct / reference.labelled
     p_can = canary.correct / canary.labelled if canary.labelled else None
     shown = "-" if p_can is None else f"{p_can:.3f}"
@@ -597,7 +709,9 @@ def accuracy_gate(
     }
     if decision.fail:
         return GateResult(name, Verdict.FAIL, **numbers,
-                          reason=f"{detail}: significantly worse (always-valid p={decision.always_valid_p:.3g})")
+                          reason=(f"{detail}: significantly below the reference minus the tolerance "
+                                  f"(wrong share vs {beyond.ceiling:.3f}: always-valid p="
+                                  f"{decision.always_valid_p:.3g}, exact p={decision.p_value:.3g})"))
     if decision.passed:
         return GateResult(name, Verdict.PASS, **numbers, expected_seconds=0.0, reason=f"{detail}: within tolerance")
     seconds, when = _expectation(decision, canary.labelled, _rate_per_second(canary.labelled, stage_seconds),
@@ -790,7 +904,14 @@ def _evaluate(policy: GatePolicy, inputs: GateInputs, ceiling: float | None) -> 
             )
         )
     if policy.sla_gate:
-        results.append(sla_gate(inputs.sla))
+        results.append(
+            sla_gate(
+                inputs.sla, inputs.canary, alpha=policy.error_rate_alpha, power=policy.error_rate_power,
+                margin_relative=policy.error_rate_mde_relative,
+                latency_margin_relative=policy.latency_margin_relative,
+                latency_margin_floor=policy.latency_min_share, **common,
+            )
+        )
     if policy.accuracy_gate:
         reference = inputs.quality_reference if inputs.quality_reference is not None else inputs.production
         results.append(

@@ -313,6 +313,91 @@ def compare_to_ceiling(
     )
 
 
+def compare_to_bound(
+    bad: int,
+    trials: int,
+    bound: float,
+    *,
+    alpha_fail: float,
+    alpha: float,
+    beta: float,
+    margin: float,
+) -> RateDecision:
+    """The rate against a bound it may reach (e.g. 5 % of requests over a p95 latency bound).
+
+    Fails on the one-sample mixture test of "rate <= bound" at ``alpha_fail``; passes when Wald's
+    SPRT of "at the bound" against "bound + margin" accepts the former (non-inferiority).
+    ``needed`` assumes the rate is at the bound, unless the observed rate is already past
+    ``bound + margin`` (then None).
+    """
+    _check_counts(bad, trials)
+    _check_rate(bound, "bound")
+    if margin <= 0.0:
+        raise ValueError("the pass test needs a positive margin")
+    high = min(bound + margin, (1.0 + bound) / 2.0)
+    log_m = log_mixture_lr(bad, trials, bound, high / bound if high / bound > 1.0 else 1.25)
+    llr = sprt_llr(bad, trials, bound, high)
+    pass_at = pass_bound(alpha, beta)
+    fail = log_m >= fail_bound(alpha_fail)
+    return RateDecision(
+        fail=fail,
+        passed=not fail and llr <= pass_at,
+        p_value=binomial_sf(bad, trials, bound),
+        always_valid_p=always_valid_p(log_m),
+        llr=llr,
+        needed=_needed(llr, trials, drift_per_trial(_expected_rate(bad, trials, bound, high), bound, high), pass_at),
+        reference_rate=bound,
+        margin_rate=high,
+    )
+
+
+def upper_confidence_bound(bad: int, trials: int, level: float) -> float:
+    """Clopper-Pearson one-sided upper bound: the rate ``u`` with P(X <= bad | trials, u) = ``level``."""
+    _check_counts(bad, trials)
+    if bad >= trials:
+        return 1.0
+    low, high = bad / trials, 1.0
+    for _ in range(80):  # bisection: P(X <= bad) falls as the rate grows
+        mid = (low + high) / 2.0
+        if 1.0 - binomial_sf(bad + 1, trials, mid) > level:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+@dataclass(frozen=True)
+class MarginFail:
+    """The failing side of a non-inferiority test: is the rate significantly above reference + margin?"""
+
+    fail: bool
+    ceiling: float  # the reference's upper bound plus the margin: the rate judged against
+    p_value: float  # exact one-sided binomial p of the count against ``ceiling``
+    always_valid_p: float
+
+
+def fail_beyond_margin(bad: int, trials: int, reference_bad: int, reference_trials: int, margin: float, *,
+                       alpha_fail: float) -> MarginFail:
+    """Fail when the rate is significantly above the reference's rate plus ``margin`` (absolute).
+
+    The reference is estimated, so it is taken at its exact upper bound (Clopper-Pearson at
+    ``alpha_fail / 2``) and the count is tested against that bound plus the margin with the
+    always-valid mixture at ``alpha_fail / 2``: a canary within the margin is failed with
+    probability at most ``alpha_fail`` (the reference's bound is a fixed-sample bound at each
+    look; the reference usually has many more trials than the canary).
+    """
+    _check_counts(bad, trials)
+    _check_counts(reference_bad, reference_trials)
+    if reference_trials <= 0:
+        raise ValueError("the reference needs trials")
+    ceiling = upper_confidence_bound(reference_bad, reference_trials, alpha_fail / 2.0) + margin
+    if ceiling >= 1.0 or trials == 0:
+        return MarginFail(False, min(ceiling, 1.0), 1.0, 1.0)
+    log_m = log_mixture_lr(bad, trials, ceiling, 1.25)
+    return MarginFail(log_m >= fail_bound(alpha_fail / 2.0), ceiling, binomial_sf(bad, trials, ceiling),
+                      always_valid_p(log_m))
+
+
 def expected_seconds(needed: int | None, have: int, rate_per_second: float | None) -> float | None:
     """Seconds until ``needed`` trials at ``rate_per_second``; 0 when there, None when unknown."""
     if needed is None or rate_per_second is None or not math.isfinite(rate_per_second):

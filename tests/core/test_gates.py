@@ -156,13 +156,33 @@ def test_sla_status_maps_to_a_verdict_and_keeps_the_reasons(status, verdict):
     assert sla_gate(None).verdict is Verdict.INCONCLUSIVE
 
 
-def test_accuracy_fails_on_a_significant_drop():
-    canary, reference = window(labelled=1000, correct=850), window(labelled=5000, correct=4500)
+def test_accuracy_fails_on_a_significant_drop_beyond_the_tolerance():
+    from scipy.stats import beta
+
+    canary, reference = window(labelled=1000, correct=820), window(labelled=5000, correct=4500)
     result = accuracy_gate(canary, reference, tolerance=0.02, alpha=0.05)
     assert result.verdict is Verdict.FAIL
-    assert result.exact_p_value == pytest.approx(
-        binomtest(150, 650, 1000 / 6000, alternative="greater").pvalue, rel=1e-9)
-    assert result.value == pytest.approx(0.85) and result.threshold == pytest.approx(0.88)
+    # Against the reference's exact (Clopper-Pearson) upper bound of wrong answers at alpha/2, plus
+    # the tolerance: canary accuracy significantly below the reference's minus the tolerance.
+    ceiling = beta.ppf(1 - 0.025, 501, 4500) + 0.02
+    assert result.exact_p_value == pytest.approx(binomtest(180, 1000, ceiling, alternative="greater").pvalue,
+                                                 abs=1e-9)
+    assert result.p_value is not None and result.p_value <= 0.025
+    assert result.value == pytest.approx(0.82) and result.threshold == pytest.approx(0.88)
+
+
+def test_accuracy_a_significant_drop_within_the_tolerance_does_not_fail():
+    # 88.5 % against 90 % on many labels: a significant drop of 1.5 points, inside the 2-point tolerance.
+    canary, reference = window(labelled=10_000, correct=8850), window(labelled=50_000, correct=45_000)
+    assert binomtest(1150, 1150 + 5000, 10_000 / 60_000, alternative="greater").pvalue < 1e-4
+    result = accuracy_gate(canary, reference, tolerance=0.02, alpha=0.05)
+    assert result.verdict is not Verdict.FAIL
+    assert result.p_value == 1.0 and result.exact_p_value is not None and result.exact_p_value > 0.5
+
+
+def test_accuracy_passes_when_significantly_above_the_reference_minus_the_tolerance():
+    canary, reference = window(labelled=3000, correct=2710), window(labelled=50_000, correct=45_000)
+    assert accuracy_gate(canary, reference, tolerance=0.02, alpha=0.05).verdict is Verdict.PASS
 
 
 def test_accuracy_within_tolerance_passes_and_a_few_labels_are_collecting():
@@ -473,7 +493,7 @@ def test_every_rate_gate_splits_alpha_over_the_stages(gate):
             return error_ceiling_gate(window(30, 7), ceiling_percent=5.0, alpha=0.05, stages=stages)
         if gate == "latency":
             return latency_gate(window(200, 0, slow=3), window(10_000, 0, slow=5), **LATENCY_ARGS, stages=stages)
-        return accuracy_gate(window(labelled=200, correct=197), window(labelled=10_000, correct=9995),
+        return accuracy_gate(window(labelled=200, correct=185), window(labelled=10_000, correct=9995),
                              tolerance=0.02, alpha=0.01, stages=stages)
 
     one, four = run(1), run(4)
@@ -569,3 +589,52 @@ def test_an_evaluation_defaults_to_no_metrics_error_and_says_when_nothing_ran():
     assert Evaluation(Verdict.INCONCLUSIVE).metrics_error is False
     assert Evaluation.from_json({"verdict": "inconclusive"}).metrics_error is False
     assert Evaluation.of([]).reason == "no gate produced a result"
+
+
+# ---- the sla gate judges counts since the stage started, like the other gates
+
+
+def _sla(**kw: object) -> SlaInput:
+    return SlaInput("degraded", ("p99 latency 1.8 s > 1 s",), error_rate_percent=1.0, latency_bound_seconds=0.5,
+                    **kw)  # type: ignore[arg-type]
+
+
+def test_sla_gate_does_not_fail_a_healthy_canary_on_a_noisy_p99_at_30_requests() -> None:
+    # 30 requests, one of them slow (3.3 %, within the 5 % a p95 bound allows): its interpolated
+    # p99 is far above the bound and the status says degraded, but the counts are no evidence.
+    canary = VersionWindow(requests=30, errors=0, slow=1, p95_seconds=0.45, p99_seconds=1.8)
+    result = sla_gate(_sla(), canary, stage_seconds=30.0)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.collecting and result.sample_size == 30
+    # A few hundred requests later it has what it needs and says when it expects to pass.
+    later = sla_gate(_sla(), VersionWindow(requests=200, errors=0, slow=5), stage_seconds=100.0)
+    assert later.verdict is Verdict.INCONCLUSIVE and later.collecting
+    assert later.sample_needed is not None and later.sample_needed > 200
+    assert later.expected_seconds == pytest.approx((later.sample_needed - 200) / 2.0)
+
+
+def test_sla_gate_fails_4_of_7_errors_against_a_1_percent_sla_at_the_first_look() -> None:
+    result = sla_gate(_sla(), VersionWindow(requests=7, errors=4, slow=0), stages=3)
+    assert result.verdict is Verdict.FAIL
+    assert "error rate" in result.reason
+    assert result.p_value is not None and result.p_value < 0.01 / 3
+
+
+def test_sla_gate_p_values_match_scipy_binomtest() -> None:
+    canary = VersionWindow(requests=7, errors=4, slow=0)
+    result = sla_gate(_sla(), canary)
+    expected = binomtest(4, 7, 0.01, alternative="greater").pvalue
+    assert result.exact_p_value == pytest.approx(expected, abs=1e-9)
+    slow = VersionWindow(requests=60, errors=0, slow=15)
+    result = sla_gate(_sla(), slow)
+    assert result.verdict is Verdict.FAIL and "over 500 ms" in result.reason
+    expected = binomtest(15, 60, 0.05, alternative="greater").pvalue
+    assert result.exact_p_value == pytest.approx(expected, abs=1e-9)
+
+
+def test_sla_gate_passes_on_evidence_and_missing_buckets_are_inconclusive() -> None:
+    healthy = VersionWindow(requests=3000, errors=2, slow=60)  # 0.07 % errors, 2 % slow
+    assert sla_gate(_sla(), healthy).verdict is Verdict.PASS
+    no_buckets = VersionWindow(requests=3000, errors=2)
+    result = sla_gate(_sla(), no_buckets)
+    assert result.verdict is Verdict.INCONCLUSIVE and "latency-bucket" in result.reason

@@ -156,3 +156,14 @@ def test_the_failing_mixture_keeps_its_error_under_continuous_looks():
     assert crossed <= alpha
     # The scalar function agrees with this vectorised copy.
     assert log_mixture_lr(int(x[0, -1]), steps, p0, 2.0) == pytest.approx(log_m[0, -1], rel=1e-9)
+
+
+@pytest.mark.parametrize(("bad", "trials", "level"), [(0, 50, 0.025), (5, 10_000, 0.005), (500, 5000, 0.025),
+                                                       (39, 40, 0.05)])
+def test_upper_confidence_bound_is_clopper_pearson(bad: int, trials: int, level: float) -> None:
+    from scipy.stats import beta
+
+    from opsctl.core.sequential import upper_confidence_bound
+
+    assert upper_confidence_bound(bad, trials, level) == pytest.approx(beta.ppf(1 - level, bad + 1, trials - bad),
+                                                                       abs=1e-9)

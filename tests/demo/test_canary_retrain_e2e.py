@@ -135,8 +135,8 @@ def test_a_healthy_candidate_goes_through_every_stage_and_is_promoted(demo: Demo
     wait_for(lambda: routing(demo, model) == {"1.0.0": 100.0}, 30, 0.5, what="traffic", context=demo.tail)
     started = ok(demo, "canary", "start", model, "1.1.0", "--reason", "e2e healthy", "-o", "json")
     assert started["weight"] == 20.0
-    final = wait_for(lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)),
-                     150, 0.5, what="a decision", context=demo.tail)
+    final = wait_for(lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)), 150, 0.5,
+                     what="a decision", context=demo.tail)
     assert final["state"] == "succeeded" and final["stage"] == 2 and final["weight"] == 100.0
     verdicts = {g["name"]: g["verdict"] for g in final["gates"]}
     assert set(verdicts.values()) == {"pass"} and "accuracy" in verdicts, final["gates"]

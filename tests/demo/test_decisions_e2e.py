@@ -49,8 +49,7 @@ def named(demo: Demo, name: str) -> list[dict[str, Any]]:
 
 
 def test_a_a_fresh_demo_left_alone_raises_no_performance_alert_and_starts_no_retrain(demo: Demo) -> None:
-    wait_for(lambda: routing(demo, "fraud-detector") == {"1.0.0": 100.0}, 60, 0.5, what="traffic",
-             context=demo.tail)
+    wait_for(lambda: routing(demo, "fraud-detector") == {"1.0.0": 100.0}, 60, 0.5, what="traffic", context=demo.tail)
     end = time.monotonic() + 180
     while time.monotonic() < end:
         assert not named(demo, "ModelPerformanceDegraded"), named(demo, "ModelPerformanceDegraded")
@@ -64,8 +63,8 @@ def test_b_a_healthy_candidate_is_promoted_without_overrides_within_five_minutes
     model = "fraud-detector"
     started_at = time.monotonic()
     ok(demo, "canary", "start", model, "1.1.0", "--reason", "e2e shipped config", "-o", "json")
-    final = wait_for(lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)),
-                     300, 0.5, what="promotion", context=demo.tail)
+    final = wait_for(lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)), 300, 0.5,
+                     what="promotion", context=demo.tail)
     took = time.monotonic() - started_at
     print(f"\nhealthy canary promoted after {took:.0f}s")
     assert final["state"] == "succeeded", (final["reason"], final["gates"])
@@ -80,8 +79,8 @@ def test_c_an_errors_fault_during_a_canary_is_rolled_back_within_30_s_naming_the
     ok(demo, "demo", "fault", model, "errors", "--version", "1.1.0")
     injected = time.monotonic()
     try:
-        final = wait_for(lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)),
-                         60, 0.5, what="rollback", context=demo.tail)
+        final = wait_for(lambda: (lambda c: c if c["state"] in TERMINAL else None)(canary(demo, model)), 60, 0.5,
+                         what="rollback", context=demo.tail)
     finally:
         ok(demo, "demo", "clear", model)
     took = time.monotonic() - injected

@@ -20,9 +20,11 @@ def check(ctx: CliContext) -> int:
     from opsctl.adapters.preflight import preflight
 
     preflight(settings)
+    for warning in settings.warnings:
+        ctx.out.message(f"warning: {path}: {warning}")
     if ctx.out.json:
         ctx.out.emit_json({"ok": True, "file": str(path), "state_dir": settings.daemon.state_dir,
-                           "socket": settings.daemon.socket})
+                           "socket": settings.daemon.socket, "warnings": list(settings.warnings)})
     else:
         ctx.out.line(f"{path}: ok")
     return 0
