@@ -230,8 +230,11 @@ class RetrainService:
 
         ``trigger`` is ``drift``, ``performance``, ``schedule`` or ``manual``. Automatic triggers
         inside the cooldown after the last run get ``verdict == "cooldown"``; manual ones are held
-        only by single flight. Raises ``NotFoundError`` for a model without a ``[retrain.models]``
-        entry and ``UsageError`` for an unknown trigger.
+        only by single flight. Automatic triggers are also held (``cooldown`` verdict, saying why)
+        while a canary of the model is still deciding: a second candidate trained meanwhile could not
+        start its canary, and the drift that asked is what the running candidate was trained on.
+        Raises ``NotFoundError`` for a model without a ``[retrain.models]`` entry and ``UsageError``
+        for an unknown trigger.
         """
         validate_model_name(model)
         if trigger not in TRIGGERS:
@@ -253,6 +256,10 @@ class RetrainService:
                 result = TriggerResult(decision.verdict, decision.message, joined)
             elif decision.verdict is TriggerVerdict.COOLDOWN:
                 result = TriggerResult(decision.verdict, decision.message, latest, decision.retry_after_seconds)
+            elif trigger != "manual" and (in_flight := _canary_in_flight(tx, model)) is not None:
+                result = TriggerResult(TriggerVerdict.COOLDOWN,
+                                       f"held: the canary of {model} {in_flight} is still deciding", latest,
+                                       policy.cooldown_seconds)
             else:
                 run = self._new_run(tx, model, trigger, reason, actor, policy, now)
                 result = TriggerResult(decision.verdict, run.message or decision.message, run)
@@ -265,7 +272,7 @@ class RetrainService:
             else:
                 self._start_thread(run, policy)
         elif result.verdict is TriggerVerdict.COOLDOWN:
-            log.info("retrain trigger held by the cooldown", extra={"model": model, "trigger": trigger,
+            log.info("retrain trigger held", extra={"model": model, "trigger": trigger,
                                                                      "detail": result.message})
         return result
 
@@ -712,3 +719,9 @@ def _first_line(text: str | None) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     # A traceback's last line names the exception; everything else is the first line.
     return lines[-1] if text.startswith("Traceback") and lines else (lines[0] if lines else "")
+
+
+def _canary_in_flight(tx: RegistryTx, model: str) -> str | None:
+    """The version of ``model`` whose canary is still deciding, if any."""
+    deployment = tx.get_deployment(model)
+    return deployment.canary_version if deployment is not None else None

@@ -457,3 +457,34 @@ def test_recovery_kills_a_training_that_survived_a_killed_daemon(tmp_path: Path)
     assert killed.join_threads(10)
     abandoned = [e for e in world.registry.audit(MODEL) if e.outcome is Outcome.FAILED and "abandoned" in e.detail]
     assert len(abandoned) == 1
+
+
+def test_automatic_triggers_are_held_while_the_candidates_canary_decides(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    world = World(tmp_path, champion_weight=-0.5, clock=clock)
+    policy = CanaryPolicy(stages=[10.0, 100.0], min_stage_seconds=60, analysis_interval_seconds=10,
+                          accuracy_gate=False, progress_deadline_seconds=600)
+    canary = CanaryService(world.registry, policy=policy,
+                           actuator=Retrying(RoutingTableActuator(), attempts=2, sleep=lambda s: None),
+                           hooks=Hooks(ActuatorSettings()), gate_source=HealthyGates(), clock=clock)
+
+    def start(model: str, version: str, actor: Actor, reason: str) -> dict[str, Any]:
+        return canary.status_document(canary.start(model, version, actor=actor, reason=reason))
+
+    retrain = world.retrain(start_canary=start)
+    first = finished(retrain, retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB).run.id)  # type: ignore[union-attr]
+    assert first.status is RunStatus.CANARY_STARTED
+    clock.advance(100_000)  # far past any cooldown: only the canary in flight holds the drift job now
+    held = retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)
+    assert not held.started and held.verdict.value == "cooldown"
+    assert held.message == f"held: the canary of {MODEL} 1.2.4 is still deciding"
+    assert held.run is not None and held.run.id == first.id
+    # Once the canary has decided, the same trigger starts a run again.
+    for _ in range(200):
+        clock.advance(5)
+        canary.tick()
+        if canary.status(MODEL)[0]["phase"] == Phase.SUCCEEDED.value:
+            break
+    again = retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)
+    assert again.started, again.message
+    finished(retrain, again.run.id)  # type: ignore[union-attr]
