@@ -585,8 +585,8 @@ def sla_gate(
     Two rates, judged like every other gate (:mod:`opsctl.core.sequential`, no minimum sample):
 
     - errors against the SLA's maximum error rate, as :func:`error_ceiling_gate` does: fail when
-      significantly above it (always-valid, at ``alpha / stages``), pass when Wald's SPRT accepts
-      "at most the ceiling / (1 + margin_relative)";
+      significantly above it (always-valid, at ``alpha / stages`` split over the two checks), pass
+      when Wald's SPRT accepts "at most the ceiling / (1 + margin_relative)";
     - latency as the share of requests slower than the SLA's bound (from the histogram's buckets):
       a p95 bound allows 5 %; fail when the share is significantly above 5 %, pass when the SPRT
       of "5 %" against "5 % + margin" accepts the former (margin ``latency_margin_relative`` times
@@ -603,6 +603,9 @@ def sla_gate(
         return _sla_from_status(sla)
     canary = canary if canary is not None else VersionWindow()
     beta = 1.0 - power
+    # Two checks, each able to fail the gate: Bonferroni keeps the gate's own error within alpha.
+    checks = (sla.error_rate_percent is not None) + (sla.latency_bound_seconds is not None)
+    alpha_fail = alpha / stages / checks
     parts: list[tuple[RateDecision | None, str]] = []
     if sla.error_rate_percent is not None:
         ceiling = sla.error_rate_percent / 100.0
@@ -611,13 +614,13 @@ def sla_gate(
             parts.append((None, f"errors: {problem}"))
         elif ceiling < 1.0:
             assert canary.requests is not None and canary.errors is not None
-            decision = compare_to_ceiling(canary.errors, canary.requests, ceiling, alpha_fail=alpha / stages,
+            decision = compare_to_ceiling(canary.errors, canary.requests, ceiling, alpha_fail=alpha_fail,
                                           alpha=alpha, beta=beta, margin_relative=margin_relative)
             shown = f"{canary.errors / canary.requests:.2%}" if canary.requests else "-"
             parts.append((decision, f"error rate {shown} ({canary.errors}/{canary.requests}), "
                                     f"SLA max {ceiling:.2%}"))
     if sla.latency_bound_seconds is not None:
-        parts.append(_sla_latency(sla, canary, alpha_fail=alpha / stages, alpha=alpha, beta=beta,
+        parts.append(_sla_latency(sla, canary, alpha_fail=alpha_fail, alpha=alpha, beta=beta,
                                   margin_relative=latency_margin_relative, margin_floor=latency_margin_floor))
     decisions = [d for d, _ in parts if d is not None]
     failed = [(d, text) for d, text in parts if d is not None and d.fail]
@@ -866,7 +869,8 @@ def _at_full_traffic(result: GateResult, policy: GatePolicy, inputs: GateInputs,
     if result.name == "accuracy" and inputs.quality_reference is None:
         if not policy.sla_gate:
             return _unjudged(result, "no production labels at 100 %, no quality_reference and sla_gate is off")
-        return _not_applicable(result, f"{_NO_PRODUCTION}; judged by the SLA's accuracy floor")
+        # The sla gate judges errors and latency only; say plainly that quality goes unjudged here.
+        return _not_applicable(result, f"{_NO_PRODUCTION}; no quality_reference: accuracy is not judged at this stage")
     return result
 
 

@@ -638,3 +638,15 @@ def test_sla_gate_passes_on_evidence_and_missing_buckets_are_inconclusive() -> N
     no_buckets = VersionWindow(requests=3000, errors=2)
     result = sla_gate(_sla(), no_buckets)
     assert result.verdict is Verdict.INCONCLUSIVE and "latency-bucket" in result.reason
+
+
+def test_sla_gate_splits_alpha_over_its_two_checks() -> None:
+    # 4 errors in 31 requests against a 1 % ceiling: always-valid p = 0.0064, between alpha/2 and alpha.
+    canary = VersionWindow(requests=31, errors=4, slow=0)
+    errors_only = sla_gate(SlaInput(error_rate_percent=1.0), canary, alpha=0.01)
+    both = sla_gate(SlaInput(error_rate_percent=1.0, latency_bound_seconds=0.5), canary, alpha=0.01)
+    assert errors_only.verdict is Verdict.FAIL
+    assert 0.005 < errors_only.p_value < 0.01
+    # With latency checked too, each check runs at alpha / 2, so the gate's own error stays within alpha.
+    assert both.verdict is not Verdict.FAIL, both.reason
+
