@@ -3,7 +3,6 @@ the shipped runbooks. Every probe that cannot answer leaves its fact empty (the 
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from contextlib import closing
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 
 from opsctl.adapters.artifacts import sha256_file
+from opsctl.adapters.registry_reader import connect_read_only, json_column
 from opsctl.clock import parse_utc
 from opsctl.core.checklist import FleetFacts, HealthCheckFact, ModelFacts
 from opsctl.core.runbooks import SHIPPED_RUNBOOKS
@@ -27,21 +27,6 @@ def shipped_rule_names(alerts_yml: Path) -> tuple[str, ...]:
     return tuple(_RULE.findall(alerts_yml.read_text())) if alerts_yml.is_file() else ()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise NotFoundError("registry", str(path))
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _doc(text: str | None) -> Any:
-    try:
-        return json.loads(text or "null")
-    except ValueError:
-        return None
-
-
 def _accuracy(metrics: Any) -> float | None:
     value = metrics.get("accuracy") if isinstance(metrics, dict) else None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -49,7 +34,7 @@ def _accuracy(metrics: Any) -> float | None:
 
 def model_facts(registry: Path, artifacts: Path, now: datetime, model: str | None = None) -> list[ModelFacts]:
     """Facts for every model (or one) with a deployment row."""
-    with closing(_connect(registry)) as conn:
+    with closing(connect_read_only(registry)) as conn:
         query = "SELECT * FROM deployments" + (" WHERE model = ?" if model else "") + " ORDER BY model"
         deployments = conn.execute(query, (model,) if model else ()).fetchall()
         if model and not deployments:
@@ -62,7 +47,7 @@ def _one(conn: sqlite3.Connection, dep: sqlite3.Row, artifacts: Path, now: datet
     if prod is None:
         return ModelFacts(name, None)
     versions = {r["version"]: r for r in conn.execute("SELECT * FROM versions WHERE model = ?", (name,))}
-    previous_list = _doc(dep["previous_versions"]) or []
+    previous_list = json_column(dep["previous_versions"]) or []
     previous = previous_list[-1] if previous_list else None
     prev_row = versions.get(previous) if previous else None
     artifact_error = None
@@ -73,12 +58,12 @@ def _one(conn: sqlite3.Connection, dep: sqlite3.Row, artifacts: Path, now: datet
         elif sha256_file(path)[0] != prev_row["sha256"]:
             artifact_error = f"{path} does not match its registered sha256"
     prod_row = versions.get(prod)
-    tags = _doc(prod_row["tags"]) if prod_row is not None else {}
+    tags = json_column(prod_row["tags"]) if prod_row is not None else {}
     canary = conn.execute("SELECT phase FROM canaries WHERE model = ? AND canary_version = ? ORDER BY id DESC"
                           " LIMIT 1", (name, prod)).fetchone()
     health = conn.execute("SELECT * FROM health_results WHERE model = ? AND version = ? ORDER BY id DESC LIMIT 1",
                           (name, prod)).fetchone()
-    result = _doc(health["result"]) if health else {}
+    result = json_column(health["result"]) if health else {}
     checks = tuple(HealthCheckFact(str(c.get("name")), c.get("value"), c.get("threshold"), str(c.get("verdict")))
                    for c in (result or {}).get("checks", []))
     drift = conn.execute("SELECT at, verdict FROM drift_results WHERE model = ? AND kind = 'drift'"
@@ -94,9 +79,9 @@ def _one(conn: sqlite3.Connection, dep: sqlite3.Row, artifacts: Path, now: datet
                                             " AND outcome = 'ok'", (name,)) if parse_utc(r["at"]) >= month_ago)
     return ModelFacts(
         model=name, production_version=prod,
-        production_accuracy=_accuracy(_doc(prod_row["metrics"])) if prod_row is not None else None,
+        production_accuracy=_accuracy(json_column(prod_row["metrics"])) if prod_row is not None else None,
         previous_version=previous,
-        previous_accuracy=_accuracy(_doc(prev_row["metrics"])) if prev_row is not None else None,
+        previous_accuracy=_accuracy(json_column(prev_row["metrics"])) if prev_row is not None else None,
         previous_artifact_error=artifact_error,
         canary_phase=canary["phase"] if canary else None,
         load_test=str(tags["load_test"]) if isinstance(tags, dict) and "load_test" in tags else None,
@@ -112,7 +97,7 @@ def _one(conn: sqlite3.Connection, dep: sqlite3.Row, artifacts: Path, now: datet
 
 
 def last_job_run(registry: Path, job: str) -> tuple[datetime, bool, str] | None:
-    with closing(_connect(registry)) as conn:
+    with closing(connect_read_only(registry)) as conn:
         row = conn.execute("SELECT finished_at, ok, summary FROM job_runs WHERE job = ? ORDER BY id DESC LIMIT 1",
                            (job,)).fetchone()
     return (parse_utc(row["finished_at"]), bool(row["ok"]), row["summary"]) if row else None

@@ -10,7 +10,6 @@ reader see every committed write.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -18,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opsctl.adapters.registry_reader import connect_read_only, json_column, number
 from opsctl.clock import parse_utc
 from opsctl.core.incident import TimelineEntry
-from opsctl.errors import NotFoundError
 
 SOURCES = ("audit", "alert", "health", "canary", "drift", "retrain")
 _TABLES = {"audit": "audit_log", "alert": "alert_history", "health": "health_results",
@@ -30,10 +29,7 @@ DAEMON = "opsctld"
 
 def read_entries(path: Path, since: datetime, model: str | None = None) -> tuple[list[TimelineEntry], list[str]]:
     """Entries at or after ``since`` (for one model or all) and the sources the database has."""
-    if not path.is_file():
-        raise NotFoundError("registry", str(path))
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
-        conn.row_factory = sqlite3.Row
+    with closing(connect_read_only(path)) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         present = [source for source in SOURCES if _TABLES[source] in tables]
         readers = {"audit": _audit, "alert": _alerts, "health": _health, "canary": _canary, "drift": _drift,
@@ -45,15 +41,8 @@ def read_entries(path: Path, since: datetime, model: str | None = None) -> tuple
 
 
 def _doc(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return {}
+    value = json_column(text)
     return value if isinstance(value, dict) else {}
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _audit(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]:
@@ -76,7 +65,7 @@ def _alerts(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry
             continue
         state = _doc(row["state"])
         labels = state.get("labels") or {}
-        value = _num(state.get("value"))
+        value = number(state.get("value"))
         ack = state.get("ack") or {}
         who = f"acked by {ack['by']}" if isinstance(ack, dict) and ack.get("by") else DAEMON
         rule = state.get("rule", "?")
@@ -89,7 +78,7 @@ def _alerts(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry
 def _failing_numbers(result: dict[str, Any]) -> tuple[tuple[str, float], ...]:
     numbers: list[tuple[str, float]] = []
     for check in result.get("checks") or []:
-        value, threshold = _num(check.get("value")), _num(check.get("threshold"))
+        value, threshold = number(check.get("value")), number(check.get("threshold"))
         if check.get("verdict") == "fail" and value is not None:
             numbers.append((str(check.get("name")), value))
             if threshold is not None:
@@ -132,7 +121,7 @@ def _canary(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry
         why = evaluation.get("reason") or evaluation.get("summary") or (
             f"failed gates: {', '.join(failed)}" if failed else "")
         numbers = tuple((f"{g.get('name')}_{k}", v) for g in gates if isinstance(g, dict)
-                        for k in ("statistic", "p_value", "value") if (v := _num(g.get(k))) is not None)
+                        for k in ("statistic", "p_value", "value") if (v := number(g.get(k))) is not None)
         yield TimelineEntry(at, "canary", row["verdict"], row["model"], row["canary_version"], DAEMON,
                             f"canary {row['canary_id']} gate verdict {row['verdict']}", str(why), numbers)
 

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from opsctl.adapters.registry_reader import connect_read_only, json_column, number
 from opsctl.clock import parse_utc
 from opsctl.core.report import CHART_CHECKS, AlertLine, CanaryLine, DriftLine, SeriesPoint, VersionSection
-from opsctl.errors import NotFoundError
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise NotFoundError("registry", str(path))
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _doc(text: str | None) -> Any:
-    try:
-        return json.loads(text or "null")
-    except ValueError:
-        return None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def versions(path: Path, since: datetime, model: str | None = None) -> list[VersionSection]:
     """Each deployed version with its latest health result and its check values over the window."""
     sections = []
-    with closing(_connect(path)) as conn:
+    with closing(connect_read_only(path)) as conn:
         for dep in conn.execute("SELECT * FROM deployments ORDER BY model"):
             if model and dep["model"] != model:
                 continue
@@ -51,12 +29,12 @@ def versions(path: Path, since: datetime, model: str | None = None) -> list[Vers
                     at = parse_utc(row["at"])
                     if at < since:
                         continue
-                    for check in (_doc(row["result"]) or {}).get("checks", []):
-                        value = _float(check.get("value"))
+                    for check in (json_column(row["result"]) or {}).get("checks", []):
+                        value = number(check.get("value"))
                         if check.get("name") in series and value is not None:
                             series[check["name"]].append(SeriesPoint(at, value))
-                last = _doc(rows[-1]["result"]) if rows else {}
-                checks = tuple((str(c.get("name")), _float(c.get("value")), _float(c.get("threshold")),
+                last = json_column(rows[-1]["result"]) if rows else {}
+                checks = tuple((str(c.get("name")), number(c.get("value")), number(c.get("threshold")),
                                 str(c.get("verdict"))) for c in (last or {}).get("checks", []))
                 sections.append(VersionSection(dep["model"], version, role, rows[-1]["status"] if rows else None,
                                                (last or {}).get("reason", ""), checks,
@@ -66,9 +44,9 @@ def versions(path: Path, since: datetime, model: str | None = None) -> list[Vers
 
 def alerts(path: Path, model: str | None = None) -> list[AlertLine]:
     lines = []
-    with closing(_connect(path)) as conn:
+    with closing(connect_read_only(path)) as conn:
         for row in conn.execute("SELECT state FROM alerts"):
-            state = _doc(row["state"]) or {}
+            state = json_column(row["state"]) or {}
             labels = state.get("labels") or {}
             if (model and labels.get("model") != model) or state.get("state", state.get("phase")) == "resolved":
                 continue
@@ -81,7 +59,7 @@ def alerts(path: Path, model: str | None = None) -> list[AlertLine]:
 
 def canaries(path: Path, model: str | None = None) -> list[CanaryLine]:
     lines = []
-    with closing(_connect(path)) as conn:
+    with closing(connect_read_only(path)) as conn:
         for row in conn.execute("SELECT * FROM canaries WHERE id IN (SELECT max(id) FROM canaries GROUP BY model)"):
             if model and row["model"] != model:
                 continue
@@ -94,15 +72,15 @@ def canaries(path: Path, model: str | None = None) -> list[CanaryLine]:
 
 def drift(path: Path, model: str | None = None) -> list[DriftLine]:
     lines = []
-    with closing(_connect(path)) as conn:
+    with closing(connect_read_only(path)) as conn:
         query = ("SELECT * FROM drift_results WHERE id IN (SELECT max(id) FROM drift_results"
                  " GROUP BY model, version, kind) ORDER BY model, version, kind")
         for row in conn.execute(query):
             if model and row["model"] != model:
                 continue
-            report = _doc(row["report"]) or {}
+            report = json_column(row["report"]) or {}
             features = tuple((str(f.get("feature") or f.get("name")), str(f.get("verdict")),
-                              _float(f.get("effect_size"))) for f in report.get("features", [])
+                              number(f.get("effect_size"))) for f in report.get("features", [])
                              if isinstance(f, dict))
             lines.append(DriftLine(row["model"], row["version"], row["kind"], row["verdict"], parse_utc(row["at"]),
                                    features))
