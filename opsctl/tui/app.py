@@ -26,7 +26,8 @@ from opsctl.demo.faults import FAULT_KINDS
 from opsctl.domain import ChangeResult
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import Action, canary_action, canary_start_action, retrain_action
-from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallScreen
+from opsctl.tui.breakglass import BreakGlass, BreakGlassResult
+from opsctl.tui.dialogs import ActionDialog, BreakGlassDialog, ChangeDialog, HelpScreen, TooSmallScreen
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
 from opsctl.tui.model import CANARY_COMMANDS, CANARY_PHASES, Fleet, age_text
@@ -106,8 +107,10 @@ class OpsctlApp(App[None]):
     def __init__(self, feed: Feed, *, environment: str = "production", production: bool = True,
                  read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
                  animate: bool = True, gameday: GameDay | None = None,
-                 daemon_start_command: str = "sudo systemctl start opsctl") -> None:
+                 daemon_start_command: str = "sudo systemctl start opsctl",
+                 break_glass: BreakGlass | None = None) -> None:
         super().__init__()
+        self.break_glass = break_glass
         self.daemon_start_command = daemon_start_command
         self.gameday = gameday
         self.gameday_models: list[str] = []
@@ -231,7 +234,7 @@ class OpsctlApp(App[None]):
         if changed:
             for screen in self.screen_stack:
                 screen.refresh_bindings()
-                if isinstance(screen, ChangeDialog | ActionDialog):
+                if isinstance(screen, ChangeDialog | ActionDialog | BreakGlassDialog):
                     screen.connectivity_changed()
         self.update_chrome()
 
@@ -282,9 +285,12 @@ class OpsctlApp(App[None]):
                 retry = f" · retry in {max(1, math.ceil(left))}s" if left > 0 else " · retrying now…"
             kept = f"last data {age_text(age)} old" if age is not None else "no data yet"
             # Losing the daemon is what break-glass is for: say what still works and how it comes back.
-            banner = (f" DAEMON UNREACHABLE · {kept}{retry} · actions disabled here\n"
-                      " break-glass still works: `opsctl rollback MODEL` in a shell moves traffic without the"
-                      f" daemon and says so · bring it back: `{escape(self.daemon_start_command)}`")
+            glass = ("r rolls back on the registry directly (break-glass, as `opsctl rollback MODEL`)"
+                     if self.break_glass is not None and not self.read_only else
+                     "break-glass still works: `opsctl rollback MODEL` in a shell moves traffic without the daemon"
+                     " and says so")
+            banner = (f" DAEMON UNREACHABLE · {kept}{retry} · other actions disabled here\n"
+                      f" {glass} · bring it back: `{escape(self.daemon_start_command)}`")
         stale = self.stale()
         for screen in self.screen_stack:
             for bar in screen.query(ContextBar):
@@ -375,9 +381,27 @@ class OpsctlApp(App[None]):
             self.notify("read-only mode: no actions", severity="warning")
             return
         if not self.connected:
+            if action == "rollback" and version is None and self.break_glass is not None:
+                self.open_break_glass(model)
+                return
             self.notify("the daemon is unreachable; actions are disabled", severity="error")
             return
         self.push_screen(ChangeDialog(action, model, version), callback=self._change_done)
+
+    def open_break_glass(self, model: str) -> None:
+        """The CLI's direct rollback (daemon down) behind the typed-name confirmation."""
+        if self.read_only or self.break_glass is None:
+            return
+        self.push_screen(BreakGlassDialog(self.break_glass, model), callback=self._break_glass_done)
+
+    def _break_glass_done(self, outcome: BreakGlassResult | None) -> None:
+        if outcome is None:
+            return
+        line = " · ".join(outcome.lines())
+        self.log_lines.append(line)
+        good = outcome.report.reached_traffic and (outcome.verification is None or outcome.verification.moved)
+        self.notify(line, title="break-glass rollback" if good else "break-glass: traffic NOT confirmed",
+                    severity="information" if good else "error", timeout=15)
 
     def _change_done(self, result: ChangeResult | None) -> None:
         if result is None:

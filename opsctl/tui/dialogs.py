@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Static
 from opsctl.domain import ChangePlan, ChangeResult
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import Action
+from opsctl.tui.breakglass import BreakGlass, BreakGlassResult
 from opsctl.tui.panels import cli_command
 
 if TYPE_CHECKING:
@@ -59,10 +60,14 @@ class _ConfirmDialog(ModalScreen[R]):
     def _perform(self) -> None:
         raise NotImplementedError
 
+    def _connectivity_problem(self) -> str | None:
+        return None if self.opsctl.connected else "the daemon is unreachable; actions are disabled"
+
     def problem(self) -> str | None:
         """Why Confirm is not allowed yet, or None."""
-        if not self.opsctl.connected:
-            return "the daemon is unreachable; actions are disabled"
+        connectivity = self._connectivity_problem()
+        if connectivity is not None:
+            return connectivity
         if self.opsctl.read_only:
             return "read-only mode"
         blocked = self._blocked()
@@ -246,6 +251,118 @@ class ActionDialog(_ConfirmDialog[tuple[Action, Any] | None]):
             self.app.call_from_thread(self._failed, str(error))
             return
         self.app.call_from_thread(self.dismiss, (action, answer))
+
+
+class BreakGlassDialog(_ConfirmDialog[BreakGlassResult | None]):
+    """Roll back with the daemon down, as `opsctl rollback MODEL` does: on the registry directly, then the honest
+    result (the registry change, whether traffic followed, what the traffic check measured) stays on screen."""
+
+    HINTS: ClassVar[dict[str, str]] = {
+        "cancel": "Enter on Cancel closes; Tab to write the reason",
+        "reason": "Enter or Tab: next, the model name",
+        "confirm-name": "Enter confirms when the name matches; Escape cancels",
+        "confirm": "Enter rolls back on the registry directly",
+    }
+
+    def __init__(self, break_glass: BreakGlass, model: str) -> None:
+        super().__init__(confirm_name=model)
+        self.break_glass = break_glass
+        self.model = model
+        self.plan: ChangePlan | None = None
+        self.outcome: BreakGlassResult | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"[b]Break-glass rollback of {escape(self.model)}[/b] (daemon unreachable)",
+                         id="dialog-title")
+            yield Static("reading the registry for the plan…", id="plan")
+            yield Label("Reason (recorded in the audit log):")
+            yield Input(placeholder="why, e.g. daemon down and 1.1.0 failing", id="reason")
+            yield Label(f"Type the model name to confirm: [b]{escape(self.model)}[/b]")
+            yield Input(placeholder=self.model, id="confirm-name")
+            yield Static("", id="command")
+            yield Static("", id="hint")
+            yield Static("", id="error")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="cancel", variant="primary", compact=True)
+                yield Button("Roll back", id="confirm", variant="error", disabled=True, compact=True)
+
+    def on_mount(self) -> None:
+        self._show_command()
+        self.run_worker(self._load_plan, thread=True, exclusive=True, group="plan")
+
+    def _load_plan(self) -> None:
+        try:
+            plan = self.break_glass.plan(self.model)
+        except OpsctlError as error:
+            self.app.call_from_thread(self._plan_failed, str(error))
+            return
+        self.app.call_from_thread(self._plan_loaded, plan)
+
+    def _plan_loaded(self, plan: ChangePlan) -> None:
+        self.plan = plan
+        versions = f"{plan.from_version or '-'} -> {plan.to_version or '-'}"
+        aborts = f"\n[b]aborts the canary {escape(plan.aborts_canary)}[/b]" if plan.aborts_canary else ""
+        noop = "\n[yellow]nothing to do (already so)[/]" if plan.noop else ""
+        self.query_one("#plan", Static).update(
+            f"{escape(plan.description)}\n{escape(versions)}  (generation {plan.generation}){aborts}{noop}\n"
+            "[dim]directly on the registry file, as `opsctl rollback` does without the daemon[/]")
+        self._validate()
+
+    def _plan_failed(self, message: str) -> None:
+        self.query_one("#plan", Static).update(f"[red]cannot plan on the registry: {escape(message)}[/]")
+        self._validate()
+
+    def _show_command(self) -> None:
+        command = self.break_glass.command(self.model, self.reason or "...")
+        self.query_one("#command", Static).update(f"CLI: [b]{escape(command)}[/b]")
+
+    def _connectivity_problem(self) -> str | None:
+        if self.opsctl.connected:
+            return "the daemon is back; close this and press r to roll back through it"
+        return None
+
+    def _blocked(self) -> str | None:
+        if self.outcome is not None:
+            return "done; see the result above"
+        return "no plan from the registry yet" if self.plan is None else None
+
+    def _perform(self) -> None:
+        assert self.plan is not None
+
+        def progress(text: str) -> None:
+            self.app.call_from_thread(self.query_one("#error", Static).update, escape(text))
+
+        try:
+            outcome = self.break_glass.rollback(self.model, reason=self.reason,
+                                                expected_generation=self.plan.generation, progress=progress)
+        except OpsctlError as error:
+            self.app.call_from_thread(self._failed, str(error))
+            return
+        self.app.call_from_thread(self._done, outcome)
+
+    def _done(self, outcome: BreakGlassResult) -> None:
+        """The result stays on screen (it is what the on-call reads next); Cancel becomes Close."""
+        self.outcome = outcome
+        self.busy = False
+        good = outcome.report.reached_traffic and (outcome.verification is None or outcome.verification.moved)
+        colour = "green" if good else "red"
+        self.query_one("#error", Static).update(
+            "\n".join(f"[{colour}]{escape(line)}[/]" if i == 0 else escape(line)
+                      for i, line in enumerate(outcome.lines())))
+        self.query_one("#confirm", Button).display = False
+        cancel = self.query_one("#cancel", Button)
+        cancel.label = "Close"
+        cancel.focus()
+        self._validate()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel" and self.outcome is not None:
+            event.prevent_default()  # Textual would also run the base class's handler (dismiss with None)
+            self.dismiss(self.outcome)
+
+    def action_cancel(self) -> None:
+        self.dismiss(self.outcome)
 
 
 class HelpScreen(ModalScreen[None]):

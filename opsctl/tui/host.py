@@ -10,6 +10,7 @@ from typing import Protocol
 
 from opsctl.clock import Clock
 from opsctl.tui.actions import Action
+from opsctl.tui.breakglass import BreakGlass
 from opsctl.tui.feed import Feed
 from opsctl.tui.model import Fleet
 
@@ -20,6 +21,7 @@ class Host(Protocol):
     connected: bool
     read_only: bool
     daemon_start_command: str
+    break_glass: BreakGlass | None
     clock: Clock
     feed: Feed
     fleet: Fleet
@@ -31,5 +33,7 @@ class Host(Protocol):
     def open_alerts(self) -> None: ...
 
     def open_action(self, action: Action) -> None: ...
+
+    def open_break_glass(self, model: str) -> None: ...
 
     def open_change(self, action: str, model: str, version: str | None = None) -> None: ...

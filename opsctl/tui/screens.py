@@ -123,24 +123,42 @@ class OpsScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Hidden: read-only mode offers no action; with the daemon away the footer offers none that would do
         # nothing (the key still answers, in on_key).
+        if (action == "rollback" and not self.opsctl.connected and not self.opsctl.read_only
+                and self.opsctl.break_glass is not None and self.action_model() is not None):
+            return True  # break-glass: the registry directly, as the CLI does without a daemon
         return not (action in ACTIONS and (self.opsctl.read_only or not self.opsctl.connected))
 
     def action_model(self) -> str | None:
         """The model an action key would act on here (none on the alerts screen)."""
         return None
 
+    def why_not(self, action: str) -> str:
+        """One line: why an action key cannot act here right now (a subclass knows its own reasons)."""
+        return "not applicable here right now"
+
     def on_key(self, event: Key) -> None:
-        """An action key pressed while the daemon is unreachable says what happened and what still works."""
-        if self.opsctl.read_only or self.opsctl.connected:
-            return
+        """An action key that cannot act says why in one line (and, with the daemon away, what still works)."""
         binding = next((b for b in self.BINDINGS if isinstance(b, Binding) and b.action in ACTIONS
                         and event.key in b.key.split(",")), None)
         if binding is None:
             return
+        if self.opsctl.read_only:
+            event.stop()
+            self.notify(f"{binding.description}: nothing done, read-only mode offers no action", severity="warning")
+            return
+        if self.opsctl.connected:
+            if self.check_action(binding.action, ()):
+                return  # the binding acts
+            event.stop()
+            self.notify(f"{binding.description}: nothing done, {self.why_not(binding.action)}", severity="warning")
+            return
         event.stop()
-        model = self.action_model() or "MODEL"
-        break_glass = (f" Break-glass: `opsctl rollback {model}` in a shell moves traffic without the daemon"
-                       " and reports whether traffic followed." if binding.action == "rollback" else "")
+        model = self.action_model()
+        if binding.action == "rollback" and model is not None and self.opsctl.break_glass is not None:
+            self.opsctl.open_break_glass(model)  # what break-glass is for: the CLI's direct path, from here
+            return
+        break_glass = (f" Break-glass: `opsctl rollback {model or 'MODEL'}` in a shell moves traffic without the"
+                       " daemon and reports whether traffic followed." if binding.action == "rollback" else "")
         self.notify(f"{binding.description}: nothing done, the daemon is unreachable.{break_glass}"
                     f" Bring it back: `{self.opsctl.daemon_start_command}`.",
                     title="daemon unreachable", severity="error", timeout=10)
@@ -513,6 +531,14 @@ class AlertsScreen(OpsScreen):
                 return None
         return allowed
 
+    def why_not(self, action: str) -> str:
+        alert = self.selected
+        if alert is None:
+            return "no alert highlighted"
+        if action == "ack" and alert.get("state") == "resolved":
+            return "the alert is resolved; there is nothing to acknowledge"
+        return super().why_not(action)
+
     def action_ack(self) -> None:
         alert = self.selected
         if alert is not None and alert.get("state") != "resolved":
@@ -789,6 +815,14 @@ class ModelScreen(OpsScreen):
 
     def action_model(self) -> str | None:
         return self.model
+
+    def why_not(self, action: str) -> str:
+        if action.startswith("canary_") and action != "canary_start":
+            canary = self.canary
+            if canary is None or not canary.get("active", True):
+                return f"{self.model} has no running canary (c starts one of the highlighted version)"
+            return f"the canary of {self.model} is {canary.get('phase')}; {action[7:]} does not apply"
+        return super().why_not(action)
 
     def action_canary_pause(self) -> None:
         self.opsctl.open_action(canary_action(self.model, "pause"))

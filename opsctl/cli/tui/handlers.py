@@ -16,7 +16,10 @@ def tui(ctx: CliContext) -> int:
         raise UsageError("the TUI needs a terminal; for scripts use `opsctl status -o json` and friends")
     if getattr(args, "no_color", False):
         os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is created
+    from opsctl.backends import DirectBackend
+    from opsctl.rollout_verify import PrometheusTrafficMeter
     from opsctl.tui.app import OpsctlApp
+    from opsctl.tui.breakglass import BreakGlass
     from opsctl.tui.feed import DaemonFeed
     from opsctl.tui.gameday import GameDay
 
@@ -26,8 +29,13 @@ def tui(ctx: CliContext) -> int:
     # Connected to the demo fleet (its demo.json beside the daemon's state dir): game-day fault commands.
     config = settings.source if settings.source not in ("defaults", "<config>") else None
     gameday = GameDay.detect([settings.daemon.state_dir, config and os.path.dirname(os.path.abspath(config))])
+    # With the daemon down, `r` runs what `opsctl rollback MODEL` runs then: the registry directly, traffic through
+    # the routing document, and (as with --verify) a traffic check against Prometheus, audited.
+    break_glass = BreakGlass(lambda: DirectBackend(settings, via="direct (daemon down)"),
+                             start_command=settings.daemon.start_command,
+                             meter=PrometheusTrafficMeter(settings.prometheus))
     app = OpsctlApp(feed, environment=settings.ui.environment, production=settings.ui.production,
                     read_only=bool(getattr(args, "read_only", False)), gameday=gameday,
-                    daemon_start_command=settings.daemon.start_command)
+                    daemon_start_command=settings.daemon.start_command, break_glass=break_glass)
     app.run(mouse=not getattr(args, "no_mouse", False))
     return 0
