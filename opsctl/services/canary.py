@@ -581,18 +581,7 @@ def _action_name(old: Any, new: Any) -> str:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` strings (``--set``) into policy overrides; values are parsed as TOML."""
-    import tomllib
+    """``--set key=value`` strings into policy overrides (:func:`opsctl.core.canary.policy.parse_overrides`)."""
+    from opsctl.core.canary.policy import parse_overrides as parse
 
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set takes KEY=VALUE, got {pair!r}")
-        try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw.strip()  # a bare word: a string (e.g. on_metrics_error=rollback)
-        overrides[key] = value
-    return overrides
+    return parse(pairs)

@@ -17,17 +17,24 @@ from typing import Any, ClassVar
 from rich.markup import escape
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.events import Resize
 from textual.screen import Screen
 
 from opsctl.clock import Clock, SystemClock
 from opsctl.demo.faults import FAULT_KINDS
-from opsctl.domain import ChangeResult
+from opsctl.domain import ChangeResult, VersionStatus
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import Action, canary_action, canary_start_action, retrain_action
 from opsctl.tui.breakglass import BreakGlass, BreakGlassResult
-from opsctl.tui.dialogs import ActionDialog, BreakGlassDialog, ChangeDialog, HelpScreen, TooSmallScreen
+from opsctl.tui.dialogs import (
+    ActionDialog,
+    BreakGlassDialog,
+    CanaryStartDialog,
+    ChangeDialog,
+    HelpScreen,
+    TooSmallScreen,
+)
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
 from opsctl.tui.model import CANARY_COMMANDS, CANARY_PHASES, Fleet, age_text
@@ -65,6 +72,8 @@ class OpsctlCommands(Provider):
                         commands.append((f"canary start {model} {version}",
                                          partial(app.open_action, canary_start_action(model, version)),
                                          "start a canary of this version (asks for a reason)"))
+                commands.append((f"canary {model}", partial(app.open_canary_candidate, model),
+                                 "start a canary of its newest registered version (asks; --set overrides)"))
                 commands.append((f"retrain {model}", partial(app.open_action, retrain_action(model)),
                                  "train a candidate; a better one goes through a canary (asks for a reason)"))
         if not app.read_only and app.gameday is not None:
@@ -74,6 +83,12 @@ class OpsctlCommands(Provider):
                                      partial(app.game_day, "inject", model, kind), "demo fleet fault (practice)"))
                 commands.append((f"game day: clear faults of {model}", partial(app.game_day, "clear", model, None),
                                  "demo fleet: back to normal"))
+        under = next((s for s in reversed(app.screen_stack) if not isinstance(s, CommandPalette)), None)
+        selected = app.overview.selected if under is app.overview else None
+        if selected and not app.read_only:
+            # First: what an on-call types on the overview, for the highlighted model.
+            commands.insert(0, ("canary", partial(app.open_canary_candidate, selected),
+                                f"start a canary of {selected}'s newest registered version (asks; --set overrides)"))
         commands.append(("alerts", app.open_alerts, "firing, pending and resolved alerts; ack and silence"))
         commands.append(("refresh", app.feed.refresh, "fetch the daemon's status now"))
         commands.append(("help", app.action_help, "keys for the current screen"))
@@ -342,7 +357,26 @@ class OpsctlApp(App[None]):
         if not self.connected:
             self.notify("the daemon is unreachable; actions are disabled", severity="error")
             return
-        self.push_screen(ActionDialog(action), callback=self._action_done)
+        dialog = CanaryStartDialog(action) if action.name == "canary.start" else ActionDialog(action)
+        self.push_screen(dialog, callback=self._action_done)
+
+    def open_canary_candidate(self, model: str) -> None:
+        """Start a canary of the model's candidate: its newest version not yet in production nor archived."""
+        self.run_worker(partial(self._canary_candidate, model), thread=True, group="candidate", exit_on_error=False)
+
+    def _canary_candidate(self, model: str) -> None:
+        try:
+            versions = self.feed.versions(model)
+        except OpsctlError as error:
+            self.call_from_thread(self.notify, f"canary {model}: {error}", severity="error")
+            return
+        waiting = (VersionStatus.REGISTERED, VersionStatus.STAGING)
+        candidates = sorted((v for v in versions if v.status in waiting), key=lambda v: v.created_at)
+        if not candidates:
+            self.call_from_thread(self.notify, f"canary {model}: nothing done, no registered version waits for a"
+                                  " canary (register one with `opsctl register`)", severity="warning")
+            return
+        self.call_from_thread(self.open_action, canary_start_action(model, candidates[-1].version))
 
     def _action_done(self, result: tuple[Action, Any] | None) -> None:
         if result is None:

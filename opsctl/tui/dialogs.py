@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.markup import escape
@@ -13,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from opsctl.domain import ChangePlan, ChangeResult
-from opsctl.errors import OpsctlError
+from opsctl.errors import OpsctlError, UsageError
 from opsctl.tui.actions import Action
 from opsctl.tui.breakglass import BreakGlass, BreakGlassResult
 from opsctl.tui.panels import cli_command
@@ -225,6 +226,7 @@ class ActionDialog(_ConfirmDialog[tuple[Action, Any] | None]):
             yield Static(escape(action.effect), id="plan")
             yield Label("Reason (recorded in the audit log):")
             yield Input(placeholder="why, e.g. known issue, fix deploying", id="reason")
+            yield from self.extra_inputs()
             if self.confirm_name:
                 yield Label(f"Type the model name to confirm: [b]{escape(self.confirm_name)}[/b]")
                 yield Input(placeholder=self.confirm_name, id="confirm-name")
@@ -236,15 +238,24 @@ class ActionDialog(_ConfirmDialog[tuple[Action, Any] | None]):
                 yield Button(action.name.split(".")[-1].capitalize(), id="confirm", variant="error", disabled=True,
                              compact=True)
 
+    def extra_inputs(self) -> ComposeResult:
+        """Fields a kind of action adds after the reason (none by default)."""
+        yield from ()
+
     def on_mount(self) -> None:
         self._show_command()
         self._validate()
 
+    def prepared(self) -> Action:
+        """The action as it will be sent (a subclass adds what its extra fields say)."""
+        return self.action_
+
     def _show_command(self) -> None:
-        self.query_one("#command", Static).update(f"CLI: [b]{escape(self.action_.command(self.reason or '...'))}[/b]")
+        command = self.prepared().command(self.reason or "...")
+        self.query_one("#command", Static).update(f"CLI: [b]{escape(command)}[/b]")
 
     def _perform(self) -> None:
-        action = self.action_
+        action = self.prepared()
         try:
             answer = self.opsctl.feed.act(action, self.reason)
         except OpsctlError as error:
@@ -363,6 +374,67 @@ class BreakGlassDialog(_ConfirmDialog[BreakGlassResult | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(self.outcome)
+
+
+class CanaryStartDialog(ActionDialog):
+    """Start a canary, with ``--set KEY=VALUE`` overrides of the ``[canary]`` policy for this canary only (the
+    keys `opsctl canary start --set` takes), checked as they are typed: a bad key or value is said inline and
+    Confirm stays off."""
+
+    def extra_inputs(self) -> ComposeResult:
+        yield Label("Policy overrides for this canary (optional, as `--set` takes them):")
+        yield Input(placeholder="e.g. stages=[10,50,100] min_stage_seconds=30", id="overrides")
+        yield Static("", id="overrides-error")
+
+    def override_pairs(self) -> list[str]:
+        """The KEY=VALUE pairs typed (a leading `--set` before any of them is accepted too)."""
+        import shlex
+
+        text = self.query_one("#overrides", Input).value.strip()
+        try:
+            words = shlex.split(text)
+        except ValueError as error:
+            raise UsageError(f"overrides: {error}") from None
+        return [w for w in words if w != "--set"]
+
+    def overrides(self) -> dict[str, Any]:
+        """The overrides, validated against the policy's keys and rules; UsageError says what is wrong."""
+        from opsctl.core.canary.policy import CanaryPolicy, parse_overrides
+
+        overrides = parse_overrides(self.override_pairs())
+        try:
+            CanaryPolicy().merged(overrides)
+        except (ValueError, TypeError) as error:
+            raise UsageError(f"canary policy: {error}") from None
+        return overrides
+
+    def override_problem(self) -> str | None:
+        try:
+            self.overrides()
+        except UsageError as error:
+            return str(error)
+        return None
+
+    def prepared(self) -> Action:
+        try:
+            pairs, overrides = self.override_pairs(), self.overrides()
+        except UsageError:
+            return self.action_
+        if not overrides:
+            return self.action_
+        cli = list(self.action_.cli)
+        for pair in pairs:
+            cli += ["--set", pair]
+        return replace(self.action_, body={**self.action_.body, "overrides": overrides}, cli=tuple(cli))
+
+    def _blocked(self) -> str | None:
+        return self.override_problem()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        super().on_input_changed(event)
+        if event.input.id == "overrides":
+            problem = self.override_problem()
+            self.query_one("#overrides-error", Static).update(f"[red]{escape(problem)}[/]" if problem else "")
 
 
 class HelpScreen(ModalScreen[None]):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal
 
 from opsctl.core.gates import CustomGate, GatePolicy
+from opsctl.errors import UsageError
 
 DEFAULT_STAGES: tuple[float, ...] = (5.0, 20.0, 50.0, 100.0)
 
@@ -281,3 +282,21 @@ class CanaryPolicy:
 
 
 _RETIRED_KEYS = frozenset({"min_requests", "min_labels", "latency_ratio_tolerance", "latency_slack_seconds"})
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings (``--set``) into policy overrides; values are parsed as TOML."""
+    import tomllib
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()  # a bare word: a string (e.g. on_metrics_error=rollback)
+        overrides[key] = value
+    return overrides
