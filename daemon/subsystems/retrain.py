@@ -6,6 +6,7 @@ Endpoints::
     GET  /v1/retrain[?model=&limit=]  runs, newest first
     GET  /v1/retrain/{run_id}         one run with its logs (``?log_offset=N``: lines after the first N)
     POST /v1/retrain/{run_id}/approve {reason}                         start the canary of an approved run
+    POST /v1/retrain/{run_id}/reject {reason}                          turn a run awaiting approval down
 
 Other services trigger a run through the one :class:`~opsctl.services.retrain.RetrainService` of the
 daemon (``state.services.retrain``; drift's trigger is wired in :func:`opsctld.wiring.build_services`)::
@@ -143,6 +144,17 @@ async def approve(request: Request) -> Response:
     return JSONResponse(run.to_json(with_logs=False))
 
 
+async def reject(request: Request) -> Response:
+    service = _state(request).services.retrain
+    body = await read_json_body(request)
+    reason = body.get("reason") or ""
+    if not isinstance(reason, str):
+        raise UsageError("'reason' must be a string")
+    run = await run_in_threadpool(service.reject, request.path_params["run_id"], actor=actor_for(request),
+                                  reason=reason)
+    return JSONResponse(run.to_json(with_logs=False))
+
+
 _STR = {"type": "string"}
 _RUN = {"type": "object", "required": ["id", "model", "trigger", "status", "started_at"],
         "properties": {"id": _STR, "model": _STR, "trigger": {"enum": ["drift", "performance", "schedule", "manual"]},
@@ -171,6 +183,9 @@ SUBSYSTEM = Subsystem(
                  response=_RUN, query=(("log_offset", "only log lines after this many", False),)),
         Endpoint("POST", "/v1/retrain/{run_id}/approve", approve,
                  "Approve a run awaiting approval: its canary starts (audited)",
+                 request_body={"type": "object", "properties": {"reason": _STR}}, response=_RUN),
+        Endpoint("POST", "/v1/retrain/{run_id}/reject", reject,
+                 "Reject a run awaiting approval: no canary starts, production stays (audited)",
                  request_body={"type": "object", "properties": {"reason": _STR}}, response=_RUN),
     ],
 )

@@ -42,7 +42,7 @@ GROUPS = ("registry", "status", "daemon", "config", "health", "alerts", "canary"
           "demo", "incident", "checklist", "report", "audit")
 # Groups whose first positional may be a model instead of a subcommand: `opsctl retrain MODEL` is short for
 # `opsctl retrain run MODEL`, `opsctl drift MODEL` for `opsctl drift check MODEL`.
-SHORTHANDS = {"retrain": ("run", frozenset({"run", "runs", "show", "approve"})),
+SHORTHANDS = {"retrain": ("run", frozenset({"run", "runs", "show", "approve", "reject"})),
               "drift": ("check", frozenset({"check", "compare"}))}
 # Options that take a value, so the word after them is not a positional.
 _VALUED = frozenset({"-o", "--output", "--config", "--reason", "--timeout", "-n", "--limit", "--report",

@@ -192,3 +192,9 @@ class Retrain(_Resource):
         from opsctl.documents import RetrainRun
 
         return RetrainRun.from_json(self._t.post(f"/v1/retrain/{path_segment(run_id)}/approve", {"reason": reason}))
+
+    def reject(self, run_id: str, *, reason: str = "") -> RetrainRun:
+        """Turn down a run awaiting approval: no canary starts (audited)."""
+        from opsctl.documents import RetrainRun
+
+        return RetrainRun.from_json(self._t.post(f"/v1/retrain/{path_segment(run_id)}/reject", {"reason": reason}))

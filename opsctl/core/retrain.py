@@ -282,6 +282,7 @@ class RunStatus(StrEnum):
     CANARY_STARTED = "canary_started"
     CANARY_PENDING = "canary_pending"  # better, but no canary service to hand over to
     KEPT = "kept"  # candidate registered, not better than the champion: no canary
+    REJECTED = "rejected"  # awaited approval; a person said no: no canary
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     ABANDONED = "abandoned"  # the daemon stopped during the run

@@ -471,6 +471,27 @@ class RetrainService:
             store.update_run(tx, replace(current, status=RunStatus.EVALUATING, message="approved; starting canary"))
         return self._start_canary(run, actor)
 
+    def reject(self, run_id: str, *, actor: Actor, reason: str = "") -> RetrainRun:
+        """Turn down a run that waits for approval: its candidate stays registered, no canary starts (audited)."""
+        run = self.get(run_id)
+        if run.status is not RunStatus.AWAITING_APPROVAL:
+            raise ConflictError(f"run {run_id} is {run.status.value}, not awaiting approval")
+        now = self.clock.now()
+        with self.registry.write() as tx:
+            current = store.get_run(tx, run_id)
+            if current is None or current.status is not RunStatus.AWAITING_APPROVAL:
+                raise ConflictError(f"run {run_id} changed meanwhile; nothing was done")
+            tx.append_audit(actor=actor, action="retrain-reject", model=run.model,
+                            from_version=run.parent_version, to_version=run.candidate_version, reason=reason,
+                            outcome=Outcome.OK, detail=f"run {run_id}: no canary; {run.parent_version} stays",
+                            now=now)
+            run = _write_run(tx, replace(current, status=RunStatus.REJECTED, finished_at=now,
+                                         message=f"rejected by {actor.user}: {reason or 'no reason given'}"))
+            tx.append_event(kind="retrain", model=run.model,
+                            payload={"run_id": run.id, "status": run.status.value, "message": run.message}, now=now)
+        self._publish_status(run)
+        return run
+
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _save(self, run: RetrainRun) -> RetrainRun:

@@ -204,3 +204,24 @@ def test_approval_before_canary_through_the_cli(retrain_daemon: DaemonProcess, t
     history = env.run("history", "gated", "-o", "json").json()
     approval = next(e for e in history if e["action"] == "retrain-approve")
     assert approval["reason"] == "numbers look right" and approval["to_version"] == "1.0.1"
+
+
+def test_reject_through_the_cli(retrain_daemon: DaemonProcess, tmp_path: Path) -> None:
+    from tests.retrain_entrypoints import write_model
+
+    env = retrain_daemon.env
+    champion = write_model(-0.5, tmp_path / "champion.joblib")
+    assert env.run("register", "gated", "--version", "1.0.0", "--artifact", str(champion)).code == 0
+    assert env.run("promote", "gated", "1.0.0", "--yes").code == 0
+    run = env.run("retrain", "gated", "--wait", "-o", "json", timeout=60).json()
+    assert run["status"] == "awaiting_approval"
+    rejected = env.run("retrain", "reject", run["id"], "--reason", "trained on the incident week", "-o", "json")
+    assert rejected.code == 0, rejected.stderr
+    assert rejected.json()["status"] == "rejected"
+    again = env.run("retrain", "approve", run["id"])
+    assert again.code == 4 and "not awaiting approval" in again.stderr
+    with retrain_daemon.http() as http:
+        assert http.get("/v1/canaries", params={"model": "gated"}).status_code == 404  # no canary started
+    history = env.run("history", "gated", "-o", "json").json()
+    entry = next(e for e in history if e["action"] == "retrain-reject")
+    assert entry["reason"] == "trained on the incident week" and entry["to_version"] == "1.0.1"

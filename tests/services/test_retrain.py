@@ -488,3 +488,20 @@ def test_automatic_triggers_are_held_while_the_candidates_canary_decides(tmp_pat
     again = retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)
     assert again.started, again.message
     finished(retrain, again.run.id)  # type: ignore[union-attr]
+
+
+def test_reject_a_run_awaiting_approval(tmp_path: Path) -> None:
+    world = World(tmp_path, champion_weight=-0.5)
+    retrain = world.retrain(approval_before_canary=True)
+    run = finished(retrain, retrain.trigger(MODEL, "manual", "", ALICE).run.id)  # type: ignore[union-attr]
+    assert run.status is RunStatus.AWAITING_APPROVAL
+    rejected = retrain.reject(run.id, actor=ALICE, reason="trained on the incident week")
+    assert rejected.status is RunStatus.REJECTED and rejected.finished_at is not None
+    assert "trained on the incident week" in (rejected.message or "")
+    assert world.canaries == []  # no canary, production unchanged
+    assert ("retrain-reject", "ok", "1.2.4") in world.audit()
+    assert retrain.get(run.id).status is RunStatus.REJECTED
+    with pytest.raises(ConflictError, match="not awaiting approval"):
+        retrain.reject(run.id, actor=ALICE)
+    with pytest.raises(ConflictError, match="not awaiting approval"):
+        retrain.approve(run.id, actor=ALICE)

@@ -8,7 +8,7 @@ from typing import Any
 from opsctl.cli.args import group, subcommand
 
 H = "opsctl.cli.retrain.handlers"
-SUBCOMMANDS = ("run", "runs", "show", "approve")
+SUBCOMMANDS = ("run", "runs", "show", "approve", "reject")
 DEFAULT_SUBCOMMAND = "run"
 
 USAGE = """usage:
@@ -16,6 +16,7 @@ USAGE = """usage:
   opsctl retrain runs [MODEL]                           runs, newest first
   opsctl retrain show RUN_ID                            one run: decision, error, logs
   opsctl retrain approve RUN_ID [--reason TEXT]         start the canary of a run awaiting approval
+  opsctl retrain reject RUN_ID [--reason TEXT]          turn it down: no canary, production stays
 A model named like a subcommand (`runs`, `show`, ...) needs `run`: `opsctl retrain run runs`.
 
 exit codes with --wait: 0 the run ended (canary started, candidate kept, awaiting approval),
@@ -41,5 +42,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("run_id", metavar="RUN_ID")
 
     p = subcommand(group_sub, "approve", f"{H}:approve", "start the canary of a run awaiting approval")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--reason", default="", help="why: recorded in the audit log")
+
+    p = subcommand(group_sub, "reject", f"{H}:reject", "turn a run awaiting approval down: no canary starts")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--reason", default="", help="why: recorded in the audit log")

@@ -118,6 +118,17 @@ def approve(ctx: CliContext) -> int:
     return 0
 
 
+def reject(ctx: CliContext) -> int:
+    """``opsctl retrain reject RUN_ID``."""
+    with ctx.daemon(needs=NEEDS) as client:
+        run = client.retrain.reject(ctx.args.run_id, reason=ctx.args.reason)
+    if ctx.out.json:
+        ctx.out.emit_json(run.json)
+    else:
+        _print_run(ctx, dict(run.json), logs=False)
+    return 0
+
+
 def _decision_cell(document: dict[str, Any]) -> str:
     decision = document.get("decision")
     if not decision:
