@@ -127,3 +127,29 @@ def retrain_action(model: str) -> Action:
         effect="train a candidate on fresh data; a better one goes through a canary, never straight to production",
         resource="retrain", operation="trigger", args=(model,), model=model, body={"trigger": "manual"},
         cli=("opsctl", "retrain", model))
+
+
+def silence_end(silence: Mapping[str, Any]) -> Action:
+    """End a silence now: alerts it matched notify again."""
+    silence_id = str(silence["id"])
+    matchers = " ".join(str(m) for m in silence.get("matchers") or ()) or "-"
+    return Action(
+        name="alert.unsilence", title=f"End silence {silence_id[:12]}",
+        effect=f"{matchers}: alerts matching it notify again from now (it was set by"
+               f" {silence.get('author') or '?'} until {silence.get('ends_at') or '?'})",
+        resource="alerts", operation="unsilence", args=(silence_id,), cli=("opsctl", "alerts", "unsilence", silence_id))
+
+
+def retrain_decision(model: str, run: Mapping[str, Any], *, approve: bool) -> Action:
+    """Approve (its canary starts) or reject (no canary) a retraining run awaiting approval."""
+    run_id = str(run["id"])
+    candidate = run.get("candidate_version") or "?"
+    parent = run.get("parent_version") or "production"
+    verb = "approve" if approve else "reject"
+    effect = (f"a canary of {candidate} starts (stages and gates of the [canary] policy); {parent} stays in"
+              " production until the canary promotes it" if approve else
+              f"no canary: {candidate} stays registered, {parent} stays in production")
+    return Action(
+        name=f"retrain.{verb}", title=f"{verb.capitalize()} retrain run {run_id} of {model} ({candidate})",
+        effect=effect, resource="retrain", operation=verb, args=(run_id,), model=model,
+        cli=("opsctl", "retrain", verb, run_id))

@@ -38,7 +38,16 @@ from opsctl.tui.dialogs import (
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
 from opsctl.tui.model import CANARY_COMMANDS, CANARY_PHASES, Fleet, age_text
-from opsctl.tui.screens import WIDE_AT, AlertsScreen, Banner, ContextBar, ModelScreen, OverviewScreen, Panel
+from opsctl.tui.screens import (
+    WIDE_AT,
+    AlertsScreen,
+    Banner,
+    ContextBar,
+    ModelScreen,
+    OverviewScreen,
+    Panel,
+    SilencesScreen,
+)
 
 MIN_SIZE = (80, 24)
 
@@ -90,6 +99,7 @@ class OpsctlCommands(Provider):
             commands.insert(0, ("canary", partial(app.open_canary_candidate, selected),
                                 f"start a canary of {selected}'s newest registered version (asks; --set overrides)"))
         commands.append(("alerts", app.open_alerts, "firing, pending and resolved alerts; ack and silence"))
+        commands.append(("silences", app.open_silences, "silences in force; end one"))
         commands.append(("refresh", app.feed.refresh, "fetch the daemon's status now"))
         commands.append(("help", app.action_help, "keys for the current screen"))
         return commands
@@ -217,6 +227,9 @@ class OpsctlApp(App[None]):
             touched |= fleet.apply_alert_event(data)
             for alerts in self._screens(AlertsScreen):
                 alerts.show_alerts()
+        elif kind == "silence":
+            for silences in self._screens(SilencesScreen):
+                silences.reload()
         if touched:
             added, changed = fleet.diff(touched & set(fleet.deployments))
             self.overview.apply_rows(added, changed, set())
@@ -341,14 +354,21 @@ class OpsctlApp(App[None]):
 
     def open_model(self, model: str) -> None:
         self.overview.select(model)
-        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen | AlertsScreen):
+        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen | AlertsScreen
+                                                                       | SilencesScreen):
             self.pop_screen()
         self.push_screen(ModelScreen(model))
 
     def open_alerts(self) -> None:
-        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen | AlertsScreen):
+        while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen | AlertsScreen
+                                                                       | SilencesScreen):
             self.pop_screen()
         self.push_screen(AlertsScreen())
+
+    def open_silences(self) -> None:
+        while len(self.screen_stack) > 1 and isinstance(self.screen, HelpScreen | SilencesScreen):
+            self.pop_screen()
+        self.push_screen(SilencesScreen())
 
     def open_action(self, action: Action) -> None:
         if self.read_only:
@@ -392,6 +412,12 @@ class OpsctlApp(App[None]):
             self.fleet.apply_canary(answer)
             for screen in self._model_screens():
                 screen.show_state()
+        if action.name.startswith("retrain."):
+            for screen in self._model_screens():
+                screen.reload_runs()
+        if action.name in ("alert.silence", "alert.unsilence"):
+            for silences in self._screens(SilencesScreen):
+                silences.reload()
         self.feed.refresh()
 
     def game_day(self, verb: str, model: str, kind: str | None) -> None:
@@ -474,5 +500,5 @@ class OpsctlApp(App[None]):
         if self.read_only:
             notes = (notes + "\n" if notes else "") + "Read-only mode: no action is offered."
         title = ("overview" if isinstance(screen, OverviewScreen) else "alerts" if isinstance(screen, AlertsScreen)
-                 else getattr(screen, "model", "screen"))
+                 else "silences" if isinstance(screen, SilencesScreen) else getattr(screen, "model", "screen"))
         self.push_screen(HelpScreen(str(title), rows, notes))

@@ -100,6 +100,7 @@ class Feed(Protocol):
     def performance(self, model: str) -> dict[str, Any]: ...
     def retrain_runs(self, model: str, *, limit: int = 10) -> list[dict[str, Any]]: ...
     def retrain_run(self, run_id: str) -> dict[str, Any]: ...
+    def silences(self) -> list[dict[str, Any]]: ...
 
 
 def needs_status(kind: str, event: Mapping[str, Any]) -> bool:
@@ -297,6 +298,11 @@ class DaemonFeed:
         with self.client() as client:
             return dict(client.retrain.show(run_id).json)
 
+    def silences(self) -> list[dict[str, Any]]:
+        """Silences in force, as the daemon lists them."""
+        with self.client() as client:
+            return [dict(s.json) for s in client.alerts.silences()]
+
 
 def _optional(fetch: Callable[[], Any]) -> Any:
     """A document from a subsystem that may not be loaded in this daemon: None when it is not there."""
@@ -373,6 +379,9 @@ class StaticFeed:
 
     def retrain_run(self, run_id: str) -> dict[str, Any]:
         return dict(self._document("retrain_run", run_id))
+
+    def silences(self) -> list[dict[str, Any]]:
+        return [dict(s) for s in self.documents.get(("silences", ""), [])]
 
     def versions(self, model: str) -> list[ModelVersion]:
         return list(self._versions.get(model, []))

@@ -19,7 +19,16 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from opsctl.domain import ModelVersion
 from opsctl.errors import OpsctlError
-from opsctl.tui.actions import alert_ack, alert_model, alert_silence, canary_action, canary_start_action, retrain_action
+from opsctl.tui.actions import (
+    alert_ack,
+    alert_model,
+    alert_silence,
+    canary_action,
+    canary_start_action,
+    retrain_action,
+    retrain_decision,
+    silence_end,
+)
 from opsctl.tui.model import CANARY_PHASES, COLUMNS, TRENDS, ModelRow, describe_event, spark_text
 from opsctl.tui.panels import (
     alerts_text,
@@ -39,7 +48,7 @@ if TYPE_CHECKING:
     from opsctl.tui.host import Host
 
 ACTIONS = frozenset({"rollback", "promote", "canary_start", "ack", "silence", "canary_pause", "canary_resume",
-                     "canary_abort", "canary_promote", "retrain"})
+                     "canary_abort", "canary_promote", "retrain", "retrain_approve", "retrain_reject", "unsilence"})
 WIDE_AT = 120  # columns from which the screens put their panels side by side
 _SLA_STYLE = {"healthy": "green", "degraded": "bold red", "unknown": "yellow"}
 _DRIFT_STYLE = {"DRIFT": "bold red", "ok": "green", "unknown": "yellow", "error": "red", "no reference": "yellow"}
@@ -409,11 +418,12 @@ class AlertsScreen(OpsScreen):
         Binding("j", "app.simulate_key('down')", "Down", show=False),
         Binding("k", "app.simulate_key('up')", "Up", show=False),
         Binding("s", "silence", "Silence 1h"),
+        Binding("S", "silences", "Silences", tooltip="silences in force; end one"),
         Binding("enter", "open", "Open model"),
     ]
     HELP_NOTES = ("a acknowledges the highlighted alert until it resolves (notifications stop);\n"
                   "s silences alerts like it (its rule on its model) for an hour. Both ask for a reason\n"
-                  "and are audited with your user.")
+                  "and are audited with your user. S lists the silences in force (e ends one).")
     # What an on-call reads first comes first, so version and ack stay on screen at 80 columns.
     COLUMNS: ClassVar[tuple[str, ...]] = ("state", "rule", "model", "version", "ack", "since", "severity")
     LABELS: ClassVar[dict[str, str]] = {"ack": "acked by"}
@@ -549,11 +559,127 @@ class AlertsScreen(OpsScreen):
         if alert is not None:
             self.opsctl.open_action(alert_silence(alert))
 
+    def action_silences(self) -> None:
+        self.opsctl.open_silences()
+
     def action_open(self) -> None:
         alert = self.selected
         model = alert_model(alert) if alert else None
         if model and model in self.opsctl.fleet.deployments:
             self.opsctl.open_model(model)
+
+
+class SilencesScreen(OpsScreen):
+    """The silences in force (newest end last): who set them, what they match, until when; end one with `e`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("e", "unsilence", "End silence"),
+        Binding("j", "app.simulate_key('down')", "Down", show=False),
+        Binding("k", "app.simulate_key('up')", "Up", show=False),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+    HELP_NOTES = ("e ends the highlighted silence now (asks for a reason; audited with your user):\n"
+                  "alerts it matched notify again. ctrl+r reloads the list.")
+    # Short columns first so who and why stay on screen at 80 columns; the matchers, often long, come last.
+    COLUMNS: ClassVar[tuple[str, ...]] = ("ends", "by", "comment", "matchers")
+
+    def __init__(self) -> None:
+        super().__init__(id="silences-screen")
+        self.ready = False
+        self.silences: list[dict[str, Any]] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.chrome()
+        with Panel(id="silences-panel", classes="panel"):
+            table: DataTable[Any] = DataTable(id="silences", cursor_type="row")
+            for key in self.COLUMNS:
+                table.add_column(key, key=key)
+            yield table
+        yield Static("[dim]loading silences…[/]", id="silences-note")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.ready = True
+        self.query_one("#silences-panel").border_title = "silences in force"
+        self.query_one("#silences", DataTable).focus()
+        self.reload()
+
+    def reload(self) -> None:
+        self.run_worker(self._load, thread=True, exclusive=True, group="silences")
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def _load(self) -> None:
+        try:
+            silences = self.opsctl.feed.silences()
+        except OpsctlError as error:
+            self.app.call_from_thread(self._failed, str(error))
+            return
+        self.app.call_from_thread(self._loaded, silences)
+
+    def _failed(self, message: str) -> None:
+        if self.ready:
+            self.query_one("#silences-note", Static).update(f"[red]cannot list silences: {escape(message)}[/]")
+
+    def _loaded(self, silences: list[dict[str, Any]]) -> None:
+        if not self.ready:
+            return
+        self.silences = sorted(silences, key=lambda s: str(s.get("ends_at") or ""))
+        table = self.query_one("#silences", DataTable)
+        keep = self.selected
+        table.clear()
+        for silence in self.silences:
+            ends = str(silence.get("ends_at") or "")[5:16].replace("T", " ")
+            comment = str(silence.get("comment") or "")
+            table.add_row(ends, str(silence.get("author") or "-"),
+                          comment if len(comment) <= 24 else comment[:23] + "…",
+                          " ".join(str(m).replace('"', "") for m in silence.get("matchers") or ()) or "-",
+                          key=str(silence.get("id")))
+        if keep is not None and str(keep.get("id")) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(keep.get("id"))))
+        self.show_detail()
+        self.refresh_bindings()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        count = len(self.silences or [])
+        silence = self.selected
+        lines = ["no silence in force" if not count else f"{count} in force · times in UTC · e ends the highlighted"]
+        if silence is not None:
+            lines.append(f"{escape(str(silence.get('id')))}: {escape(' '.join(silence.get('matchers') or ()))}"
+                         f" · from {escape(str(silence.get('starts_at') or '-')[:16])}"
+                         f" to {escape(str(silence.get('ends_at') or '-')[:16])}"
+                         f" · {escape(str(silence.get('comment') or ''))}")
+        self.query_one("#silences-note", Static).update("\n".join(lines))
+
+    @property
+    def selected(self) -> dict[str, Any] | None:
+        table = self.query_one("#silences", DataTable)
+        if not table.row_count or self.silences is None:
+            return None
+        try:
+            key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:
+            return None
+        return next((s for s in self.silences if str(s.get("id")) == key), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if action == "unsilence" and allowed and self.selected is None:
+            return None
+        return allowed
+
+    def why_not(self, action: str) -> str:
+        return "no silence highlighted" if self.selected is None else super().why_not(action)
+
+    def action_unsilence(self) -> None:
+        silence = self.selected
+        if silence is not None:
+            self.opsctl.open_action(silence_end(silence))
 
 
 TABS = ("registry", "sla", "canary", "drift", "retrain", "history")
@@ -573,6 +699,8 @@ class ModelScreen(OpsScreen):
         Binding("x", "canary_abort", "Abort", tooltip="abort the canary"),
         Binding("g", "canary_promote", "Finish", tooltip="promote the canary now"),
         Binding("t", "retrain", "Retrain", show=False),
+        Binding("y", "retrain_approve", "Approve", tooltip="approve the retrain run awaiting approval"),
+        Binding("n", "retrain_reject", "Reject", tooltip="reject the retrain run awaiting approval"),
         Binding("j", "app.simulate_key('down')", "Down", show=False),
         Binding("k", "app.simulate_key('up')", "Up", show=False),
         *(Binding(str(i), f"tab('{name}')", name, show=False) for i, name in enumerate(TABS, start=1)),
@@ -582,7 +710,8 @@ class ModelScreen(OpsScreen):
                   "r rolls back to the previous production version (or aborts a running canary);\n"
                   "c (or p) starts a canary of the highlighted version; P promotes it directly (no\n"
                   "canary; asks for the model name); z/u pause/resume the canary, x aborts it,\n"
-                  "g promotes it now (x and g ask for the model name); t retrains.")
+                  "g promotes it now (x and g ask for the model name); t retrains; y approves\n"
+                  "the retrain run awaiting approval (its canary starts), n rejects it (no canary).")
 
     def __init__(self, model: str) -> None:
         super().__init__(id=f"model-{abs(hash(model))}", classes="model-screen")
@@ -707,7 +836,11 @@ class ModelScreen(OpsScreen):
         if not self.ready:
             return
         self.runs = runs
-        self.query_one("#runs", Static).update(retrain_runs_text(runs))
+        waiting = self.awaiting_run
+        hint = (f"\n[b]run {escape(str(waiting.get('id')))} awaits approval[/b]: y approves (canary of"
+                f" {escape(str(waiting.get('candidate_version') or '?'))}), n rejects (no canary)" if waiting else "")
+        self.query_one("#runs", Static).update(retrain_runs_text(runs) + hint)
+        self.refresh_bindings()
         if run is not None:
             log = self.query_one("#retrain-log", Log)
             if run["id"] != self.log_run or int(run.get("log_lines_total") or 0) > self.log_lines:
@@ -804,6 +937,11 @@ class ModelScreen(OpsScreen):
     def canary(self) -> dict[str, Any] | None:
         return (self.opsctl.fleet.canaries or {}).get(self.model)
 
+    @property
+    def awaiting_run(self) -> dict[str, Any] | None:
+        """The newest retrain run of this model that waits for a person's approval."""
+        return next((r for r in self.runs or [] if r.get("status") == "awaiting_approval"), None)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         allowed = super().check_action(action, parameters)
         if allowed is not False and action.startswith("canary_") and action != "canary_start":
@@ -811,6 +949,8 @@ class ModelScreen(OpsScreen):
             phase = str((canary or {}).get("phase"))
             if canary is None or not canary.get("active", True) or phase not in CANARY_PHASES[action[7:]]:
                 return False  # no such canary action now: hidden
+        if allowed is not False and action in ("retrain_approve", "retrain_reject") and self.awaiting_run is None:
+            return False
         return allowed
 
     def action_model(self) -> str | None:
@@ -822,6 +962,8 @@ class ModelScreen(OpsScreen):
             if canary is None or not canary.get("active", True):
                 return f"{self.model} has no running canary (c starts one of the highlighted version)"
             return f"the canary of {self.model} is {canary.get('phase')}; {action[7:]} does not apply"
+        if action in ("retrain_approve", "retrain_reject"):
+            return f"no retrain run of {self.model} awaits approval"
         return super().why_not(action)
 
     def action_canary_pause(self) -> None:
@@ -838,6 +980,16 @@ class ModelScreen(OpsScreen):
 
     def action_retrain(self) -> None:
         self.opsctl.open_action(retrain_action(self.model))
+
+    def action_retrain_approve(self) -> None:
+        run = self.awaiting_run
+        if run is not None:
+            self.opsctl.open_action(retrain_decision(self.model, run, approve=True))
+
+    def action_retrain_reject(self) -> None:
+        run = self.awaiting_run
+        if run is not None:
+            self.opsctl.open_action(retrain_decision(self.model, run, approve=False))
 
     def action_rollback(self) -> None:
         self.opsctl.open_change("rollback", self.model)
