@@ -8,6 +8,7 @@ what is served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -440,9 +442,15 @@ async def events(request: Request) -> Response:
                 next_item = None
                 yield item
         finally:
-            if next_item is not None:
-                next_item.cancel()
-            await iterator.aclose()
+            # A client that goes away cancels this generator while __anext__ runs in next_item: the inner
+            # generator may only be closed once that task has really ended ("aclose(): asynchronous generator
+            # is already running" otherwise). Shielded, because the surrounding scope is being cancelled.
+            with anyio.CancelScope(shield=True):
+                if next_item is not None:
+                    next_item.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                        await next_item
+                await iterator.aclose()
 
     return StreamingResponse(with_heartbeat(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
