@@ -70,13 +70,40 @@ class ModelRow:
         }
 
 
-def spark_text(values: Iterable[float | None], width: int = 8) -> str:
-    """A one-line sparkline of the last ``width`` values (a gap for a missing one); '' when none."""
+# The unit of each trend, as the SLA checks carry it.
+TREND_UNITS = {"latency_p95": "ms", "error_rate": "%", "request_rate": "req/s"}
+
+
+def spark_scale(values: Iterable[float | None], width: int = 8) -> tuple[float, float] | None:
+    """The scale :func:`spark_text` draws the last ``width`` values on: from zero (so a flat 20 ms reads flat,
+    not as a cliff) to the highest value; None when there is none."""
+    present = [v for v in list(values)[-width:] if v is not None]
+    if not present:
+        return None
+    return min(0.0, min(present)), max(present)
+
+
+def spark_label(values: Iterable[float | None], unit: str, width: int = 8) -> str:
+    """A sparkline with its scale said: ``▂▄█ 0–412 ms``; '' when there is no value."""
+    points = list(values)
+    scale = spark_scale(points, width)
+    if scale is None:
+        return ""
+    return f"{spark_text(points, width, scale=scale)} {scale[0]:.3g}–{scale[1]:.3g} {unit}".rstrip()
+
+
+def spark_text(values: Iterable[float | None], width: int = 8, *,
+               scale: tuple[float, float] | None = None) -> str:
+    """A one-line sparkline of the last ``width`` values (a gap for a missing one); '' when none.
+
+    ``scale`` (low, high) draws on a given scale, shared with other lines or from zero; without it
+    the lowest value is the bottom block and the highest the top."""
     points = list(values)[-width:]
     present = [v for v in points if v is not None]
     if not present:
         return ""
-    low, high = min(present), max(present)
+    low, high = scale if scale is not None else (min(present), max(present))
+    low, high = min(low, min(present)), max(high, max(present))
     span = high - low
     out = []
     for value in points:
@@ -282,7 +309,7 @@ class Fleet:
             series = self.trends.setdefault(model, {})
             for name, _ in TRENDS:
                 series.setdefault(name, deque(maxlen=TREND_POINTS)).append(_float(checks.get(name)))
-            self._spark[model] = spark_text(series["latency_p95"])
+            self._spark[model] = spark_text(series["latency_p95"], scale=spark_scale(series["latency_p95"]))
             moved.add(model)
         return moved
 

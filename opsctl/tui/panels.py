@@ -82,9 +82,17 @@ def _since(stamp: Any, now: datetime | None) -> str:
 
 
 def gate_line(gate: Mapping[str, Any]) -> str:
-    numbers = [f"value {num(gate.get('value'))}"]
-    if gate.get("threshold") is not None:
-        numbers.append(f"limit {num(gate.get('threshold'))}")
+    name = str(gate.get("name", "?"))
+    words = _GATE_WORDS.get(name)
+    value, threshold = gate.get("value"), gate.get("threshold")
+    if words is None:  # a custom gate: its query's own unit, which opsctl does not know
+        numbers = [f"value {num(value)}"] + ([f"limit {num(threshold)}"] if threshold is not None else [])
+    elif name == "latency" and value is None and isinstance(threshold, int | float):
+        numbers = [f"{words[0]}: -", f"limit: the SLA's p95 bound {threshold * 1000:.4g} ms"]
+    else:
+        numbers = [f"{words[0]} {_pct(value)}"]
+        if threshold is not None:
+            numbers.append(f"limit: {words[1]} {_pct(threshold)}")
     if gate.get("p_value") is not None:
         numbers.append(f"p {num(gate.get('p_value'))}")
     if gate.get("sample_size") is not None:
@@ -94,7 +102,7 @@ def gate_line(gate: Mapping[str, Any]) -> str:
     if isinstance(seconds, int | float) and seconds > 0:
         numbers.append(f"eta {describe_seconds(float(seconds))}")
     reason = f" — {escape(str(gate['reason']))}" if gate.get("reason") else ""
-    return f"  {escape(str(gate.get('name', '?')))}: {_styled(gate.get('verdict'))} ({', '.join(numbers)}){reason}"
+    return f"  {escape(name)}: {_styled(gate.get('verdict'))} ({escape(', '.join(numbers))}){reason}"
 
 
 def canary_text(canary: Mapping[str, Any] | None, deployment: Mapping[str, Any] | None = None,
@@ -178,11 +186,37 @@ def health_detail_text(versions: Sequence[Mapping[str, Any]] | None, meta: Mappi
                      f" {_styled(version.get('status'))}{critical}  {age_part}"
                      f"  evaluated {escape(str(version.get('evaluated_at', '-'))[11:19])}")
         for check in version.get("checks") or []:
-            unit = check.get("unit") or ""
+            unit = str(check.get("unit") or "")
             lines.append(f"  {escape(str(check.get('name'))):<13} {num(check.get('value')):>8} {escape(unit):<6}"
-                         f" limit {num(check.get('threshold')):>6}  {_styled(check.get('verdict'))}"
+                         f" {escape(check_limit(str(check.get('name')), check.get('threshold'), unit)):<17}"
+                         f" {_styled(check.get('verdict'))}"
                          + (f" — {escape(str(check['reason']))}" if check.get("reason") else ""))
     return "\n".join(lines)
+
+
+# SLA checks that fail below their threshold (a floor); the others fail above it (a ceiling).
+_FLOORS = frozenset({"request_rate", "accuracy", "availability"})
+
+
+def check_limit(name: str, threshold: Any, unit: str) -> str:
+    """An SLA check's threshold in words: "at most 300 ms", "at least 1 req/s", "no limit"."""
+    if threshold is None:
+        return "no limit"
+    return f"{'at least' if name in _FLOORS else 'at most'} {num(threshold)} {unit}".rstrip()
+
+
+def _pct(fraction: Any) -> str:
+    return "-" if not isinstance(fraction, int | float) else f"{fraction * 100:.3g} %"
+
+
+# What each canary gate's value and threshold are, in words: (value's name, the threshold's name). Both are
+# fractions (shown as percent) except the latency bound, which is in seconds when no slow share is known yet.
+_GATE_WORDS = {
+    "error_rate": ("error rate", "production's rate"),
+    "error_rate_ceiling": ("error rate", "the ceiling"),
+    "latency": ("share slower than the bound", "production's share"),
+    "accuracy": ("accuracy", "reference minus tolerance"),
+}
 
 
 def alerts_text(alerts: Sequence[Mapping[str, Any]] | None, model: str | None = None) -> str:

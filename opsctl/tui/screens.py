@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Key
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Log, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Input, Log, Static, TabbedContent, TabPane
 from textual.widgets._data_table import default_cell_formatter  # internal: pyproject pins textual's minor
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -29,7 +29,17 @@ from opsctl.tui.actions import (
     retrain_decision,
     silence_end,
 )
-from opsctl.tui.model import CANARY_PHASES, COLUMNS, TRENDS, ModelRow, describe_event, spark_text
+from opsctl.tui.model import (
+    CANARY_PHASES,
+    COLUMNS,
+    TREND_POINTS,
+    TREND_UNITS,
+    TRENDS,
+    ModelRow,
+    describe_event,
+    spark_label,
+    spark_text,
+)
 from opsctl.tui.panels import (
     alerts_text,
     canary_text,
@@ -332,7 +342,8 @@ class OverviewScreen(OpsScreen):
         deployment = fleet.deployments.get(model, {})
         panel.border_title = escape(model)
         row: ModelRow = fleet.row(model)
-        trends = "  ".join(f"{label} {spark_text(fleet.trend(model, name), 12) or '-'}" for name, label in TRENDS)
+        trends = "\n".join(f"{label:<12} {spark_label(fleet.trend(model, name), TREND_UNITS[name], 12) or '-'}"
+                           for name, label in TRENDS)
         lines = [f"production {escape(row.production or '-')}  generation {deployment.get('generation', '-')}",
                  canary_text((fleet.canaries or {}).get(model), deployment, self.opsctl.clock.now(), brief=True),
                  health_text((fleet.health or {}).get(model)),
@@ -743,7 +754,7 @@ class ModelScreen(OpsScreen):
                     for name, label in TRENDS:
                         with Vertical(classes="spark-box"):
                             yield Static(label, id=f"spark-label-{name}", classes="spark-label")
-                            yield Sparkline([], id=f"spark-{name}", summary_function=max)
+                            yield Static("", id=f"spark-{name}", classes="spark")
                 yield Static("", id="sla-detail")
             with TabPane("3 canary", id="canary"), Panel(id="canary-panel", classes="panel"), VerticalScroll():
                 yield Static("", id="canary-detail")
@@ -761,13 +772,16 @@ class ModelScreen(OpsScreen):
         self.query_one("#versions-panel").border_title = "versions"
         self.query_one("#version-panel").border_title = "version"
         self.query_one("#model-panels").border_title = "state and history"
-        self.query_one("#sla-panel").border_title = "SLA checks (from /v1/health)"
+        self.query_one("#sla-panel").border_title = "SLA checks"
         self.query_one("#canary-panel").border_title = "canary"
         self.query_one("#drift-panel").border_title = "drift and performance"
         self.query_one("#retrain-panel").border_title = "retrain runs and logs"
         self.query_one("#versions", DataTable).focus()
         self.show_state()
         self.reload()
+
+    def on_unmount(self) -> None:
+        self.ready = False  # the clock ticks and documents arrive while the app quits
 
     def action_tab(self, name: str) -> None:
         self.query_one("#tabs", TabbedContent).active = name
@@ -928,9 +942,13 @@ class ModelScreen(OpsScreen):
                                fleet.health_meta))
         for name, label in TRENDS:
             values = [v for v in fleet.trend(self.model, name) if v is not None]
-            self.query_one(f"#spark-{name}", Sparkline).data = values
-            last = f"{values[-1]:.4g}" if values else "no data yet"
+            unit = TREND_UNITS[name]
+            last = f"{values[-1]:.4g} {unit}" if values else "no data yet"
             self.query_one(f"#spark-label-{name}", Static).update(f"{label} {last}")
+            # From zero, so a flat line reads flat; the scale is written beside it.
+            spark = self.query_one(f"#spark-{name}", Static)
+            width = max(8, min(TREND_POINTS, spark.size.width - 14)) if spark.size.width else 12
+            spark.update(escape(spark_label(values, unit, width)))
         self.refresh_bindings()
 
     @property

@@ -10,11 +10,10 @@ from tests.fixtures.wait import wait_for
 
 def test_clients_that_leave_the_event_stream_leave_no_traceback(daemon: DaemonProcess) -> None:
     for _ in range(3):
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.env.socket)), base_url="http://opsctl") as c:
-            with c.stream("GET", "/v1/events") as response:
-                assert response.status_code == 200
-                first = next(response.iter_raw())
-                assert first.startswith(b": opsctl")
+        transport = httpx.HTTPTransport(uds=str(daemon.env.socket))
+        with httpx.Client(transport=transport, base_url="http://opsctl") as c, c.stream("GET", "/v1/events") as r:
+            assert r.status_code == 200
+            assert next(r.iter_raw()).startswith(b": opsctl")
     # The daemon notices each departure; it still answers and its log says nothing alarming about them.
     with daemon.http() as http:
         wait_for(lambda: http.get("/v1/status").status_code == 200, what="the daemon answering")
