@@ -114,6 +114,15 @@ def spark_text(values: Iterable[float | None], width: int = 8, *,
     return "".join(out)
 
 
+def _older(document: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    """Whether a canary document is an older state than ``than``: an earlier canary of the model, or an earlier
+    revision of the same one. Documents without these numbers are never called older."""
+    keys = [(d.get("id"), d.get("revision")) for d in (document, than)]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for pair in keys for v in pair):
+        return False
+    return keys[0] < keys[1]
+
+
 def by_model(section: Any) -> dict[str, dict[str, Any]] | None:
     """A status section as ``{model: document}``; accepts a list of documents or a mapping; None if absent."""
     if section is None:
@@ -229,7 +238,14 @@ class Fleet:
         self.jobs = list(document.get("jobs") or [])
         typed = StatusDocument.from_json(document)
         self.health = None if typed.health is None else {m.model: m.to_json() for m in typed.health.models}
-        self.canaries = None if typed.canaries is None else by_model(list(typed.canaries))
+        incoming_canaries = None if typed.canaries is None else by_model(list(typed.canaries))
+        if incoming_canaries is not None and self.canaries:
+            # A status document fetched before a canary event (or an action's answer) arrived must not bring the
+            # older state back: an aborted canary would read as running again, its keys offered again.
+            for model, held in self.canaries.items():
+                if model in incoming_canaries and _older(incoming_canaries[model], held):
+                    incoming_canaries[model] = held
+        self.canaries = incoming_canaries
         self.apply_drift_section(typed.drift)
         incoming = {d["model"]: dict(d) for d in document.get("models") or [] if isinstance(d, Mapping)}
         removed = set(self.deployments) - set(incoming)
@@ -320,6 +336,9 @@ class Fleet:
             return None
         if self.canaries is None:
             self.canaries = {}
+        held = self.canaries.get(model)
+        if held is not None and _older(document, held):
+            return None  # an answer or event overtaken by a newer one: nothing changes
         self.canaries[model] = dict(document)
         return model
 
