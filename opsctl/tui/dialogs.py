@@ -381,6 +381,11 @@ class CanaryStartDialog(ActionDialog):
     keys `opsctl canary start --set` takes), checked as they are typed: a bad key or value is said inline and
     Confirm stays off."""
 
+    HINTS: ClassVar[dict[str, str]] = {
+        **ActionDialog.HINTS,
+        "overrides": "KEY=VALUE pairs separated by spaces; Enter starts the canary; Escape cancels",
+    }
+
     def extra_inputs(self) -> ComposeResult:
         yield Label("Policy overrides for this canary (optional, as `--set` takes them):")
         yield Input(placeholder="e.g. stages=[10,50,100] min_stage_seconds=30", id="overrides")

@@ -35,7 +35,7 @@ class Tmux:
         self("send-keys", "-t", "tui", *keys)
 
     def type(self, text: str) -> None:
-        self("send-keys", "-t", "tui", "-l", text)
+        self("send-keys", "-t", "tui", "-l", "--", text)
 
     def wait_for_screen(self, *needles: str, timeout: float = 10) -> str:
         def shown() -> str | None:
