@@ -185,3 +185,64 @@ def test_backup_errors_are_one_line(tmp_path: Path) -> None:
     env.state_dir.mkdir()
     result = env.run("restore", str(tmp_path / "b"), "--state-dir", str(tmp_path / "file"))
     assert result.code in (2, 3) and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_is_a_storage_error_and_leaves_no_partial_backup(tmp_path: Path) -> None:
+    """A real full file system: a 400 KB tmpfs, mounted in a private mount namespace (root only)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount a small tmpfs in a private mount namespace")
+    env = make_opsctl_env(tmp_path / "source")
+    for version in VERSIONS:
+        artifact = env.root / f"{version}.bin"
+        artifact.write_bytes(os.urandom(300_000))
+        assert env.run("register", MODEL, "--version", version, "--artifact", str(artifact)).code == 0
+    mount = tmp_path / "small"
+    mount.mkdir()
+    script = (f'mount -t tmpfs -o size=400k tmpfs "{mount}" || exit 99\n'
+              f'"$OPSCTL" backup "{mount}/b" -o json > "{tmp_path}/out.json" 2> "{tmp_path}/err.txt"\n'
+              f'echo $? > "{tmp_path}/code"\nls -A "{mount}" > "{tmp_path}/left.txt"\n')
+    import subprocess
+
+    from tests.fixtures.cli import OPSCTL
+
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          env={**env.env, "OPSCTL": OPSCTL}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "code").read_text().strip() == "1"
+    error = json.loads((tmp_path / "out.json").read_text())["error"]
+    assert error["type"] == "StorageError" and error["message"].startswith(f"no space left on {mount}/b")
+    assert "Traceback" not in (tmp_path / "err.txt").read_text()
+    assert (tmp_path / "left.txt").read_text() == ""  # the partial backup was removed
+
+
+def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path: Path) -> None:
+    import pty
+    import subprocess
+
+    from tests.fixtures.cli import OPSCTL
+
+    env = make_opsctl_env(tmp_path / "source")
+    artifact = env.root / "v1.bin"
+    artifact.write_bytes(os.urandom(3_000_000))
+    assert env.run("register", MODEL, "--version", "v1", "--artifact", str(artifact)).code == 0
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([OPSCTL, "backup", str(tmp_path / "b")], env=env.env, stdout=subprocess.PIPE,
+                              stderr=terminal, timeout=60)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    assert done.returncode == 0
+    assert b"registry: 1/1" in shown and b"artifacts: 3.0 of 3.0 MB" in shown
+    assert b"backed up" in done.stdout
+    piped = env.run("backup", str(tmp_path / "c"))
+    assert piped.code == 0 and piped.stderr == ""  # no progress noise in a pipe or a log
