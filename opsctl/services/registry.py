@@ -35,8 +35,10 @@ from opsctl.traffic import TrafficChange, split_of, traffic_from_publication
 if TYPE_CHECKING:
     from opsctl.adapters.actuators import Retrying
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 

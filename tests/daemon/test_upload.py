@@ -74,7 +74,7 @@ def test_an_artifact_over_the_size_limit_is_refused_and_nothing_is_kept(small_li
     data = os.urandom(3000)
     chunked = small_limit.http().post("/v1/uploads", content=iter([data[:1500], data[1500:]]),
                                       headers={"X-Opsctl-Sha256": hashlib.sha256(data).hexdigest()})
-    assert chunked.status_code == 400
+    assert chunked.status_code == 413 and "larger than the limit" in chunked.json()["error"]["message"]
     assert _stored(env) == []
 
 
