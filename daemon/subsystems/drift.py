@@ -171,13 +171,14 @@ _TIMESTAMP = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]
 _LABEL = {"type": ["string", "number", "boolean"]}
 # Unknown keys are allowed on purpose: newer SDKs may add fields (see core/window.record_from_json).
 _RECORD = {"anyOf": [
-    {"type": "object", "required": ["prediction_id", "timestamp", "model", "version", "features", "prediction"],
+    {"type": "object", "title": "a prediction",
+     "required": ["prediction_id", "timestamp", "model", "version", "features", "prediction"],
      "properties": {"type": {"enum": ["prediction"]}, "prediction_id": _ID, "timestamp": _TIMESTAMP, "model": _ID,
                     "version": _ID, "prediction": _LABEL, "score": {"type": ["number", "null"]},
                     "latency_ms": {"type": ["number", "null"], "minimum": 0},
                     "features": {"type": "object",
                                  "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}}},
-    {"type": "object", "required": ["prediction_id", "label", "timestamp"],
+    {"type": "object", "title": "feedback", "required": ["prediction_id", "label", "timestamp"],
      "properties": {"type": {"enum": ["feedback"]}, "prediction_id": _ID, "label": _LABEL, "timestamp": _TIMESTAMP,
                     "model": {"type": ["string", "null"]}}},
 ], "description": "a prediction or a feedback record in the SDK's log format"}

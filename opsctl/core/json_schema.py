@@ -36,8 +36,14 @@ def first_error(value: Any, schema: dict[str, Any], at: str = "") -> str | None:
     if unknown:
         raise ValueError(f"unsupported JSON Schema keywords {sorted(unknown)}")
     name = f"{at!r}" if at else "the body"
-    if "anyOf" in schema and all(first_error(value, option, at) for option in schema["anyOf"]):
-        return f"{name} matches none of the allowed forms"
+    if "anyOf" in schema:
+        problems = [first_error(value, option, at) for option in schema["anyOf"]]
+        if all(problems):
+            if all("title" in option for option in schema["anyOf"]):  # say what each form lacks
+                return f"{name} fits none of its forms: " + "; ".join(
+                    f"as {option['title']}, {problem}" for option, problem in zip(schema["anyOf"], problems,
+                                                                                   strict=True))
+            return f"{name} matches none of the allowed forms"
     types = schema.get("type")
     if types is not None:
         allowed = [types] if isinstance(types, str) else list(types)

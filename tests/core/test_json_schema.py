@@ -50,3 +50,12 @@ def test_exclusive_bounds(value: float, message: str | None) -> None:
 def test_a_keyword_it_does_not_check_is_refused_rather_than_ignored() -> None:
     with pytest.raises(ValueError, match="oneOf"):
         first_error("x", {"oneOf": [{"type": "string"}]})
+
+
+def test_an_object_that_fits_no_form_is_told_what_each_form_lacks() -> None:
+    prediction = {"type": "object", "title": "a prediction", "required": ["id", "features", "timestamp"]}
+    feedback = {"type": "object", "title": "feedback", "required": ["id", "label", "timestamp"]}
+    schema = {"anyOf": [prediction, feedback]}
+    assert first_error({"id": "p1", "features": {}}, schema) == (
+        "the body fits none of its forms: as a prediction, 'timestamp' is required; as feedback, 'label' is required")
+    assert first_error({"id": "p1", "label": 1, "timestamp": "t"}, schema) is None
