@@ -107,6 +107,19 @@ class RegistryService:
         self._events = events
         self.actuator = actuator if actuator is not None and actuator.name != "routing_table" else None
 
+    def sweep_unregistered_uploads(self, *, older_than_seconds: float = 86400.0) -> int:
+        """Remove uploads that no version references after a day (a register that never came); returns how many.
+
+        Run before the API serves: a sweep during an upload-then-register pair could take its bytes.
+        """
+        keep: set[str] = set()
+        for model in self.registry.list_models():
+            for version in self.registry.list_versions(model.name):
+                keep.add(version.artifact_name)
+                if version.reference_name:
+                    keep.add(version.reference_name)
+        return self.artifacts.remove_unreferenced(keep, older_than_seconds=older_than_seconds)
+
     def _publish(self, kind: str, payload: dict[str, Any]) -> None:
         if self._events is not None:
             self._events(kind, payload)
