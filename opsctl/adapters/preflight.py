@@ -117,3 +117,14 @@ def preflight(settings: Settings) -> None:
         if not daemon.token_file:
             raise ConfigError("tcp_listen requires token_file", key="daemon.token_file")
         read_token_file(Path(daemon.token_file))
+    check_http_files(settings)
+
+
+def check_http_files(settings: Settings) -> None:
+    """The password, credential, header, CA and client-certificate files of [prometheus] and
+    [alertmanager] exist and are readable (their content is never printed)."""
+    from opsctl.adapters.http_config import check_files
+
+    check_files(settings.prometheus.http, "prometheus")
+    if settings.alertmanager.alertmanager_urls:
+        check_files(settings.alertmanager.http, "alertmanager")

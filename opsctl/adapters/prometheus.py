@@ -35,8 +35,26 @@ from typing import Any
 
 import httpx
 
+from opsctl.adapters.http_config import (
+    Authorization,
+    BasicAuth,
+    HeaderValues,
+    HttpConfig,
+    TlsConfig,
+    build_client,
+    check_http_fields,
+    describe_http_error,
+    describe_status,
+)
 from opsctl.core.sla import FleetSample, VersionSample
-from opsctl.errors import MetricsSourceError, NoDataError, PrometheusUnreachable, StaleDataError
+from opsctl.errors import (
+    ConfigError,
+    MetricsAuthError,
+    MetricsSourceError,
+    NoDataError,
+    PrometheusUnreachable,
+    StaleDataError,
+)
 
 _BY = "by ({model_label}, {version_label})"
 
@@ -125,12 +143,18 @@ class PrometheusSettings:
     # Extra equality matchers put into every {selector}, e.g. {env = "prod"}; values are escaped.
     matchers: dict[str, str] = field(default_factory=dict)
     queries: QueryTemplates = field(default_factory=QueryTemplates)
+    # Prometheus' own http_config names (see opsctl.adapters.http_config): auth, TLS, tenant headers.
+    connect_timeout_seconds: float | None = None
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
+    tls_config: TlsConfig = field(default_factory=TlsConfig)
+    http_headers: dict[str, str | HeaderValues] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not re.match(r"^https?://[^\s/]+", self.url):
             raise ValueError(f"url must be an http:// or https:// URL, got {self.url!r}")
-        if not self.timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds must be > 0, got {self.timeout_seconds}")
+        check_http_fields(self.timeout_seconds, self.connect_timeout_seconds, self.basic_auth, self.authorization,
+                          self.http_headers)
         for key in ("model_label", "version_label"):
             value = getattr(self, key)
             if not _LABEL_NAME.fullmatch(value) or value.startswith("__"):
@@ -144,6 +168,13 @@ class PrometheusSettings:
         for name in self.matchers:
             if not _LABEL_NAME.fullmatch(name):
                 raise ValueError(f"matchers: {name!r} is not a Prometheus label name")
+
+    @property
+    def http(self) -> HttpConfig:
+        """The connection settings as the one value both the Prometheus and Alertmanager clients take."""
+        return HttpConfig(timeout_seconds=self.timeout_seconds, connect_timeout_seconds=self.connect_timeout_seconds,
+                          basic_auth=self.basic_auth, authorization=self.authorization, tls_config=self.tls_config,
+                          http_headers=self.http_headers)
 
     @property
     def staleness_window(self) -> str:
@@ -208,7 +239,16 @@ class PrometheusSource:
     def __init__(self, settings: PrometheusSettings, client: httpx.Client | None = None) -> None:
         self.settings = settings
         self._own_client = client is None
-        self._client = client or httpx.Client(timeout=settings.timeout_seconds)
+        # A missing or unreadable secret file is reported by every query (health shows the version
+        # unknown with this reason) rather than failing the daemon's start.
+        self._client_error: ConfigError | None = None
+        if client is None:
+            try:
+                client = build_client(settings.http, "prometheus")
+            except ConfigError as error:
+                self._client_error = error
+                client = httpx.Client(timeout=settings.timeout_seconds)
+        self._client = client
         self._lock = threading.Lock()
         self.queries_sent = 0
 
@@ -246,16 +286,24 @@ class PrometheusSource:
         if at is not None:
             data["time"] = f"{at.timestamp():.3f}"
         url = f"{self.settings.url.rstrip('/')}/api/v1/query"
+        if self._client_error is not None:
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {self._client_error}")
         with self._lock:
             self.queries_sent += 1
         try:
-            response = self._client.post(url, data=data, timeout=self.settings.timeout_seconds)
+            response = self._client.post(url, data=data)
         except httpx.TimeoutException as error:
             raise PrometheusUnreachable(
                 f"Prometheus at {self.settings.url} timed out after {self.settings.timeout_seconds:g}s"
             ) from error
         except httpx.TransportError as error:
+            reason = describe_http_error(error, self.settings.url)
+            if reason.startswith("TLS:"):
+                raise MetricsAuthError(reason) from error
             raise PrometheusUnreachable(f"Prometheus at {self.settings.url} unreachable: {error}") from error
+        refused = describe_status(response.status_code, self.settings.url)
+        if refused is not None:
+            raise MetricsAuthError(refused)
         if response.status_code >= 500:
             raise PrometheusUnreachable(
                 f"Prometheus at {self.settings.url} answered HTTP {response.status_code}: "
