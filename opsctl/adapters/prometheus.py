@@ -331,6 +331,34 @@ class PrometheusSource:
             series.append((dict(item.get("metric", {})), value))
         return series
 
+    def api_get(self, path: str, params: Mapping[str, str | list[str]] | None = None) -> Any:
+        """GET one of Prometheus' read APIs (``/api/v1/labels``, ``/api/v1/targets``...); its ``data``.
+
+        Same client, credentials and errors as :meth:`query` (``opsctl doctor`` uses it)."""
+        if self._client_error is not None:
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {self._client_error}")
+        url = f"{self.settings.url.rstrip('/')}{path}"
+        try:
+            response = self._client.get(url, params=params)
+        except httpx.TimeoutException as error:
+            raise PrometheusUnreachable(f"Prometheus at {self.settings.url} timed out") from error
+        except httpx.TransportError as error:
+            reason = describe_http_error(error, self.settings.url)
+            if reason.startswith("TLS:"):
+                raise MetricsAuthError(reason) from error
+            raise PrometheusUnreachable(f"Prometheus at {self.settings.url} unreachable: {error}") from error
+        refused = describe_status(response.status_code, self.settings.url)
+        if refused is not None:
+            raise MetricsAuthError(refused)
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise MetricsSourceError(f"Prometheus at {self.settings.url} sent a non-JSON answer to {path} "
+                                     f"(HTTP {response.status_code})") from error
+        if response.status_code != 200 or body.get("status") != "success":
+            raise MetricsSourceError(f"Prometheus refused {path}: {body.get('error', response.status_code)}")
+        return body.get("data")
+
     def fetch_fleet(self, now: datetime, *, model: str | None = None) -> FleetSample:
         """One health cycle: one query per SLA metric for the whole fleet (or one model)."""
         s = self.settings
