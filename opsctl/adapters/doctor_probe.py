@@ -72,8 +72,11 @@ class PrometheusProbe:
         return (None if value is None else value - (started + ended) / 2), ended - started
 
     def metric_names(self) -> list[str]:
+        """Metric names Prometheus has, within the ``[prometheus] matchers`` (a team's slice of a shared one)."""
         if self._names is None:
-            self._names = [str(n) for n in self.source.api_get("/api/v1/label/__name__/values") or []]
+            scope = promql_selector(dict(self.settings.matchers))
+            params = {"match[]": f"{{{scope}}}"} if scope else None
+            self._names = [str(n) for n in self.source.api_get("/api/v1/label/__name__/values", params) or []]
         return self._names
 
     def targets(self) -> tuple[list[float], list[str]]:
@@ -121,7 +124,9 @@ class PrometheusProbe:
         names = self.metric_names()
         if metric not in names:
             return SelectorFacts(text, metric, False, False, similar_metrics=similar_names(metric, names))
-        labels = tuple(sorted(str(n) for n in self.source.api_get("/api/v1/labels", {"match[]": metric}) or []))
+        team = promql_selector(dict(s.matchers))
+        labels = tuple(sorted(str(n) for n in self.source.api_get(
+            "/api/v1/labels", {"match[]": f"{metric}{{{team}}}"}) or []))
         if scope not in text:
             # Not scoped to the version by the template ({selector} is elsewhere, e.g. `up` in availability):
             # only its existence says anything.

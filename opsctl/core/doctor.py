@@ -135,7 +135,8 @@ def diagnose_query(facts: QueryFacts, *, model_label: str, version_label: str) -
                            **where)
     return Finding(check, Status.FAIL,
                    "no series, although every metric it reads has series for this version: the expression "
-                   "itself drops them (aggregation labels, a join, a function)",
+                   "itself drops them (aggregation labels, a join, a function), or rate() has fewer than two "
+                   "samples in the window yet",
                    f"run the query from `opsctl doctor -o json` in the Prometheus UI and fix [prometheus.queries] "
                    f"{facts.name}", **where)
 

@@ -130,6 +130,7 @@ _LIGHT_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["demo", "status", "--state-dir", "{demo}", "-o", "json"], _HEAVY),
     (["incident", "timeline", "--since", "1h", "-o", "json"], _HEAVY),
     (["checklist", "-o", "json"], _HEAVY),
+    (["doctor", "-o", "json"], _HEAVY),
     (["report", "--since", "1h"], _HEAVY),
     (["drift", "fraud-detector", "-o", "json"], ("numpy", "pandas")),
 ]
