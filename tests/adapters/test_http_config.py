@@ -313,3 +313,17 @@ def test_wrong_alertmanager_password_is_named(secure_alertmanagers: Any, tls_fil
     assert result.error.startswith(f"TLS: unknown authority at {am.url}")
     notifier.close()
     other_ca.close()
+
+
+def test_the_checklist_reads_rules_and_receivers_with_the_same_credentials(
+        secure_prometheus: SecurePrometheus, secure_alertmanagers: Any, tls_files: TlsFiles) -> None:
+    from opsctl.adapters.checklist_probe import alertmanager_receivers, prometheus_rule_names
+
+    settings = secure_settings(secure_prometheus)
+    rules, error = prometheus_rule_names(secure_prometheus.url, 2.0, settings.http)
+    assert rules == () and error == ""  # answered: this Prometheus has no rule files
+    rules, error = prometheus_rule_names(secure_prometheus.url, 2.0)
+    assert rules is None and "CERTIFICATE_VERIFY_FAILED" in error
+    am = secure_alertmanagers[0]
+    receivers, error = alertmanager_receivers(am.url, 2.0, _pair_settings(tls_files, [am.url]).http)
+    assert receivers == 1 and error == ""
