@@ -51,6 +51,7 @@ class DaemonCheck:
 
     up: bool
     detail: str
+    failing_jobs: tuple[str, ...] = ()  # "name: last summary" of jobs whose last run failed
 
 
 # A prediction log untouched for this many ingest intervals (at least an hour) is "not recent".
@@ -82,8 +83,13 @@ def _daemon_findings(settings: Settings, daemon_check: Callable[[], DaemonCheck]
     daemon = settings.daemon
     out: list[Finding] = []
     answer = daemon_check()
-    out.append(Finding("daemon", Status.OK if answer.up else Status.FAIL, answer.detail,
-                       "" if answer.up else f"start it: {daemon.start_command}"))
+    if not answer.up:
+        out.append(Finding("daemon", Status.FAIL, answer.detail, f"start it: {daemon.start_command}"))
+    elif answer.failing_jobs:
+        out.append(Finding("daemon", Status.WARN, f"{answer.detail}; jobs whose last run failed: "
+                           + "; ".join(answer.failing_jobs), "see `opsctl status` and the daemon's log"))
+    else:
+        out.append(Finding("daemon", Status.OK, answer.detail))
     socket = Path(daemon.socket)
     try:
         check_socket_path(socket)

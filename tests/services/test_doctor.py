@@ -255,6 +255,12 @@ def test_prometheus_down_is_named_and_the_query_checks_are_unknown(tmp_path: Pat
     assert "Prometheus is running" in prometheus.fix
     assert finding(report, "queries").status is Status.UNKNOWN
     assert report.exit_code == EXIT_FAIL
+    # A daemon that is up but whose health job keeps failing is a warning with the job's own summary.
+    failing = DaemonCheck(True, "up (injected)", ("health: PrometheusUnreachable: ...",))
+    with_daemon = run_doctor(settings, SystemClock(), lambda: failing)
+    daemon = finding(with_daemon, "daemon")
+    assert daemon.status is Status.WARN
+    assert "jobs whose last run failed: health: PrometheusUnreachable" in daemon.summary
 
 
 def test_wrong_password_is_named(tmp_path: Path, secure_prometheus: SecurePrometheus) -> None:

@@ -31,9 +31,9 @@ def doctor(ctx: CliContext) -> int:
         except OpsctlError as error:
             return DaemonCheck(False, f"the daemon answered with an error: {error}")
         jobs = status.get("jobs", [])
-        failing = [j.get("name", "?") for j in jobs if j.get("last_ok") is False]
-        detail = f"up at {settings.daemon.socket}"
-        return DaemonCheck(True, detail + (f"; jobs whose last run failed: {', '.join(failing)}" if failing else ""))
+        failing = tuple(f"{j.get('name', '?')}: {j.get('last_summary', '')}"[:300] for j in jobs
+                        if j.get("last_ok") is False)
+        return DaemonCheck(True, f"up at {settings.daemon.socket}", failing)
 
     report = run_doctor(settings, SystemClock(), daemon_check)
     if ctx.out.json:
