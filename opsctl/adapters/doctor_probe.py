@@ -169,6 +169,8 @@ def alertmanager_reachable(settings: AlertmanagerSettings, url: str) -> tuple[bo
             response = client.get(f"{url.rstrip('/')}/api/v2/status")
         except httpx.TransportError as error:
             return False, describe_http_error(error, url)
+        except ConfigError as error:  # a secret file became unreadable
+            return False, str(error)
     refused = describe_status(response.status_code, url)
     if refused:
         return False, refused

@@ -19,8 +19,8 @@ A block written for a Prometheus scrape or remote-read config can be copied unde
     X-Scope-OrgID = "team-a"                    # a plain value, or Prometheus' form:
     X-Extra = { values = ["a"], files = ["/etc/opsctl/extra-header"] }
 
-Secrets only ever come from files, read when a client is built (so a rotated file is picked up by the
-next SIGHUP reload); the settings hold paths, never secret values, so neither logs nor
+Secrets only ever come from files, read at every request (so a rotated password or token is used at
+once); the settings hold paths, never secret values, so neither logs nor
 ``opsctl config check`` can print one. :func:`check_files` is what ``config check`` and the daemon's
 preflight run; :func:`describe_http_error` turns httpx/TLS failures into the one-line reasons shown in
 health and status ("authentication failed (401) at URL", "TLS: unknown authority ...").
@@ -28,8 +28,10 @@ health and status ("authentication failed (401) at URL", "TLS: unknown authority
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,7 +223,7 @@ def _ssl_context(http: HttpConfig, section: str) -> ssl.SSLContext | bool:
 
 
 def headers(http: HttpConfig, section: str) -> dict[str, str]:
-    """The request headers: authorization (from its file) and the configured extra headers."""
+    """The request headers: authorization (from its file or basic auth) and the configured extra headers."""
     out: dict[str, str] = {}
     for name, value in http.http_headers.items():
         if isinstance(value, str):
@@ -232,18 +234,33 @@ def headers(http: HttpConfig, section: str) -> dict[str, str]:
     if http.authorization is not None:
         credentials = _read_secret(http.authorization.credentials_file, f"{section}.authorization.credentials_file")
         out["Authorization"] = f"{http.authorization.type} {credentials}"
+    elif http.basic_auth is not None:
+        password = _read_secret(http.basic_auth.password_file, f"{section}.basic_auth.password_file")
+        token = base64.b64encode(f"{http.basic_auth.username}:{password}".encode()).decode("ascii")
+        out["Authorization"] = f"Basic {token}"
     return out
 
 
-def build_client(http: HttpConfig, section: str) -> httpx.Client:
-    """An ``httpx.Client`` carrying this config's auth, TLS and headers (reads the secret files now).
+class _FileSecrets(httpx.Auth):
+    """Reads the secret files at every request, so a rotated password or token is used at once (no restart,
+    no reload); a file that became unreadable raises ConfigError naming the key."""
 
-    Raises ConfigError naming the key when a file is missing or unreadable.
+    def __init__(self, http: HttpConfig, section: str) -> None:
+        self._http = http
+        self._section = section
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers.update(headers(self._http, self._section))
+        yield request
+
+
+def build_client(http: HttpConfig, section: str) -> httpx.Client:
+    """An ``httpx.Client`` carrying this config's auth, TLS and headers.
+
+    Reads every secret file once now (raises ConfigError naming the key when one is missing or
+    unreadable), then again at each request.
     """
-    auth = None
-    if http.basic_auth is not None:
-        password = _read_secret(http.basic_auth.password_file, f"{section}.basic_auth.password_file")
-        auth = httpx.BasicAuth(http.basic_auth.username, password)
+    headers(http, section)
     timeout = httpx.Timeout(http.timeout_seconds, connect=http.connect_timeout_seconds or http.timeout_seconds)
     transport = None
     verify = _ssl_context(http, section)
@@ -251,8 +268,7 @@ def build_client(http: HttpConfig, section: str) -> httpx.Client:
         # Verify the certificate against server_name while connecting to the URL's host (an IP, a
         # load balancer): httpx passes the request extension through to the TLS handshake.
         transport = _ServerNameTransport(http.tls_config.server_name, verify=verify)
-    return httpx.Client(auth=auth, headers=headers(http, section), timeout=timeout, verify=verify,
-                        transport=transport)
+    return httpx.Client(auth=_FileSecrets(http, section), timeout=timeout, verify=verify, transport=transport)
 
 
 class _ServerNameTransport(httpx.HTTPTransport):

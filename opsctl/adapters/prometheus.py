@@ -292,6 +292,8 @@ class PrometheusSource:
             self.queries_sent += 1
         try:
             response = self._client.post(url, data=data)
+        except ConfigError as error:  # a secret file became unreadable since the client was built
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {error}") from error
         except httpx.TimeoutException as error:
             raise PrometheusUnreachable(
                 f"Prometheus at {self.settings.url} timed out after {self.settings.timeout_seconds:g}s"
@@ -340,6 +342,8 @@ class PrometheusSource:
         url = f"{self.settings.url.rstrip('/')}{path}"
         try:
             response = self._client.get(url, params=params)
+        except ConfigError as error:
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {error}") from error
         except httpx.TimeoutException as error:
             raise PrometheusUnreachable(f"Prometheus at {self.settings.url} timed out") from error
         except httpx.TransportError as error:

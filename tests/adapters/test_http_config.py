@@ -327,3 +327,18 @@ def test_the_checklist_reads_rules_and_receivers_with_the_same_credentials(
     am = secure_alertmanagers[0]
     receivers, error = alertmanager_receivers(am.url, 2.0, _pair_settings(tls_files, [am.url]).http)
     assert receivers == 1 and error == ""
+
+
+def test_a_rotated_password_is_used_at_the_next_query(tmp_path: Path, secure_prometheus: SecurePrometheus) -> None:
+    password = tmp_path / "password"
+    password.write_text(secure_prometheus.tls.password.read_text())
+    with PrometheusSource(secure_settings(secure_prometheus, password=password)) as source:
+        assert source.query("vector(1)")[0][1] == 1.0
+        password.write_text("rotated on the server side first\n")
+        with pytest.raises(MetricsAuthError, match=r"authentication failed \(401\)"):
+            source.query("vector(1)")
+        password.write_text(secure_prometheus.tls.password.read_text())
+        assert source.query("vector(1)")[0][1] == 1.0
+        password.unlink()
+        with pytest.raises(MetricsAuthError, match=r"password_file.*does not exist"):
+            source.query("vector(1)")
