@@ -130,6 +130,9 @@ def _prometheus_findings(settings: Settings, probe: PrometheusProbe, now: dateti
         out.append(Finding("queries", Status.UNKNOWN, "not checked: Prometheus did not answer"))
         return out
     out.append(Finding("prometheus", Status.OK, f"{prom.url} answers ({prom.http.scheme_note})"))
+    if prom.tls_config.insecure_skip_verify:
+        out.append(Finding("prometheus TLS", Status.WARN, "insecure_skip_verify = true: any server can pose as "
+                           "Prometheus and feed health verdicts", "set [prometheus.tls_config] ca_file instead"))
     out.append(diagnose_clock_skew(skew, round_trip, prom.staleness_seconds))
     try:
         intervals, down = probe.targets()
