@@ -163,12 +163,16 @@ class AlertmanagerNotifier:
         self.config_error = ""
         am_client = client
         if am_client is None and settings.alertmanager_urls:
+            # A missing or unreadable file is reported with every delivery (and by `opsctl doctor`) instead of
+            # failing the daemon's start; a secret file is read again at each delivery, so fixing it is enough.
             try:
                 am_client = build_client(settings.http, "alertmanager")
-            except ConfigError as error:
-                # Reported with every delivery (and by `opsctl doctor`) instead of failing the daemon's start.
-                self.config_error = str(error)
-                am_client = httpx.Client(timeout=settings.timeout_seconds)
+            except ConfigError:
+                try:
+                    am_client = build_client(settings.http, "alertmanager", check_secrets=False)
+                except ConfigError as error:  # an unusable CA or client certificate
+                    self.config_error = str(error)
+                    am_client = httpx.Client(timeout=settings.timeout_seconds)
             self._own_clients.append(am_client)
         webhook_client = client
         if webhook_client is None and settings.webhook_url:

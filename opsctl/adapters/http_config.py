@@ -254,13 +254,15 @@ class _FileSecrets(httpx.Auth):
         yield request
 
 
-def build_client(http: HttpConfig, section: str) -> httpx.Client:
+def build_client(http: HttpConfig, section: str, *, check_secrets: bool = True) -> httpx.Client:
     """An ``httpx.Client`` carrying this config's auth, TLS and headers.
 
-    Reads every secret file once now (raises ConfigError naming the key when one is missing or
-    unreadable), then again at each request.
+    Reads every secret file now (raises ConfigError naming the key when one is missing or unreadable;
+    ``check_secrets=False`` skips that, for a client that should start working once the file is fixed),
+    then again at each request. A CA or client certificate that cannot be loaded always raises.
     """
-    headers(http, section)
+    if check_secrets:
+        headers(http, section)
     timeout = httpx.Timeout(http.timeout_seconds, connect=http.connect_timeout_seconds or http.timeout_seconds)
     transport = None
     verify = _ssl_context(http, section)

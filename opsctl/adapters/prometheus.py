@@ -239,15 +239,18 @@ class PrometheusSource:
     def __init__(self, settings: PrometheusSettings, client: httpx.Client | None = None) -> None:
         self.settings = settings
         self._own_client = client is None
-        # A missing or unreadable secret file is reported by every query (health shows the version
-        # unknown with this reason) rather than failing the daemon's start.
+        # A missing or unreadable secret, CA or certificate file is reported by every query (health shows
+        # the version unknown with this reason) rather than failing the daemon's start.
         self._client_error: ConfigError | None = None
         if client is None:
             try:
                 client = build_client(settings.http, "prometheus")
-            except ConfigError as error:
-                self._client_error = error
-                client = httpx.Client(timeout=settings.timeout_seconds)
+            except ConfigError:
+                try:  # an unreadable secret file: every query says so until it is fixed
+                    client = build_client(settings.http, "prometheus", check_secrets=False)
+                except ConfigError as error:  # an unusable CA or client certificate
+                    self._client_error = error
+                    client = httpx.Client(timeout=settings.timeout_seconds)
         self._client = client
         self._lock = threading.Lock()
         self.queries_sent = 0

@@ -342,3 +342,13 @@ def test_a_rotated_password_is_used_at_the_next_query(tmp_path: Path, secure_pro
         password.unlink()
         with pytest.raises(MetricsAuthError, match=r"password_file.*does not exist"):
             source.query("vector(1)")
+
+
+def test_a_secret_file_missing_at_start_works_once_it_appears(tmp_path: Path,
+                                                              secure_prometheus: SecurePrometheus) -> None:
+    password = tmp_path / "late-password"
+    with PrometheusSource(secure_settings(secure_prometheus, password=password)) as source:
+        with pytest.raises(MetricsAuthError, match=r"password_file.*does not exist"):
+            source.query("vector(1)")
+        password.write_text(secure_prometheus.tls.password.read_text())
+        assert source.query("vector(1)")[0][1] == 1.0
