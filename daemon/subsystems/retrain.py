@@ -55,7 +55,15 @@ def start(state: DaemonState) -> None:
 def jobs(state: DaemonState) -> list[JobSpec]:
     service = state.services.retrain
 
+    canary = state.services.canary
+
     def run() -> JobOutcome:
+        # Runs whose canary ended while nothing listened (a restart between the finish and the
+        # notice) follow it here.
+        for record in canary.store.list_latest():
+            if record.state.terminal:
+                service.canary_ended(record.model, record.state.canary_version, record.state.phase.value,
+                                     record.state.reason)
         results = service.check_schedules()
         started = [r.run.model for r in results if r.started and r.run is not None]
         summary = f"scheduled runs started: {', '.join(started)}" if started else "no schedule due"
