@@ -157,6 +157,10 @@ _RUN = {"type": "object", "required": ["id", "model", "trigger", "status", "star
                        "status": _STR, "started_at": _STR, "finished_at": {"type": ["string", "null"]},
                        "parent_version": {"type": ["string", "null"]},
                        "candidate_version": {"type": ["string", "null"]}, "decision": {"type": ["object", "null"]},
+                       "triggers": {"type": "array", "items": {
+                           "type": "object", "required": ["kind", "reason", "actor", "at", "verdict"],
+                           "properties": {"kind": _STR, "reason": _STR, "actor": _STR, "at": _STR,
+                                          "verdict": {"enum": ["started", "joined", "held"]}}}},
                        "error": {"type": ["string", "null"]}, "logs": _STR}}
 
 SUBSYSTEM = Subsystem(

@@ -484,6 +484,7 @@ class RetrainDecision:
             "champion_metrics": dict(self.champion_metrics),
             "challenger_metrics": dict(self.challenger_metrics),
             "reason": self.reason,
+            "headline": self.headline,
         }
 
     @property

@@ -335,8 +335,9 @@ class Fleet:
         data = event.get("data") or {}
         if kind == "job" and data.get("ok"):
             return  # routine successful job runs would push the audit trail off the panel
-        if kind == "retrain" and data.get("event") in ("log", "progress"):
-            return  # a training's log lines belong to the retrain panel, not the fleet's event feed
+        if kind == "retrain" and data.get("event") in ("log", "progress", "held"):
+            # A training's log lines belong to the retrain panel; a held trigger's audit entry is its feed line.
+            return
         if not is_news(kind, data):
             return  # a check that found what it found last time: a heartbeat, not news
         key = f"audit:{data.get('id')}" if kind == "audit" and "id" in data else f"{kind}:{event.get('id')}"
@@ -391,16 +392,24 @@ def is_news(kind: str, data: Mapping[str, Any]) -> bool:
     return verdict is not None and verdict != data.get("previous")
 
 
+# Audit actions of the drift -> retrain -> canary story whose detail says what happened.
+STORY_ACTIONS = frozenset({"drift", "retrain", "retrain-held", "retrain-trained", "retrain-decision"})
+
+
 def describe_event(entry: Mapping[str, Any]) -> str:
     """One human line for a feed entry."""
     kind, data = entry["kind"], entry.get("data") or {}
     at = entry.get("at") or ""
     when = at[11:19] if len(at) >= 19 else at
     if kind == "audit":
-        versions = " -> ".join(v for v in (data.get("from_version"), data.get("to_version")) if v)
+        action = str(data.get("action", "?"))
         who = f" by {data['actor']}" if data.get("actor") else ""
+        if data.get("detail") and (action in STORY_ACTIONS or action.startswith("canary_")):
+            # What happened, in its own words: a decision or a verdict is not a version change.
+            return f"{when} {action} {data.get('model') or ''}: {data['detail']}{who}"
+        versions = " -> ".join(v for v in (data.get("from_version"), data.get("to_version")) if v)
         reason = f" ({data['reason']})" if data.get("reason") else ""
-        return f"{when} {data.get('action', '?')} {data.get('model') or ''} {versions}{who}{reason}".rstrip()
+        return f"{when} {action} {data.get('model') or ''} {versions}{who}{reason}".rstrip()
     if kind == "job":
         verdict = "ok" if data.get("ok") else "FAILED"
         return f"{when} job {data.get('job', '?')} {verdict} {data.get('summary') or ''}".rstrip()
@@ -422,7 +431,10 @@ def describe_event(entry: Mapping[str, Any]) -> str:
         return (f"{when} {kind} {data.get('model', '?')} {data.get('version', '')}"
                 f" {data.get('previous') or '-'} -> {data.get('verdict')}{detail if features else ''}")
     if kind == "retrain":
-        return f"{when} retrain {data.get('model', '?')} {data.get('status') or data.get('event') or ''}".rstrip()
+        status = data.get("status") or data.get("event") or ""
+        candidate = f" {data['candidate_version']}" if data.get("candidate_version") else ""
+        message = f": {data['message']}" if data.get("message") else ""
+        return f"{when} retrain {data.get('model', '?')}{candidate} {status}{message}".rstrip()
     summary = data.get("summary") or data.get("reason") or data.get("model") or ""
     return f"{when} {kind} {summary}".rstrip()
 
