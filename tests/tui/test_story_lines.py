@@ -72,3 +72,29 @@ def test_the_retrain_tab_names_every_trigger_and_the_decision_with_numbers() -> 
     assert "performance started:[/] performance drop on fraud-detector 1.0.0: recall 0.612 < floor 0.700" in lines[2]
     assert lines[3].strip() == "canary for 1.0.2: roc_auc +0.0300 over 1.0.0 >= margin 0.01"
     assert lines[4].strip() == "canary of 1.0.2 rolled back: accuracy 0.61 below production's"
+
+
+def test_canary_evaluations_that_change_nothing_and_deployment_echoes_stay_out_of_the_feed() -> None:
+    fleet = Fleet()
+    now = datetime(2026, 3, 2, 9, 0, 5, tzinfo=UTC)
+    doc = {"model": "fraud-detector", "canary_version": "1.0.1", "phase": "progressing", "stage": 1, "stages": 2,
+           "weight": 20.0, "failed_checks": 0, "verdict": "inconclusive", "transition": "stage 1 evaluated"}
+
+    def canary(number: int, **changes: object) -> None:
+        event = {"id": number, "at": AT, "data": {**doc, **changes}}
+        fleet.apply_event("canary", event, now)
+        fleet.apply_canary(event["data"])  # as the app does, after the feed
+
+    canary(1)
+    for number in range(2, 12):  # an evaluation every 3 s, all inconclusive
+        canary(number)
+    canary(12, verdict="pass")
+    canary(13, verdict="pass", stage=2, weight=50.0)
+    canary(14, verdict="fail", failed_checks=1)
+    fleet.apply_event("deployment", {"id": 15, "at": AT, "data": {"model": "fraud-detector", "generation": 9}}, now)
+    lines = [describe_event(e) for e in fleet.feed.values()]
+    assert lines == [
+        "09:00:05 canary fraud-detector 1.0.1 progressing stage 1/2 20% gates inconclusive stage 1 evaluated",
+        "09:00:05 canary fraud-detector 1.0.1 progressing stage 1/2 20% gates pass stage 1 evaluated",
+        "09:00:05 canary fraud-detector 1.0.1 progressing stage 2/2 50% gates pass stage 1 evaluated",
+        "09:00:05 canary fraud-detector 1.0.1 progressing stage 1/2 20% gates fail failed checks 1 stage 1 evaluated"]
