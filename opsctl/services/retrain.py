@@ -255,7 +255,7 @@ class RetrainService:
             decision = decide_trigger(trigger=trigger, latest=None if latest is None else latest.ref(),
                                       cooldown_seconds=policy.cooldown_seconds, now=now)
             in_flight = None
-            if decision.verdict is TriggerVerdict.START and trigger != "manual":
+            if decision.verdict is not TriggerVerdict.JOIN and trigger != "manual":
                 in_flight = _canary_in_flight(tx, model)
             if decision.verdict is TriggerVerdict.JOIN:
                 assert latest is not None
@@ -268,7 +268,7 @@ class RetrainService:
                                     detail=f"joined run {latest.id}: {decision.message}", now=now)
                 result = TriggerResult(decision.verdict, decision.message, joined)
             elif decision.verdict is TriggerVerdict.COOLDOWN or in_flight is not None:
-                if in_flight is not None:
+                if in_flight is not None and decision.verdict is TriggerVerdict.START:
                     why, cause = f"the canary of {model} {in_flight} is still deciding", f"canary {in_flight}"
                     result = TriggerResult(TriggerVerdict.COOLDOWN, f"held: {why}", latest, policy.cooldown_seconds)
                 else:
@@ -276,6 +276,8 @@ class RetrainService:
                     wait = decision.retry_after_seconds or 0.0
                     why = (f"cooldown, {wait:.0f} s left after run {latest.id}"
                            f" ({latest.status.value} at {utc_iso(latest.finished_at or latest.started_at)})")
+                    if in_flight is not None:  # both hold it; the canary may well outlast the cooldown
+                        why += f"; the canary of {model} {in_flight} is still deciding"
                     cause = f"cooldown after {latest.id}"
                     result = TriggerResult(decision.verdict, decision.message, latest, decision.retry_after_seconds)
                 held_audit = self._hold(tx, model, ask, actor, why, cause)

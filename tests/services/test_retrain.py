@@ -567,11 +567,18 @@ def test_automatic_triggers_are_held_while_the_candidates_canary_decides(tmp_pat
     retrain = world.retrain(start_canary=start)
     first = finished(retrain, retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB).run.id)  # type: ignore[union-attr]
     assert first.status is RunStatus.CANARY_STARTED
+    retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)  # inside the cooldown, with the canary deciding
     clock.advance(100_000)  # far past any cooldown: only the canary in flight holds the drift job now
     held = retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)
     assert not held.started and held.verdict.value == "cooldown"
     assert held.message == f"held: the canary of {MODEL} 1.2.4 is still deciding"
     assert held.run is not None and held.run.id == first.id
+    # Each cause is one audit entry: both holds at first, then the canary alone.
+    holds = [e.detail for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-held"]
+    assert len(holds) == 2, holds
+    assert holds[0].startswith(f"retrain held: cooldown, 3600 s left after run {first.id} (canary_started at ")
+    assert f"; the canary of {MODEL} 1.2.4 is still deciding; drift asked (PSI 0.4 on x)" in holds[0]
+    assert holds[1] == f"retrain held: the canary of {MODEL} 1.2.4 is still deciding; drift asked (PSI 0.4 on x)"
     # Once the canary has decided, the same trigger starts a run again.
     for _ in range(200):
         clock.advance(5)
