@@ -55,10 +55,8 @@ min_labels = 1000000
 cooldown_seconds = 20
 schedule_check_seconds = 3.0
 
-# 12000 fresh rows: a retrain on the drifted data then beats 1.0.0 clear of the 0.01 AUC margin (a keep is
-# still a valid story: held by the cooldown, then a second run).
-[retrain.models.fraud-detector.params]
-n_samples = "12000"
+# The demo's 4000 fresh rows train in seconds; about one run in six lands under the 0.01 AUC margin and is
+# kept, which is a story too (held by the cooldown, then a second run), so the test reads either.
 
 # The canary of tests/demo/test_canary_retrain_e2e.py: decided within a minute at 20 req/s.
 [canary]
@@ -181,9 +179,15 @@ def test_drift_story_reads_in_order_and_the_feed_holds_only_news(demo: Demo) -> 
 
             events = wait_for(ended, 240, 1.0, what="drift -> retrain -> canary -> its end", context=demo.tail)
             # The run follows its canary's end (the notice comes with the finish, or at the next schedule tick).
-            end = next(e["action"] for e in events if e["action"] in ENDS)
-            runs = wait_for(lambda: (lambda r: r if r and r[0]["status"] == RUN_END[end] else None)(
-                ok(demo, "retrain", "runs", MODEL, "-o", "json")), 15, 0.5, what=f"the run to say {RUN_END[end]}")
+            ending = next(e for e in events if e["action"] in ENDS)
+            end = ending["action"]
+
+            def followed() -> dict[str, Any] | None:
+                runs = ok(demo, "retrain", "runs", MODEL, "-o", "json")
+                run = next(r for r in runs if r["candidate_version"] == ending["to_version"])
+                return run if run["status"] == RUN_END[end] else None
+
+            ran = wait_for(followed, 15, 0.5, what=f"the run to say {RUN_END[end]}")
         finally:
             ok(demo, "demo", "clear", MODEL, "-o", "json")
         # Keep the feed running until the daemon has done what a ten-minute demo does at the demo's own
@@ -234,8 +238,8 @@ def test_drift_story_reads_in_order_and_the_feed_holds_only_news(demo: Demo) -> 
     assert events[result]["detail"], events[result]
 
     # The run says who asked and how it ended; the TUI's history tab reads the same rows, in their own words.
-    assert runs[0]["candidate_version"] == candidate and runs[0]["status"] == RUN_END[end]
-    asks = runs[0]["triggers"]
+    assert ran["candidate_version"] == candidate and ran["status"] == RUN_END[end]
+    asks = ran["triggers"]
     assert asks and all(a["kind"] == "drift" and a["actor"] == "opsctld via drift" for a in asks), asks
     assert "v1" in asks[0]["reason"] and "v2" in asks[0]["reason"]
     shown = [describe_event({"kind": "audit", "at": e["at"], "data": e}) for e in events]
