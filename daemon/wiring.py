@@ -81,9 +81,12 @@ def build_services(settings: Callable[[], Settings], registry: Registry, artifac
                            notifier_factory=lambda alertmanager: AlertmanagerNotifier(alertmanager, clock=clock))
 
     def retrain_trigger(model: str, kind: str, reason: str) -> None:
+        actor = RETRAIN_ACTORS.get(kind, Actor("opsctld", None, kind))
         if settings().retrain.for_model(model) is None:
-            return  # no [retrain.models.MODEL] entry: this model is not retrained automatically
-        result = retrain.trigger(model, kind, reason, RETRAIN_ACTORS.get(kind, Actor("opsctld", None, kind)))
+            # Not retrained automatically: the story says so instead of ending at the drift.
+            retrain.skip(model, kind, reason, actor, f"{model} has no [retrain.models.{model}] entry")
+            return
+        result = retrain.trigger(model, kind, reason, actor)
         log.info("retrain requested", extra={"model": model, "trigger": kind, "verdict": result.verdict.value})
 
     drift = DriftService(

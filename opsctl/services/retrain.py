@@ -301,6 +301,31 @@ class RetrainService:
                 self._publish("audit", held_audit)
         return result
 
+    def skip(self, model: str, trigger: str, reason: str, actor: Actor, why: str) -> bool:
+        """An automatic trigger that cannot start a run (no ``[retrain.models.MODEL]`` entry, say): audited
+        (``retrain-skipped``) and announced once per reason, so the story says why nothing followed the drift.
+
+        Returns whether this call wrote the entry.
+        """
+        now = self.clock.now()
+        key, cause = f"retrain.skip.{model}.{trigger}", f"{why} | {reason}"
+        detail = f"retrain skipped: {why}; {trigger} asked ({reason or 'no reason given'})"
+        with self.registry.write() as tx:
+            if tx.get_kv(key) == cause:
+                return False
+            tx.put_kv(key, cause)
+            deployment = tx.get_deployment(model)
+            production = deployment.production_version if deployment else None
+            audit_id = tx.append_audit(actor=actor, action="retrain-skipped", model=model, from_version=production,
+                                       to_version=None, reason=reason, outcome=Outcome.NOOP, detail=detail, now=now)
+        self._publish("retrain", {"event": "skipped", "model": model, "trigger": trigger, "reason": reason,
+                                  "message": detail})
+        self._publish("audit", {"id": audit_id, "at": utc_iso(now), "actor": actor.user, "via": actor.via,
+                                "action": "retrain-skipped", "model": model, "from_version": production,
+                                "to_version": None, "reason": reason, "outcome": Outcome.NOOP.value,
+                                "detail": detail})
+        return True
+
     def _hold(self, tx: RegistryTx, model: str, ask: TriggerAsk, actor: Actor, why: str,
               cause: str) -> dict[str, Any] | None:
         """Keep a held ask for the next run; audit the hold once per cause and trigger kind.

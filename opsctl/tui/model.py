@@ -335,7 +335,7 @@ class Fleet:
         data = event.get("data") or {}
         if kind == "job" and data.get("ok"):
             return  # routine successful job runs would push the audit trail off the panel
-        if kind == "retrain" and data.get("event") in ("log", "progress", "held"):
+        if kind == "retrain" and data.get("event") in ("log", "progress", "held", "skipped"):
             # A training's log lines belong to the retrain panel; a held trigger's audit entry is its feed line.
             return
         if kind == "deployment":
@@ -397,7 +397,8 @@ def is_news(kind: str, data: Mapping[str, Any]) -> bool:
 
 
 # Audit actions of the drift -> retrain -> canary story whose detail says what happened.
-STORY_ACTIONS = frozenset({"drift", "retrain", "retrain-held", "retrain-trained", "retrain-decision"})
+STORY_ACTIONS = frozenset({"drift", "retrain", "retrain-held", "retrain-skipped", "retrain-trained",
+                           "retrain-decision"})
 
 
 _CANARY_NEWS = ("canary_version", "phase", "stage", "weight", "failed_checks", "verdict", "actuator_error")

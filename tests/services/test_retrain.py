@@ -588,3 +588,19 @@ def test_automatic_triggers_are_held_while_the_candidates_canary_decides(tmp_pat
     again = retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)
     assert again.started, again.message
     finished(retrain, again.run.id)  # type: ignore[union-attr]
+
+
+def test_a_skipped_trigger_is_audited_once_per_reason(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    retrain = world.retrain()
+    why = f"{MODEL} has no [retrain.models.{MODEL}] entry"
+    drift = "data drift on fraud 1.2.3: v1, v2"
+    assert retrain.skip(MODEL, "drift", drift, DRIFT_JOB, why)
+    assert not retrain.skip(MODEL, "drift", drift, DRIFT_JOB, why)  # the next check of the same drift
+    assert retrain.skip(MODEL, "drift", "data drift on fraud 1.2.3: v3", DRIFT_JOB, why)  # another drift
+    rows = [e for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-skipped"]
+    assert [(e.via, e.outcome.value, e.reason) for e in rows] == [("drift", "noop", drift),
+                                                                  ("drift", "noop", "data drift on fraud 1.2.3: v3")]
+    assert rows[0].detail == f"retrain skipped: {why}; drift asked ({drift})"
+    assert [d["action"] for k, d in world.events if k == "audit"] == ["retrain-skipped", "retrain-skipped"]
+    assert retrain.runs(MODEL) == []
