@@ -57,7 +57,7 @@ from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, 
 from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window, severity_of
 from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot, WindowStats
 from opsctl.documents import DriftSection, ModelDrift, VersionDrift
-from opsctl.domain import Actor, Outcome
+from opsctl.domain import Actor, AuditEvent, Outcome
 from opsctl.errors import NotFoundError, OpsctlError
 
 if TYPE_CHECKING:
@@ -487,12 +487,11 @@ class DriftService:
             if (verdict == "drift") != (before == "drift") and verdict in ("drift", "no_drift"):
                 # Into or out of drift: a verdict of the story (retrain follows), not a heartbeat.
                 detail = drift_verdict_text(target, result, before)
-                audit = {"id": tx.append_audit(actor=DRIFT_ACTOR, action="drift", model=target.model,
-                                               from_version=target.version, to_version=None, reason="",
-                                               outcome=Outcome.OK, detail=detail, now=now),
-                         "at": utc_iso(now), "actor": DRIFT_ACTOR.user, "via": DRIFT_ACTOR.via, "action": "drift",
-                         "model": target.model, "from_version": target.version, "to_version": None, "reason": "",
-                         "outcome": Outcome.OK.value, "detail": detail}
+                audit_id = tx.append_audit(actor=DRIFT_ACTOR, action="drift", model=target.model,
+                                           from_version=target.version, to_version=None, reason="",
+                                           outcome=Outcome.OK, detail=detail, now=now)
+                audit = AuditEvent(audit_id, now, DRIFT_ACTOR.user, DRIFT_ACTOR.uid, DRIFT_ACTOR.via, "drift",
+                                   target.model, target.version, None, "", Outcome.OK, detail).to_json()
         if audit is not None:
             self._publish("audit", audit)
         report = document["report"] or {}

@@ -71,7 +71,7 @@ from opsctl.core.retrain import (
     due_fire_time,
     next_fire_time,
 )
-from opsctl.domain import Actor, Lineage, ModelVersion, Outcome
+from opsctl.domain import Actor, AuditEvent, Lineage, ModelVersion, Outcome
 from opsctl.errors import ConflictError, NotFoundError, OpsctlError, UsageError
 from opsctl.services.registry import RegisterRequest, RegistryService, validate_model_name
 
@@ -320,10 +320,8 @@ class RetrainService:
                                        to_version=None, reason=reason, outcome=Outcome.NOOP, detail=detail, now=now)
         self._publish("retrain", {"event": "skipped", "model": model, "trigger": trigger, "reason": reason,
                                   "message": detail})
-        self._publish("audit", {"id": audit_id, "at": utc_iso(now), "actor": actor.user, "via": actor.via,
-                                "action": "retrain-skipped", "model": model, "from_version": production,
-                                "to_version": None, "reason": reason, "outcome": Outcome.NOOP.value,
-                                "detail": detail})
+        self._publish("audit", AuditEvent(audit_id, now, actor.user, actor.uid, actor.via, "retrain-skipped", model,
+                                          production, None, reason, Outcome.NOOP, detail).to_json())
         return True
 
     def _hold(self, tx: RegistryTx, model: str, ask: TriggerAsk, actor: Actor, why: str,
@@ -332,24 +330,24 @@ class RetrainService:
 
         Returns the audit row as an event payload when one was written. Drift asks at every check
         while it lasts: one entry says the retrain is held and why, the next cause (a new run's
-        cooldown, a canary) gets its own.
+        cooldown, a canary, another production version) gets its own.
         """
         pending = _pending(tx, model)
         if not any(p.kind == ask.kind for p in pending):  # the first ask of each kind says since when
             tx.put_kv(_pending_key(model), _dump_asks((*pending, replace(ask, verdict="held"))))
-        key = f"retrain.hold.{model}.{ask.kind}"
+        deployment = tx.get_deployment(model)
+        production = deployment.production_version if deployment else None
+        # A new production version drifting is a new ask, even under the same hold.
+        key, cause = f"retrain.hold.{model}.{ask.kind}", f"{cause} on {production}"
         if tx.get_kv(key) == cause:
             return None
         tx.put_kv(key, cause)
-        deployment = tx.get_deployment(model)
-        production = deployment.production_version if deployment else None
         detail = f"retrain held: {why}; {ask.kind} asked ({ask.reason or 'no reason given'})"
         audit_id = tx.append_audit(actor=actor, action="retrain-held", model=model, from_version=production,
                                    to_version=None, reason=ask.reason, outcome=Outcome.NOOP, detail=detail,
                                    now=ask.at)
-        return {"id": audit_id, "at": utc_iso(ask.at), "actor": actor.user, "via": actor.via,
-                "action": "retrain-held", "model": model, "from_version": production, "to_version": None,
-                "reason": ask.reason, "outcome": Outcome.NOOP.value, "detail": detail}
+        return AuditEvent(audit_id, ask.at, actor.user, actor.uid, actor.via, "retrain-held", model, production, None,
+                          ask.reason, Outcome.NOOP, detail).to_json()
 
     def _new_run(self, tx: RegistryTx, model: str, ask: TriggerAsk, actor: Actor,
                  policy: ModelRetrainPolicy, now: Any) -> RetrainRun:

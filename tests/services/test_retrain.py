@@ -135,6 +135,13 @@ def test_a_held_trigger_is_audited_once_per_cause_and_every_ask_reaches_the_next
     assert [(e["trigger"], e["message"]) for e in events] == [("drift", holds[0].detail),
                                                               ("performance", holds[1].detail)]
     assert [data["id"] for kind, data in world.events if kind == "audit"] == [holds[0].id, holds[1].id]
+    # Someone promotes the kept candidate meanwhile: drift on the new production version is a new ask.
+    world.service.promote(MODEL, "1.2.4", actor=ALICE)
+    retrain.trigger(MODEL, "drift", drift.replace("1.2.3", "1.2.4"), DRIFT_JOB)
+    retrain.trigger(MODEL, "drift", drift.replace("1.2.3", "1.2.4"), DRIFT_JOB)
+    holds = [e for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-held"]
+    assert [(e.via, e.from_version) for e in holds] == [("drift", "1.2.3"), ("performance", "1.2.3"),
+                                                        ("drift", "1.2.4")]
     # After the cooldown the next ask starts a run that names every trigger that asked for it.
     clock.advance(600)
     second = retrain.trigger(MODEL, "performance", performance, PERFORMANCE_JOB)
@@ -155,7 +162,7 @@ def test_a_held_trigger_is_audited_once_per_cause_and_every_ask_reaches_the_next
     clock.advance(10)
     retrain.trigger(MODEL, "drift", drift, DRIFT_JOB)
     holds = [e for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-held"]
-    assert len(holds) == 3 and f"after run {run.id}" in holds[-1].detail
+    assert len(holds) == 4 and f"after run {run.id}" in holds[-1].detail
 
 
 def test_ten_threads_triggering_at_once_start_one_run(tmp_path: Path) -> None:
