@@ -9,8 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import httpx
 import pytest
 
 from tests.fixtures.wait import wait_for
+from tests.fixtures.wheel import BORROWED_SITE_PACKAGES, install_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
@@ -66,36 +65,12 @@ class Installed:
                               env=self.env, timeout=timeout)
 
 
-_IGNORED = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                                  ".ruff_cache", ".hypothesis", ".mypy_cache")
-
-
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """The wheel built from this tree (once per session) in a new virtualenv outside the repository.
-
-    The wheel goes in with ``--no-deps`` and the venv borrows the third-party libraries of the
-    test's own venv through a path line in a ``.pth`` file (installing numpy, scipy, pandas ...
-    afresh would take minutes). That line is a plain path, not a site dir, so the editable install
-    of this checkout there (its finder hook) is not loaded: opsctl imports only from the wheel.
-    """
-    base = tmp_path_factory.mktemp("wheel")
-    source = base / "source"
-    shutil.copytree(ROOT, source, ignore=_IGNORED)  # build a copy: no build/ or egg-info in the worktree
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
-                            "-w", str(base / "dist"), str(source)], capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (base / "dist").glob("opsctl-*.whl")
+def installed(opsctl_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """The wheel in a new virtualenv outside the repository (see tests/fixtures/wheel.py)."""
+    base = tmp_path_factory.mktemp("installed")
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "borrowed-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-index", "-q", "--disable-pip-version-check", str(wheel)],
-                             capture_output=True, text=True, timeout=300)
-    assert install.returncode == 0, install.stdout + install.stderr
+    install_wheel(opsctl_wheel, venv)
     work = base / "work"
     work.mkdir()
     env = {k: v for k, v in os.environ.items()
@@ -119,7 +94,7 @@ def test_imports_come_from_the_wheel_not_the_checkout(installed: Installed) -> N
     assert opsctl_file.startswith(site) and opsctld_file.startswith(site) and shipped_root.startswith(site)
     assert shipped_root.endswith("/opsctl/shipped")
     # The only path into the checkout is the borrowed third-party site-packages, never its source.
-    assert checkout_on_path == repr([sysconfig.get_paths()["purelib"]])
+    assert checkout_on_path == repr([BORROWED_SITE_PACKAGES])
 
 
 @pytest.mark.parametrize(("flag", "source"), [
