@@ -24,6 +24,7 @@ from tests.fixtures.wheel import BORROWED_SITE_PACKAGES, install_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+pytestmark = pytest.mark.xdist_group("wheel")  # one worker builds the wheel once (tests/daemon/test_sandbox.py)
 # Packages that carry only data (package-dir maps them onto a folder of non-code files).
 DATA_ONLY = {"opsctl.shipped"}
 

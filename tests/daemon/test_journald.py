@@ -25,7 +25,7 @@ def _lines(path: Path) -> list[str]:
 
 
 def test_error_lines_carry_priority_3_and_a_reload_sends_monotonic_usec(tmp_path: Path) -> None:
-    env = make_opsctl_env(tmp_path / "opsctl")
+    env = make_opsctl_env(tmp_path / "opsctl", 'log_level = "debug"\n')  # into [daemon]
     log_path = env.root / "daemon.log"
     log_path.touch()
     info = log_path.stat()
@@ -56,6 +56,9 @@ def test_error_lines_carry_priority_3_and_a_reload_sends_monotonic_usec(tmp_path
         assert json.loads(failed[3:])["level"] == "error"
         ready = next(line for line in _lines(log_path) if '"daemon ready"' in line)
         assert ready.startswith("<6>{"), ready
+        # [daemon] log_level = "debug" lets debug lines through (asyncio names its selector), at priority 7.
+        debug = [line for line in _lines(log_path) if line.startswith("<7>")]
+        assert debug and all(json.loads(line[3:])["level"] == "debug" for line in debug)
         assert all(line[:3] in ("<3>", "<4>", "<6>", "<7>") for line in _lines(log_path))
     finally:
         process.stop()
@@ -103,3 +106,12 @@ def test_syslog_priorities() -> None:
 
     assert [syslog_priority(level) for level in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO,
                                                  logging.DEBUG, 5)] == [2, 3, 4, 6, 7, 7]
+
+
+def test_an_unknown_log_level_is_a_config_error() -> None:
+    import pytest
+
+    from opsctl.config import DaemonSettings
+
+    with pytest.raises(ValueError, match="log_level must be debug, info, warning or error"):
+        DaemonSettings(log_level="loud")

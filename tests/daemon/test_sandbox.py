@@ -31,7 +31,8 @@ import pytest
 from tests.fixtures.wait import wait_for
 from tests.fixtures.wheel import install_wheel
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates users and a mount namespace")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates users and a mount namespace"),
+              pytest.mark.xdist_group("wheel")]  # one worker builds the wheel once for both modules
 
 # The daemon's interpreter must live outside home directories (ProtectHome=yes hides them, and /root is
 # private here); the borrowed third-party libraries are built for 3.11.
