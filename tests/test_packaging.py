@@ -175,8 +175,11 @@ def test_the_daemon_runs_from_the_installed_wheel_and_status_answers(installed: 
         status = installed.run("status", "-o", "json", "--config", str(config))
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["daemon"]["pid"] == proc.pid
-        history = installed.run("history", "--config", str(config))
-        assert history.returncode == 0, history.stderr
+        for command in (("history",), ("models", "-o", "json"), ("config", "check", str(config))):
+            done = installed.run(*command, "--config", str(config)) if command[0] != "config" else \
+                installed.run(*command)
+            assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+            assert "acting directly" not in done.stderr  # answered by the daemon, not the registry file
     finally:
         proc.terminate()
         assert proc.wait(30) == 0, log.read_text()
