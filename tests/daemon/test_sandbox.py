@@ -168,6 +168,13 @@ def test_the_sandbox_holds_what_the_unit_promises(server: Server) -> None:
     assert "Read-only file system" in lines[1] and "Read-only file system" in lines[2], probe.stdout
     assert "Permission denied" in lines[3] or "No such file" in lines[3], probe.stdout
     assert lines[4] == "0" and lines[5] == "state-writable", probe.stdout
+    # The daemon itself: the service user, no capabilities, no_new_privs.
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{server.daemon.pid}/status").read_text().splitlines()
+                  if ":" in line)
+    service_uid = int(_run("id", "-u", server.service).stdout)
+    assert [int(uid) for uid in status["Uid"].split()] == [service_uid] * 4, status["Uid"]
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
+    assert status["NoNewPrivs"].strip() == "1"
     assert server.daemon.poll() is None
 
 
