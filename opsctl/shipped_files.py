@@ -28,9 +28,15 @@ def shipped_path(*parts: str) -> Path:
     return shipped_root().joinpath(*parts)
 
 
-def render_unit(template: str, opsctl: str, documentation: Path) -> str:
+# The first systemd release that knows Type=notify-reload; older ones ignore the line and run Type=simple.
+NOTIFY_RELOAD_SINCE = 253
+
+
+def render_unit(template: str, opsctl: str, documentation: Path, *, notify_reload: bool = False) -> str:
     """The systemd unit for one installation: ``ExecStart=`` runs ``opsctl`` (an absolute path) and
-    ``Documentation=`` names ``documentation``, a file that exists on this host.
+    ``Documentation=`` names ``documentation``, a file that exists on this host. ``notify_reload``
+    (systemd 253+) turns ``Type=notify`` into ``Type=notify-reload``, which sends SIGHUP itself and
+    waits for the daemon's ``READY=1``, so ``ExecReload=`` goes.
 
     >>> unit = "[Unit]\\nDescription=d\\n[Service]\\nExecStart=/opt/x/opsctl daemon --config /etc/opsctl/opsctl.toml\\n"
     >>> print(render_unit(unit, "/srv/venv/bin/opsctl", Path("/srv/doc/README.md")))
@@ -48,6 +54,10 @@ def render_unit(template: str, opsctl: str, documentation: Path) -> str:
     for line in template.splitlines():
         if line.startswith("Documentation="):
             continue  # the template's own, if any: replaced by the one that exists here
+        if notify_reload and line.startswith("ExecReload="):
+            continue
+        if notify_reload and line == "Type=notify":
+            line = "Type=notify-reload"
         if line.startswith("ExecStart="):
             _, _, arguments = line.partition("=")[2].partition(" ")
             line = f"ExecStart={escaped} {arguments}"

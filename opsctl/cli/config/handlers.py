@@ -45,7 +45,7 @@ def example(ctx: CliContext) -> int:
     import re
 
     from opsctl.errors import NotFoundError
-    from opsctl.shipped_files import render_unit, shipped_path
+    from opsctl.shipped_files import NOTIFY_RELOAD_SINCE, render_unit, shipped_path
 
     if ctx.args.runbook is not None:
         folder = shipped_path("docs", "runbooks")
@@ -57,10 +57,15 @@ def example(ctx: CliContext) -> int:
     text = shipped_path(*_EXAMPLES[ctx.args.example]).read_text(encoding="utf-8")
     if ctx.args.example == "systemd":
         opsctl = installed_opsctl()
+        systemd = systemd_version()
+        notify_reload = systemd is not None and systemd >= NOTIFY_RELOAD_SINCE
         try:
-            text = render_unit(text, opsctl, shipped_path("systemd", "README.md"))
+            text = render_unit(text, opsctl, shipped_path("systemd", "README.md"), notify_reload=notify_reload)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        if notify_reload:
+            ctx.out.message(f"note: Type=notify-reload for systemd {systemd} on this host; a host with systemd older"
+                            f" than {NOTIFY_RELOAD_SINCE} needs Type=notify and ExecReload= (the shipped template)")
         if opsctl.startswith(("/home/", "/root/", "/run/user/")):
             ctx.out.message(f"warning: {opsctl} is under a home directory, which the unit's ProtectHome=yes hides"
                             " from the daemon; install opsctl elsewhere (e.g. a venv in /opt/opsctl)")
@@ -86,3 +91,23 @@ def installed_opsctl() -> str:
         raise ConfigError("cannot find the installed opsctl (not run as `opsctl` and none on PATH); "
                           "run this command with the opsctl the service should use")
     return os.path.abspath(found)
+
+
+def systemd_version() -> int | None:
+    """This host's systemd version (``systemctl --version``), or None without systemd."""
+    import re
+    import shutil
+    import subprocess
+
+    for tool in ("systemctl", "systemd-analyze"):
+        path = shutil.which(tool)
+        if path is None:
+            continue
+        try:
+            done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        match = re.match(r"systemd (\d+)", done.stdout)
+        if match:
+            return int(match.group(1))
+    return None
