@@ -153,6 +153,9 @@ class Daemon:
             log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
                                   events=bus.publish, metrics=metrics)
+        swept = services.registry.sweep_unregistered_uploads()
+        if swept:
+            log.warning("removed uploads never registered (older than a day)", extra={"files": swept})
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
         state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
