@@ -79,8 +79,12 @@ class DaemonSettings:
     max_upload_bytes: int = 10 * 1024**3
     # How an operator starts the daemon here; break-glass reports name it (the demo sets its own).
     start_command: str = "sudo systemctl start opsctl"
+    # debug, info, warning or error; `opsctl daemon --log-level` overrides it.
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if not self.state_dir:
             raise ValueError("state_dir must not be empty")
         if not self.socket:
