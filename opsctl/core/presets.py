@@ -49,9 +49,9 @@ def _two_counter_error_ratio(success: str, failure: str) -> str:
     return f"{failed} / ({_rate(success)} + {failed})"
 
 
-def _quantile(q: float, bucket: str, scale: str = "") -> str:
+def _quantile(q: float, bucket: str, scale: str = "", matchers: str = "") -> str:
     return (f"histogram_quantile({q}, sum by ({{model_label}}, {{version_label}}, le) "
-            f"(rate({_series(bucket)}[{{window}}]))){scale}")
+            f"(rate({_series(bucket, matchers)}[{{window}}]))){scale}")
 
 
 def _availability(series: str) -> str:
@@ -61,8 +61,8 @@ def _availability(series: str) -> str:
             f"(last_over_time({_series(series)}[{{window}}])))")
 
 
-def _buckets(bucket: str) -> str:
-    return f"sum by ({{model_label}}, {{version_label}}, le) (increase({_series(bucket)}[{{window}}]))"
+def _buckets(bucket: str, matchers: str = "") -> str:
+    return f"sum by ({{model_label}}, {{version_label}}, le) (increase({_series(bucket, matchers)}[{{window}}]))"
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,11 @@ OPSCTL = Preset(
     latency_buckets=_buckets("model_prediction_latency_seconds_bucket"),
 )
 
-# BentoML >= 1.2 services: one series per endpoint and HTTP status code. service_version is the
-# Bento's version (a `bentoml build` tag); errors are 5xx answers (a predict that raises answers 500).
+# BentoML >= 1.2 services (checked against BentoML 1.4): one series per endpoint and HTTP status
+# code; service_name and service_version are the Bento's name and version (a `bentoml build` tag;
+# "not available" when serving from source). Errors are 5xx answers (a predict that raises answers
+# 500). The health probes are counted as requests too, so they are left out.
+_BENTO_ENDPOINTS = 'endpoint!~"/(livez|healthz|readyz)",'
 _BENTO_REQUESTS = "bentoml_service_request_total"
 _BENTO_BUCKETS = "bentoml_service_request_duration_seconds_bucket"
 BENTOML = Preset(
@@ -126,33 +129,48 @@ BENTOML = Preset(
     description="BentoML",
     model_label="service_name",
     version_label="service_version",
-    request_rate=_rate(_BENTO_REQUESTS),
-    error_rate=_error_ratio(_rate(_BENTO_REQUESTS, 'http_response_code=~"5..",'), _rate(_BENTO_REQUESTS)),
-    latency_p95=_quantile(0.95, _BENTO_BUCKETS),
-    latency_p99=_quantile(0.99, _BENTO_BUCKETS),
+    request_rate=_rate(_BENTO_REQUESTS, _BENTO_ENDPOINTS),
+    error_rate=_error_ratio(_rate(_BENTO_REQUESTS, _BENTO_ENDPOINTS + 'http_response_code=~"5..",'),
+                            _rate(_BENTO_REQUESTS, _BENTO_ENDPOINTS)),
+    latency_p95=_quantile(0.95, _BENTO_BUCKETS, matchers=_BENTO_ENDPOINTS),
+    latency_p99=_quantile(0.99, _BENTO_BUCKETS, matchers=_BENTO_ENDPOINTS),
     availability=_availability(_BENTO_REQUESTS),
     accuracy=None,
-    latency_buckets=_buckets(_BENTO_BUCKETS),
+    latency_buckets=_buckets(_BENTO_BUCKETS, _BENTO_ENDPOINTS),
     missing={"accuracy": _NO_ACCURACY},
 )
 
-# MLServer (KServe / Seldon V2 inference protocol): success and failure counters per model, and a
-# per-model inference latency histogram in seconds.
-_MLS_BUCKETS = "model_infer_request_duration_bucket"
+# MLServer (KServe / Seldon V2 inference protocol; checked against MLServer 1.7): success and failure
+# counters per (model, version), where version is the one the client named in the URL ("None" for
+# /v2/models/<name>/infer). Its per-model duration is a summary without quantiles, so latency comes
+# from the REST server's histogram of /infer calls, per server, attributed to every model version
+# that server answered for (exact with one model per server, as KServe deploys; otherwise the
+# server's worst). gRPC-only traffic has no latency here.
+_MLS_OK = "model_infer_request_success_total"
+_MLS_FAILED = "model_infer_request_failure_total"
+
+
+def _mlserver_quantile(q: float) -> str:
+    per_server = ("histogram_quantile(" + str(q) + ", sum by (instance, job, le) "
+                  '(rate(rest_server_request_duration_seconds_bucket{path=~".*/infer"}[{window}])))')
+    return (f"max {_BY} ({per_server} * on (instance, job) group_right "
+            "group by (instance, job, {model_label}, {version_label}) "
+            f"(last_over_time({_series(_MLS_OK)}[{{window}}])))")
+
+
 MLSERVER = Preset(
     name="mlserver",
     description="MLServer",
-    model_label="model_name",
-    version_label="model_version",
-    request_rate=(f"({_rate('model_infer_request_success')} + "
-                  f"({_rate('model_infer_request_failure')} or {_rate('model_infer_request_success')} * 0))"),
-    error_rate=_two_counter_error_ratio("model_infer_request_success", "model_infer_request_failure"),
-    latency_p95=_quantile(0.95, _MLS_BUCKETS),
-    latency_p99=_quantile(0.99, _MLS_BUCKETS),
-    availability=_availability("model_infer_request_success"),
+    model_label="model",
+    version_label="version",
+    request_rate=f"({_rate(_MLS_OK)} + ({_rate(_MLS_FAILED)} or {_rate(_MLS_OK)} * 0))",
+    error_rate=_two_counter_error_ratio(_MLS_OK, _MLS_FAILED),
+    latency_p95=_mlserver_quantile(0.95),
+    latency_p99=_mlserver_quantile(0.99),
+    availability=_availability(_MLS_OK),
     accuracy=None,
-    latency_buckets=_buckets(_MLS_BUCKETS),
     missing={"accuracy": _NO_ACCURACY},
+    requires="the default metrics_rest_server_prefix (rest_server); clients naming the version in the URL",
 )
 
 # Triton: per-request counters by (model, version); latency only as cumulative microseconds unless
