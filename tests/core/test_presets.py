@@ -80,7 +80,7 @@ accuracy = "avg by ({model_label}, {version_label}) (iris_accuracy{{selector}})"
 
 def test_unknown_preset_is_a_config_error_listing_the_known_ones() -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_settings('[prometheus]\npreset = "seldon"\n').prometheus
+        parse_settings('[prometheus]\npreset = "seldon"\n').validate()
     message = str(raised.value)
     assert "prometheus" in message and "'seldon'" in message
     for name in DOCUMENTED:
