@@ -1,7 +1,10 @@
 """The metrics source: PromQL templates from ``[prometheus]``, one batched query per SLA metric.
 
 Every query is a template in config so a team whose exporters use other names configures instead of
-forking. Placeholders (plain text substitution, so PromQL's own braces need no escaping):
+forking; ``[prometheus] preset`` fills the templates and label names for a known serving stack
+(:mod:`opsctl.core.presets`), and a metric the preset has no template for is not queried at all (its
+check reads "not provided by preset X"). Placeholders (plain text substitution, so PromQL's own
+braces need no escaping):
 
 ``{window}``         the rate window, ``[prometheus] window`` (``5m``)
 ``{model_label}``    the label naming the model (``model``)
