@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,13 @@ class Daemon:
         except ConfigError as error:
             raise DaemonStartError(str(error)) from None
         tokens = read_token_file(Path(settings.daemon.token_file)) if settings.daemon.tcp_listen else None
+        if settings.daemon.tls_cert_file and settings.daemon.tls_key_file:
+            try:  # uvicorn would load them only once serving, after the sockets are bound
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    settings.daemon.tls_cert_file, settings.daemon.tls_key_file)
+            except (OSError, ssl.SSLError) as error:
+                raise DaemonStartError(f"cannot use tls_cert_file {settings.daemon.tls_cert_file} with tls_key_file"
+                                       f" {settings.daemon.tls_key_file}: {error}") from None
         socket_path = Path(settings.daemon.socket)
         created_socket_dir = not socket_path.parent.exists()
         unix_socket = _bind_unix_socket(socket_path, int(settings.daemon.socket_mode, 8))
@@ -151,6 +159,9 @@ class Daemon:
             log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
                                   events=bus.publish, metrics=metrics)
+        swept = services.registry.sweep_unregistered_uploads()
+        if swept:
+            log.warning("removed uploads never registered (older than a day)", extra={"files": swept})
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
         state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
@@ -164,7 +175,9 @@ class Daemon:
         server_sockets = [[unix_socket]]
         if tcp is not None and tokens is not None:
             servers.append(_Server(uvicorn.Config(BearerTokenAuth(app, tokens), lifespan="off", log_config=None,
-                                                  access_log=False, timeout_graceful_shutdown=3)))
+                                                  access_log=False, timeout_graceful_shutdown=3,
+                                                  ssl_certfile=settings.daemon.tls_cert_file,
+                                                  ssl_keyfile=settings.daemon.tls_key_file)))
             server_sockets.append([tcp])
 
         self._install_signal_handlers(loop)
