@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
     "tests.fixtures.wheel",
+    "tests.fixtures.framework_envs",
 ]
