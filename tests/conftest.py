@@ -6,4 +6,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
     "tests.fixtures.secure",
+    "tests.fixtures.wheel",
+    "tests.fixtures.framework_envs",
 ]

@@ -145,11 +145,12 @@ class PrometheusProbe:
         s = self.settings
         scope = self._scope(model, version)
         common = {"model_label": s.model_label, "version_label": s.version_label, "selector": scope}
-        over_window = bool(self.source.query(render(s.queries.request_rate, window=s.window, **common), at=at))
-        fresh = bool(self.source.query(render(s.queries.request_rate, window=s.staleness_window, **common), at=at))
+        template = s.queries.request_rate or ""  # every preset has one; the settings check it uses {window}
+        over_window = bool(self.source.query(render(template, window=s.window, **common), at=at))
+        fresh = bool(self.source.query(render(template, window=s.staleness_window, **common), at=at))
         age = None
         if not fresh:
-            selectors = vector_selectors(render(s.queries.request_rate, window=s.window, **common))
+            selectors = vector_selectors(render(template, window=s.window, **common))
             scoped = [text for _metric, text in selectors if scope in text]
             if scoped:
                 found = self.source.query(f"time() - max(max_over_time(timestamp({scoped[0]})[15m:1s]))", at=at)

@@ -152,7 +152,14 @@ def _prometheus_findings(settings: Settings, probe: PrometheusProbe, now: dateti
     interval = max(intervals) if intervals else None
     for model, version in versions:
         try:
+            missing = prom.not_provided()
             for name, template in prom.queries.items():
+                if template is None:
+                    # The preset's server does not export it: say so, never "ok".
+                    out.append(Finding(f"query {name}", Status.UNKNOWN, missing.get(name) or "no template",
+                                       f"add [prometheus.queries] {name} if your servers export it",
+                                       model=model, version=version))
+                    continue
                 facts, promql = probe.query_facts(name, template, model, version, now)
                 queries.setdefault(name, promql)
                 out.append(diagnose_query(facts, model_label=prom.model_label, version_label=prom.version_label))
