@@ -277,3 +277,11 @@ ca_file = "{tls.ca}"
     assert prometheus.status is Status.FAIL
     assert prometheus.summary.startswith(f"authentication failed (401) at {secure_prometheus.url}")
     assert "password_file" in prometheus.fix
+
+
+def test_a_metric_the_preset_lacks_is_not_provided_never_ok(tmp_path: Path, doctor_stack: DoctorStack) -> None:
+    settings = settings_for(tmp_path, doctor_stack.prometheus.url, "uninit", 'preset = "bentoml"\n')
+    assert settings.prometheus.queries.accuracy is None  # BentoML exports no accuracy
+    deploy(Path(settings.daemon.state_dir), "doc-uninit")
+    accuracy = finding(doctor(settings), "query accuracy", "doc-uninit")
+    assert accuracy.status is Status.UNKNOWN and "not provided by preset bentoml" in accuracy.summary
