@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -327,3 +328,71 @@ tests:
 """)
     result = promtool("test", "rules", str(tests))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_change_annotations_mark_a_promote_and_a_rollback_scraped_from_a_real_daemon(tmp_path: Path) -> None:
+    """A real daemon on its TCP listener, scraped each second by a real Prometheus with the bearer token:
+    the dashboard's annotation queries turn 1 after the change they mark, and not before."""
+    import time
+
+    from opsctl.adapters.prometheus_launcher import LocalPrometheus, free_port
+    from tests.fixtures.cli import make_opsctl_env
+    from tests.fixtures.daemon import DaemonProcess
+    from tests.fixtures.wait import wait_for
+
+    secret = "scrape-token-0123456789abcdef"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{secret} prometheus\n")
+    tokens.chmod(0o600)
+    port = free_port()
+    env = make_opsctl_env(tmp_path / "opsctl")
+    env.config.write_text(env.config.read_text().replace(
+        "[daemon]\n", f'[daemon]\ntcp_listen = "127.0.0.1:{port}"\ntoken_file = "{tokens}"\n'))
+    for version in ("1", "2"):
+        artifact = env.root / f"m{version}.bin"
+        artifact.write_bytes(version.encode())
+        assert env.run("register", "fraud", "--version", version, "--artifact", str(artifact)).code == 0
+    assert env.run("promote", "fraud", "1", "--yes").code == 0  # before the daemon: already counted at start
+    scrape = f"""\
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: opsctl
+    honor_labels: true
+    authorization:
+      credentials_file: {tmp_path / "credentials"}
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"""
+    (tmp_path / "credentials").write_text(secret)
+    annotations = {a["name"]: a["expr"].replace("$model", ".*")
+                   for a in json.loads(DASHBOARD.read_text())["annotations"]["list"]}
+    daemon = DaemonProcess(env).start()
+    prometheus = LocalPrometheus(scrape)
+    try:
+        prometheus.start()
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            response = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": expr}, timeout=5)
+            assert response.json()["status"] == "success", response.text
+            return response.json()["data"]["result"]  # type: ignore[no-any-return]
+
+        def marked(name: str) -> set[tuple[str, str]]:
+            return {(r["metric"]["model"], r["metric"]["change"]) for r in query(annotations[name])
+                    if r["value"][1] == "1"}
+
+        wait_for(lambda: query('opsctl_model_changes_total{change="promote"} == 1'), 30, 0.5,
+                 what="the daemon scraped")
+        assert marked("Promotes") == set() and marked("Rollbacks") == set()  # nothing changed since scraping began
+
+        promoted_at = time.time()
+        assert env.run("promote", "fraud", "2", "--yes", "--reason", "r").code == 0
+        wait_for(lambda: marked("Promotes") == {("fraud", "promote")}, 15, 0.5, what="the promote annotation")
+        print(f"\npromote marked after {time.time() - promoted_at:.1f} s")
+        assert marked("Rollbacks") == set() and marked("Canary steps") == set()
+        assert env.run("rollback", "fraud", "--yes", "--reason", "r").code == 0
+        wait_for(lambda: marked("Rollbacks") == {("fraud", "rollback")}, 15, 0.5, what="the rollback annotation",
+                 context=lambda: f"{query('opsctl_model_changes_total')} {env.run('history', '-o', 'json').stdout}")
+    finally:
+        prometheus.stop()
+        daemon.stop()

@@ -13,18 +13,20 @@ from contextlib import closing
 from pathlib import Path
 
 from opsctl.adapters.registry_reader import connect_read_only
-from opsctl.core.model_changes import is_model_change
+from opsctl.core.model_changes import CHANGE_KINDS, is_model_change
 from opsctl.errors import StorageError
 
 
 class ModelChangeCounts:
-    """(model, change) -> how many successful changes the audit log holds."""
+    """(model, change) -> how many successful changes the audit log holds, for every model the audit log
+    names and every change kind (0 until it happens)."""
 
     def __init__(self, registry: Path) -> None:
         self._registry = registry
         self._lock = threading.Lock()
         self._last_id = 0
         self._counts: dict[tuple[str, str], int] = {}
+        self._models: set[str] = set()
 
     def refresh(self) -> None:
         """Count the audit rows written since the last refresh (StorageError when the registry cannot be read)."""
@@ -37,10 +39,13 @@ class ModelChangeCounts:
                 raise StorageError(f"cannot read the audit log in {self._registry}: {error}") from error
             for row in rows:
                 self._last_id = row["id"]
+                if row["model"]:
+                    self._models.add(row["model"])
                 if row["outcome"] == "ok" and row["model"] and is_model_change(row["action"]):
                     key = (row["model"], row["action"])
                     self._counts[key] = self._counts.get(key, 0) + 1
 
     def counts(self) -> dict[tuple[str, str], int]:
         with self._lock:
-            return dict(self._counts)
+            return {(model, kind): self._counts.get((model, kind), 0) for model in sorted(self._models)
+                    for kind in CHANGE_KINDS}

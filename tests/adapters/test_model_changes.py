@@ -9,6 +9,7 @@ import pytest
 
 from opsctl.adapters.model_changes import ModelChangeCounts
 from opsctl.adapters.registry import Registry
+from opsctl.core.model_changes import CANARY_STEPS, CHANGE_KINDS
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import StorageError
 
@@ -32,13 +33,27 @@ def test_counts_changes_only_successful_ones_and_reads_each_row_once(tmp_path: P
     counts.refresh()
     first = {("fraud", "promote"): 1, ("fraud", "canary_start"): 1, ("fraud", "canary_stage"): 1,
              ("fraud", "canary_rolled_back"): 1}
-    assert counts.counts() == first
+    assert nonzero(counts) == first
+    # Every kind of a known model is there from the start, at 0 (changes() cannot see a series born at 1).
+    assert set(counts.counts()) == {("fraud", kind) for kind in CHANGE_KINDS}
     counts.refresh()  # nothing new: nothing counted twice
-    assert counts.counts() == first
+    assert nonzero(counts) == first
     audit(registry, "rollback")
     audit(registry, "promote", model="churn")
     counts.refresh()
-    assert counts.counts() == {**first, ("fraud", "rollback"): 1, ("churn", "promote"): 1}
+    assert nonzero(counts) == {**first, ("fraud", "rollback"): 1, ("churn", "promote"): 1}
+    assert len(counts.counts()) == 2 * len(CHANGE_KINDS)
+
+
+def nonzero(counts: ModelChangeCounts) -> dict[tuple[str, str], int]:
+    return {key: n for key, n in counts.counts().items() if n}
+
+
+def test_the_change_kinds_are_the_canary_audit_actions_that_are_steps() -> None:
+    from opsctl.core.canary import CommandKind, Phase
+
+    steps = {"canary_stage"} | {f"canary_{c.value}" for c in CommandKind} | {f"canary_{p.value}" for p in Phase}
+    assert set(CANARY_STEPS) == steps and len(CANARY_STEPS) == len(steps)
 
 
 def test_an_unreadable_registry_is_a_storage_error(tmp_path: Path) -> None:

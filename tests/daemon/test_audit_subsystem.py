@@ -78,7 +78,14 @@ def _model_changes(daemon: DaemonProcess) -> dict[tuple[str, str], float]:
 
     families = text_string_to_metric_families(daemon.http().get("/metrics").text)
     return {(s.labels["model"], s.labels["change"]): s.value for f in families if f.name == "opsctl_model_changes"
-            for s in f.samples if s.name == "opsctl_model_changes_total"}
+            for s in f.samples if s.name == "opsctl_model_changes_total" and s.value}
+
+
+def _all_samples(daemon: DaemonProcess) -> list[Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [s for f in text_string_to_metric_families(daemon.http().get("/metrics").text)
+            if f.name == "opsctl_model_changes" for s in f.samples if s.name == "opsctl_model_changes_total"]
 
 
 def test_model_changes_are_counted_from_the_audit_log_and_survive_a_restart(audited_daemon: DaemonProcess) -> None:
@@ -93,6 +100,7 @@ def test_model_changes_are_counted_from_the_audit_log_and_survive_a_restart(audi
     failed = env.run("promote", "fraud", "9", "--yes")  # refused: no change, not counted
     assert failed.code != 0
     # Registering is not a change to what is served: no "register" series.
+    assert ("fraud", "register") not in {(s.labels["model"], s.labels["change"]) for s in _all_samples(audited_daemon)}
     assert _model_changes(audited_daemon) == {("fraud", "promote"): 2.0, ("fraud", "rollback"): 1.0}
 
     audited_daemon.stop()
