@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -88,8 +89,10 @@ class _Server(uvicorn.Server):
 
 class Daemon:
     def __init__(self, settings: Settings, *, config_path: str | None, clock: Clock | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, log_level_fixed: bool = False) -> None:
         self.settings = settings
+        # --log-level on the command line wins over [daemon] log_level, also across reloads.
+        self.log_level_fixed = log_level_fixed
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
@@ -108,6 +111,13 @@ class Daemon:
         except ConfigError as error:
             raise DaemonStartError(str(error)) from None
         tokens = read_token_file(Path(settings.daemon.token_file)) if settings.daemon.tcp_listen else None
+        if settings.daemon.tls_cert_file and settings.daemon.tls_key_file:
+            try:  # uvicorn would load them only once serving, after the sockets are bound
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    settings.daemon.tls_cert_file, settings.daemon.tls_key_file)
+            except (OSError, ssl.SSLError) as error:
+                raise DaemonStartError(f"cannot use tls_cert_file {settings.daemon.tls_cert_file} with tls_key_file"
+                                       f" {settings.daemon.tls_key_file}: {error}") from None
         socket_path = Path(settings.daemon.socket)
         created_socket_dir = not socket_path.parent.exists()
         unix_socket = _bind_unix_socket(socket_path, int(settings.daemon.socket_mode, 8))
@@ -151,6 +161,9 @@ class Daemon:
             log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
                                   events=bus.publish, metrics=metrics)
+        swept = services.registry.sweep_unregistered_uploads()
+        if swept:
+            log.warning("removed uploads never registered (older than a day)", extra={"files": swept})
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
         state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
@@ -164,7 +177,9 @@ class Daemon:
         server_sockets = [[unix_socket]]
         if tcp is not None and tokens is not None:
             servers.append(_Server(uvicorn.Config(BearerTokenAuth(app, tokens), lifespan="off", log_config=None,
-                                                  access_log=False, timeout_graceful_shutdown=3)))
+                                                  access_log=False, timeout_graceful_shutdown=3,
+                                                  ssl_certfile=settings.daemon.tls_cert_file,
+                                                  ssl_keyfile=settings.daemon.tls_key_file)))
             server_sockets.append([tcp])
 
         self._install_signal_handlers(loop)
@@ -289,6 +304,8 @@ class Daemon:
                 self._schedule(spec)
             return self._reload_failed(f"{type(error).__name__}: {error}")
         _log_config_warnings(new)
+        if not self.log_level_fixed:
+            logging.getLogger().setLevel(new.daemon.log_level.upper())
         self.state.metrics.config_reloads.labels("ok").inc()
         log.info("config reloaded", extra={"config": self.config_path})
         self.notifier.notify("READY=1", "STATUS=config reloaded")
@@ -345,14 +362,16 @@ def _log_config_warnings(settings: Settings) -> None:
         log.warning("config: %s", warning, extra={"config": settings.source})
 
 
-def run(config_path: str | None) -> int:
+def run(config_path: str | None, log_level: str | None = None) -> int:
     """Load the config and serve until SIGTERM; returns the process exit code."""
-    configure_logging()
+    configure_logging(log_level or "info")
     settings = load_settings(config_path).validate()
+    if log_level is None and settings.daemon.log_level != "info":
+        configure_logging(settings.daemon.log_level)
     _log_config_warnings(settings)
     if config_path is None:
         from opsctl.config import find_config
 
         found = find_config(None)
         config_path = str(found) if found else None
-    return asyncio.run(Daemon(settings, config_path=config_path).serve())
+    return asyncio.run(Daemon(settings, config_path=config_path, log_level_fixed=log_level is not None).serve())

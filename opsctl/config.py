@@ -68,6 +68,9 @@ class DaemonSettings:
     # Off by default: a TCP listener needs a bearer token read from token_file.
     tcp_listen: str | None = None
     token_file: str | None = None
+    # TLS on the TCP listener (both or neither): PEM certificate chain and its private key.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     retention_days: float = 14.0
     shutdown_timeout_seconds: float = 20.0
     connect_timeout_seconds: float = 0.5
@@ -76,8 +79,12 @@ class DaemonSettings:
     max_upload_bytes: int = 10 * 1024**3
     # How an operator starts the daemon here; break-glass reports name it (the demo sets its own).
     start_command: str = "sudo systemctl start opsctl"
+    # debug, info, warning or error; `opsctl daemon --log-level` overrides it.
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if not self.state_dir:
             raise ValueError("state_dir must not be empty")
         if not self.socket:
@@ -97,6 +104,10 @@ class DaemonSettings:
                 raise ValueError(f"tcp_listen must be HOST:PORT, got {self.tcp_listen!r}")
             if not self.token_file:
                 raise ValueError("tcp_listen requires token_file (the TCP API always needs a bearer token)")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
+        if self.tls_cert_file and not self.tcp_listen:
+            raise ValueError("tls_cert_file is for the TCP listener: set tcp_listen too")
         if not 0 < self.retention_days <= MAX_RETENTION_DAYS:
             raise ValueError(f"retention_days must be in (0, {MAX_RETENTION_DAYS:g}], got {self.retention_days}")
         if not 0 < self.max_upload_bytes <= 2**62:

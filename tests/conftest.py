@@ -5,4 +5,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.cli",
     "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
+    "tests.fixtures.wheel",
+    "tests.fixtures.framework_envs",
 ]

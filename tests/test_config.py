@@ -20,6 +20,8 @@ MALFORMED = [
     ("[jobs]\nhealth_seconds = true", "must be a number", "jobs.health_seconds"),
     ("[daemon]\ntcp_listen = '127.0.0.1:9000'", "requires token_file", "daemon"),
     ("[daemon]\ntcp_listen = 'localhost'\ntoken_file = 't'", "HOST:PORT", "daemon"),
+    ("[daemon]\ntcp_listen = 'h:1'\ntoken_file = 't'\ntls_cert_file = 'c'", "give both or neither", "daemon"),
+    ("[daemon]\ntls_cert_file = 'c'\ntls_key_file = 'k'", "set tcp_listen too", "daemon"),
     ("[daemon]\nsocket_mode = '0999'", "octal", "daemon"),
     ("[daemon]\nstate_dir = ''", "state_dir must not be empty", "daemon"),
     ("[daemon]\nsocket = { path = 'x' }", "must be a string", "daemon.socket"),

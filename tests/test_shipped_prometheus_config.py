@@ -31,8 +31,12 @@ def test_promtool_check_rules() -> None:
     assert "SUCCESS: 9 rules found" in result.stdout
 
 
-def test_promtool_check_config() -> None:
-    result = promtool("check", "config", str(PROMETHEUS_YML))
+def test_promtool_check_config(tmp_path: Path) -> None:
+    # promtool checks that the scrape token's credentials_file exists, next to the config as installed.
+    for source in (PROMETHEUS_YML, ALERTS):
+        shutil.copy(source, tmp_path / source.name)
+    (tmp_path / "opsctl-scrape-token").write_text("a-scrape-token-of-32-characters!\n")
+    result = promtool("check", "config", str(tmp_path / PROMETHEUS_YML.name))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
 

@@ -168,11 +168,19 @@ def _numbered_backups(path: Path) -> list[Path]:
     return [p for _, p in sorted(numbered)]
 
 
-def _fingerprint(path: Path) -> str:
-    """Hash of the first line (at most FINGERPRINT_BYTES); empty while that line is incomplete."""
+def _fingerprint(path: Path, inode: int | None = None) -> str | None:
+    """Hash of the first line (at most FINGERPRINT_BYTES); empty while that line is incomplete.
+
+    With ``inode``: None when ``path`` no longer holds that inode (rotated since it was stat'ed), so
+    a fingerprint is never taken from the file that replaced the one being read.
+    """
     try:
         with path.open("rb") as handle:
+            if inode is not None and os.fstat(handle.fileno()).st_ino != inode:
+                return None
             head = handle.read(FINGERPRINT_BYTES)
+    except FileNotFoundError:
+        return None if inode is not None else ""
     except OSError:
         return ""
     newline = head.find(b"\n")
@@ -267,7 +275,7 @@ class LogTailer:
                         break
                     newer = os.stat(rotated[index])
                     self.stats.rotations += 1
-                    pos = _Position(newer.st_ino, 0, 0, _fingerprint(rotated[index]))
+                    pos = _Position(newer.st_ino, 0, 0, _fingerprint(rotated[index], newer.st_ino) or "")
                     if current is not None and newer.st_ino == current.st_ino:
                         break  # rotated while we looked: the next poll finds it by inode
                 if current is None:
@@ -280,7 +288,9 @@ class LogTailer:
         if pos is not None and pos.inode != current.st_ino:
             return self._batch(pos, records, malformed, files)
 
-        fingerprint = _fingerprint(self.path)
+        fingerprint = _fingerprint(self.path, current.st_ino)
+        if fingerprint is None:  # rotated between the stat and now: the next poll follows it by inode
+            return self._batch(pos, records, malformed, files)
         if pos is None:
             pos = _Position(current.st_ino, 0, 0, fingerprint)
         elif pos.offset > current.st_size or (pos.fingerprint and fingerprint and fingerprint != pos.fingerprint):

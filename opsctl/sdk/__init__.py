@@ -6,7 +6,7 @@ sklearn or the daemon), so any Python model server can use it.
 
 from opsctl.sdk.metrics import LATENCY_BUCKETS, ModelMetrics, PredictionTimer
 from opsctl.sdk.predlog import FeedbackLogger, PredictionLogger, RotatingJsonLinesFile
-from opsctl.sdk.router import RoutingSplit, RoutingTableClient, TrafficRouter, bucket_of
+from opsctl.sdk.router import RoutingSplit, RoutingStatus, RoutingTableClient, TrafficRouter, bucket_of
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -16,6 +16,7 @@ __all__ = [
     "PredictionTimer",
     "RotatingJsonLinesFile",
     "RoutingSplit",
+    "RoutingStatus",
     "RoutingTableClient",
     "TrafficRouter",
     "bucket_of",

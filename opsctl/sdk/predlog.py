@@ -27,6 +27,15 @@ Contract
   follows the files that way. A follower that falls more than one file behind must
   look for the inodes it missed among ``NAME.jsonl.1 .. .N``; files rotated past
   ``backup_count`` are gone.
+* Several processes (gunicorn/uvicorn workers) may log to the same file: every batch is
+  written under an exclusive ``flock`` on ``NAME.jsonl.lock`` next to it, and under that
+  lock the writer reopens the path if another process rotated it, takes the file's size
+  from ``fstat`` (not its own count), rotates if needed and appends. So whole batches never
+  interleave, rotation happens once for everyone, and nobody writes to a file after it was
+  rotated (the reader's "the old file is final" holds). A lock is per open file
+  description: create the logger in each worker after the fork (in the app's startup or
+  lifespan), never in a parent that forks. Local file systems only (flock over NFS is not
+  reliable).
 
 File names: ``{model}.predictions.jsonl`` and ``{model}.feedback.jsonl`` in ``directory``.
 Prediction records: ``prediction_id, timestamp (UTC ISO-8601, Z), model, version,
@@ -36,13 +45,15 @@ label, timestamp``; join them to predictions on ``prediction_id``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import queue
 import re
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -77,12 +88,39 @@ class RotatingJsonLinesFile:
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the logger's life
+        lock_path = self.path.with_name(f"{self.path.name}.lock")
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the logger's life
+        except OSError:
+            os.close(self._lock_fd)
+            raise
         self._size = self._file.tell()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the lock shared with every other process writing this path; follow its rotations."""
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            try:
+                rotated = os.stat(self.path).st_ino != os.fstat(self._file.fileno()).st_ino
+            except FileNotFoundError:
+                rotated = True
+            if rotated:  # another process rotated it: write to the new file, never the rotated one
+                self._file.close()
+                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+            self._size = os.fstat(self._file.fileno()).st_size
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Append whole lines, rotating between lines so no file exceeds max_bytes
-        (unless one line alone does)."""
+        (unless one line alone does); under the lock other processes writing this path share."""
+        with self._exclusive():
+            self._write_lines(lines)
+
+    def _write_lines(self, lines: list[bytes]) -> None:
         chunk: list[bytes] = []
         chunk_size = 0
         for line in lines:
@@ -122,6 +160,7 @@ class RotatingJsonLinesFile:
 
     def close(self) -> None:
         self._file.close()
+        os.close(self._lock_fd)
 
 
 _dropped_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()

@@ -10,6 +10,12 @@ Usage::
                                 fallback={"1.0.0": 100.0})
     version = client.router().route(user_id)   # split from GET /v1/routing/fraud-detector
 
+    # Another host: the daemon's TCP listener ([daemon] tcp_listen) needs a bearer token, and a CA
+    # when it serves TLS ([daemon] tls_cert_file) with a certificate the system does not trust.
+    client = RoutingTableClient("https://opsctl.internal:7443", model="fraud-detector",
+                                token_file="/etc/model-server/opsctl.token", ca_file="/etc/opsctl/ca.pem",
+                                fallback={"1.0.0": 100.0})
+
 Where the split comes from: the daemon's ``GET /v1/routing/{model}`` and/or the routing document
 (``routing.json`` next to the registry, rewritten with every deployment change by whichever process
 made it, so a break-glass ``opsctl rollback`` with the daemon down still reaches traffic). Given
@@ -29,7 +35,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import ssl
 import threading
 import time
 import weakref
@@ -43,6 +51,8 @@ import httpx
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from opsctl.errors import DaemonUnavailableError
+
+log = logging.getLogger("opsctl.sdk.router")
 
 BUCKETS = 10_000
 _WEIGHT_TOLERANCE = 1e-6
@@ -132,6 +142,24 @@ class RoutingSplit:
         }
 
 
+@dataclass(frozen=True)
+class RoutingStatus:
+    """The split a :class:`RoutingTableClient` routes by, and the last error of its sources (None: all fine)."""
+
+    model: str
+    split: RoutingSplit | None
+    failures: int
+    last_error: str | None
+
+    @property
+    def source(self) -> str | None:
+        return self.split.source if self.split else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "split": self.split.to_json() if self.split else None,
+                "source": self.source, "failures": self.failures, "last_error": self.last_error}
+
+
 ROUTING_DOCUMENT_FORMAT = "opsctl-routing/1"
 
 
@@ -186,6 +214,13 @@ class RoutingTableClient:
     before ``ttl_seconds`` either, so a dead daemon costs at most one ``timeout`` per
     ``ttl_seconds``, not one per request. ``current()`` never does I/O; servers on an
     event loop call ``refresh()`` from a worker thread and ``current()`` per request.
+
+    Over TCP the daemon wants ``Authorization: Bearer``: pass ``token`` or ``token_file`` (a file
+    holding the token, the first word of its first non-comment line, so the daemon's own
+    ``TOKEN IDENTITY`` line works too; re-read when the daemon refuses it, so a rotated token is
+    picked up without a restart). ``ca_file`` verifies an ``https://`` daemon against that CA
+    instead of the system's. A refused token never raises: the client keeps its split, and
+    ``last_error`` / :meth:`status` (and one warning in the log per new error) say why.
     """
 
     def __init__(
@@ -198,6 +233,9 @@ class RoutingTableClient:
         ttl_seconds: float = 5.0,
         timeout: float = 1.0,
         fallback: Mapping[str, float] | None = None,
+        token: str | None = None,
+        token_file: str | Path | None = None,
+        ca_file: str | Path | None = None,
         registry: CollectorRegistry = REGISTRY,
         transport: httpx.BaseTransport | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -208,14 +246,29 @@ class RoutingTableClient:
             raise ValueError("give base_url, socket_path or document_path")
         if ttl_seconds < 0 or timeout <= 0:
             raise ValueError("ttl_seconds must be >= 0 and timeout > 0")
+        if token is not None and token_file is not None:
+            raise ValueError("give at most one of token and token_file")
+        if (token is not None or token_file is not None or ca_file is not None) and base_url is None:
+            raise ValueError("token, token_file and ca_file are for a daemon reached over TCP (base_url)")
         self.model = model
         self.ttl_seconds = ttl_seconds
         self.document_path = Path(document_path) if document_path is not None else None
+        self.token_file = Path(token_file) if token_file is not None else None
+        self._token = token if token is not None else (read_token(self.token_file) if self.token_file else None)
+        if self._token is not None and not self._token.strip():
+            raise ValueError("token must not be empty")
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot use ca_file {ca_file}: {error}") from error
         if transport is None and socket_path is not None:
             transport = httpx.HTTPTransport(uds=socket_path)
         self._http: httpx.Client | None = None
         if base_url is not None or transport is not None:
-            self._http = httpx.Client(base_url=base_url or "http://opsctld", transport=transport, timeout=timeout)
+            self._http = httpx.Client(base_url=base_url or "http://opsctld", transport=transport, timeout=timeout,
+                                      verify=verify)
         self._path = f"/v1/routing/{quote(model, safe='')}"
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -276,9 +329,13 @@ class RoutingTableClient:
                     found.append(self._fetch())
                 except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
                     self.failures += 1
-                    errors.append(f"daemon: {type(error).__name__}: {error}")
+                    errors.append(f"daemon: {_describe(error)}")
                     self._failures.inc()
+            previous = self.last_error
             self.last_error = "; ".join(errors) or None
+            if self.last_error and self.last_error != previous:
+                log.warning("routing table for %s: %s; keeping the %s split", self.model, self.last_error,
+                            self._split.source if self._split else "(no)")
             if not found:
                 if self.document_path is not None and not errors:
                     self.last_error = f"{self.model!r} is not in {self.document_path}"
@@ -289,9 +346,25 @@ class RoutingTableClient:
             self._set(best)
             return True
 
+    def status(self) -> RoutingStatus:
+        """What a model server can expose (e.g. on its own health page): the split in use and why."""
+        return RoutingStatus(self.model, self._split, self.failures, self.last_error)
+
     def _fetch(self) -> RoutingSplit:
         assert self._http is not None
-        response = self._http.get(self._path)
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        response = self._http.get(self._path, headers=headers)
+        if response.status_code in (401, 403) and self.token_file is not None:
+            # The token may have been rotated since it was read: read the file again, once.
+            fresh = read_token(self.token_file)
+            if fresh != self._token:
+                self._token = fresh
+                response = self._http.get(self._path, headers={"Authorization": f"Bearer {fresh}"})
+        if response.status_code in (401, 403):
+            given = ("no token was given (pass token= or token_file=)" if not self._token
+                     else f"the token from {self.token_file} was refused" if self.token_file
+                     else "the token was refused")
+            raise _AuthenticationFailed(f"authentication failed ({response.status_code}): {given}")
         response.raise_for_status()
         body = response.json()
         if body.get("model") != self.model:
@@ -311,3 +384,31 @@ class RoutingTableClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _AuthenticationFailed(ValueError):
+    """The daemon refused the bearer token (or none was given)."""
+
+
+def read_token(path: str | Path) -> str:
+    """The token in ``path``: the first word of its first line that is not blank or a ``#`` comment.
+
+    Raises ValueError naming the file when it cannot be read or holds no token.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read token_file {path}: {error}") from error
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            return words[0]
+    raise ValueError(f"token_file {path} holds no token")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, _AuthenticationFailed):
+        return str(error)
+    if isinstance(error, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(error):
+        return f"TLS: the daemon's certificate was not verified ({error}); pass ca_file="
+    return f"{type(error).__name__}: {error}"

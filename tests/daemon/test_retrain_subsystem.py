@@ -64,7 +64,7 @@ def _run(daemon: DaemonProcess, run_id: str) -> dict:  # type: ignore[type-arg]
 def test_a_hanging_run_is_killed_at_its_timeout_while_the_daemon_keeps_answering(
         retrain_daemon: DaemonProcess) -> None:
     with retrain_daemon.http() as http:
-        started = http.post("/v1/retrain/hung", json={"reason": "see what happens"})
+        started = http.post("/v1/models/hung/retrain", json={"reason": "see what happens"})
         assert started.status_code == 202, started.text
         run_id = started.json()["run"]["id"]
         housekeeping_runs = _job_runs(http, "housekeeping")
@@ -97,7 +97,7 @@ def test_ten_api_triggers_start_one_run_and_the_cli_follows_and_shows_runs(
         retrain_daemon: DaemonProcess, tmp_path: Path) -> None:
     env: OpsctlEnv = retrain_daemon.env
     with retrain_daemon.http() as http:
-        answers = [http.post("/v1/retrain/fraud", json={"reason": f"try {i}"}).json() for i in range(10)]
+        answers = [http.post("/v1/models/fraud/retrain", json={"reason": f"try {i}"}).json() for i in range(10)]
         assert [a["verdict"] for a in answers] == ["started"] + ["joined"] * 9
         run_id = answers[0]["run"]["id"]
         assert {a["run"]["id"] for a in answers} == {run_id}
@@ -123,8 +123,12 @@ def test_ten_api_triggers_start_one_run_and_the_cli_follows_and_shows_runs(
 
     shown = env.run("retrain", "show", run_id)
     assert shown.code == 0, shown.stderr
-    assert "9 more triggers joined this run" in shown.stdout
-    assert "| waiting for release" in shown.stdout and "no_champion" in shown.stdout
+    # Every trigger that asked is listed with who asked and why.
+    asks = [line for line in shown.stdout.splitlines() if " manual (" in line]
+    assert len(asks) == 10 and "manual (started) by " in asks[0] and asks[0].endswith(": try 0"), asks
+    assert all(" manual (joined) by " in line for line in asks[1:]) and asks[-1].endswith(": try 9"), asks
+    assert "| waiting for release" in shown.stdout
+    assert "decision: no champion: 1.0.0 stays registered (accuracy " in shown.stdout
 
     missing = env.run("retrain", "show", "nosuchrun")
     assert missing.code == 3 and "not found" in missing.stderr
@@ -147,7 +151,7 @@ def test_a_better_candidate_starts_a_canary_in_the_daemon_never_a_promotion(
         created = http.post("/v1/models/churn/versions", json={"version": "2.3.4", "artifact": upload(http, champion)})
         assert created.status_code == 201, created.text
         assert http.post("/v1/models/churn/promote", json={"version": "2.3.4"}).status_code == 200
-        answer = http.post("/v1/retrain/churn", json={"reason": "quarterly refresh", "wait": True}).json()
+        answer = http.post("/v1/models/churn/retrain", json={"reason": "quarterly refresh", "wait": True}).json()
         run = answer["run"]
         assert run["status"] == "canary_started", run
         assert (run["parent_version"], run["candidate_version"]) == ("2.3.4", "2.3.5")
@@ -159,7 +163,8 @@ def test_a_better_candidate_starts_a_canary_in_the_daemon_never_a_promotion(
         assert versions["2.3.5"]["lineage"]["parent_version"] == "2.3.4"
         assert versions["2.3.5"]["lineage"]["trigger"] == "manual"
         story = [e["action"] for e in http.get("/v1/history", params={"model": "churn"}).json()]
-        assert story[story.index("retrain"):][:4] == ["retrain", "register", "retrain-decision", "canary_start"]
+        assert story[story.index("retrain"):][:5] == ["retrain", "retrain-trained", "register", "retrain-decision",
+                                                      "canary_start"]
 
 
 def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonProcess) -> None:
@@ -170,7 +175,7 @@ def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonPr
     from opsctl.adapters.training import training_pids
 
     with retrain_daemon.http() as http:
-        run_id = http.post("/v1/retrain/hung", json={"reason": "x"}).json()["run"]["id"]
+        run_id = http.post("/v1/models/hung/retrain", json={"reason": "x"}).json()["run"]["id"]
     output = retrain_daemon.env.state_dir / "retrain" / "hung" / run_id / "output"
     wait_for(lambda: training_pids(output), timeout=10, what="the training process")
     retrain_daemon.signal(signal.SIGTERM)

@@ -134,7 +134,9 @@ def test_backup_count_limits_the_files_kept(tmp_path: Path) -> None:
         logger.log(f"p{i}", FEATURES, 0)
     logger.close()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["fraud.predictions.jsonl", "fraud.predictions.jsonl.1", "fraud.predictions.jsonl.2"]
+    # (.lock: the lock that processes writing the same log share; it holds nothing)
+    assert names == ["fraud.predictions.jsonl", "fraud.predictions.jsonl.1", "fraud.predictions.jsonl.2",
+                     "fraud.predictions.jsonl.lock"]
     # The newest records survive.
     assert read_records(tmp_path, "fraud.predictions.jsonl")[-1]["prediction_id"] == "p999"
 

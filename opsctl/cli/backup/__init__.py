@@ -1,0 +1,1 @@
+"""``opsctl backup`` and ``opsctl restore``: arguments in ``args``, handlers in ``handlers``."""
