@@ -225,6 +225,10 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state = _state(request)
+    try:
+        await run_in_threadpool(state.metrics.refresh)
+    except OpsctlError as error:  # the other metrics still answer; the change counts stay as last read
+        log.warning("metrics refresh failed: %s", error)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -26,6 +26,7 @@ from opsctl.demo.faults import FAULT_KINDS
 from opsctl.domain import ChangeResult
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import Action, canary_action, canary_start_action, retrain_action
+from opsctl.tui.checklist import ChecklistScreen, ChecklistSource
 from opsctl.tui.dialogs import ActionDialog, ChangeDialog, HelpScreen, TooSmallScreen
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
@@ -106,8 +107,10 @@ class OpsctlApp(App[None]):
     def __init__(self, feed: Feed, *, environment: str = "production", production: bool = True,
                  read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
                  animate: bool = True, gameday: GameDay | None = None,
-                 daemon_start_command: str = "sudo systemctl start opsctl") -> None:
+                 daemon_start_command: str = "sudo systemctl start opsctl",
+                 checklist: ChecklistSource | None = None) -> None:
         super().__init__()
+        self.checklist_source = checklist
         self.daemon_start_command = daemon_start_command
         self.gameday = gameday
         self.gameday_models: list[str] = []
@@ -328,6 +331,14 @@ class OpsctlApp(App[None]):
         while len(self.screen_stack) > 1 and isinstance(self.screen, ModelScreen | HelpScreen | AlertsScreen):
             self.pop_screen()
         self.push_screen(AlertsScreen())
+
+    def open_checklist(self) -> None:
+        """The production checklist screen (evaluated by the source the app was given)."""
+        if self.checklist_source is None:
+            self.notify("no checklist source: run `opsctl checklist` in a shell", severity="warning")
+            return
+        if not isinstance(self.screen, ChecklistScreen):
+            self.push_screen(ChecklistScreen(self.checklist_source))
 
     def open_action(self, action: Action) -> None:
         if self.read_only:
