@@ -227,6 +227,10 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state = _state(request)
+    try:
+        await run_in_threadpool(state.metrics.refresh)
+    except OpsctlError as error:  # the other metrics still answer; the change counts stay as last read
+        log.warning("metrics refresh failed: %s", error)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -707,6 +711,10 @@ class _Observe:
             self.state.metrics.api_requests.labels(scope["method"], route_name, str(code["value"])).inc()
 
 
+# What a Prometheus scrape token may read (GET or HEAD only); /healthz needs no token at all.
+SCRAPE_PATHS = frozenset({"/metrics", "/healthz"})
+
+
 class BearerTokenAuth:
     """The TCP listener's gate: every request needs ``Authorization: Bearer <token>`` of a known identity."""
 
@@ -730,6 +738,12 @@ class BearerTokenAuth:
                 response = JSONResponse({"error": {"type": "Unauthorized", "message": "bearer token required",
                                                    "exit_code": 1}}, status_code=401,
                                         headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+            if identity.scrape_only and (scope["path"] not in SCRAPE_PATHS or scope["method"] not in ("GET", "HEAD")):
+                response = JSONResponse({"error": {"type": "Forbidden", "message": f"token {identity.identity!r} is a"
+                                                   " scrape token: it may only GET /metrics and /healthz",
+                                                   "exit_code": 1}}, status_code=403)
                 await response(scope, receive, send)
                 return
             scope.setdefault("state", {})["token"] = identity

@@ -89,8 +89,10 @@ class _Server(uvicorn.Server):
 
 class Daemon:
     def __init__(self, settings: Settings, *, config_path: str | None, clock: Clock | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, log_level_fixed: bool = False) -> None:
         self.settings = settings
+        # --log-level on the command line wins over [daemon] log_level, also across reloads.
+        self.log_level_fixed = log_level_fixed
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
@@ -302,6 +304,8 @@ class Daemon:
                 self._schedule(spec)
             return self._reload_failed(f"{type(error).__name__}: {error}")
         _log_config_warnings(new)
+        if not self.log_level_fixed:
+            logging.getLogger().setLevel(new.daemon.log_level.upper())
         self.state.metrics.config_reloads.labels("ok").inc()
         log.info("config reloaded", extra={"config": self.config_path})
         self.notifier.notify("READY=1", "STATUS=config reloaded")
@@ -358,14 +362,16 @@ def _log_config_warnings(settings: Settings) -> None:
         log.warning("config: %s", warning, extra={"config": settings.source})
 
 
-def run(config_path: str | None) -> int:
+def run(config_path: str | None, log_level: str | None = None) -> int:
     """Load the config and serve until SIGTERM; returns the process exit code."""
-    configure_logging()
+    configure_logging(log_level or "info")
     settings = load_settings(config_path).validate()
+    if log_level is None and settings.daemon.log_level != "info":
+        configure_logging(settings.daemon.log_level)
     _log_config_warnings(settings)
     if config_path is None:
         from opsctl.config import find_config
 
         found = find_config(None)
         config_path = str(found) if found else None
-    return asyncio.run(Daemon(settings, config_path=config_path).serve())
+    return asyncio.run(Daemon(settings, config_path=config_path, log_level_fixed=log_level is not None).serve())

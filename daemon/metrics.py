@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from opsctl import __version__
+from opsctl.adapters.model_changes import ModelChangeCounts
+
+MODEL_CHANGES_HELP = "Promotes, rollbacks and canary steps per model, counted from the audit log"
+
+
+class _ModelChanges(Collector):
+    """``opsctl_model_changes_total{model, change}``: the counts as of the last refresh."""
+
+    def __init__(self, counts: ModelChangeCounts) -> None:
+        self._counts = counts
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("opsctl_model_changes", MODEL_CHANGES_HELP, labels=["model", "change"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("opsctl_model_changes", MODEL_CHANGES_HELP, labels=["model", "change"])
+        for (model, change), count in sorted(self._counts.counts().items()):
+            family.add_metric([model, change], count)
+        yield family
 
 
 class DaemonMetrics:
@@ -57,6 +79,18 @@ class DaemonMetrics:
                                   "Notifications waiting for a retry, by target", ["target"], registry=r)
         self.alert_deliveries = Counter("opsctl_alert_deliveries_total", "Notification delivery attempts",
                                         ["target", "result"], registry=r)
+
+        self._changes: ModelChangeCounts | None = None
+
+    def track_model_changes(self, counts: ModelChangeCounts) -> None:
+        """Export ``opsctl_model_changes_total`` (what the Grafana dashboard's annotations query)."""
+        self._changes = counts
+        self.registry.register(_ModelChanges(counts))
+
+    def refresh(self) -> None:
+        """Bring the metrics read at scrape time up to date (blocking I/O: call it off the event loop)."""
+        if self._changes is not None:
+            self._changes.refresh()
 
     def track_sse_clients(self, count: Callable[[], int]) -> None:
         self.sse_clients.set_function(lambda: float(count()))

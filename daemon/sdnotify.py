@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 
@@ -46,7 +47,9 @@ class Notifier:
         return self.notify(f"STATUS={status}")
 
     def reloading(self) -> bool:
-        return self.notify("RELOADING=1")
+        # Type=notify-reload (systemd 253+) needs MONOTONIC_USEC to tell this reload from an older one;
+        # Python's monotonic clock is CLOCK_MONOTONIC on Linux, the clock systemd compares it with.
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")

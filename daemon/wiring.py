@@ -5,7 +5,7 @@ The services depend on each other through plain callables, never through the sub
 * drift and canary send their alert notifications through health's Alertmanager notifier;
 * the canary's accuracy gate counts labels in drift's live window;
 * drift asks retrain for a run when a production version drifts or degrades;
-* retrain hands a better candidate to the canary.
+* retrain hands a better candidate to the canary, and the canary tells retrain how it ended.
 
 The last three form a cycle (drift -> retrain -> canary -> drift), so drift's retrain hook looks up
 the retrain service when it is called, after :func:`build_services` has built all of them.
@@ -44,8 +44,8 @@ from opsctld.metrics import DaemonMetrics
 log = logging.getLogger("opsctld.wiring")
 
 EventSink = Callable[[str, dict[str, Any]], None]
-# Who asks for a retraining run when drift or a performance drop is found.
-RETRAIN_ACTOR = Actor(user="opsctld", uid=None, via="drift")
+# Who asks for a retraining run when drift or a performance drop is found: the job that found it.
+RETRAIN_ACTORS = {kind: Actor(user="opsctld", uid=None, via=kind) for kind in ("drift", "performance")}
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,12 @@ def build_services(settings: Callable[[], Settings], registry: Registry, artifac
                            notifier_factory=lambda alertmanager: AlertmanagerNotifier(alertmanager, clock=clock))
 
     def retrain_trigger(model: str, kind: str, reason: str) -> None:
+        actor = RETRAIN_ACTORS.get(kind, Actor("opsctld", None, kind))
         if settings().retrain.for_model(model) is None:
-            return  # no [retrain.models.MODEL] entry: this model is not retrained automatically
-        result = retrain.trigger(model, kind, reason, RETRAIN_ACTOR)
+            # Not retrained automatically: the story says so instead of ending at the drift.
+            retrain.skip(model, kind, reason, actor, f"{model} has no [retrain.models.{model}] entry")
+            return
+        result = retrain.trigger(model, kind, reason, actor)
         log.info("retrain requested", extra={"model": model, "trigger": kind, "verdict": result.verdict.value})
 
     drift = DriftService(
@@ -108,6 +111,9 @@ def build_services(settings: Callable[[], Settings], registry: Registry, artifac
         events=events,
         hook_max_attempts=actuators.hook_max_attempts,
         gauges=CanaryGauges(metrics.registry),
+        # Looked up when a canary ends, after the retrain service below exists.
+        on_end=lambda record: retrain.canary_ended(record.model, record.state.canary_version,
+                                                   record.state.phase.value, record.state.reason),
     )
 
     def start_canary(model: str, version: str, actor: Actor, reason: str) -> dict[str, Any]:

@@ -79,8 +79,12 @@ class DaemonSettings:
     max_upload_bytes: int = 10 * 1024**3
     # How an operator starts the daemon here; break-glass reports name it (the demo sets its own).
     start_command: str = "sudo systemctl start opsctl"
+    # debug, info, warning or error; `opsctl daemon --log-level` overrides it.
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if not self.state_dir:
             raise ValueError("state_dir must not be empty")
         if not self.socket:
@@ -338,10 +342,43 @@ def parse_settings(text: str, *, path: Path | None = None) -> Settings:
             lazy[name] = table
         else:
             values[name] = load_dataclass(section, table, key=name, path=shown)
+    if path is not None:
+        lazy = _resolve_http_files(lazy, path.parent)
     settings = Settings(**values, source=shown, tables=lazy, warnings=tuple(warnings))
     if path is not None:
         settings = _resolve_relative_paths(settings, path.parent)
     return settings
+
+
+# http_config keys naming files ([prometheus.basic_auth] password_file, ...), relative to the config's folder.
+_HTTP_FILE_KEYS = {"basic_auth": ("password_file",), "authorization": ("credentials_file",),
+                   "tls_config": ("ca_file", "cert_file", "key_file")}
+
+
+def _resolve_http_files(tables: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The lazy tables with relative secret/CA file paths of [prometheus] and [alertmanager] made absolute."""
+
+    def absolute(value: Any) -> Any:
+        return str((base / value).resolve()) if isinstance(value, str) and value and not os.path.isabs(value) \
+            else value
+
+    out = dict(tables)
+    for section in ("prometheus", "alertmanager"):
+        table = tables.get(section)
+        if not isinstance(table, Mapping):
+            continue
+        table = dict(table)
+        for sub, keys in _HTTP_FILE_KEYS.items():
+            if isinstance(table.get(sub), Mapping):
+                table[sub] = {k: absolute(v) if k in keys else v for k, v in table[sub].items()}
+        headers = table.get("http_headers")
+        if isinstance(headers, Mapping):
+            table["http_headers"] = {
+                name: ({**value, "files": [absolute(f) for f in value["files"]]}
+                       if isinstance(value, Mapping) and isinstance(value.get("files"), list) else value)
+                for name, value in headers.items()}
+        out[section] = table
+    return out
 
 
 def _resolve_relative_paths(settings: Settings, base: Path) -> Settings:

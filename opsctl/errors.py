@@ -101,6 +101,10 @@ class PrometheusUnreachable(MetricsSourceError):
     pass
 
 
+class MetricsAuthError(MetricsSourceError):
+    """Prometheus answered but refused the credentials (401/403), or its TLS certificate is not trusted."""
+
+
 class NoDataError(MetricsSourceError):
     pass
 

@@ -5,4 +5,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.cli",
     "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
+    "tests.fixtures.secure",
+    "tests.fixtures.wheel",
+    "tests.fixtures.framework_envs",
 ]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli import OPSCTL
+
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "opsctl.service"
 
 
@@ -19,9 +21,17 @@ def analyze() -> str:
     return found
 
 
-def test_unit_verifies(analyze: str) -> None:
-    done = subprocess.run([analyze, "verify", str(UNIT)], capture_output=True, text=True, timeout=60)
+def test_unit_verifies(analyze: str, tmp_path: Path) -> None:
+    # The unit as `opsctl config example --systemd` writes it for this venv's opsctl (verify checks that
+    # ExecStart= is executable; the template names the README's /opt/opsctl/venv).
+    rendered = subprocess.run([OPSCTL, "config", "example", "--systemd"], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    unit = tmp_path / "opsctl.service"
+    unit.write_text(rendered.stdout)
+    done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    # verify exits 0 on a line it ignores (an unknown Type= falls back to simple): any message is a defect.
+    assert done.stderr.strip() == "", done.stderr
 
 
 def test_unit_exposure_is_at_most_2(analyze: str) -> None:

@@ -1,4 +1,5 @@
-"""The audit log's integrity in the daemon: the hash chain verified at start and every ``[jobs] audit_seconds``.
+"""The audit log in the daemon: its integrity (the hash chain verified at start and every ``[jobs]
+audit_seconds``) and ``opsctl_model_changes_total`` (promotes, rollbacks, canary steps) for dashboards.
 
 The first run (at start) verifies the whole chain; later runs verify the rows after the last verified
 one and that this row is unchanged (:class:`opsctl.services.audit.AuditWatch`). A broken chain fails
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opsctl.adapters.model_changes import ModelChangeCounts
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
@@ -17,6 +19,8 @@ from opsctld.state import DaemonState
 
 def start(state: DaemonState) -> None:
     watch = state.services.audit
+    # Promotes, rollbacks and canary steps as a counter, for the dashboard's annotations.
+    state.metrics.track_model_changes(ModelChangeCounts(state.registry.path))
 
     def status() -> dict[str, Any] | None:
         report = watch.last_report

@@ -56,7 +56,15 @@ def start(state: DaemonState) -> None:
 def jobs(state: DaemonState) -> list[JobSpec]:
     service = state.services.retrain
 
+    canary = state.services.canary
+
     def run() -> JobOutcome:
+        # Runs whose canary ended while nothing listened (a restart between the finish and the
+        # notice) follow it here.
+        for record in canary.store.list_latest():
+            if record.state.terminal:
+                service.canary_ended(record.model, record.state.canary_version, record.state.phase.value,
+                                     record.state.reason)
         results = service.check_schedules()
         started = [r.run.model for r in results if r.started and r.run is not None]
         summary = f"scheduled runs started: {', '.join(started)}" if started else "no schedule due"
@@ -161,6 +169,10 @@ _RUN = {"type": "object", "required": ["id", "model", "trigger", "status", "star
                        "status": _STR, "started_at": _STR, "finished_at": {"type": ["string", "null"]},
                        "parent_version": {"type": ["string", "null"]},
                        "candidate_version": {"type": ["string", "null"]}, "decision": {"type": ["object", "null"]},
+                       "triggers": {"type": "array", "items": {
+                           "type": "object", "required": ["kind", "reason", "actor", "at", "verdict"],
+                           "properties": {"kind": _STR, "reason": _STR, "actor": _STR, "at": _STR,
+                                          "verdict": {"enum": ["started", "joined", "held"]}}}},
                        "error": {"type": ["string", "null"]}, "logs": _STR}}
 
 SUBSYSTEM = Subsystem(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ from typing import Any
 import httpx
 
 from opsctl.adapters.artifacts import sha256_file
+from opsctl.adapters.http_config import HttpConfig, build_client
 from opsctl.adapters.registry_reader import connect_read_only, json_column
 from opsctl.clock import parse_utc
 from opsctl.core.checklist import FleetFacts, HealthCheckFact, ModelFacts
 from opsctl.core.runbooks import SHIPPED_RUNBOOKS
-from opsctl.errors import NotFoundError
+from opsctl.errors import ConfigError, NotFoundError
 
 _RULE = re.compile(r"^\s*- alert: (\w+)", re.M)
 
@@ -103,30 +105,39 @@ def last_job_run(registry: Path, job: str) -> tuple[datetime, bool, str] | None:
     return (parse_utc(row["finished_at"]), bool(row["ok"]), row["summary"]) if row else None
 
 
-def prometheus_rule_names(url: str, timeout: float) -> tuple[tuple[str, ...] | None, str]:
-    """Alert rule names Prometheus has loaded, or (None, why not)."""
+def prometheus_rule_names(url: str, timeout: float, http: HttpConfig | None = None
+                          ) -> tuple[tuple[str, ...] | None, str]:
+    """Alert rule names Prometheus has loaded, or (None, why not); ``http``: [prometheus]'s auth and TLS."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v1/rules", params={"type": "alert"}, timeout=timeout)
+        with _client(http, "prometheus", timeout) as client:
+            response = client.get(f"{url.rstrip('/')}/api/v1/rules", params={"type": "alert"})
         response.raise_for_status()
         groups = response.json()["data"]["groups"]
-    except (httpx.HTTPError, KeyError, ValueError) as error:
+    except (httpx.HTTPError, KeyError, ValueError, ConfigError) as error:
         return None, str(error) or type(error).__name__
     return tuple(rule["name"] for group in groups for rule in group.get("rules", [])), ""
 
 
-def alertmanager_receivers(url: str, timeout: float) -> tuple[int | None, str]:
+def alertmanager_receivers(url: str, timeout: float, http: HttpConfig | None = None) -> tuple[int | None, str]:
     """Receivers with at least one integration in Alertmanager's running config, or (None, why not)."""
     if not url:
         return None, "not configured"
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v2/status", timeout=timeout)
+        with _client(http, "alertmanager", timeout) as client:
+            response = client.get(f"{url.rstrip('/')}/api/v2/status")
         response.raise_for_status()
         original = response.json()["config"]["original"]
-    except (httpx.HTTPError, KeyError, ValueError) as error:
+    except (httpx.HTTPError, KeyError, ValueError, ConfigError) as error:
         return None, str(error) or type(error).__name__
     receivers = original.split("receivers:", 1)[1] if "receivers:" in original else ""
     blocks = re.split(r"^\s*- name:", receivers, flags=re.M)[1:]
     return sum(1 for block in blocks if re.search(r"_configs:", block)), ""
+
+
+def _client(http: HttpConfig | None, section: str, timeout: float) -> httpx.Client:
+    if http is None:
+        return httpx.Client(timeout=timeout)
+    return build_client(replace(http, timeout_seconds=timeout, connect_timeout_seconds=None), section)
 
 
 def missing_runbooks(names: tuple[str, ...], folder: Path = SHIPPED_RUNBOOKS) -> tuple[str, ...]:
@@ -135,10 +146,11 @@ def missing_runbooks(names: tuple[str, ...], folder: Path = SHIPPED_RUNBOOKS) ->
 
 def fleet_facts(*, registry: Path, now: datetime, health_seconds: float, drift_seconds: float,
                 ingest_seconds: float, log_dirs_configured: bool, prometheus_url: str, alertmanager_url: str,
-                timeout: float, expected_rules: tuple[str, ...], daemon_rules: tuple[str, ...]) -> FleetFacts:
+                timeout: float, expected_rules: tuple[str, ...], daemon_rules: tuple[str, ...],
+                prometheus_http: HttpConfig | None = None, alertmanager_http: HttpConfig | None = None) -> FleetFacts:
     ingest = last_job_run(registry, "ingest")
-    rules, prom_error = prometheus_rule_names(prometheus_url, timeout)
-    receivers, am_error = alertmanager_receivers(alertmanager_url, timeout)
+    rules, prom_error = prometheus_rule_names(prometheus_url, timeout, prometheus_http)
+    receivers, am_error = alertmanager_receivers(alertmanager_url, timeout, alertmanager_http)
     return FleetFacts(
         now=now, health_seconds=health_seconds, drift_seconds=drift_seconds, ingest_seconds=ingest_seconds,
         log_dirs_configured=log_dirs_configured,

@@ -120,7 +120,7 @@ def drift_report_from_json(document: dict[str, Any]) -> DriftReport:
     from opsctl.core.drift import DriftPolicy, DriftReport, FeatureDrift
 
     try:
-        features = tuple(FeatureDrift(**feature) for feature in document["features"])
+        features = tuple(FeatureDrift.from_json(feature) for feature in document["features"])
         policy = DriftPolicy(**document["policy"])
         return DriftReport(features=features, dataset_drift=document["dataset_drift"],
                            drifted_count=int(document["drifted_count"]), share_drifted=document["share_drifted"],

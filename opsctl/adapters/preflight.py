@@ -52,22 +52,26 @@ def check_socket_path(path: Path) -> None:
 
 @dataclass(frozen=True)
 class TokenIdentity:
-    """Who a TCP bearer token belongs to; a trusted proxy may name the person it acts for."""
+    """Who a TCP bearer token belongs to; a trusted proxy may name the person it acts for; a scrape token
+    reads ``/metrics`` and ``/healthz`` and nothing else."""
 
     token: str = field(repr=False)
     identity: str
     trusted_proxy: bool = False
+    scrape_only: bool = False
 
 
 _IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
 PROXY_FLAG = "trusted-proxy"
+SCRAPE_FLAG = "scrape"
 
 
 def read_token_file(path: Path) -> tuple[TokenIdentity, ...]:
     """The tokens in ``path``, a regular file only its owner can read or write.
 
-    One token per line, ``TOKEN IDENTITY [trusted-proxy]`` (``#`` starts a comment); a file holding one
+    One token per line, ``TOKEN IDENTITY [trusted-proxy|scrape]`` (``#`` starts a comment); a file holding one
     bare token (the older format) gives it the identity ``token``. Tokens have at least 16 characters.
+    A ``scrape`` token (for Prometheus) may only read ``/metrics`` and ``/healthz``.
     """
     key = "daemon.token_file"
     try:
@@ -94,8 +98,8 @@ def read_token_file(path: Path) -> tuple[TokenIdentity, ...]:
         where = f"token_file {path} line {number}"
         if len(words) == 1 and len(lines) == 1:
             words = [words[0], "token"]
-        if len(words) not in (2, 3) or (len(words) == 3 and words[2] != PROXY_FLAG):
-            raise ConfigError(f"{where}: expected 'TOKEN IDENTITY [{PROXY_FLAG}]'", key=key)
+        if len(words) not in (2, 3) or (len(words) == 3 and words[2] not in (PROXY_FLAG, SCRAPE_FLAG)):
+            raise ConfigError(f"{where}: expected 'TOKEN IDENTITY [{PROXY_FLAG}|{SCRAPE_FLAG}]'", key=key)
         token, identity = words[0], words[1]
         if len(token) < MIN_TOKEN_LENGTH:
             raise ConfigError(f"{where} holds a token shorter than {MIN_TOKEN_LENGTH} characters", key=key)
@@ -104,7 +108,8 @@ def read_token_file(path: Path) -> tuple[TokenIdentity, ...]:
                               key=key)
         if any(t.token == token for t in tokens):
             raise ConfigError(f"{where}: the same token appears twice", key=key)
-        tokens.append(TokenIdentity(token, identity, trusted_proxy=len(words) == 3))
+        flag = words[2] if len(words) == 3 else None
+        tokens.append(TokenIdentity(token, identity, trusted_proxy=flag == PROXY_FLAG, scrape_only=flag == SCRAPE_FLAG))
     return tuple(tokens)
 
 
@@ -117,3 +122,14 @@ def preflight(settings: Settings) -> None:
         if not daemon.token_file:
             raise ConfigError("tcp_listen requires token_file", key="daemon.token_file")
         read_token_file(Path(daemon.token_file))
+    check_http_files(settings)
+
+
+def check_http_files(settings: Settings) -> None:
+    """The password, credential, header, CA and client-certificate files of [prometheus] and
+    [alertmanager] exist and are readable (their content is never printed)."""
+    from opsctl.adapters.http_config import check_files
+
+    check_files(settings.prometheus.http, "prometheus")
+    if settings.alertmanager.alertmanager_urls:
+        check_files(settings.alertmanager.http, "alertmanager")

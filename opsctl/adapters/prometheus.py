@@ -1,7 +1,10 @@
 """The metrics source: PromQL templates from ``[prometheus]``, one batched query per SLA metric.
 
 Every query is a template in config so a team whose exporters use other names configures instead of
-forking. Placeholders (plain text substitution, so PromQL's own braces need no escaping):
+forking; ``[prometheus] preset`` fills the templates and label names for a known serving stack
+(:mod:`opsctl.core.presets`), and a metric the preset has no template for is not queried at all (its
+check reads "not provided by preset X"). Placeholders (plain text substitution, so PromQL's own
+braces need no escaping):
 
 ``{window}``         the rate window, ``[prometheus] window`` (``5m``)
 ``{model_label}``    the label naming the model (``model``)
@@ -35,44 +38,35 @@ from typing import Any
 
 import httpx
 
+from opsctl.adapters.http_config import (
+    Authorization,
+    BasicAuth,
+    HeaderValues,
+    HttpConfig,
+    TlsConfig,
+    build_client,
+    check_http_fields,
+    describe_http_error,
+    describe_status,
+)
+from opsctl.core.presets import DEFAULT_PRESET, OPSCTL, SLA_QUERIES, Preset, get_preset
 from opsctl.core.sla import FleetSample, VersionSample
-from opsctl.errors import MetricsSourceError, NoDataError, PrometheusUnreachable, StaleDataError
+from opsctl.errors import (
+    ConfigError,
+    MetricsAuthError,
+    MetricsSourceError,
+    NoDataError,
+    PrometheusUnreachable,
+    StaleDataError,
+)
 
-_BY = "by ({model_label}, {version_label})"
-
-DEFAULT_QUERIES: dict[str, str] = {
-    "request_rate": f"sum {_BY} (rate(model_predictions_total{{{{selector}}}}[{{window}}]))",
-    # `or ... * 0` keeps versions that never had an error (prometheus_client creates the
-    # status="error" series only at the first error) at 0 instead of "no data".
-    "error_rate": (
-        f'(sum {_BY} (rate(model_predictions_total{{status="error",{{selector}}}}[{{window}}]))'
-        f" or sum {_BY} (rate(model_predictions_total{{{{selector}}}}[{{window}}])) * 0)"
-        f" / sum {_BY} (rate(model_predictions_total{{{{selector}}}}[{{window}}]))"
-    ),
-    "latency_p95": (
-        "histogram_quantile(0.95, sum by ({model_label}, {version_label}, le) "
-        "(rate(model_prediction_latency_seconds_bucket{{selector}}[{window}])))"
-    ),
-    "latency_p99": (
-        "histogram_quantile(0.99, sum by ({model_label}, {version_label}, le) "
-        "(rate(model_prediction_latency_seconds_bucket{{selector}}[{window}])))"
-    ),
-    # Share of scrapes in the window where the exporters serving the version answered (`up`),
-    # attributed to each (model, version) those exporters expose.
-    "availability": (
-        f"avg {_BY} (avg_over_time(up[{{window}}]) * on (instance, job) group_right "
-        "group by (instance, job, {model_label}, {version_label}) "
-        "(last_over_time(model_predictions_total{{selector}}[{window}])))"
-    ),
-    "accuracy": f"avg {_BY} (model_accuracy{{{{selector}}}})",
-}
+# The defaults are the `opsctl` preset (opsctl's SDK exporter); `[prometheus] preset` picks another.
+DEFAULT_QUERIES: dict[str, str] = {name: OPSCTL.template(name) or "" for name in SLA_QUERIES}
 
 # Cumulative latency-bucket counts per version over {window} (the canary's latency gate counts
-# requests slower than a bound from them). Same placeholders as [prometheus.queries].
-LATENCY_BUCKETS_QUERY = (
-    "sum by ({model_label}, {version_label}, le) "
-    "(increase(model_prediction_latency_seconds_bucket{{selector}}[{window}]))"
-)
+# requests slower than a bound from them); each preset has its own. Same placeholders as
+# [prometheus.queries].
+LATENCY_BUCKETS_QUERY = OPSCTL.latency_buckets or ""
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _KNOWN_PLACEHOLDERS = {"window", "model_label", "version_label", "selector"}
@@ -92,24 +86,35 @@ def _check_template(name: str, template: str) -> None:
 
 @dataclass(frozen=True)
 class QueryTemplates:
-    """``[prometheus.queries]``: one PromQL template per SLA metric (see the module docstring)."""
+    """``[prometheus.queries]``: one PromQL template per SLA metric (see the module docstring).
 
-    request_rate: str = DEFAULT_QUERIES["request_rate"]
-    error_rate: str = DEFAULT_QUERIES["error_rate"]
-    latency_p95: str = DEFAULT_QUERIES["latency_p95"]
-    latency_p99: str = DEFAULT_QUERIES["latency_p99"]
-    availability: str = DEFAULT_QUERIES["availability"]
-    accuracy: str = DEFAULT_QUERIES["accuracy"]
+    ``None`` is "the preset's template"; inside :class:`PrometheusSettings` the preset has filled
+    them, and a metric still ``None`` is one the preset's server does not export.
+    """
+
+    request_rate: str | None = None
+    error_rate: str | None = None
+    latency_p95: str | None = None
+    latency_p99: str | None = None
+    availability: str | None = None
+    accuracy: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check_template(f.name, getattr(self, f.name))
-        if "{window}" not in self.request_rate:
+            template = getattr(self, f.name)
+            if template is not None:
+                _check_template(f.name, template)
+        if self.request_rate is not None and "{window}" not in self.request_rate:
             raise ValueError("queries.request_rate must use {window}: staleness detection re-evaluates it "
                              "with a short window")
 
-    def items(self) -> list[tuple[str, str]]:
+    def items(self) -> list[tuple[str, str | None]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+    def filled_from(self, preset: Preset) -> QueryTemplates:
+        """These templates, with the preset's wherever none was set."""
+        return QueryTemplates(**{name: template if template is not None else preset.template(name)
+                                 for name, template in self.items()})
 
 
 @dataclass(frozen=True)
@@ -118,19 +123,33 @@ class PrometheusSettings:
 
     url: str = "http://127.0.0.1:9090"
     timeout_seconds: float = 5.0
-    model_label: str = "model"
-    version_label: str = "model_version"
+    # Fills queries, model_label and version_label for a serving stack's own metrics (opsctl.core.presets);
+    # what the section sets explicitly wins.
+    preset: str = DEFAULT_PRESET
+    model_label: str = ""  # empty: the preset's
+    version_label: str = ""  # empty: the preset's
     window: str = "5m"
     staleness_seconds: float = 60.0
     # Extra equality matchers put into every {selector}, e.g. {env = "prod"}; values are escaped.
     matchers: dict[str, str] = field(default_factory=dict)
     queries: QueryTemplates = field(default_factory=QueryTemplates)
+    # Prometheus' own http_config names (see opsctl.adapters.http_config): auth, TLS, tenant headers.
+    connect_timeout_seconds: float | None = None
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
+    tls_config: TlsConfig = field(default_factory=TlsConfig)
+    http_headers: dict[str, str | HeaderValues] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        preset = get_preset(self.preset)
+        # Frozen: the preset's values are filled in once, here, so every reader sees resolved settings.
+        object.__setattr__(self, "model_label", self.model_label or preset.model_label)
+        object.__setattr__(self, "version_label", self.version_label or preset.version_label)
+        object.__setattr__(self, "queries", self.queries.filled_from(preset))
         if not re.match(r"^https?://[^\s/]+", self.url):
             raise ValueError(f"url must be an http:// or https:// URL, got {self.url!r}")
-        if not self.timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds must be > 0, got {self.timeout_seconds}")
+        check_http_fields(self.timeout_seconds, self.connect_timeout_seconds, self.basic_auth, self.authorization,
+                          self.http_headers)
         for key in ("model_label", "version_label"):
             value = getattr(self, key)
             if not _LABEL_NAME.fullmatch(value) or value.startswith("__"):
@@ -144,6 +163,27 @@ class PrometheusSettings:
         for name in self.matchers:
             if not _LABEL_NAME.fullmatch(name):
                 raise ValueError(f"matchers: {name!r} is not a Prometheus label name")
+
+    @property
+    def http(self) -> HttpConfig:
+        """The connection settings as the one value both the Prometheus and Alertmanager clients take."""
+        return HttpConfig(timeout_seconds=self.timeout_seconds, connect_timeout_seconds=self.connect_timeout_seconds,
+                          basic_auth=self.basic_auth, authorization=self.authorization, tls_config=self.tls_config,
+                          http_headers=self.http_headers)
+
+    @property
+    def preset_table(self) -> Preset:
+        return get_preset(self.preset)
+
+    def not_provided(self) -> dict[str, str]:
+        """SLA metrics without a template (the preset's server lacks them), with the reason for each."""
+        preset = self.preset_table
+        return {name: preset.not_provided(name) for name, template in self.queries.items() if template is None}
+
+    @property
+    def latency_buckets_query(self) -> str | None:
+        """The preset's latency-bucket template (None when its server has no histogram in seconds)."""
+        return self.preset_table.latency_buckets
 
     @property
     def staleness_window(self) -> str:
@@ -208,7 +248,19 @@ class PrometheusSource:
     def __init__(self, settings: PrometheusSettings, client: httpx.Client | None = None) -> None:
         self.settings = settings
         self._own_client = client is None
-        self._client = client or httpx.Client(timeout=settings.timeout_seconds)
+        # A missing or unreadable secret, CA or certificate file is reported by every query (health shows
+        # the version unknown with this reason) rather than failing the daemon's start.
+        self._client_error: ConfigError | None = None
+        if client is None:
+            try:
+                client = build_client(settings.http, "prometheus")
+            except ConfigError:
+                try:  # an unreadable secret file: every query says so until it is fixed
+                    client = build_client(settings.http, "prometheus", check_secrets=False)
+                except ConfigError as error:  # an unusable CA or client certificate
+                    self._client_error = error
+                    client = httpx.Client(timeout=settings.timeout_seconds)
+        self._client = client
         self._lock = threading.Lock()
         self.queries_sent = 0
 
@@ -232,8 +284,9 @@ class PrometheusSource:
             matchers[s.model_label] = model
         common = {"model_label": s.model_label, "version_label": s.version_label,
                   "selector": promql_selector(matchers)}
-        queries = {name: render(t, window=s.window, **common) for name, t in s.queries.items()}
-        short = render(s.queries.request_rate, window=s.staleness_window, **common)
+        queries = {name: render(t, window=s.window, **common) for name, t in s.queries.items() if t is not None}
+        request_rate = s.queries.request_rate or ""  # every preset has one; validated in __post_init__
+        short = render(request_rate, window=s.staleness_window, **common)
         queries["request_rate"] = (
             f'label_replace({queries["request_rate"]}, "{FRESHNESS_LABEL}", "window", "", "")'
             f' or label_replace({short}, "{FRESHNESS_LABEL}", "fresh", "", "")'
@@ -246,16 +299,26 @@ class PrometheusSource:
         if at is not None:
             data["time"] = f"{at.timestamp():.3f}"
         url = f"{self.settings.url.rstrip('/')}/api/v1/query"
+        if self._client_error is not None:
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {self._client_error}")
         with self._lock:
             self.queries_sent += 1
         try:
-            response = self._client.post(url, data=data, timeout=self.settings.timeout_seconds)
+            response = self._client.post(url, data=data)
+        except ConfigError as error:  # a secret file became unreadable since the client was built
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {error}") from error
         except httpx.TimeoutException as error:
             raise PrometheusUnreachable(
                 f"Prometheus at {self.settings.url} timed out after {self.settings.timeout_seconds:g}s"
             ) from error
         except httpx.TransportError as error:
+            reason = describe_http_error(error, self.settings.url)
+            if reason.startswith("TLS:"):
+                raise MetricsAuthError(reason) from error
             raise PrometheusUnreachable(f"Prometheus at {self.settings.url} unreachable: {error}") from error
+        refused = describe_status(response.status_code, self.settings.url)
+        if refused is not None:
+            raise MetricsAuthError(refused)
         if response.status_code >= 500:
             raise PrometheusUnreachable(
                 f"Prometheus at {self.settings.url} answered HTTP {response.status_code}: "
@@ -283,6 +346,36 @@ class PrometheusSource:
             series.append((dict(item.get("metric", {})), value))
         return series
 
+    def api_get(self, path: str, params: Mapping[str, str | list[str]] | None = None) -> Any:
+        """GET one of Prometheus' read APIs (``/api/v1/labels``, ``/api/v1/targets``...); its ``data``.
+
+        Same client, credentials and errors as :meth:`query` (``opsctl doctor`` uses it)."""
+        if self._client_error is not None:
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {self._client_error}")
+        url = f"{self.settings.url.rstrip('/')}{path}"
+        try:
+            response = self._client.get(url, params=params)
+        except ConfigError as error:
+            raise MetricsAuthError(f"cannot authenticate to Prometheus: {error}") from error
+        except httpx.TimeoutException as error:
+            raise PrometheusUnreachable(f"Prometheus at {self.settings.url} timed out") from error
+        except httpx.TransportError as error:
+            reason = describe_http_error(error, self.settings.url)
+            if reason.startswith("TLS:"):
+                raise MetricsAuthError(reason) from error
+            raise PrometheusUnreachable(f"Prometheus at {self.settings.url} unreachable: {error}") from error
+        refused = describe_status(response.status_code, self.settings.url)
+        if refused is not None:
+            raise MetricsAuthError(refused)
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise MetricsSourceError(f"Prometheus at {self.settings.url} sent a non-JSON answer to {path} "
+                                     f"(HTTP {response.status_code})") from error
+        if response.status_code != 200 or body.get("status") != "success":
+            raise MetricsSourceError(f"Prometheus refused {path}: {body.get('error', response.status_code)}")
+        return body.get("data")
+
     def fetch_fleet(self, now: datetime, *, model: str | None = None) -> FleetSample:
         """One health cycle: one query per SLA metric for the whole fleet (or one model)."""
         s = self.settings
@@ -300,8 +393,9 @@ class PrometheusSource:
                     values.setdefault(key, {})
                     continue
                 values.setdefault(key, {})[metric] = value
+        not_provided = s.not_provided()
         versions = {
-            key: VersionSample(key[0], key[1], fresh=key in fresh, **metrics)
+            key: VersionSample(key[0], key[1], fresh=key in fresh, not_provided=not_provided, **metrics)
             for key, metrics in values.items()
         }
         return FleetSample(
@@ -317,7 +411,9 @@ class PrometheusSource:
         Versions whose histogram has no bucket at or above the bound are left out.
         """
         s = self.settings
-        promql = render(LATENCY_BUCKETS_QUERY, window=s.window, model_label=s.model_label,
+        if s.latency_buckets_query is None:
+            return {}
+        promql = render(s.latency_buckets_query, window=s.window, model_label=s.model_label,
                         version_label=s.version_label,
                         selector=promql_selector({**dict(s.matchers), s.model_label: model}))
         buckets: dict[str, list[tuple[float, float]]] = {}

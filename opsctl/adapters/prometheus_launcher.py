@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -50,6 +50,8 @@ class _LocalServer:
         binary: str | None = None,
         ready_timeout_seconds: float = 30.0,
         workdir: Path | None = None,
+        web_config_yaml: str | None = None,
+        ready_client: Callable[[], httpx.Client] | None = None,
     ) -> None:
         self._config_yaml = config_yaml
         self._extra_files = dict(extra_files or {})
@@ -60,12 +62,20 @@ class _LocalServer:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log_path = self.workdir / f"{self.kind}.log"
+        # Prometheus' --web.config.file (TLS, basic auth); the readiness probe then needs a client that
+        # trusts the CA and carries the credentials.
+        self._web_config_yaml = web_config_yaml
+        self._ready_client = ready_client or (lambda: httpx.Client(timeout=1.0))
 
     kind = "server"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self._web_config_yaml and "tls_server_config" in self._web_config_yaml else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def _web_flags(self) -> list[str]:
+        return [f"--web.config.file={self.workdir / 'web.yml'}"] if self._web_config_yaml else []
 
     @property
     def config_path(self) -> Path:
@@ -95,6 +105,8 @@ class _LocalServer:
         self.write_file(self.config_name, self._config_yaml)
         for name, content in self._extra_files.items():
             self.write_file(name, content)
+        if self._web_config_yaml:
+            self.write_file("web.yml", self._web_config_yaml)
         last_error = ""
         for _attempt in range(3):  # another process may grab the free port between probe and bind
             self.port = free_port()
@@ -117,7 +129,7 @@ class _LocalServer:
     def _wait_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + self._ready_timeout
-        with httpx.Client(timeout=1.0) as client:
+        with self._ready_client() as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise LaunchError(f"{self.kind} exited with {self.process.returncode}: {self.log_tail()}")
@@ -191,6 +203,7 @@ class LocalPrometheus(_LocalServer):
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
             "--log.level=warn",
+            *self._web_flags(),
         ]
 
     def reload(self) -> None:
@@ -215,6 +228,7 @@ class LocalAlertmanager(_LocalServer):
             f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",
             "--log.level=warn",
+            *self._web_flags(),
         ]
 
 

@@ -8,7 +8,17 @@ from pathlib import Path
 
 from opsctl.adapters.registry_reader import connect_read_only, json_column, number
 from opsctl.clock import parse_utc
-from opsctl.core.report import CHART_CHECKS, AlertLine, CanaryLine, DriftLine, SeriesPoint, VersionSection
+from opsctl.core.drift_policy import Distribution
+from opsctl.core.report import (
+    CHART_CHECKS,
+    AlertLine,
+    CanaryLine,
+    DriftLine,
+    MetricInterval,
+    PerformanceLine,
+    SeriesPoint,
+    VersionSection,
+)
 
 
 def versions(path: Path, since: datetime, model: str | None = None) -> list[VersionSection]:
@@ -71,6 +81,7 @@ def canaries(path: Path, model: str | None = None) -> list[CanaryLine]:
 
 
 def drift(path: Path, model: str | None = None) -> list[DriftLine]:
+    """The latest drift and performance verdict of each version, drift with its per-feature distributions."""
     lines = []
     with closing(connect_read_only(path)) as conn:
         query = ("SELECT * FROM drift_results WHERE id IN (SELECT max(id) FROM drift_results"
@@ -78,10 +89,39 @@ def drift(path: Path, model: str | None = None) -> list[DriftLine]:
         for row in conn.execute(query):
             if model and row["model"] != model:
                 continue
-            report = json_column(row["report"]) or {}
-            features = tuple((str(f.get("feature") or f.get("name")), str(f.get("verdict")),
-                              number(f.get("effect_size"))) for f in report.get("features", [])
-                             if isinstance(f, dict))
-            lines.append(DriftLine(row["model"], row["version"], row["kind"], row["verdict"], parse_utc(row["at"]),
-                                   features))
+            document = json_column(row["report"]) or {}
+            # A drift result keeps the check's report under "report" (None when the check could not run).
+            report = document.get("report") if isinstance(document.get("report"), dict) else {}
+            features = [f for f in report.get("features", []) if isinstance(f, dict)]
+            lines.append(DriftLine(
+                row["model"], row["version"], row["kind"], row["verdict"], parse_utc(row["at"]),
+                tuple((str(f.get("name")), _feature_verdict(f), number(f.get("effect_size"))) for f in features),
+                tuple((str(f.get("name")), Distribution.from_json(f["distribution"])) for f in features
+                      if isinstance(f.get("distribution"), dict))))
+    return lines
+
+
+def _feature_verdict(feature: dict[str, object]) -> str:
+    drifted = feature.get("drifted")
+    return "unknown" if drifted is None else "drift" if drifted else "no_drift"
+
+
+def performance(path: Path, model: str | None = None) -> list[PerformanceLine]:
+    """The latest performance check of each version: every metric with its interval, baseline and floor."""
+    lines = []
+    with closing(connect_read_only(path)) as conn:
+        query = ("SELECT * FROM drift_results WHERE id IN (SELECT max(id) FROM drift_results"
+                 " WHERE kind = 'performance' GROUP BY model, version) ORDER BY model, version")
+        for row in conn.execute(query):
+            if model and row["model"] != model:
+                continue
+            document = json_column(row["report"]) or {}
+            metrics = tuple(
+                MetricInterval(str(m.get("name")), str(m.get("state")), number(m.get("value")),
+                               number(m.get("ci_low")), number(m.get("ci_high")), int(m.get("n") or 0),
+                               number(m.get("baseline")), number(m.get("floor")))
+                for m in document.get("metrics", []) if isinstance(m, dict))
+            lines.append(PerformanceLine(row["model"], row["version"], row["verdict"], parse_utc(row["at"]),
+                                         int(document.get("labelled") or 0), number(document.get("confidence")),
+                                         metrics))
     return lines

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from opsctl.client.resources import Alerts, Canaries, Drift, Health, Models, Retrain, path_segment
+from opsctl.client.resources import Alerts, Canaries, Drift, Health, Incidents, Models, Retrain, path_segment
 from opsctl.client.transport import START_HINT, Progress, SseMessage, Transport, unavailable
 from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, Deployment, ModelSummary, ModelVersion
 
@@ -36,8 +36,8 @@ __all__ = ["START_HINT", "DaemonBackend", "DaemonClient", "SseMessage", "path_se
 
 
 class DaemonClient:
-    """The daemon's API: ``models``, ``canaries``, ``alerts``, ``health``, ``drift``, ``retrain``, ``status()``,
-    ``events()``. Use as a context manager (or call :meth:`close`)."""
+    """The daemon's API: ``models``, ``canaries``, ``alerts``, ``health``, ``drift``, ``retrain``, ``incidents``,
+    ``status()``, ``events()``. Use as a context manager (or call :meth:`close`)."""
 
     def __init__(self, *, socket_path: str | None = None, base_url: str | None = None, token: str | None = None,
                  connect_timeout: float = 0.5, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
@@ -88,6 +88,10 @@ class DaemonClient:
     @cached_property
     def retrain(self) -> Retrain:
         return Retrain(self.transport)
+
+    @cached_property
+    def incidents(self) -> Incidents:
+        return Incidents(self.transport)
 
     def status(self) -> StatusDocument:
         """``GET /v1/status``, typed."""

@@ -1,5 +1,5 @@
 """The daemon's API by resource: ``client.models``, ``client.canaries``, ``client.alerts``, ``client.health``,
-``client.drift``, ``client.retrain``. Each method is one request and returns a typed document
+``client.drift``, ``client.retrain``, ``client.incidents``. Each method is one request and returns a typed document
 (:mod:`opsctl.documents`, :mod:`opsctl.domain`); every path segment is quoted with :func:`path_segment`,
 so a model called ``a/b`` or ``my model`` is one segment, never two.
 
@@ -17,6 +17,7 @@ from opsctl.domain import AuditEvent, ChangePlan, ChangeResult, ModelSummary, Mo
 
 if TYPE_CHECKING:
     from opsctl.client.transport import Transport
+    from opsctl.core.incident import IncidentTimeline
     from opsctl.documents import AlertList, CanaryStatus, CheckReport, HealthReport, RetrainRun, RetrainTrigger, Silence
 
 
@@ -198,3 +199,12 @@ class Retrain(_Resource):
         from opsctl.documents import RetrainRun
 
         return RetrainRun.from_json(self._t.post(f"/v1/retrain/{path_segment(run_id)}/reject", {"reason": reason}))
+
+class Incidents(_Resource):
+    """The incident timeline merged from every store (``/v1/incident/timeline``)."""
+
+    def timeline(self, *, since_seconds: float, model: str | None = None) -> IncidentTimeline:
+        from opsctl.core.incident import IncidentTimeline
+
+        return IncidentTimeline.from_json(self._t.get("/v1/incident/timeline", since_seconds=since_seconds,
+                                                      model=model))

@@ -99,13 +99,21 @@ import pandas as pd
 
 from opsctl.core import drift_categorical as cat
 from opsctl.core import drift_numeric as num
-from opsctl.core.drift_policy import DATASET_RULES, DriftPolicy, DriftReport, FeatureDrift, render_markdown
+from opsctl.core.drift_policy import (
+    DATASET_RULES,
+    Distribution,
+    DriftPolicy,
+    DriftReport,
+    FeatureDrift,
+    render_markdown,
+)
 from opsctl.core.multiple_testing import adjust_pvalues
 from opsctl.errors import IntegrityError, NotFoundError, UsageError
 
 __all__ = [
     "DATASET_RULES",
     "CategoricalReference",
+    "Distribution",
     "DriftPolicy",
     "DriftReport",
     "FeatureDrift",
@@ -310,6 +318,46 @@ class _Measured:
     missing_rate_current: float | None = None
     unseen_share: float | None = None
     enough: bool = False
+    distribution: Distribution | None = None
+
+
+PLOT_BINS = 20
+PLOT_CATEGORIES = 12
+
+
+def _share_quantile(sorted_values: np.ndarray, q: float) -> float:
+    return float(sorted_values[int(q * (sorted_values.size - 1))])
+
+
+def numerical_distribution(reference: np.ndarray, current: np.ndarray, bins: int = PLOT_BINS) -> Distribution | None:
+    """Both sorted finite samples counted in ``bins`` equal-width bins over their 1st-99th percentile."""
+    if reference.size == 0 or current.size == 0:
+        return None
+    lo = min(_share_quantile(reference, 0.01), _share_quantile(current, 0.01))
+    hi = max(_share_quantile(reference, 0.99), _share_quantile(current, 0.99))
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    return Distribution("numerical", tuple(float(e) for e in edges), (),
+                        tuple(int(c) for c in num.bin_counts(reference, edges[1:-1])),
+                        tuple(int(c) for c in num.bin_counts(current, edges[1:-1])))
+
+
+def categorical_distribution(categories: Sequence[Any], reference: np.ndarray, current: np.ndarray, unseen: int,
+                             top: int = PLOT_CATEGORIES) -> Distribution:
+    """The ``top`` reference categories (reference order: most frequent first), the rest and the unseen."""
+    labels = [str(c) for c in categories[:top]]
+    ref_counts = [int(c) for c in reference[:top]]
+    cur_counts = [int(c) for c in current[:top]]
+    if len(categories) > top:
+        labels.append("(other)")
+        ref_counts.append(int(reference[top:].sum()))
+        cur_counts.append(int(current[top:].sum()))
+    if unseen:
+        labels.append("(unseen)")
+        ref_counts.append(0)
+        cur_counts.append(int(unseen))
+    return Distribution("categorical", (), tuple(labels), tuple(ref_counts), tuple(cur_counts))
 
 
 def _rate(part: int, total: int) -> float | None:
@@ -342,6 +390,7 @@ def _measure_numerical(
             missing_rate_current=_rate(rows - c.size, rows),
         )
         m.enough = r.size >= policy.min_rows and c.size >= policy.min_rows
+        m.distribution = numerical_distribution(r, c)
         if m.enough:
             m.statistic, m.p_value = num.ks_2samp_sorted(r, c)
             m.effect_size = num.wasserstein_sorted(r, c) / max(ref.std, num.SPREAD_FLOOR)
@@ -389,6 +438,7 @@ def _measure_categorical(
             unseen_share=_rate(unseen, present),
         )
         m.enough = summary.rows - ref.missing >= policy.min_rows and present >= policy.min_rows
+        m.distribution = categorical_distribution(ref.categories, ref.counts, counts, unseen)
         if m.enough:
             observed = cat.table(ref.counts, ref.missing, counts, unseen, missing)
             m.statistic, m.p_value = cat.chi2_test(observed)
@@ -477,4 +527,5 @@ def _verdict(m: _Measured, p_adjusted: float | None, policy: DriftPolicy) -> Fea
         unseen_share=m.unseen_share,
         drifted=drifted,
         reason=reason,
+        distribution=m.distribution,
     )

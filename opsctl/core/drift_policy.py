@@ -74,6 +74,33 @@ class DriftPolicy:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """Reference and current counts of one feature over the same bins, for a plot.
+
+    Numerical: ``edges`` are the bounds of equal-width bins over the 1st to 99th percentile of both
+    samples together; values beyond them are counted in the outer bins. Categorical: ``labels`` are the
+    reference's most frequent categories, then ``(other)`` for the rest and ``(unseen)`` for current
+    values the reference never had. Missing values are not counted.
+    """
+
+    kind: str  # numerical | categorical
+    edges: tuple[float, ...]
+    labels: tuple[str, ...]
+    reference: tuple[int, ...]
+    current: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "edges": list(self.edges), "labels": list(self.labels),
+                "reference": list(self.reference), "current": list(self.current)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Distribution:
+        return cls(str(data["kind"]), tuple(float(e) for e in data.get("edges", ())),
+                   tuple(str(label) for label in data.get("labels", ())),
+                   tuple(int(c) for c in data["reference"]), tuple(int(c) for c in data["current"]))
+
+
+@dataclass(frozen=True)
 class FeatureDrift:
     """The verdict on one feature, with its evidence."""
 
@@ -91,9 +118,19 @@ class FeatureDrift:
     unseen_share: float | None
     drifted: bool | None
     reason: str
+    distribution: Distribution | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {key: _json_value(value) for key, value in asdict(self).items()}
+        document = {key: _json_value(value) for key, value in asdict(self).items() if key != "distribution"}
+        document["distribution"] = None if self.distribution is None else self.distribution.to_json()
+        return document
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureDrift:
+        """The inverse of :meth:`to_json` (a stored report; reports stored before plots have no distribution)."""
+        fields = {key: value for key, value in data.items() if key != "distribution"}
+        distribution = data.get("distribution")
+        return cls(**fields, distribution=Distribution.from_json(distribution) if distribution else None)
 
 
 @dataclass(frozen=True)

@@ -186,3 +186,31 @@ def render_postmortem(entries: Sequence[TimelineEntry], since: datetime, until: 
         "_Owner, due date (to fill)._",
         "",
     ])
+
+
+@dataclass(frozen=True)
+class IncidentTimeline:
+    """A merged timeline over ``[since, until]`` (one model or all), with the stores it was read from."""
+
+    since: datetime
+    until: datetime
+    model: str | None
+    sources: tuple[str, ...]
+    entries: tuple[TimelineEntry, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"since": utc_iso(self.since), "until": utc_iso(self.until), "model": self.model,
+                "sources": list(self.sources), "summary": summarize(self.entries).to_json(),
+                "entries": [e.to_json() for e in self.entries]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncidentTimeline:
+        """The inverse of :meth:`to_json` (what ``GET /v1/incident/timeline`` returns)."""
+        return cls(parse_utc(data["since"]), parse_utc(data["until"]), data.get("model"),
+                   tuple(data.get("sources", ())), tuple(TimelineEntry.from_json(e) for e in data["entries"]))
+
+    def markdown(self) -> str:
+        return render_markdown(self.entries)
+
+    def postmortem(self) -> str:
+        return render_postmortem(self.entries, self.since, self.until, self.model)

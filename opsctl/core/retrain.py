@@ -283,6 +283,11 @@ class RunStatus(StrEnum):
     CANARY_PENDING = "canary_pending"  # better, but no canary service to hand over to
     KEPT = "kept"  # candidate registered, not better than the champion: no canary
     REJECTED = "rejected"  # awaited approval; a person said no: no canary
+    # How the candidate's canary ended (the run follows its canary to the end).
+    CANARY_PROMOTED = "canary_promoted"
+    CANARY_ROLLED_BACK = "canary_rolled_back"
+    CANARY_ABORTED = "canary_aborted"
+    CANARY_FAILED = "canary_failed"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     ABANDONED = "abandoned"  # the daemon stopped during the run
@@ -290,6 +295,36 @@ class RunStatus(StrEnum):
 
 ACTIVE_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.EVALUATING})
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.ABANDONED})
+# A canary phase at its end -> the run's status.
+CANARY_END_STATUSES = {"succeeded": RunStatus.CANARY_PROMOTED, "rolled_back": RunStatus.CANARY_ROLLED_BACK,
+                       "aborted": RunStatus.CANARY_ABORTED, "failed": RunStatus.CANARY_FAILED}
+
+
+@dataclass(frozen=True)
+class TriggerAsk:
+    """One trigger that asked for a run: what asked, why (drift's features, performance's numbers),
+    who, when, and what became of it (``started``, ``joined``, ``held``: asked during a hold, carried
+    to the run that came after it)."""
+
+    kind: str  # drift | performance | schedule | manual
+    reason: str
+    actor: str
+    at: datetime
+    verdict: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "reason": self.reason, "actor": self.actor, "at": utc_iso(self.at),
+                "verdict": self.verdict}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TriggerAsk:
+        return cls(kind=data["kind"], reason=data.get("reason", ""), actor=data.get("actor", ""),
+                   at=parse_utc(data["at"]), verdict=data.get("verdict", "started"))
+
+    def text(self) -> str:
+        """``drift (data drift on m 1.0.0: v1, v2) by opsctld via drift at 2026-..Z, held``."""
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.kind}{why} by {self.actor} at {utc_iso(self.at)}, {self.verdict}"
 
 
 @dataclass(frozen=True)
@@ -450,7 +485,22 @@ class RetrainDecision:
             "champion_metrics": dict(self.champion_metrics),
             "challenger_metrics": dict(self.challenger_metrics),
             "reason": self.reason,
+            "headline": self.headline,
         }
+
+    @property
+    def headline(self) -> str:
+        """The decision in one line, numbers first: ``kept 1.0.0: challenger 1.0.1 roc_auc +0.0040 < margin 0.01``."""
+        rows = f"{self.holdout_rows} holdout rows"
+        if self.outcome is DecisionOutcome.NO_CHAMPION or self.improvement is None or self.champion_score is None:
+            return (f"no champion: {self.challenger_version} stays registered"
+                    f" ({self.metric} {self.challenger_score:.4f} on {rows})")
+        scores = f"{self.champion_score:.4f} -> {self.challenger_score:.4f} on the same {rows}"
+        if self.outcome is DecisionOutcome.CANARY:
+            return (f"canary for {self.challenger_version}: {self.metric} {self.improvement:+.4f} over"
+                    f" {self.champion_version} >= margin {self.min_improvement:g} ({scores})")
+        return (f"kept {self.champion_version}: challenger {self.challenger_version} {self.metric}"
+                f" {self.improvement:+.4f} < margin {self.min_improvement:g} ({scores})")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RetrainDecision:
@@ -552,6 +602,8 @@ class RetrainRun:
     parent_version: str | None = None
     candidate_version: str | None = None
     joined_triggers: int = 0  # triggers that arrived while this run was in flight
+    # Every trigger that asked for this run, first the one that started it (see TriggerAsk).
+    triggers: tuple[TriggerAsk, ...] = ()
     actor_uid: int | None = None  # with ``actor`` ("user via path"): who the run's audit events name
     training: dict[str, Any] | None = None  # TrainingOutcome.to_json() without the log tail
     decision: RetrainDecision | None = None
@@ -580,6 +632,7 @@ class RetrainRun:
             "parent_version": self.parent_version,
             "candidate_version": self.candidate_version,
             "joined_triggers": self.joined_triggers,
+            "triggers": [t.to_json() for t in self.triggers],
             "actor_uid": self.actor_uid,
             "training": self.training,
             "decision": None if self.decision is None else self.decision.to_json(),
@@ -599,6 +652,7 @@ class RetrainRun:
             finished_at=parse_utc(data["finished_at"]) if data.get("finished_at") else None,
             parent_version=data.get("parent_version"), candidate_version=data.get("candidate_version"),
             joined_triggers=int(data.get("joined_triggers", 0)), actor_uid=data.get("actor_uid"),
+            triggers=tuple(TriggerAsk.from_json(t) for t in data.get("triggers") or ()),
             training=data.get("training"),
             decision=RetrainDecision.from_json(data["decision"]) if data.get("decision") else None,
             canary=data.get("canary"), error=data.get("error"), message=data.get("message", ""),

@@ -3,7 +3,7 @@
 Every alert opsctl ships (the Prometheus rules in ``config/prometheus/alerts.yml`` and the daemon's own
 rules) has a page ``docs/runbooks/<AlertName>.md``. Teams that host the pages elsewhere set
 ``[alertmanager] runbook_base_url``; by default the link is a ``file://`` URL to the pages shipped
-next to the installed package (a source checkout or an editable install has them).
+with the installed package (the wheel's package data, or a source checkout's ``docs/runbooks``).
 
 >>> runbook_url("ModelSlaDegraded", "https://wiki.example.org/opsctl/runbooks")
 'https://wiki.example.org/opsctl/runbooks/ModelSlaDegraded.md'
@@ -12,10 +12,11 @@ next to the installed package (a source checkout or an editable install has them
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-# The pages shipped with opsctl: <repository>/docs/runbooks next to the opsctl package.
-SHIPPED_RUNBOOKS = Path(__file__).resolve().parent.parent.parent / "docs" / "runbooks"
+from opsctl.shipped_files import shipped_path
+
+# The pages shipped with opsctl: docs/runbooks in the wheel's package data or the source checkout.
+SHIPPED_RUNBOOKS = shipped_path("docs", "runbooks")
 DEFAULT_RUNBOOK_BASE_URL = SHIPPED_RUNBOOKS.as_uri() + "/"
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BASE = re.compile(r"^(https?://[^\s/]+|file://)\S*$")
@@ -40,4 +41,4 @@ def runbook_url(alertname: str, base: str = "") -> str:
 # one-shot command can check their runbooks without importing the services.
 DAEMON_ALERTS = ("ModelSlaDegraded", "ModelHealthUnknown", "ModelDataDrift", "ModelPerformanceDegraded",
                  "CanaryPaused", "CanaryAwaitingApproval", "CanaryRolledBack", "CanaryFailed", "CanaryActuatorFailed")
-SHIPPED_RULES_FILE = SHIPPED_RUNBOOKS.parent.parent / "config" / "prometheus" / "alerts.yml"
+SHIPPED_RULES_FILE = shipped_path("config", "prometheus", "alerts.yml")

@@ -137,7 +137,8 @@ class VersionSample:
 
     ``None`` means absent or NaN. ``fresh`` is False when the version's series stopped updating
     within the source's staleness window (see ``opsctl.adapters.prometheus``), even though
-    ``rate(...[5m])`` may still answer with old samples.
+    ``rate(...[5m])`` may still answer with old samples. ``not_provided`` names the metrics the
+    metrics source has no query for (its server does not export them), with the reason to show.
     """
 
     model: str
@@ -149,6 +150,7 @@ class VersionSample:
     availability: float | None = None
     accuracy: float | None = None
     fresh: bool = False
+    not_provided: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -325,11 +327,14 @@ def _overall(checks: Iterable[Check]) -> HealthStatus:
 
 
 def _checks(sample: VersionSample, limits: SlaThresholds, baseline: float | None) -> tuple[Check, ...]:
+    def no_data(name: str) -> str:
+        return sample.not_provided.get(name, "no data")
+
     rate = _present(sample.request_rate)
     checks: list[Check] = []
     enough_traffic = False
     if rate is None:
-        checks.append(_unknown("request_rate", limits.min_request_rate, "no data"))
+        checks.append(_unknown("request_rate", limits.min_request_rate, no_data("request_rate")))
         traffic_reason = "no request-rate data"
     elif rate < limits.min_request_rate:
         checks.append(
@@ -356,7 +361,9 @@ def _checks(sample: VersionSample, limits: SlaThresholds, baseline: float | None
         ("latency_p99", sample.latency_p99, limits.latency_p99_ms),
     ):
         value = _present(value_s)
-        if not enough_traffic:
+        if name in sample.not_provided:
+            checks.append(_unknown(name, limit_ms, no_data(name)))
+        elif not enough_traffic:
             checks.append(_unknown(name, limit_ms, traffic_reason))
         elif value is None:
             checks.append(_unknown(name, limit_ms, "no data"))
@@ -364,7 +371,9 @@ def _checks(sample: VersionSample, limits: SlaThresholds, baseline: float | None
             checks.append(_upper_bound(name, value * 1000.0, limit_ms, "ms"))
 
     error = _present(sample.error_rate)
-    if not enough_traffic:
+    if "error_rate" in sample.not_provided:
+        checks.append(_unknown("error_rate", limits.error_rate_percent, no_data("error_rate")))
+    elif not enough_traffic:
         checks.append(_unknown("error_rate", limits.error_rate_percent, traffic_reason))
     elif error is None:
         checks.append(_unknown("error_rate", limits.error_rate_percent, "no data"))
@@ -373,18 +382,22 @@ def _checks(sample: VersionSample, limits: SlaThresholds, baseline: float | None
 
     availability = _present(sample.availability)
     if availability is None:
-        checks.append(_unknown("availability", limits.availability_percent, "no data"))
+        checks.append(_unknown("availability", limits.availability_percent, no_data("availability")))
     else:
         checks.append(_lower_bound("availability", availability * 100.0, limits.availability_percent, "%"))
 
-    checks.append(_accuracy_check(_present(sample.accuracy), baseline, limits))
+    checks.append(_accuracy_check(_present(sample.accuracy), baseline, limits, sample.not_provided.get("accuracy")))
     return tuple(checks)
 
 
-def _accuracy_check(accuracy: float | None, baseline: float | None, limits: SlaThresholds) -> Check:
+def _accuracy_check(accuracy: float | None, baseline: float | None, limits: SlaThresholds,
+                    not_provided: str | None = None) -> Check:
     baseline = _present(baseline)
-    if baseline is None or accuracy is None:
-        missing = "no baseline accuracy recorded" if baseline is None else "no accuracy data"
+    if not_provided is not None or baseline is None or accuracy is None:
+        if not_provided is not None:
+            missing = not_provided
+        else:
+            missing = "no baseline accuracy recorded" if baseline is None else "no accuracy data"
         if not limits.require_accuracy:
             return Check("accuracy", accuracy, None, "ratio", Verdict.SKIPPED, f"{missing} (not required)")
         return _unknown("accuracy", None, missing)

@@ -155,7 +155,8 @@ class CanaryService:
     def __init__(self, registry: Registry, *, policy: CanaryPolicy, actuator: Retrying, hooks: Hooks,
                  gate_source: GateSource | None = None, clock: Clock | None = None,
                  events: EventSink | None = None, alerts: AlertSink | None = None,
-                 hook_max_attempts: int = 5, gauges: CanaryGauges | None = None) -> None:
+                 hook_max_attempts: int = 5, gauges: CanaryGauges | None = None,
+                 on_end: Callable[[CanaryRecord], None] | None = None) -> None:
         self.registry = registry
         self.store = CanaryStore(registry)
         self.policy = policy
@@ -167,6 +168,8 @@ class CanaryService:
         self._alerts = alerts
         self.hook_max_attempts = hook_max_attempts
         self.gauges = gauges
+        # Told when a canary has finished and its traffic converged (the retrain run that started it follows).
+        self.on_end = on_end
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self._verified: set[int] = set()  # canaries whose actuator weight this process has (re)applied
@@ -372,6 +375,11 @@ class CanaryService:
             self._verified.discard(record.id)
             self._publish("canary", self.status_document(record))
             self._publish("deployment", self.store.deployment(record.model).to_json())
+            if self.on_end is not None:
+                try:
+                    self.on_end(record)
+                except Exception:  # a listener's failure must not undo or repeat the finish
+                    log.exception("canary end listener failed", extra={"model": record.model})
             return record
         if state.phase is Phase.PENDING:
             return record

@@ -43,7 +43,8 @@ def run_checklist(settings: Settings, clock: Clock, model: str | None = None) ->
         registry=daemon.registry_path, now=now, health_seconds=jobs.health_seconds,
         drift_seconds=jobs.drift_seconds, ingest_seconds=jobs.ingest_seconds,
         log_dirs_configured=bool(settings.ingest.log_dirs), prometheus_url=settings.prometheus.url,
-        alertmanager_url=settings.alertmanager.url, timeout=timeout,
+        alertmanager_url=(settings.alertmanager.alertmanager_urls or ("",))[0], timeout=timeout,
+        prometheus_http=settings.prometheus.http, alertmanager_http=settings.alertmanager.http,
         expected_rules=shipped_rule_names(SHIPPED_RULES_FILE), daemon_rules=DAEMON_ALERTS)
     models = model_facts(daemon.registry_path, daemon.artifacts_dir, now, model)
     return ChecklistReport(now, model, evaluate(fleet, models))

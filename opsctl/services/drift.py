@@ -57,6 +57,7 @@ from opsctl.core.alerts import AlertRule, AlertSource, Condition, Notification, 
 from opsctl.core.performance import BaselineMetrics, canonical_label, evaluate_window, severity_of
 from opsctl.core.window import PredictionRecord, Record, WindowSet, WindowSnapshot, WindowStats
 from opsctl.documents import DriftSection, ModelDrift, VersionDrift
+from opsctl.domain import Actor, AuditEvent, Outcome
 from opsctl.errors import NotFoundError, OpsctlError
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ PERFORMANCE_DEGRADED = AlertRule(
     annotations={"description": "Accuracy, AUC, precision or recall of a deployed model version on labelled"
                                 " traffic fell below its baseline (see opsctl performance MODEL)."},
 )
+# Who records a drift verdict change in the audit log: the drift job.
+DRIFT_ACTOR = Actor(user="opsctld", uid=None, via="drift")
 # The same alert at warning: a significant drop, but not confidently twice the allowed one.
 PERFORMANCE_DEGRADED_WARNING = replace(PERFORMANCE_DEGRADED, severity=Severity.WARNING)
 
@@ -477,7 +480,20 @@ class DriftService:
                                                          "error": str(error)})
         result = DriftResult(now, target.model, target.version, "drift", verdict, document)
         previous = self.store.latest(self.registry, target.model, "drift", version=target.version)
-        result = replace(result, id=self.store.record(self.registry, result))
+        before = previous[0].verdict if previous else None
+        audit = None
+        with self.registry.write() as tx:
+            result = replace(result, id=self.store.record(tx, result))
+            if (verdict == "drift") != (before == "drift") and verdict in ("drift", "no_drift"):
+                # Into or out of drift: a verdict of the story (retrain follows), not a heartbeat.
+                detail = drift_verdict_text(target, result, before)
+                audit_id = tx.append_audit(actor=DRIFT_ACTOR, action="drift", model=target.model,
+                                           from_version=target.version, to_version=None, reason="",
+                                           outcome=Outcome.OK, detail=detail, now=now)
+                audit = AuditEvent(audit_id, now, DRIFT_ACTOR.user, DRIFT_ACTOR.uid, DRIFT_ACTOR.via, "drift",
+                                   target.model, target.version, None, "", Outcome.OK, detail).to_json()
+        if audit is not None:
+            self._publish("audit", audit)
         report = document["report"] or {}
         self._publish("drift", {
             "model": target.model, "version": target.version, "role": target.role, "verdict": verdict,
@@ -533,9 +549,14 @@ class DriftService:
         self.step_alerts()
         for result in results:
             if result.verdict == "degraded" and result.document.get("role") == "production":
-                worst = [m["name"] for m in result.document["metrics"] if m["state"] == "degraded"]
+                worst = [f"{m['name']} {m['value']:.3f} < floor {m['floor']:.3f}"
+                         if isinstance(m.get("value"), int | float) and isinstance(m.get("floor"), int | float)
+                         else str(m["name"])
+                         for m in result.document["metrics"] if m["state"] == "degraded"]
+                labelled = result.document.get("labelled")
                 self._ask_retrain(result.model, "performance",
-                                  f"performance drop on {result.model} {result.version}: {', '.join(worst)}")
+                                  f"performance drop on {result.model} {result.version}: {', '.join(worst)}"
+                                  f" ({labelled} labelled)")
         return results
 
     def _check_performance_one(self, target: Target) -> DriftResult:
@@ -711,6 +732,37 @@ class DriftService:
                             files=files, http_records=self._http_records,
                             recent_malformed=tuple(self._recent_malformed), window=stats, kept=models,
                             pending_labels=pending, summaries_built=self.summaries.built)
+
+
+def drift_verdict_text(target: Target, result: DriftResult, previous: str | None) -> str:
+    """The audit line of a drift verdict change, with the features and their effect sizes.
+
+    ``drift detected on 1.0.0 (production): v1 (wasserstein_norm 0.81, p 1e-30), v2 (...); 2 of 10
+    features drifted (share 0.20) over 4000 rows; was no_drift``.
+    """
+    report = result.document.get("report") or {}
+    rows = result.document.get("window_rows")
+    where = f"{target.version} ({target.role})"
+    was = f"; was {previous}" if previous else ""
+    if result.verdict != "drift":
+        return f"drift cleared on {where}: no feature drifted over {rows} rows{was}"
+    parts = []
+    for feature in report.get("features") or []:
+        if not feature.get("drifted"):
+            continue
+        numbers = []
+        if feature.get("effect_size") is not None:
+            numbers.append(f"{feature.get('effect_metric') or 'effect'} {feature['effect_size']:.3g}")
+        if feature.get("psi") is not None:
+            numbers.append(f"PSI {feature['psi']:.3g}")
+        if feature.get("p_value_adjusted") is not None:
+            numbers.append(f"p {feature['p_value_adjusted']:.2g}")
+        parts.append(f"{feature['name']}" + (f" ({', '.join(numbers)})" if numbers else ""))
+    names = ", ".join(parts) or ", ".join(result.document.get("drifted_features") or []) or "dataset"
+    share = report.get("share_drifted")
+    counted = (f"; {report.get('drifted_count')} of {len(report.get('features') or [])} features drifted"
+               + (f" (share {share:.2f})" if isinstance(share, int | float) else "")) if report else ""
+    return f"drift detected on {where}: {names}{counted} over {rows} rows{was}"
 
 
 def _history_row(result: DriftResult) -> dict[str, Any]:

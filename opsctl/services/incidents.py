@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from opsctl.adapters.incident_store import read_entries
-from opsctl.clock import Clock, parse_utc, utc_iso
-from opsctl.core.incident import TimelineEntry, merge, render_markdown, render_postmortem, summarize
+from opsctl.clock import Clock
+from opsctl.core.incident import IncidentTimeline, merge
 
-
-@dataclass(frozen=True)
-class IncidentTimeline:
-    since: datetime
-    until: datetime
-    model: str | None
-    sources: tuple[str, ...]
-    entries: tuple[TimelineEntry, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"since": utc_iso(self.since), "until": utc_iso(self.until), "model": self.model,
-                "sources": list(self.sources), "summary": summarize(self.entries).to_json(),
-                "entries": [e.to_json() for e in self.entries]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IncidentTimeline:
-        """The inverse of :meth:`to_json` (what ``GET /v1/incident/timeline`` returns)."""
-        return cls(parse_utc(data["since"]), parse_utc(data["until"]), data.get("model"),
-                   tuple(data.get("sources", ())), tuple(TimelineEntry.from_json(e) for e in data["entries"]))
-
-    def markdown(self) -> str:
-        return render_markdown(self.entries)
-
-    def postmortem(self) -> str:
-        return render_postmortem(self.entries, self.since, self.until, self.model)
+__all__ = ["IncidentTimeline", "incident_timeline"]
 
 
 def incident_timeline(registry_path: Path, clock: Clock, since_seconds: float,

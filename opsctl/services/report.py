@@ -28,6 +28,7 @@ def build_report(settings: Settings, clock: Clock, since_seconds: float, model: 
         alerts=tuple(report_store.alerts(path, model)),
         canaries=tuple(report_store.canaries(path, model)),
         drift=tuple(report_store.drift(path, model)),
+        performance=tuple(report_store.performance(path, model)),
         checklist=run_checklist(settings, clock, model).items,
         changes=merge(e for e in entries if e.source == "audit"),
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import shutil
 import threading
@@ -52,6 +53,7 @@ from opsctl.adapters.training import (
 )
 from opsctl.clock import Clock, SystemClock, utc_iso
 from opsctl.core.retrain import (
+    CANARY_END_STATUSES,
     TRIGGERS,
     DecisionOutcome,
     ModelRetrainPolicy,
@@ -59,6 +61,7 @@ from opsctl.core.retrain import (
     RetrainPolicy,
     RetrainRun,
     RunStatus,
+    TriggerAsk,
     TriggerVerdict,
     VersionBumpError,
     binary_metrics,
@@ -68,7 +71,7 @@ from opsctl.core.retrain import (
     due_fire_time,
     next_fire_time,
 )
-from opsctl.domain import Actor, Lineage, ModelVersion, Outcome
+from opsctl.domain import Actor, AuditEvent, Lineage, ModelVersion, Outcome
 from opsctl.errors import ConflictError, NotFoundError, OpsctlError, UsageError
 from opsctl.services.registry import RegisterRequest, RegistryService, validate_model_name
 
@@ -233,6 +236,10 @@ class RetrainService:
         only by single flight. Automatic triggers are also held (``cooldown`` verdict, saying why)
         while a canary of the model is still deciding: a second candidate trained meanwhile could not
         start its canary, and the drift that asked is what the running candidate was trained on.
+
+        Every ask is kept: the run records the trigger that started it, those that joined it, and
+        those held since the last run (``RetrainRun.triggers``). A hold is an audit entry
+        (``retrain-held``) and a ``retrain`` event once per cause and trigger kind, not at every check.
         Raises ``NotFoundError`` for a model without a ``[retrain.models]`` entry and ``UsageError``
         for an unknown trigger.
         """
@@ -241,27 +248,41 @@ class RetrainService:
             raise UsageError(f"trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
         policy = self.model_policy(model)
         now = self.clock.now()
+        ask = TriggerAsk(kind=trigger, reason=reason, actor=actor.label(), at=now, verdict="started")
+        held_audit: dict[str, Any] | None = None
         with self.registry.write() as tx:
             latest = store.latest_run(tx, model)
             decision = decide_trigger(trigger=trigger, latest=None if latest is None else latest.ref(),
                                       cooldown_seconds=policy.cooldown_seconds, now=now)
+            in_flight = None
+            if decision.verdict is not TriggerVerdict.JOIN and trigger != "manual":
+                in_flight = _canary_in_flight(tx, model)
             if decision.verdict is TriggerVerdict.JOIN:
                 assert latest is not None
-                joined = replace(latest, joined_triggers=latest.joined_triggers + 1)
+                joined = replace(latest, joined_triggers=latest.joined_triggers + 1,
+                                 triggers=(*latest.triggers, replace(ask, verdict="joined")))
                 store.update_run(tx, joined)
                 if trigger == "manual":
                     tx.append_audit(actor=actor, action="retrain", model=model, from_version=latest.parent_version,
                                     to_version=None, reason=reason, outcome=Outcome.NOOP,
                                     detail=f"joined run {latest.id}: {decision.message}", now=now)
                 result = TriggerResult(decision.verdict, decision.message, joined)
-            elif decision.verdict is TriggerVerdict.COOLDOWN:
-                result = TriggerResult(decision.verdict, decision.message, latest, decision.retry_after_seconds)
-            elif trigger != "manual" and (in_flight := _canary_in_flight(tx, model)) is not None:
-                result = TriggerResult(TriggerVerdict.COOLDOWN,
-                                       f"held: the canary of {model} {in_flight} is still deciding", latest,
-                                       policy.cooldown_seconds)
+            elif decision.verdict is TriggerVerdict.COOLDOWN or in_flight is not None:
+                if in_flight is not None and decision.verdict is TriggerVerdict.START:
+                    why, cause = f"the canary of {model} {in_flight} is still deciding", f"canary {in_flight}"
+                    result = TriggerResult(TriggerVerdict.COOLDOWN, f"held: {why}", latest, policy.cooldown_seconds)
+                else:
+                    assert latest is not None
+                    wait = decision.retry_after_seconds or 0.0
+                    why = (f"cooldown, {wait:.0f} s left after run {latest.id}"
+                           f" ({latest.status.value} at {utc_iso(latest.finished_at or latest.started_at)})")
+                    if in_flight is not None:  # both hold it; the canary may well outlast the cooldown
+                        why += f"; the canary of {model} {in_flight} is still deciding"
+                    cause = f"cooldown after {latest.id}"
+                    result = TriggerResult(decision.verdict, decision.message, latest, decision.retry_after_seconds)
+                held_audit = self._hold(tx, model, ask, actor, why, cause)
             else:
-                run = self._new_run(tx, model, trigger, reason, actor, policy, now)
+                run = self._new_run(tx, model, ask, actor, policy, now)
                 result = TriggerResult(decision.verdict, run.message or decision.message, run)
         run = result.run
         if result.started and run is not None:
@@ -272,17 +293,72 @@ class RetrainService:
             else:
                 self._start_thread(run, policy)
         elif result.verdict is TriggerVerdict.COOLDOWN:
-            log.info("retrain trigger held", extra={"model": model, "trigger": trigger,
-                                                                     "detail": result.message})
+            log.info("retrain trigger held", extra={"model": model, "trigger": trigger, "detail": result.message})
+            if held_audit is not None:
+                self._publish("retrain", {"event": "held", "model": model, "trigger": trigger, "reason": reason,
+                                          "message": held_audit["detail"],
+                                          "retry_after_seconds": result.retry_after_seconds})
+                self._publish("audit", held_audit)
         return result
 
-    def _new_run(self, tx: RegistryTx, model: str, trigger: str, reason: str, actor: Actor,
+    def skip(self, model: str, trigger: str, reason: str, actor: Actor, why: str) -> bool:
+        """An automatic trigger that cannot start a run (no ``[retrain.models.MODEL]`` entry, say): audited
+        (``retrain-skipped``) and announced once per reason, so the story says why nothing followed the drift.
+
+        Returns whether this call wrote the entry.
+        """
+        now = self.clock.now()
+        key, cause = f"retrain.skip.{model}.{trigger}", f"{why} | {reason}"
+        detail = f"retrain skipped: {why}; {trigger} asked ({reason or 'no reason given'})"
+        with self.registry.write() as tx:
+            if tx.get_kv(key) == cause:
+                return False
+            tx.put_kv(key, cause)
+            deployment = tx.get_deployment(model)
+            production = deployment.production_version if deployment else None
+            audit_id = tx.append_audit(actor=actor, action="retrain-skipped", model=model, from_version=production,
+                                       to_version=None, reason=reason, outcome=Outcome.NOOP, detail=detail, now=now)
+        self._publish("retrain", {"event": "skipped", "model": model, "trigger": trigger, "reason": reason,
+                                  "message": detail})
+        self._publish("audit", AuditEvent(audit_id, now, actor.user, actor.uid, actor.via, "retrain-skipped", model,
+                                          production, None, reason, Outcome.NOOP, detail).to_json())
+        return True
+
+    def _hold(self, tx: RegistryTx, model: str, ask: TriggerAsk, actor: Actor, why: str,
+              cause: str) -> dict[str, Any] | None:
+        """Keep a held ask for the next run; audit the hold once per cause and trigger kind.
+
+        Returns the audit row as an event payload when one was written. Drift asks at every check
+        while it lasts: one entry says the retrain is held and why, the next cause (a new run's
+        cooldown, a canary, another production version) gets its own.
+        """
+        pending = _pending(tx, model)
+        if not any(p.kind == ask.kind for p in pending):  # the first ask of each kind says since when
+            tx.put_kv(_pending_key(model), _dump_asks((*pending, replace(ask, verdict="held"))))
+        deployment = tx.get_deployment(model)
+        production = deployment.production_version if deployment else None
+        # A new production version drifting is a new ask, even under the same hold.
+        key, cause = f"retrain.hold.{model}.{ask.kind}", f"{cause} on {production}"
+        if tx.get_kv(key) == cause:
+            return None
+        tx.put_kv(key, cause)
+        detail = f"retrain held: {why}; {ask.kind} asked ({ask.reason or 'no reason given'})"
+        audit_id = tx.append_audit(actor=actor, action="retrain-held", model=model, from_version=production,
+                                   to_version=None, reason=ask.reason, outcome=Outcome.NOOP, detail=detail,
+                                   now=ask.at)
+        return AuditEvent(audit_id, ask.at, actor.user, actor.uid, actor.via, "retrain-held", model, production, None,
+                          ask.reason, Outcome.NOOP, detail).to_json()
+
+    def _new_run(self, tx: RegistryTx, model: str, ask: TriggerAsk, actor: Actor,
                  policy: ModelRetrainPolicy, now: Any) -> RetrainRun:
         deployment = tx.get_deployment(model)
         parent = deployment.production_version if deployment else None
+        trigger, reason = ask.kind, ask.reason
+        held = _pending(tx, model)
+        tx.put_kv(_pending_key(model), _dump_asks(()))
         run = RetrainRun(id=self._new_id(), model=model, trigger=trigger, reason=reason, actor=actor.label(),
                          actor_uid=actor.uid, status=RunStatus.RUNNING, started_at=now, parent_version=parent,
-                         message=f"training {model} (trigger: {trigger})")
+                         triggers=(*held, ask), message=f"training {model} (trigger: {trigger})")
         # Fail before training when the version cannot be bumped: an hour of training for a
         # candidate that cannot be named would be wasted.
         try:
@@ -292,7 +368,10 @@ class RetrainService:
                           message="not started: the candidate's version cannot be chosen")
         store.insert_run(tx, run)
         outcome = Outcome.FAILED if run.status is RunStatus.FAILED else Outcome.OK
-        detail = f"run {run.id} ({trigger})" + (f": {run.error}" if run.error else " started")
+        asked = "; ".join(f"{a.kind} since {utc_iso(a.at)}" for a in held)
+        detail = (f"run {run.id} ({trigger})"
+                  + (f": {run.error}" if run.error else " started: training")
+                  + (f"; also asked while held: {asked}" if asked else ""))
         tx.append_audit(actor=actor, action="retrain", model=model, from_version=parent, to_version=None,
                         reason=reason, outcome=outcome, detail=detail, now=now)
         tx.append_event(kind="retrain", model=model, payload={"run_id": run.id, "status": run.status.value,
@@ -349,8 +428,15 @@ class RetrainService:
             return self._finish(run, status, error=outcome.error or outcome.status.value,
                                 message=f"training {outcome.status.value} after {outcome.duration_seconds:.1f} s",
                                 alert=True)
-        run = self._save(replace(run, status=RunStatus.EVALUATING,
-                                 message=f"training succeeded in {outcome.duration_seconds:.1f} s; registering"))
+        trained = f"training succeeded in {outcome.duration_seconds:.1f} s"
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(outcome.result.metrics.items())[:4]
+                            if isinstance(v, int | float) and not isinstance(v, bool))
+        with self.registry.write() as tx:
+            tx.append_audit(actor=_run_actor(run), action="retrain-trained", model=run.model,
+                            from_version=run.parent_version, to_version=None, reason=run.reason, outcome=Outcome.OK,
+                            detail=f"run {run.id}: {trained}" + (f" (its own metrics: {metrics})" if metrics else ""),
+                            now=self.clock.now())
+        run = self._save(replace(run, status=RunStatus.EVALUATING, message=f"{trained}; registering"))
         try:
             candidate = self._register(run, policy, outcome)
         except OpsctlError as error:
@@ -426,10 +512,9 @@ class RetrainService:
         with self.registry.write() as tx:
             tx.append_audit(actor=_run_actor(run), action="retrain-decision", model=run.model,
                             from_version=decision.champion_version, to_version=decision.challenger_version,
-                            reason=run.reason, outcome=Outcome.OK,
-                            detail=f"{decision.outcome.value}: {decision.reason}", now=now)
+                            reason=run.reason, outcome=Outcome.OK, detail=decision.headline, now=now)
         if decision.outcome is not DecisionOutcome.CANARY:
-            return self._finish(run, RunStatus.KEPT, message=decision.reason)
+            return self._finish(run, RunStatus.KEPT, message=decision.headline)
         if policy.approval_before_canary:
             return self._finish(run, RunStatus.AWAITING_APPROVAL,
                                 message=f"{decision.reason}; waiting for approval"
@@ -453,6 +538,33 @@ class RetrainService:
                                         " not start", alert=True)
         return self._finish(replace(run, canary=canary), RunStatus.CANARY_STARTED,
                             message=f"canary of {run.candidate_version} started: {run.decision.reason}")
+
+    def canary_ended(self, model: str, version: str, phase: str, reason: str) -> RetrainRun | None:
+        """The canary of ``version`` ended in ``phase``: the run that started it says so.
+
+        Called by the canary service when a canary finishes, and by the ``retrain-schedule`` job for
+        canaries that ended while no one was listening; a run already past ``canary_started`` is left
+        alone, so both may call it. Returns the updated run, or None when no run waited on this canary.
+        """
+        status = CANARY_END_STATUSES.get(phase)
+        if status is None:
+            return None
+        now = self.clock.now()
+        with self.registry.write() as tx:
+            run = next((r for r in store.list_runs(tx, model, 20)
+                        if r.candidate_version == version and r.status is RunStatus.CANARY_STARTED), None)
+            if run is None:
+                return None
+            ended = phase.replace("_", " ")
+            message = f"canary of {version} {ended}" + (f": {reason}" if reason else "")
+            run = replace(run, status=status, message=message,
+                          canary={**(run.canary or {}), "phase": phase, "reason": reason, "ended_at": utc_iso(now)})
+            run = _write_run(tx, run)
+            tx.append_event(kind="retrain", model=model, payload={"run_id": run.id, "status": status.value,
+                                                                  "message": run.message}, now=now)
+        self._publish_status(run)
+        log.info("retrain run follows its canary", extra={"run": run.id, "model": model, "status": status.value})
+        return run
 
     def approve(self, run_id: str, *, actor: Actor, reason: str = "") -> RetrainRun:
         """Let a run that waits for approval start its canary (audited)."""
@@ -712,10 +824,12 @@ class RetrainService:
 
 
 def _write_run(tx: RegistryTx, run: RetrainRun) -> RetrainRun:
-    """Update the row, keeping the joined-trigger count other threads added meanwhile."""
+    """Update the row, keeping the joined triggers other threads added meanwhile."""
     current = store.get_run(tx, run.id)
     if current is not None and current.joined_triggers > run.joined_triggers:
         run = replace(run, joined_triggers=current.joined_triggers)
+    if current is not None and len(current.triggers) > len(run.triggers):
+        run = replace(run, triggers=current.triggers)
     store.update_run(tx, run)
     return run
 
@@ -740,6 +854,22 @@ def _first_line(text: str | None) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     # A traceback's last line names the exception; everything else is the first line.
     return lines[-1] if text.startswith("Traceback") and lines else (lines[0] if lines else "")
+
+
+def _pending_key(model: str) -> str:
+    return f"retrain.pending.{model}"
+
+
+def _pending(tx: RegistryTx, model: str) -> tuple[TriggerAsk, ...]:
+    """Asks held since the model's last run, oldest first."""
+    raw = tx.get_kv(_pending_key(model))
+    if not raw:
+        return ()
+    return tuple(TriggerAsk.from_json(item) for item in json.loads(raw))
+
+
+def _dump_asks(asks: tuple[TriggerAsk, ...]) -> str:
+    return json.dumps([a.to_json() for a in asks], sort_keys=True)
 
 
 def _canary_in_flight(tx: RegistryTx, model: str) -> str | None:

@@ -27,6 +27,7 @@ from opsctl.domain import ChangeResult, VersionStatus
 from opsctl.errors import OpsctlError
 from opsctl.tui.actions import Action, canary_action, canary_start_action, retrain_action
 from opsctl.tui.breakglass import BreakGlass, BreakGlassResult
+from opsctl.tui.checklist import ChecklistScreen, ChecklistSource
 from opsctl.tui.dialogs import (
     ActionDialog,
     BreakGlassDialog,
@@ -133,9 +134,10 @@ class OpsctlApp(App[None]):
                  read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
                  animate: bool = True, gameday: GameDay | None = None,
                  daemon_start_command: str = "sudo systemctl start opsctl",
-                 break_glass: BreakGlass | None = None) -> None:
+                 break_glass: BreakGlass | None = None, checklist: ChecklistSource | None = None) -> None:
         super().__init__()
         self.break_glass = break_glass
+        self.checklist_source = checklist
         self.daemon_start_command = daemon_start_command
         self.gameday = gameday
         self.gameday_models: list[str] = []
@@ -369,6 +371,14 @@ class OpsctlApp(App[None]):
         while len(self.screen_stack) > 1 and isinstance(self.screen, HelpScreen | SilencesScreen):
             self.pop_screen()
         self.push_screen(SilencesScreen())
+
+    def open_checklist(self) -> None:
+        """The production checklist screen (evaluated by the source the app was given)."""
+        if self.checklist_source is None:
+            self.notify("no checklist source: run `opsctl checklist` in a shell", severity="warning")
+            return
+        if not isinstance(self.screen, ChecklistScreen):
+            self.push_screen(ChecklistScreen(self.checklist_source))
 
     def open_action(self, action: Action) -> None:
         if self.read_only:

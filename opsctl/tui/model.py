@@ -381,10 +381,15 @@ class Fleet:
         data = event.get("data") or {}
         if kind == "job" and data.get("ok"):
             return  # routine successful job runs would push the audit trail off the panel
-        if kind == "retrain" and data.get("event") in ("log", "progress"):
-            return  # a training's log lines belong to the retrain panel, not the fleet's event feed
+        if kind == "retrain" and data.get("event") in ("log", "progress", "held", "skipped"):
+            # A training's log lines belong to the retrain panel; a held trigger's audit entry is its feed line.
+            return
+        if kind == "deployment":
+            return  # the audit entry of the same change says what moved, who asked and why
         if not is_news(kind, data):
             return  # a check that found what it found last time: a heartbeat, not news
+        if kind == "canary" and not canary_news(data, (self.canaries or {}).get(str(data.get("model")))):
+            return  # an evaluation that changed nothing a reader sees (apply_canary runs after this)
         key = f"audit:{data.get('id')}" if kind == "audit" and "id" in data else f"{kind}:{event.get('id')}"
         self.feed[key] = {"kind": kind, "at": event.get("at"), "data": dict(data)}
         self.feed.move_to_end(key)
@@ -437,16 +442,36 @@ def is_news(kind: str, data: Mapping[str, Any]) -> bool:
     return verdict is not None and verdict != data.get("previous")
 
 
+# Audit actions of the drift -> retrain -> canary story whose detail says what happened.
+STORY_ACTIONS = frozenset({"drift", "retrain", "retrain-held", "retrain-skipped", "retrain-trained",
+                           "retrain-decision"})
+
+
+_CANARY_NEWS = ("canary_version", "phase", "stage", "weight", "failed_checks", "verdict", "actuator_error")
+
+
+def canary_news(document: Mapping[str, Any], previous: Mapping[str, Any] | None) -> bool:
+    """Whether a canary event says something the last one did not: phase, stage, weight, failed checks or the
+    gates' verdict (every evaluation publishes one, every few seconds)."""
+    if previous is None:
+        return True
+    return any(document.get(key) != previous.get(key) for key in _CANARY_NEWS)
+
+
 def describe_event(entry: Mapping[str, Any]) -> str:
     """One human line for a feed entry."""
     kind, data = entry["kind"], entry.get("data") or {}
     at = entry.get("at") or ""
     when = at[11:19] if len(at) >= 19 else at
     if kind == "audit":
-        versions = " -> ".join(v for v in (data.get("from_version"), data.get("to_version")) if v)
+        action = str(data.get("action", "?"))
         who = f" by {data['actor']}" if data.get("actor") else ""
+        if data.get("detail") and (action in STORY_ACTIONS or action.startswith("canary_")):
+            # What happened, in its own words: a decision or a verdict is not a version change.
+            return f"{when} {action} {data.get('model') or ''}: {data['detail']}{who}"
+        versions = " -> ".join(v for v in (data.get("from_version"), data.get("to_version")) if v)
         reason = f" ({data['reason']})" if data.get("reason") else ""
-        return f"{when} {data.get('action', '?')} {data.get('model') or ''} {versions}{who}{reason}".rstrip()
+        return f"{when} {action} {data.get('model') or ''} {versions}{who}{reason}".rstrip()
     if kind == "job":
         verdict = "ok" if data.get("ok") else "FAILED"
         return f"{when} job {data.get('job', '?')} {verdict} {data.get('summary') or ''}".rstrip()
@@ -460,15 +485,25 @@ def describe_event(entry: Mapping[str, Any]) -> str:
         return f"{when} alert {data.get('rule', '?')} {model} {data.get('from') or '-'} -> {data['to']}"
     if kind == "canary":
         why = data.get("transition") or data.get("reason") or ""
+        gates = f" gates {data['verdict']}" if data.get("verdict") else ""
+        failed = f" failed checks {data['failed_checks']}" if data.get("failed_checks") else ""
         return (f"{when} canary {data.get('model', '?')} {data.get('canary_version', '')} {data.get('phase', '?')}"
-                f" stage {data.get('stage', '?')}/{data.get('stages', '?')} {data.get('weight', 0):g}% {why}").rstrip()
+                f" stage {data.get('stage', '?')}/{data.get('stages', '?')} {data.get('weight', 0):g}%{gates}{failed}"
+                f" {why}").rstrip()
+    if kind == "alert" and data.get("source") and data.get("status"):
+        # A canary's or a retrain's own notice (not an alert-engine transition): its state, and why.
+        return (f"{when} alert {data['source']} {data.get('model', '')} {data['status']}:"
+                f" {data.get('summary') or ''}").rstrip()
     if kind in ("drift", "performance"):
         features = list(data.get("drifted_features") or [])
         detail = f" ({len(features)} features: {', '.join(features[:3])}{'…' if len(features) > 3 else ''})"
         return (f"{when} {kind} {data.get('model', '?')} {data.get('version', '')}"
                 f" {data.get('previous') or '-'} -> {data.get('verdict')}{detail if features else ''}")
     if kind == "retrain":
-        return f"{when} retrain {data.get('model', '?')} {data.get('status') or data.get('event') or ''}".rstrip()
+        status = data.get("status") or data.get("event") or ""
+        candidate = f" {data['candidate_version']}" if data.get("candidate_version") else ""
+        message = f": {data['message']}" if data.get("message") else ""
+        return f"{when} retrain {data.get('model', '?')}{candidate} {status}{message}".rstrip()
     summary = data.get("summary") or data.get("reason") or data.get("model") or ""
     return f"{when} {kind} {summary}".rstrip()
 

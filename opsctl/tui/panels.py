@@ -309,9 +309,20 @@ def retrain_runs_text(runs: Sequence[Mapping[str, Any]] | None) -> str:
     lines = []
     for run in runs[:6]:
         candidate = f" -> {escape(str(run['candidate_version']))}" if run.get("candidate_version") else ""
+        kinds = [str(run.get("trigger", ""))]
+        kinds += [str(a.get("kind")) for a in run.get("triggers") or [] if str(a.get("kind")) not in kinds]
         lines.append(f"{escape(str(run.get('id', '?')))} {escape(str(run.get('started_at', ''))[5:16])}"
-                     f" {escape(str(run.get('trigger', '')))} {_styled(run.get('status'))}{candidate}"
+                     f" {escape('+'.join(kinds))} {_styled(run.get('status'))}{candidate}"
                      + (f" [red]{escape(str(run['error']))}[/]" if run.get("error") else ""))
+        # Who asked and why (drift's features, performance's numbers), and the decision with its numbers.
+        for ask in run.get("triggers") or []:
+            lines.append(f"  [dim]{escape(str(ask.get('kind')))} {escape(str(ask.get('verdict')))}:[/]"
+                         f" {escape(str(ask.get('reason') or ask.get('actor') or ''))}")
+        headline = (run.get("decision") or {}).get("headline")
+        if headline:
+            lines.append(f"  {escape(str(headline))}")
+        if run.get("message") and run.get("message") != headline:
+            lines.append(f"  {escape(str(run['message']))}")
     return "\n".join(lines)
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from opsctl.cli.alerts.handlers import parse_duration
 from opsctl.cli.health.handlers import health_exit_code
+from opsctl.core.durations import parse_duration
 from opsctl.errors import UsageError
 from tests.fixtures.cli import OpsctlEnv
 

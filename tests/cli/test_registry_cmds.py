@@ -45,6 +45,11 @@ def test_register_promote_rollback_round_trip(seeded: OpsctlEnv) -> None:
         ("register", "1.0.0", "ok"), ("register", "1.1.0", "ok"), ("promote", "1.0.0", "ok"),
         ("promote", "1.1.0", "ok"), ("rollback", "1.0.0", "ok")]
     assert history[-1]["reason"] == "p99 regression" and history[-1]["via"] == "direct (daemon down)"
+    # The table shows what happened (the detail) next to why (the reason).
+    table = seeded.run("history", "fraud-detector").stdout.splitlines()
+    assert table[0].split()[-2:] == ["DETAIL", "REASON"]
+    detail = table[0].index("DETAIL")
+    assert table[-1][detail:].split("  ")[0] == history[-1]["detail"] and table[-1].endswith("  p99 regression")
     models = seeded.run("models", "-o", "json").json()
     assert models == [{**models[0], "model": "fraud-detector", "production_version": "1.0.0", "versions": 2}]
 
@@ -130,6 +135,7 @@ _LIGHT_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["demo", "status", "--state-dir", "{demo}", "-o", "json"], _HEAVY),
     (["incident", "timeline", "--since", "1h", "-o", "json"], _HEAVY),
     (["checklist", "-o", "json"], _HEAVY),
+    (["doctor", "-o", "json"], _HEAVY),
     (["report", "--since", "1h"], _HEAVY),
     (["drift", "fraud-detector", "-o", "json"], ("numpy", "pandas")),
 ]

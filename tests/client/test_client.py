@@ -9,6 +9,7 @@ import pytest
 
 from opsctl.client import DaemonClient
 from opsctl.config import load_settings
+from opsctl.core.incident import IncidentTimeline
 from opsctl.documents import DaemonInfo, DriftSection, StatusDocument
 from opsctl.domain import Deployment
 from opsctl.errors import DaemonUnavailableError, UsageError
@@ -39,6 +40,18 @@ def test_status_sections_are_typed(daemon: DaemonProcess) -> None:
     (fraud,) = status.drift.models
     assert fraud.model == "fraud" and [v.version for v in fraud.versions] == ["1.0.0"]
     assert fraud.versions[0].role == "production"
+
+
+def test_the_incident_timeline_is_typed_and_names_the_change(daemon: DaemonProcess) -> None:
+    _seed(daemon, "fraud")
+    with DaemonClient(socket_path=str(daemon.env.socket)) as client:
+        timeline = client.incidents.timeline(since_seconds=600, model="fraud")
+        other = client.incidents.timeline(since_seconds=600, model="churn")
+    assert isinstance(timeline, IncidentTimeline) and timeline.model == "fraud"
+    assert (timeline.until - timeline.since).total_seconds() == pytest.approx(600)
+    assert [(e.source, e.kind, e.model, e.version) for e in timeline.entries
+            if e.source == "audit"] == [("audit", "register", "fraud", "1.0.0"), ("audit", "promote", "fraud", "1.0.0")]
+    assert other.entries == ()
 
 
 @pytest.mark.parametrize("name", ["what?version=1", "a#b", "x y", "%2e%2e"])

@@ -276,3 +276,39 @@ def test_trivial_shift_at_a_million_rows_is_not_drift() -> None:
     # ...but the effect size floor says it does not matter.
     assert feature.effect_size < 0.1
     assert feature.drifted is False and feature.reason == "effect_below_threshold"
+
+
+def test_each_feature_carries_reference_and_current_counts_for_a_plot() -> None:
+    from opsctl.adapters.drift_store import drift_report_from_json
+    from opsctl.core.drift import categorical_distribution, numerical_distribution
+
+    rng = np.random.default_rng(7)
+    reference = pd.DataFrame({"x": rng.normal(0, 1, 3000), "c": rng.choice(list("abcdefghijklmnop"), 3000)})
+    current = pd.DataFrame({"x": np.append(rng.normal(1, 1, 1999), np.nan),
+                            "c": rng.choice(list("abcz"), 2000)})
+    report = detect_drift(summarize_reference(reference, ["c"]), current, DriftPolicy())
+    x, c = (f.distribution for f in report.features)
+    assert x is not None and c is not None
+    # Numerical: equal-width bins over both samples' 1st-99th percentile, outliers in the outer bins,
+    # the missing value not counted; the same counts as numpy's histogram of the clipped samples.
+    assert x.kind == "numerical" and len(x.edges) == 21 and len(x.reference) == len(x.current) == 20
+    assert sum(x.reference) == 3000 and sum(x.current) == 1999
+    edges = np.array(x.edges)
+    ref_values, cur_values = reference["x"].to_numpy(), current["x"].dropna().to_numpy()
+    for values, counts in ((ref_values, x.reference), (cur_values, x.current)):
+        expected, _ = np.histogram(np.clip(values, edges[0], edges[-1]), edges)
+        assert list(counts) == expected.tolist()
+    both = np.sort(np.concatenate([ref_values, cur_values]))
+    assert edges[0] <= np.quantile(both, 0.02) and edges[-1] >= np.quantile(both, 0.98)
+    assert np.argmax(x.current) > np.argmax(x.reference)  # the shift shows
+    # Categorical: the 12 most frequent reference categories, the other 4 together, the unseen "z".
+    assert c.kind == "categorical" and len(c.labels) == 14 and c.labels[-2:] == ("(other)", "(unseen)")
+    assert sum(c.reference) == 3000 and sum(c.current) == 2000
+    counts = reference["c"].value_counts()
+    assert dict(zip(c.labels[:12], c.reference[:12], strict=True)) == {k: int(counts[k]) for k in c.labels[:12]}
+    assert c.current[-1] == int((current["c"] == "z").sum()) and c.reference[-1] == 0
+    # The stored report keeps them.
+    assert drift_report_from_json(json.loads(json.dumps(report.to_json()))).features == report.features
+    assert numerical_distribution(np.array([2.0, 2.0]), np.array([2.0])) is not None  # one value: a unit range
+    assert numerical_distribution(np.array([]), np.array([1.0])) is None
+    assert categorical_distribution(["a"], np.array([5]), np.array([1]), 0).labels == ("a",)

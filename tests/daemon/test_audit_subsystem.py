@@ -71,3 +71,41 @@ def test_tampering_while_running_fails_the_job_and_fires_an_alert(
     firing = wait_for(lambda: _firing(audited_daemon), what="AuditLogTampered firing")
     assert firing[0]["severity"] == "critical"
     assert audited_daemon.http().get("/v1/status").json()["audit"]["first_broken_id"] == row
+
+
+def _model_changes(daemon: DaemonProcess) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(daemon.http().get("/metrics").text)
+    return {(s.labels["model"], s.labels["change"]): s.value for f in families if f.name == "opsctl_model_changes"
+            for s in f.samples if s.name == "opsctl_model_changes_total" and s.value}
+
+
+def _all_samples(daemon: DaemonProcess) -> list[Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [s for f in text_string_to_metric_families(daemon.http().get("/metrics").text)
+            if f.name == "opsctl_model_changes" for s in f.samples if s.name == "opsctl_model_changes_total"]
+
+
+def test_model_changes_are_counted_from_the_audit_log_and_survive_a_restart(audited_daemon: DaemonProcess) -> None:
+    env = audited_daemon.env
+    # The promote made on the registry before the daemon started is in the audit log, so it counts.
+    assert _model_changes(audited_daemon) == {("fraud", "promote"): 1.0}
+    artifact = env.root / "m2.bin"
+    artifact.write_bytes(b"w2")
+    assert env.run("register", "fraud", "--version", "2", "--artifact", str(artifact)).code == 0
+    assert env.run("promote", "fraud", "2", "--yes").code == 0
+    assert env.run("rollback", "fraud", "--yes", "--reason", "test").code == 0
+    failed = env.run("promote", "fraud", "9", "--yes")  # refused: no change, not counted
+    assert failed.code != 0
+    # Registering is not a change to what is served: no "register" series.
+    assert ("fraud", "register") not in {(s.labels["model"], s.labels["change"]) for s in _all_samples(audited_daemon)}
+    assert _model_changes(audited_daemon) == {("fraud", "promote"): 2.0, ("fraud", "rollback"): 1.0}
+
+    audited_daemon.stop()
+    again = DaemonProcess(env).start()
+    try:
+        assert _model_changes(again) == {("fraud", "promote"): 2.0, ("fraud", "rollback"): 1.0}
+    finally:
+        again.stop()

@@ -123,8 +123,12 @@ def test_ten_api_triggers_start_one_run_and_the_cli_follows_and_shows_runs(
 
     shown = env.run("retrain", "show", run_id)
     assert shown.code == 0, shown.stderr
-    assert "9 more triggers joined this run" in shown.stdout
-    assert "| waiting for release" in shown.stdout and "no_champion" in shown.stdout
+    # Every trigger that asked is listed with who asked and why.
+    asks = [line for line in shown.stdout.splitlines() if " manual (" in line]
+    assert len(asks) == 10 and "manual (started) by " in asks[0] and asks[0].endswith(": try 0"), asks
+    assert all(" manual (joined) by " in line for line in asks[1:]) and asks[-1].endswith(": try 9"), asks
+    assert "| waiting for release" in shown.stdout
+    assert "decision: no champion: 1.0.0 stays registered (accuracy " in shown.stdout
 
     missing = env.run("retrain", "show", "nosuchrun")
     assert missing.code == 3 and "not found" in missing.stderr
@@ -159,7 +163,8 @@ def test_a_better_candidate_starts_a_canary_in_the_daemon_never_a_promotion(
         assert versions["2.3.5"]["lineage"]["parent_version"] == "2.3.4"
         assert versions["2.3.5"]["lineage"]["trigger"] == "manual"
         story = [e["action"] for e in http.get("/v1/history", params={"model": "churn"}).json()]
-        assert story[story.index("retrain"):][:4] == ["retrain", "register", "retrain-decision", "canary_start"]
+        assert story[story.index("retrain"):][:5] == ["retrain", "retrain-trained", "register", "retrain-decision",
+                                                      "canary_start"]
 
 
 def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonProcess) -> None:

@@ -215,8 +215,9 @@ def test_c_drift_triggers_a_retrain_whose_candidate_goes_through_a_canary(demo: 
         drifted = retrain["reason"].removeprefix(f"data drift on {model} {production}: ").split(", ")
         assert {"v1", "v2"} <= set(drifted), retrain  # the features the fault shifts
         assert decision["to_version"] == register["to_version"], (register, decision)
-        verdict = "canary" if number == len(runs) else "keep"
-        assert decision["detail"].startswith(f"{verdict}: roc_auc "), decision["detail"]
+        verdict = (f"canary for {register['to_version']}: roc_auc +" if number == len(runs)
+                   else f"kept {production}: challenger {register['to_version']} roc_auc ")
+        assert decision["detail"].startswith(verdict), decision["detail"]
         print(f"run {number}: {decision['detail']}")
     candidate = runs[-1][1]["to_version"]
     assert pipeline[-1]["to_version"] == candidate and "retrain run" in pipeline[-1]["detail"]

@@ -117,6 +117,7 @@ params = { n_samples = "3000", drift = "v1=2.5,v2=2.5,v3=2.5" }
             canary = http.get("/v1/canaries", params={"model": "fraud-detector"}).json()[0]
             assert (canary["canary_version"], canary["production_version"]) == ("1.0.1", PRODUCTION_VERSION)
             story = [e["action"] for e in http.get("/v1/history", params={"model": "fraud-detector"}).json()]
-            assert story[story.index("retrain"):][:4] == ["retrain", "register", "retrain-decision", "canary_start"]
+            assert story[story.index("retrain"):][:5] == ["retrain", "retrain-trained", "register", "retrain-decision",
+                                                          "canary_start"]
     finally:
         daemon.stop()

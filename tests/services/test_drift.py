@@ -279,6 +279,35 @@ def test_drift_alerts_resolve_and_leave_other_sources_alone(world: World) -> Non
     assert [h["verdict"] for h in history] == ["no_drift", "drift"]
 
 
+def test_drift_verdict_changes_are_audit_entries_with_features_and_not_every_check(world: World) -> None:
+    world.deploy("fraud")
+    world.log("fraud", stream(400, shift=1.5, seed=6))
+    world.drift.ingest()
+    for _ in range(3):  # the same drift found three times: one entry
+        (result,) = world.drift.check_drift()
+        assert result.verdict == "drift"
+    world.clock.current += timedelta(hours=2)
+    world.log("fraud", stream(400, seed=7, start=1000))
+    world.drift.ingest()
+    world.drift.check_drift()
+    world.drift.check_drift()
+    rows = [e for e in world.registry.audit("fraud", limit=100) if e.action == "drift"]
+    assert [(e.actor, e.via, e.from_version, e.outcome.value) for e in rows] == [
+        ("opsctld", "drift", "v1", "ok"), ("opsctld", "drift", "v1", "ok")]
+    features = {f["name"]: f for f in result.document["report"]["features"]}
+    x1 = features["x1"]
+    assert rows[0].detail.startswith(
+        f"drift detected on v1 (production): x1 ({x1['effect_metric']} {x1['effect_size']:.3g},"
+        f" PSI {x1['psi']:.3g}, p {x1['p_value_adjusted']:.2g}), prediction_score (")
+    drifted = len(result.document["drifted_features"])
+    assert f"; {drifted} of {len(features)} features drifted (share " in rows[0].detail
+    assert rows[0].detail.endswith(" over 400 rows")  # the first check: no earlier verdict
+    assert rows[1].detail == "drift cleared on v1 (production): no feature drifted over 400 rows; was drift"
+    # Each entry went out on the event bus too, complete, so a feed shows it at once.
+    audits = [data for kind, data in world.events if kind == "audit"]
+    assert [(a["id"], a["action"], a["detail"]) for a in audits] == [(e.id, "drift", e.detail) for e in rows]
+
+
 @pytest.mark.parametrize(("prediction", "label", "same"), [
     (True, "1", True), (1.0, "1", True), (True, 1, True), (False, "0", True), (1, 1.0, True),
     (True, "0", False), (1.0, 0, False), ("cat", "cat", True), ("cat", "dog", False),

@@ -107,6 +107,64 @@ def test_ten_triggers_within_a_minute_start_one_run(tmp_path: Path) -> None:
     assert [a for a in world.audit() if a[0] == "retrain"] == [("retrain", "ok", None)]
 
 
+PERFORMANCE_JOB = Actor("opsctld", None, "performance")
+
+
+def test_a_held_trigger_is_audited_once_per_cause_and_every_ask_reaches_the_next_run(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    world = World(tmp_path, clock=clock)
+    retrain = world.retrain(params={"weight": "5"}, cooldown_seconds=600.0, min_improvement=5.0)  # always kept
+    first = finished(retrain, retrain.trigger(MODEL, "manual", "checking", ALICE).run.id)  # type: ignore[union-attr]
+    assert first.status is RunStatus.KEPT
+    assert [(t.kind, t.actor, t.verdict) for t in first.triggers] == [("manual", "alice via test", "started")]
+    clock.advance(388)
+    drift = "data drift on fraud 1.2.3: v1 (wasserstein_norm 0.8), v2 (wasserstein_norm 0.7)"
+    for _ in range(5):  # the drift job asks at every check while the drift lasts
+        held = retrain.trigger(MODEL, "drift", drift, DRIFT_JOB)
+        assert held.verdict is TriggerVerdict.COOLDOWN
+        clock.advance(10)
+    performance = "performance drop on fraud 1.2.3: recall 0.612 < floor 0.700 (180 labelled)"
+    retrain.trigger(MODEL, "performance", performance, PERFORMANCE_JOB)
+    holds = [e for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-held"]
+    # One entry per trigger kind for this cooldown, saying why and how long, with the trigger's own words.
+    assert [(e.via, e.outcome.value) for e in holds] == [("drift", "noop"), ("performance", "noop")]
+    assert holds[0].detail == (f"retrain held: cooldown, 212 s left after run {first.id} (kept at"
+                               f" {first.finished_at.isoformat().replace('+00:00', 'Z')}); drift asked ({drift})")
+    assert holds[0].reason == drift and holds[1].reason == performance
+    events = [data for kind, data in world.events if kind == "retrain" and data.get("event") == "held"]
+    assert [(e["trigger"], e["message"]) for e in events] == [("drift", holds[0].detail),
+                                                              ("performance", holds[1].detail)]
+    assert [data["id"] for kind, data in world.events if kind == "audit"] == [holds[0].id, holds[1].id]
+    # Someone promotes the kept candidate meanwhile: drift on the new production version is a new ask.
+    world.service.promote(MODEL, "1.2.4", actor=ALICE)
+    retrain.trigger(MODEL, "drift", drift.replace("1.2.3", "1.2.4"), DRIFT_JOB)
+    retrain.trigger(MODEL, "drift", drift.replace("1.2.3", "1.2.4"), DRIFT_JOB)
+    holds = [e for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-held"]
+    assert [(e.via, e.from_version) for e in holds] == [("drift", "1.2.3"), ("performance", "1.2.3"),
+                                                        ("drift", "1.2.4")]
+    # After the cooldown the next ask starts a run that names every trigger that asked for it.
+    clock.advance(600)
+    second = retrain.trigger(MODEL, "performance", performance, PERFORMANCE_JOB)
+    assert second.started and second.run is not None
+    joined = retrain.trigger(MODEL, "drift", drift, DRIFT_JOB)
+    assert joined.verdict is TriggerVerdict.JOIN
+    run = finished(retrain, second.run.id)
+    assert [(t.kind, t.actor, t.verdict, t.reason) for t in run.triggers] == [
+        ("drift", "opsctld via drift", "held", drift),
+        ("performance", "opsctld via performance", "held", performance),
+        ("performance", "opsctld via performance", "started", performance),
+        ("drift", "opsctld via drift", "joined", drift)]
+    assert run.trigger == "performance" and run.actor == "opsctld via performance"
+    start = next(e for e in world.registry.audit(MODEL, limit=100)
+                 if e.action == "retrain" and second.run.id in e.detail)
+    assert start.via == "performance" and "also asked while held: drift since" in start.detail
+    # The next cooldown is a new cause: held again, audited again.
+    clock.advance(10)
+    retrain.trigger(MODEL, "drift", drift, DRIFT_JOB)
+    holds = [e for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-held"]
+    assert len(holds) == 4 and f"after run {run.id}" in holds[-1].detail
+
+
 def test_ten_threads_triggering_at_once_start_one_run(tmp_path: Path) -> None:
     world = World(tmp_path)
     release = tmp_path / "release"
@@ -256,8 +314,15 @@ def test_better_candidate_is_registered_with_lineage_evaluated_on_the_same_holdo
     assert world.canaries == [(MODEL, "1.2.4", world.canaries[0][2])] and "retrain run" in world.canaries[0][2]
     deployment = world.registry.get_deployment(MODEL)
     assert deployment is not None and deployment.production_version == "1.2.3"
-    assert world.audit()[-3:] == [("retrain", "ok", None), ("register", "ok", "1.2.4"),
-                                  ("retrain-decision", "ok", "1.2.4")]
+    assert world.audit()[-4:] == [("retrain", "ok", None), ("retrain-trained", "ok", None),
+                                  ("register", "ok", "1.2.4"), ("retrain-decision", "ok", "1.2.4")]
+    rows = world.registry.audit(MODEL, limit=100)
+    assert rows[-4].detail == f"run {run.id} (drift) started: training"
+    assert rows[-3].detail.startswith(f"run {run.id}: training succeeded in ")
+    # The decision reads as one, with its numbers.
+    assert rows[-1].detail == (
+        f"canary for 1.2.4: roc_auc {decision.improvement:+.4f} over 1.2.3 >= margin 0.05"
+        f" ({decision.champion_score:.4f} -> {decision.challenger_score:.4f} on the same 400 holdout rows)")
 
 
 def test_roc_auc_tie_keeps_the_candidate_registered_and_starts_nothing(tmp_path: Path) -> None:
@@ -270,7 +335,9 @@ def test_roc_auc_tie_keeps_the_candidate_registered_and_starts_nothing(tmp_path:
     assert run.decision.improvement == pytest.approx(0.0)
     assert world.canaries == []
     assert world.registry.get_version(MODEL, "1.2.4") is not None
-    assert "keep 1.2.3" in run.message
+    assert run.message.startswith("kept 1.2.3: challenger 1.2.4 roc_auc +0.0000 < margin 0 ("), run.message
+    decision = world.registry.audit(MODEL, limit=100)[-1]
+    assert (decision.action, decision.detail) == ("retrain-decision", run.message)
 
 
 def test_accuracy_margin_decides(tmp_path: Path) -> None:
@@ -387,6 +454,8 @@ def test_handover_starts_a_real_canary_that_completes(tmp_path: Path) -> None:
         return canary.status_document(canary.start(model, version, actor=actor, reason=reason))
 
     retrain = world.retrain(start_canary=start)
+    canary.on_end = lambda record: retrain.canary_ended(record.model, record.state.canary_version,
+                                                        record.state.phase.value, record.state.reason)
     run = finished(retrain, retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB).run.id)  # type: ignore[union-attr]
     assert run.status is RunStatus.CANARY_STARTED and run.canary is not None
     deployment = world.registry.get_deployment(MODEL)
@@ -398,11 +467,42 @@ def test_handover_starts_a_real_canary_that_completes(tmp_path: Path) -> None:
             break
     deployment = world.registry.get_deployment(MODEL)
     assert deployment is not None and deployment.production_version == "1.2.4"
-    # The audit log tells the story in order: trigger, register, decision, canary start, ..., promotion.
+    # The audit log tells the story in order: trigger, training, register, decision, canary start, ..., promotion.
     actions = [e.action for e in world.registry.audit(MODEL, limit=200)]
     story = actions[actions.index("retrain"):]
-    assert story[:4] == ["retrain", "register", "retrain-decision", "canary_start"]
+    assert story[:5] == ["retrain", "retrain-trained", "register", "retrain-decision", "canary_start"]
     assert story[-1] == "canary_promote" and "promote" not in story[:-1]
+    # The run follows its canary to the end instead of saying canary_started for ever.
+    ended = retrain.get(run.id)
+    assert ended.status is RunStatus.CANARY_PROMOTED and ended.message.startswith("canary of 1.2.4 succeeded")
+    assert ("retrain", {"event": "status", "run_id": run.id, "model": MODEL, "status": "canary_promoted",
+                        "candidate_version": "1.2.4", "message": ended.message, "error": None}) in world.events
+
+
+def test_a_run_whose_canary_was_aborted_says_so_once(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    world = World(tmp_path, champion_weight=-0.5, clock=clock)
+    policy = CanaryPolicy(stages=[10.0, 100.0], min_stage_seconds=60, analysis_interval_seconds=10,
+                          accuracy_gate=False, progress_deadline_seconds=600)
+    canary = CanaryService(world.registry, policy=policy,
+                           actuator=Retrying(RoutingTableActuator(), attempts=2, sleep=lambda s: None),
+                           hooks=Hooks(ActuatorSettings()), gate_source=HealthyGates(), clock=clock)
+
+    def start(model: str, version: str, actor: Actor, reason: str) -> dict[str, Any]:
+        return canary.status_document(canary.start(model, version, actor=actor, reason=reason))
+
+    retrain = world.retrain(start_canary=start)
+    run = finished(retrain, retrain.trigger(MODEL, "manual", "", ALICE).run.id)  # type: ignore[union-attr]
+    assert run.status is RunStatus.CANARY_STARTED
+    # No listener on the canary here: the retrain-schedule job's catch-up call is what updates the run.
+    canary.command(MODEL, "abort", actor=ALICE, reason="not today")
+    record = canary.store.list_latest()[0]
+    assert record.state.phase is Phase.ABORTED
+    assert retrain.canary_ended(MODEL, "1.2.4", "aborted", record.state.reason) is not None
+    assert retrain.canary_ended(MODEL, "1.2.4", "aborted", record.state.reason) is None  # already followed
+    ended = retrain.get(run.id)
+    assert ended.status is RunStatus.CANARY_ABORTED and ended.canary is not None
+    assert ended.canary["phase"] == "aborted" and "not today" in ended.message
 
 
 def test_shutdown_kills_the_training_and_records_the_run_abandoned(tmp_path: Path) -> None:
@@ -474,11 +574,18 @@ def test_automatic_triggers_are_held_while_the_candidates_canary_decides(tmp_pat
     retrain = world.retrain(start_canary=start)
     first = finished(retrain, retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB).run.id)  # type: ignore[union-attr]
     assert first.status is RunStatus.CANARY_STARTED
+    retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)  # inside the cooldown, with the canary deciding
     clock.advance(100_000)  # far past any cooldown: only the canary in flight holds the drift job now
     held = retrain.trigger(MODEL, "drift", "PSI 0.4 on x", DRIFT_JOB)
     assert not held.started and held.verdict.value == "cooldown"
     assert held.message == f"held: the canary of {MODEL} 1.2.4 is still deciding"
     assert held.run is not None and held.run.id == first.id
+    # Each cause is one audit entry: both holds at first, then the canary alone.
+    holds = [e.detail for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-held"]
+    assert len(holds) == 2, holds
+    assert holds[0].startswith(f"retrain held: cooldown, 3600 s left after run {first.id} (canary_started at ")
+    assert f"; the canary of {MODEL} 1.2.4 is still deciding; drift asked (PSI 0.4 on x)" in holds[0]
+    assert holds[1] == f"retrain held: the canary of {MODEL} 1.2.4 is still deciding; drift asked (PSI 0.4 on x)"
     # Once the canary has decided, the same trigger starts a run again.
     for _ in range(200):
         clock.advance(5)
@@ -505,3 +612,19 @@ def test_reject_a_run_awaiting_approval(tmp_path: Path) -> None:
         retrain.reject(run.id, actor=ALICE)
     with pytest.raises(ConflictError, match="not awaiting approval"):
         retrain.approve(run.id, actor=ALICE)
+
+
+def test_a_skipped_trigger_is_audited_once_per_reason(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    retrain = world.retrain()
+    why = f"{MODEL} has no [retrain.models.{MODEL}] entry"
+    drift = "data drift on fraud 1.2.3: v1, v2"
+    assert retrain.skip(MODEL, "drift", drift, DRIFT_JOB, why)
+    assert not retrain.skip(MODEL, "drift", drift, DRIFT_JOB, why)  # the next check of the same drift
+    assert retrain.skip(MODEL, "drift", "data drift on fraud 1.2.3: v3", DRIFT_JOB, why)  # another drift
+    rows = [e for e in world.registry.audit(MODEL, limit=100) if e.action == "retrain-skipped"]
+    assert [(e.via, e.outcome.value, e.reason) for e in rows] == [("drift", "noop", drift),
+                                                                  ("drift", "noop", "data drift on fraud 1.2.3: v3")]
+    assert rows[0].detail == f"retrain skipped: {why}; drift asked ({drift})"
+    assert [d["action"] for k, d in world.events if k == "audit"] == ["retrain-skipped", "retrain-skipped"]
+    assert retrain.runs(MODEL) == []

@@ -5,31 +5,8 @@ Alert states live in the daemon: there is no registry fallback.
 
 from __future__ import annotations
 
-import re
-
 from opsctl.cli.context import CliContext
-from opsctl.errors import UsageError
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90s``, ``30m``, ``2h``, ``1d``, ``1w`` or a sum like ``1h30m``; UsageError otherwise."""
-    cleaned = text.strip().lower()
-    total, position = 0.0, 0
-    for match in _DURATION_PART.finditer(cleaned):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if not cleaned or position != len(cleaned):
-        raise UsageError(f"bad duration {text!r}: give a number and a unit (s, m, h, d, w), e.g. 30m, 2h, 1d"
-                         " or 1h30m")
-    if total <= 0:
-        raise UsageError(f"bad duration {text!r}: must be longer than zero")
-    return total
-
+from opsctl.core.durations import parse_duration
 
 
 def alerts(ctx: CliContext) -> int:

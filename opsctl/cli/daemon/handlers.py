@@ -8,4 +8,4 @@ from opsctl.cli.context import CliContext
 def daemon(ctx: CliContext) -> int:
     from opsctld.main import run  # the daemon's dependencies load only for this command
 
-    return run(getattr(ctx.args, "config", None))
+    return run(getattr(ctx.args, "config", None), log_level=ctx.args.log_level)

@@ -8,18 +8,17 @@ from opsctl.cli.context import CliContext
 
 
 def timeline(ctx: CliContext) -> int:
-    from opsctl.cli.alerts.handlers import parse_duration
     from opsctl.client import DaemonClient
     from opsctl.clock import SystemClock
+    from opsctl.core.durations import parse_duration
     from opsctl.errors import DaemonUnavailableError
-    from opsctl.services.incidents import IncidentTimeline, incident_timeline
+    from opsctl.services.incidents import incident_timeline
 
     args = ctx.args
     since = parse_duration(args.since)
     try:
         with DaemonClient.from_settings(ctx.settings) as client:
-            document = client.transport.get("/v1/incident/timeline", since_seconds=since, model=args.model)
-        result = IncidentTimeline.from_json(document)
+            result = client.incidents.timeline(since_seconds=since, model=args.model)
     except DaemonUnavailableError:
         ctx.out.message(f"opsctl: the daemon does not answer; reading the registry "
                         f"{ctx.settings.daemon.registry_path} directly")

@@ -238,10 +238,12 @@ def history(ctx: CliContext) -> int:
     if ctx.out.json:
         ctx.out.emit_json([e.to_json() for e in events])
         return 0
+    # The detail is what happened (the drift's features, why a retrain was held, a decision's numbers);
+    # the reason is why someone asked.
     ctx.out.table(
-        ["id", "at", "who", "via", "action", "model", "from", "to", "outcome", "reason"],
+        ["id", "at", "who", "via", "action", "model", "from", "to", "outcome", "detail", "reason"],
         [[e.id, utc_iso(e.at), e.actor, e.via, e.action, e.model, e.from_version, e.to_version,
-          e.outcome.value, e.reason] for e in events],
+          e.outcome.value, e.detail or None, e.reason or None] for e in events],
         empty="no audit events yet",
     )
     return 0

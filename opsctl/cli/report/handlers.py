@@ -8,8 +8,8 @@ from opsctl.cli.context import CliContext
 
 
 def report(ctx: CliContext) -> int:
-    from opsctl.cli.alerts.handlers import parse_duration
     from opsctl.clock import SystemClock
+    from opsctl.core.durations import parse_duration
     from opsctl.core.report import render_html, render_markdown
     from opsctl.services.report import build_report
 

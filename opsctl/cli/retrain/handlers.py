@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from opsctl.documents import RetrainRun
 
 _ACTIVE = {"running", "evaluating"}
-_FAILED = {"failed", "timed_out", "abandoned"}
+_FAILED = {"failed", "timed_out", "abandoned", "canary_rolled_back", "canary_aborted", "canary_failed"}
+_GOOD = {"canary_started", "canary_promoted"}
 EXIT_TIMEOUT = 3
 _POLL_SECONDS = 0.5
 
@@ -90,8 +91,8 @@ def runs(ctx: CliContext) -> int:
     if ctx.out.json:
         ctx.out.emit_json([r.json for r in found])
         return 0
-    ctx.out.table(["run", "model", "trigger", "status", "started", "parent", "candidate", "decision"], [
-        [r.id, r.model, r.trigger, r.status, r.started_at, r.json.get("parent_version") or "-",
+    ctx.out.table(["run", "model", "triggers", "status", "started", "parent", "candidate", "decision"], [
+        [r.id, r.model, _triggers_cell(dict(r.json)), r.status, r.started_at, r.json.get("parent_version") or "-",
          r.candidate_version or "-", _decision_cell(dict(r.json))] for r in found], empty="(no retraining runs)")
     return 0
 
@@ -129,6 +130,15 @@ def reject(ctx: CliContext) -> int:
     return 0
 
 
+def _triggers_cell(document: dict[str, Any]) -> str:
+    """``drift+performance``: every kind of trigger that asked for the run, the starting one first."""
+    kinds = [document["trigger"]]
+    for ask in document.get("triggers") or []:
+        if ask.get("kind") not in kinds:
+            kinds.append(ask["kind"])
+    return "+".join(kinds)
+
+
 def _decision_cell(document: dict[str, Any]) -> str:
     decision = document.get("decision")
     if not decision:
@@ -140,17 +150,23 @@ def _decision_cell(document: dict[str, Any]) -> str:
 
 def _print_run(ctx: CliContext, d: dict[str, Any], *, logs: bool) -> None:
     out = ctx.out
-    colour = ("red",) if d["status"] in _FAILED else ("green",) if d["status"] == "canary_started" else ()
+    colour = ("red",) if d["status"] in _FAILED else ("green",) if d["status"] in _GOOD else ()
     out.line(f"run {d['id']}: {d['model']} {out.style(d['status'], *colour)} (trigger {d['trigger']},"
              f" by {d['actor']}, started {d['started_at']}, finished {d['finished_at'] or '-'})")
     if d.get("reason"):
         out.line(f"  reason: {d['reason']}")
     out.line(f"  parent {d['parent_version'] or '-'} -> candidate {d['candidate_version'] or '-'}")
-    if d.get("joined_triggers"):
+    asks = d.get("triggers") or []
+    if asks:
+        out.line("  asked by:")
+        for ask in asks:
+            why = f": {ask['reason']}" if ask.get("reason") else ""
+            out.line(f"    {ask['at']} {ask['kind']} ({ask['verdict']}) by {ask['actor']}{why}")
+    elif d.get("joined_triggers"):
         out.line(f"  {d['joined_triggers']} more triggers joined this run")
     decision = d.get("decision")
     if decision:
-        out.line(f"  decision: {decision['outcome']}: {decision['reason']}")
+        out.line(f"  decision: {_headline(decision)}")
         names = sorted(set(decision["champion_metrics"]) | set(decision["challenger_metrics"]))
         out.table(["metric", f"champion {decision['champion_version'] or '-'}",
                    f"challenger {decision['challenger_version']}"],
@@ -166,6 +182,11 @@ def _print_run(ctx: CliContext, d: dict[str, Any], *, logs: bool) -> None:
         out.line("  logs:")
         for line in d["logs"].splitlines():
             out.line(f"  | {line}")
+
+
+def _headline(decision: dict[str, Any]) -> str:
+    """The decision in one line (``kept 1.0.0: challenger 1.0.1 roc_auc +0.0040 < margin 0.01 (...)``)."""
+    return str(decision.get("headline") or f"{decision.get('outcome')}: {decision.get('reason')}")
 
 
 def _num(value: float | None) -> str:

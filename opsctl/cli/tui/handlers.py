@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from opsctl.cli.context import CliContext
 from opsctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from opsctl.config import Settings
+    from opsctl.services.checklist import ChecklistReport
 
 
 def tui(ctx: CliContext) -> int:
@@ -36,6 +42,19 @@ def tui(ctx: CliContext) -> int:
                              meter=PrometheusTrafficMeter(settings.prometheus))
     app = OpsctlApp(feed, environment=settings.ui.environment, production=settings.ui.production,
                     read_only=bool(getattr(args, "read_only", False)), gameday=gameday,
-                    daemon_start_command=settings.daemon.start_command, break_glass=break_glass)
+                    daemon_start_command=settings.daemon.start_command, break_glass=break_glass,
+                    checklist=checklist_source(settings))
     app.run(mouse=not getattr(args, "no_mouse", False))
     return 0
+
+
+def checklist_source(settings: Settings) -> Callable[[], ChecklistReport]:
+    """What the TUI's checklist screen evaluates: ``opsctl checklist`` on these settings."""
+
+    def evaluate() -> ChecklistReport:
+        from opsctl.clock import SystemClock
+        from opsctl.services.checklist import run_checklist
+
+        return run_checklist(settings, SystemClock())
+
+    return evaluate

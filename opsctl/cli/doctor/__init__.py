@@ -1,0 +1,1 @@
+"""``opsctl doctor``: arguments in ``args``, handlers in ``handlers`` (imported when the command runs)."""
