@@ -32,7 +32,6 @@ from opsctl.tui.actions import (
 from opsctl.tui.model import (
     CANARY_PHASES,
     COLUMNS,
-    TREND_POINTS,
     TREND_UNITS,
     TRENDS,
     ModelRow,
@@ -858,7 +857,8 @@ class ModelScreen(OpsScreen):
         waiting = self.awaiting_run
         hint = (f"\n[b]run {escape(str(waiting.get('id')))} awaits approval[/b]: y approves (canary of"
                 f" {escape(str(waiting.get('candidate_version') or '?'))}), n rejects (no canary)" if waiting else "")
-        self.query_one("#runs", Static).update(retrain_runs_text(runs) + hint)
+        # The hint first: the runs list is cut to the panel's height and the waiting run must not be.
+        self.query_one("#runs", Static).update((hint.lstrip("\n") + "\n" if hint else "") + retrain_runs_text(runs))
         self.refresh_bindings()
         if run is not None:
             log = self.query_one("#retrain-log", Log)
@@ -952,8 +952,7 @@ class ModelScreen(OpsScreen):
             self.query_one(f"#spark-label-{name}", Static).update(f"{label} {last}")
             # From zero, so a flat line reads flat; the scale is written beside it.
             spark = self.query_one(f"#spark-{name}", Static)
-            width = max(8, min(TREND_POINTS, spark.size.width - 14)) if spark.size.width else 12
-            spark.update(escape(spark_label(values, unit, width)))
+            spark.update(escape(spark_label(values, unit, 12)))
         self.refresh_bindings()
 
     @property
