@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.cli",
     "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
+    "tests.fixtures.postgres",
 ]
