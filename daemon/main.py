@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.files import make_private_dir
 from opsctl.adapters.preflight import preflight, read_token_file
-from opsctl.adapters.registry import Registry
+from opsctl.adapters.registry import open_registry
 from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
 from opsctl.errors import ConfigError, OpsctlError
@@ -119,7 +119,7 @@ class Daemon:
                     tcp = socket.create_server((host, int(port)), reuse_port=False)
                 except OSError as error:
                     raise DaemonStartError(f"cannot listen on {settings.daemon.tcp_listen}: {error.strerror}") from None
-            registry = Registry(settings.daemon.registry_path)
+            registry = open_registry(settings.registry, settings.daemon.registry_path)
             try:
                 make_private_dir(Path(settings.daemon.state_dir))
                 registry.schema_version()  # migrate now, not on the first request

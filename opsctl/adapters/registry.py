@@ -271,7 +271,12 @@ def open_registry(settings: RegistrySettings, default_path: Path, *, publish_rou
     document stays next to ``default_path`` on PostgreSQL too: it is this host's file for its routers.
     """
     if settings.engine == "sqlite":
-        return Registry(settings.sqlite_path(default_path), publish_routing=publish_routing)
+        path = settings.sqlite_path(default_path)
+        if path != default_path:
+            # The reports, the checklist and the routing document all find the file in state_dir.
+            raise RegistryError(f"[registry] url names {path}, but the SQLite registry is {default_path}"
+                                " (registry.db in [daemon] state_dir): set state_dir instead")
+        return Registry(path, publish_routing=publish_routing)
     from opsctl.adapters.registry_postgres import PostgresEngine
 
     return Registry(default_path, publish_routing=publish_routing,
