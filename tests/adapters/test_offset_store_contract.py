@@ -32,14 +32,24 @@ def _registry(tmp_path: Path) -> tuple[Opener, bool]:
     return (lambda: RegistryOffsetStore(Registry(path))), True
 
 
+def _postgres(tmp_path: Path, url: str) -> tuple[Opener, bool]:
+    from opsctl.adapters.offset_store import RegistryOffsetStore
+    from opsctl.adapters.registry import open_registry
+    from opsctl.adapters.registry_engine import RegistrySettings
+
+    return (lambda: RegistryOffsetStore(open_registry(RegistrySettings(url=url), tmp_path / "registry.db"))), True
+
+
 STORES: dict[str, Callable[[Path], tuple[Opener, bool]]] = {
     "memory": _memory,
     "registry": _registry,
 }
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(params=[*sorted(STORES), "registry-postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Opener, bool]:
+    if request.param == "registry-postgresql":  # a real server: tests/fixtures/postgres.py
+        return _postgres(tmp_path, request.getfixturevalue("postgres_url"))
     return STORES[request.param](tmp_path)
 
 
