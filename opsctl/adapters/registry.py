@@ -237,6 +237,18 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     );
     """,
     _chain_audit_log,
+    # Leader leases (opsctl.adapters.leader_lease): one row per lease, never deleted, so its epoch
+    # (the fencing token) only grows.
+    """
+    CREATE TABLE leases (
+        name         TEXT PRIMARY KEY,
+        holder       TEXT NOT NULL,
+        epoch        INTEGER NOT NULL,
+        acquired_at  TEXT NOT NULL,
+        renewed_at   TEXT NOT NULL,
+        expires_at   TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

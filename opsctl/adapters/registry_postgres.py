@@ -263,6 +263,16 @@ MIGRATIONS: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
     );
     """,
     _chain_audit_log,
+    """
+    CREATE TABLE leases (
+        name         TEXT COLLATE "C" PRIMARY KEY,
+        holder       TEXT COLLATE "C" NOT NULL,
+        epoch        BIGINT NOT NULL,
+        acquired_at  TEXT COLLATE "C" NOT NULL,
+        renewed_at   TEXT COLLATE "C" NOT NULL,
+        expires_at   TEXT COLLATE "C" NOT NULL
+    );
+    """,
 )
 
 # Equal to SQLite's opsctl.adapters.registry.SCHEMA_VERSION (a test keeps the two lists in step).
