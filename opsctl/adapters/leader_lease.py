@@ -26,15 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from opsctl.adapters.registry import Registry, RegistryTx
+from opsctl.adapters.registry import JOBS_LEASE, Registry, RegistryTx
+from opsctl.adapters.registry import FencedError as FencedError
 from opsctl.clock import parse_utc, utc_iso
-from opsctl.errors import ConflictError
-
-JOBS_LEASE = "jobs"
-
-
-class FencedError(ConflictError):
-    """A write carried a fencing token (lease epoch) that another daemon's takeover has superseded."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +67,11 @@ def read_lease(tx: RegistryTx, name: str = JOBS_LEASE) -> Lease | None:
 
 
 def check_fence(tx: RegistryTx, epoch: int, name: str = JOBS_LEASE) -> None:
-    """Refuse the surrounding write transaction unless ``epoch`` is still the lease's current epoch."""
-    row = tx.conn.execute("SELECT epoch, holder FROM leases WHERE name = ?", (name,)).fetchone()
-    current = None if row is None else int(row["epoch"])
-    if current != epoch:
-        raise FencedError(f"lease {name!r} moved to epoch {current} (held by {row['holder'] if row else 'nobody'});"
-                          f" this write carried epoch {epoch} and was refused")
+    """Refuse the surrounding write transaction unless ``epoch`` is still the lease's current epoch.
+
+    (:meth:`Registry.fenced` makes every write of a thread do this.)
+    """
+    tx.require_epoch(name, epoch)
 
 
 class LeaderLease:
@@ -104,14 +97,18 @@ class LeaderLease:
             return None
         return self._epoch
 
-    def tick(self, now: datetime) -> Lease | None:
+    def tick(self, now: datetime | Callable[[], datetime]) -> Lease | None:
         """Renew the lease if we hold it, take it if it is free or expired; the lease we hold after, or None.
 
-        One write transaction. ``now`` is this daemon's UTC clock; validity is counted on the monotonic
-        clock from *before* the transaction, so a slow commit shortens it rather than lengthening it.
+        One write transaction. ``now`` is this daemon's UTC clock, best a callable: it is then read once
+        the transaction holds the write lock, so time spent waiting for the lock or a connection does not
+        eat into the lease written. Our own validity is counted on the monotonic clock from *before* the
+        transaction, so a slow commit shortens it rather than lengthening it.
         """
         started = self._monotonic()
         with self.registry.write() as tx:
+            if callable(now):
+                now = now()
             current = read_lease(tx, self.name)
             ours = current is not None and current.holder == self.holder and current.epoch == self._epoch
             if current is not None and not ours and not current.expired(now):

@@ -275,6 +275,13 @@ class SqliteDialect:
 
 SQLITE_DIALECT = SqliteDialect()
 
+# The lease whose epoch fences the scheduled jobs' writes (opsctl.adapters.leader_lease).
+JOBS_LEASE = "jobs"
+
+
+class FencedError(ConflictError):
+    """A write carried a fencing token (lease epoch) that another daemon's takeover has superseded."""
+
 
 def open_registry(settings: RegistrySettings, default_path: Path, *, publish_routing: bool = True) -> Registry:
     """The registry ``[registry]`` names: a SQLite file (``default_path`` unless the URL names one) or PostgreSQL.
@@ -410,6 +417,26 @@ class Registry:
         return self._connection().execute("PRAGMA user_version").fetchone()[0]
 
     @contextmanager
+    def fenced(self, epoch: int | None, lease: str = JOBS_LEASE) -> Iterator[None]:
+        """Every write transaction this thread opens inside first checks that ``epoch`` still holds ``lease``.
+
+        A scheduled job runs inside this on the leader, so each of its state changes is refused with
+        :class:`FencedError` (and rolled back) once another daemon took the lease, whichever service made it.
+        ``None``: no check.
+        """
+        previous = getattr(self._local, "fence", None)
+        self._local.fence = None if epoch is None else (lease, epoch)
+        try:
+            yield
+        finally:
+            self._local.fence = previous
+
+    def _check_fence(self, tx: RegistryTx) -> None:
+        fence = getattr(self._local, "fence", None)
+        if fence is not None:
+            tx.require_epoch(fence[0], fence[1])
+
+    @contextmanager
     def write(self) -> Iterator[RegistryTx]:
         """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
 
@@ -419,6 +446,7 @@ class Registry:
         if self.postgres is not None:
             with self.postgres.write() as conn:
                 tx = RegistryTx(conn, self.dialect)
+                self._check_fence(tx)
                 yield tx
             if tx.deployments_changed:
                 tx.routing = self.publish_routing()
@@ -430,6 +458,7 @@ class Registry:
             raise ConflictError(f"registry is busy (another change holds the lock): {error}") from error
         tx = RegistryTx(conn)
         try:
+            self._check_fence(tx)
             yield tx
         except sqlite3.OperationalError as error:
             conn.execute("ROLLBACK") if conn.in_transaction else None
@@ -759,6 +788,15 @@ class RegistryTx:
         if row is None or row["phase"] in CANARY_TERMINAL_PHASES:
             return None
         return str(row["canary_version"])
+
+    def require_epoch(self, lease: str, epoch: int) -> None:
+        """Refuse this transaction unless ``epoch`` is still ``lease``'s epoch (the fencing token)."""
+        row = self.conn.execute("SELECT epoch, holder FROM leases WHERE name = ?", (lease,)).fetchone()
+        current = None if row is None else int(row["epoch"])
+        if current != epoch:
+            raise FencedError(f"lease {lease!r} moved to epoch {current} (held by"
+                              f" {row['holder'] if row else 'nobody'}); this write carried epoch {epoch} and was"
+                              " refused")
 
     def get_kv(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -37,6 +37,10 @@ class RegistrySettings:
     url: str = ""
     # Connections each process keeps open to PostgreSQL at most (the API's threads and the jobs share them).
     pool_size: int = 8
+    # Several daemons on PostgreSQL elect one leader for the scheduled jobs: it renews its lease every
+    # lease_renew_seconds; another daemon takes over once the lease is lease_ttl_seconds old.
+    lease_ttl_seconds: float = 15.0
+    lease_renew_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.url).scheme if self.url else SQLITE
@@ -46,6 +50,9 @@ class RegistrySettings:
             path = sqlite_path_of(self.url)
             if path is not None and not path.is_absolute():
                 raise ValueError(f"url {self.url!r} names a relative SQLite path; use sqlite:////absolute/path.db")
+        if not 0 < self.lease_renew_seconds <= self.lease_ttl_seconds / 3 or self.lease_ttl_seconds > 3600:
+            raise ValueError("lease_renew_seconds must be positive and at most a third of lease_ttl_seconds"
+                             f" (<= 3600), got {self.lease_renew_seconds} and {self.lease_ttl_seconds}")
         if not 1 <= self.pool_size <= 1000:
             raise ValueError(f"pool_size must be in [1, 1000], got {self.pool_size}")
 

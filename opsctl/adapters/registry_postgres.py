@@ -41,6 +41,9 @@ MIGRATION_LOCK_KEY = 0x6F70_7363_746C_0002
 # How long a writer waits for another's transaction, and a caller for a pooled connection.
 BUSY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
+# A client frozen inside a transaction (SIGSTOP, a VM pause) would hold the write lock for good: the server
+# ends such a session after this long, which frees the lock and rolls its transaction back.
+IDLE_IN_TRANSACTION_TIMEOUT_S = 10
 
 _APPEND_ONLY = """
 CREATE FUNCTION opsctl_audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -349,6 +352,10 @@ class PostgresDialect:
         return None if row is None or not row[0] else int(row[0])
 
 
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT_S}s'")
+
+
 class PostgresEngine:
     """Connections to one PostgreSQL registry: migrated on first use, then a pool for transactions."""
 
@@ -372,7 +379,8 @@ class PostgresEngine:
                 self.migrate()
                 pool = ConnectionPool(self.url, min_size=1, max_size=self._pool_size, open=False,
                                       timeout=BUSY_TIMEOUT_S, name="opsctl-registry",
-                                      kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S})
+                                      kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                                      configure=_configure)
                 pool.open()
                 self._pool = pool
             return self._pool
