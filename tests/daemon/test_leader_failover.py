@@ -57,6 +57,9 @@ def test_the_jobs_fail_over_to_another_daemon(tmp_path: Path, postgres_server: P
         leader = daemons[_pid(second)]
         wait_for(lambda: leader.http().get("/v1/status").json()["leader"]["leading"], 10,
                  what="the new leader to say it leads")
+        shown = leader.env.run("status")
+        assert f"leader: {second.holder}  epoch {second.epoch}  since" in shown.stdout, shown.stdout + shown.stderr
+        assert "(this daemon leads)" in shown.stdout
 
         # SIGSTOP the new leader past its lease; the third daemon takes over; SIGCONT: it stays a standby.
         leader.signal(signal.SIGSTOP)
