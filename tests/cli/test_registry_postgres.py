@@ -20,7 +20,9 @@ def test_the_cli_acts_on_a_postgresql_registry_directly(tmp_path: Path, postgres
     assert env.run("register", "fraud", "--version", "1", "--artifact", str(artifact)).code == 0
     promoted = env.run("promote", "fraud", "1", "--yes", "--reason", "first", "-o", "json")
     assert promoted.code == 0, promoted.stderr
-    assert [(m["model"], m["production_version"]) for m in env.run("models", "-o", "json").json()] == [("fraud", "1")]
+    models = env.run("models", "-o", "json")
+    assert [(m["model"], m["production_version"]) for m in models.json()] == [("fraud", "1")]
+    assert "Traceback" not in models.stderr and "Exception" not in models.stderr, models.stderr
     history = env.run("history", "fraud", "-o", "json").json()
     assert [e["action"] for e in history][-1] == "promote"
     verified = env.run("audit", "verify", "-o", "json")
