@@ -31,6 +31,7 @@ from opsctl import __version__
 from opsctl.adapters.artifacts import StoredArtifact, safe_suffix
 from opsctl.adapters.preflight import TokenIdentity
 from opsctl.clock import utc_iso
+from opsctl.core.json_schema import first_error
 from opsctl.domain import Actor, Lineage
 from opsctl.errors import (
     ConfirmationRequired,
@@ -40,7 +41,7 @@ from opsctl.errors import (
     OpsctlError,
     UsageError,
 )
-from opsctl.services.registry import RegisterRequest
+from opsctl.services.registry import MODEL_NAME_PATTERN, VERSION_PATTERN, RegisterRequest
 from opsctld.peercred import PeerCredentials
 from opsctld.state import DaemonState
 
@@ -85,39 +86,52 @@ def actor_for(request: Request) -> Actor:
     if token is None:  # only BearerTokenAuth lets a request through without peer credentials
         raise UsageError("this listener cannot tell who is calling")
     claimed = request.headers.get("x-opsctl-user")
-    if token.trusted_proxy and claimed:
-        if not _PROXIED_USER.fullmatch(claimed):
-            raise UsageError("X-Opsctl-User must be letters, digits, '.', '_', '@' or '-' (max 63)")
+    if token.trusted_proxy and claimed and _PROXIED_USER.fullmatch(claimed):  # malformed: 400 in validate_request
         return Actor(user=f"token:{token.identity} (proxy for {claimed})", uid=None, via="daemon-tcp")
     return Actor(user=f"token:{token.identity}", uid=None, via="daemon-tcp")
 
 
-def error_response(error: OpsctlError) -> JSONResponse:
-    status = 500
-    for kind, code in _STATUS_FOR_ERROR:
-        if isinstance(error, kind):
-            status = code
-            break
+def error_response(error: OpsctlError, *, status: int | None = None) -> JSONResponse:
+    if status is None:
+        status = 500
+        for kind, code in _STATUS_FOR_ERROR:
+            if isinstance(error, kind):
+                status = code
+                break
     return JSONResponse({"error": {"type": type(error).__name__, "message": str(error),
                                    "exit_code": error.exit_code}}, status_code=status)
 
 
-async def read_json_body(request: Request) -> dict[str, Any]:
+async def read_json_body(request: Request, *, max_bytes: int = MAX_JSON_BODY_BYTES) -> dict[str, Any]:
     """The request's JSON object body ({} when empty); a UsageError (HTTP 400) otherwise.
 
-    Refused: bodies over :data:`MAX_JSON_BODY_BYTES`, not UTF-8, not JSON, NaN/Infinity or numbers that
+    Refused: bodies over ``max_bytes``, not UTF-8, not JSON, NaN/Infinity or numbers that
     overflow to infinity, integers outside SQLite's 64-bit range, nesting deeper than :data:`MAX_JSON_DEPTH`.
+    The endpoint table's dispatcher reads and validates the body first; handlers get that same document.
     """
+    cached: dict[str, Any] | None = getattr(request.state, "json_body", None)
+    if cached is not None:
+        return cached
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_JSON_BODY_BYTES:
-            raise UsageError(f"request body is larger than {MAX_JSON_BODY_BYTES} bytes")
+        if size > max_bytes:
+            raise UsageError(f"request body is larger than {max_bytes} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:
         return {}
+    if len(raw) > _DECODE_ON_LOOP_BYTES:  # a big ingest batch would hold every other request back
+        return await run_in_threadpool(decode_json_body, raw)
+    return decode_json_body(raw)
+
+
+_DECODE_ON_LOOP_BYTES = 64 * 1024
+
+
+def decode_json_body(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, with :func:`read_json_body`'s limits; UsageError otherwise."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -148,13 +162,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 19:
-        raise ValueError(f"integer {text[:40]}... is out of range")
-    value = int(text)
-    if not -MAX_INT - 1 <= value <= MAX_INT:
-        raise ValueError(f"integer {text} is out of range (64-bit)")
-    return value
+def _bounded_int(text: str) -> int | float:
+    # Beyond 64 bits an integer is kept as the number it is (a float): JSON does not tell them apart, and
+    # every field stored as an integer has a documented range that then refuses it by name.
+    if len(text.lstrip("-")) <= 19 and -MAX_INT - 1 <= (value := int(text)) <= MAX_INT:
+        return value
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"integer {text[:40]}{'...' if len(text) > 40 else ''} is out of range")
+    return number
 
 
 def _depth(document: Any) -> int:
@@ -177,6 +193,8 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
 
 def _opt_int(body: dict[str, Any], key: str, *, minimum: int = 0) -> int | None:
     value = body.get(key)
+    if isinstance(value, float) and value.is_integer():  # JSON Schema counts 3.0 as an integer
+        value = int(value)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise UsageError(f"{key!r} must be an integer")
     if value is not None and not minimum <= value <= MAX_INT:
@@ -258,12 +276,16 @@ async def upload(request: Request) -> Response:
     limit = state.settings.daemon.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise UsageError(f"artifact is larger than the limit of {limit} bytes (max_upload_bytes)")
+        return error_response(UsageError(f"artifact is larger than the limit of {limit} bytes (max_upload_bytes)"),
+                              status=413)
     suffix = safe_suffix(request.headers.get("x-opsctl-filename") or "")
     incoming = await run_in_threadpool(state.artifacts.begin, suffix=suffix, max_bytes=limit)
     try:
         async for chunk in request.stream():
             incoming.write(chunk)  # page-cache writes; the fsync happens in commit, off the loop
+    except UsageError as error:  # over the limit without a Content-Length to tell beforehand
+        incoming.abort()
+        return error_response(error, status=413)
     except BaseException:
         incoming.abort()
         raise
@@ -285,9 +307,6 @@ def _stored(state: DaemonState, body: dict[str, Any], key: str) -> StoredArtifac
 async def register(request: Request) -> Response:
     state = _state(request)
     body = await read_json_body(request)
-    if "artifact_path" in body or "reference_path" in body:
-        raise UsageError("the daemon does not read files by path; upload the bytes (POST /v1/uploads) and pass"
-                         " 'artifact': {name, sha256}")
     version = _opt_str(body, "version")
     if not version:
         raise UsageError("'version' and 'artifact' are required")
@@ -461,9 +480,41 @@ class Endpoint:
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
     request_media_type: str = "application/json"
+    headers: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
+    success: tuple[int, ...] = ()  # the 2xx statuses it answers; default 200 (201 when it creates)
+    max_body_bytes: int = MAX_JSON_BODY_BYTES
+    # Body fields refused with a message of their own (what to do instead), before the schema's checks.
+    refused: dict[str, str] = field(default_factory=dict)
+    # JSON Schema of a path, query or header parameter by name; PARAMETER_SCHEMAS, then any string, otherwise.
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def schema_of(self, parameter: str) -> dict[str, Any]:
+        """The schema a parameter is documented and checked with."""
+        return self.schemas.get(parameter) or PARAMETER_SCHEMAS.get(parameter) or _STR
 
 
-_STR = {"type": "string"}
+_STR: dict[str, Any] = {"type": "string"}
+MODEL_NAME = {"type": "string", "pattern": MODEL_NAME_PATTERN, "title": "model name",
+              "description": "use letters, digits, '.', '_' or '-' (max 63)"}
+VERSION = {"type": "string", "pattern": VERSION_PATTERN, "title": "version",
+           "description": "use letters, digits, '.', '_', '+' or '-' (max 63)"}
+NON_EMPTY = {"type": "string", "minLength": 1}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT}
+GENERATION = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` that also admits null (the handlers read an optional field given as null as absent)."""
+    kinds = schema.get("type")
+    widened = dict(schema)
+    if kinds is not None:
+        widened["type"] = [*([kinds] if isinstance(kinds, str) else kinds), "null"]
+    if "enum" in schema:
+        widened["enum"] = [*schema["enum"], None]
+    return widened
+
+
+PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {"model": MODEL_NAME, "version": VERSION, "limit": LIMIT}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _CHANGE = {"type": "object", "required": ["action", "model", "outcome", "message", "audit_id", "generation"],
            "properties": {"action": _STR, "model": _STR, "from_version": _NULLABLE_STR, "to_version": _NULLABLE_STR,
@@ -484,8 +535,17 @@ _AUDIT = {"type": "object", "required": ["id", "at", "actor", "via", "action", "
           "properties": {"id": {"type": "integer"}, "at": _STR, "actor": _STR, "uid": {"type": ["integer", "null"]},
                          "via": _STR, "action": _STR, "model": _NULLABLE_STR, "from_version": _NULLABLE_STR,
                          "to_version": _NULLABLE_STR, "reason": _STR, "outcome": _STR, "detail": _STR}}
-_STORED = {"type": "object", "required": ["name", "sha256"], "properties": {"name": _STR, "sha256": _STR}}
-_CHANGE_BODY = {"type": "object", "properties": {"reason": _STR, "expected_generation": {"type": "integer"}}}
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_STORED = {"type": "object", "required": ["name", "sha256"], "additionalProperties": False,
+           "description": "{name, sha256} as POST /v1/uploads answered (the daemon never reads a path)",
+           "properties": {"name": {"type": "string", "pattern": "^sha256-[0-9a-f]{64}(\\.[A-Za-z0-9_]{1,16}){0,2}$"},
+                          "sha256": _SHA256}}
+_CHANGE_BODY = {"type": "object", "additionalProperties": False,
+                "properties": {"reason": nullable(_STR), "expected_generation": nullable(GENERATION)}}
+_BY_PATH = ("the daemon does not read files by path; upload the bytes (POST /v1/uploads) and pass 'artifact':"
+            " {name, sha256}")
+_LINEAGE = {"type": "object", "additionalProperties": False,
+            "properties": {key: _NULLABLE_STR for key in Lineage().to_json()}}
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/healthz", healthz, "Liveness: the daemon answers"),
@@ -501,34 +561,40 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/v1/uploads", upload,
              "Upload an artifact's bytes (application/octet-stream; header X-Opsctl-Sha256 required)",
              request_body={"type": "string", "format": "binary"}, request_media_type="application/octet-stream",
+             headers=(("X-Opsctl-Sha256", "sha256 of the bytes (64 hex digits), checked before they are kept", True),
+                      ("X-Opsctl-Filename", "the file's name; only its suffix is kept", False)),
+             schemas={"X-Opsctl-Sha256": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"}},
              response={"type": "object", "required": ["name", "sha256", "size_bytes"],
                        "properties": {"name": _STR, "sha256": _STR, "size_bytes": {"type": "integer"}}}),
     Endpoint("POST", "/v1/models/{model}/versions", register,
              "Register a version from uploaded bytes (201; 200 with the existing version on a retry)",
-             request_body={"type": "object", "required": ["version", "artifact"],
-                           "properties": {"version": _STR, "artifact": _STORED, "reference": _STORED,
-                                          "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
-                                          "tags": {"type": "object"}, "description": _STR,
-                                          "lineage": {"type": "object"}, "reason": _STR}},
-             response=_VERSION),
+             request_body={"type": "object", "required": ["version", "artifact"], "additionalProperties": False,
+                           "properties": {"version": VERSION, "artifact": _STORED, "reference": nullable(_STORED),
+                                          "metrics": nullable({"type": "object",
+                                                               "additionalProperties": {"type": "number"}}),
+                                          "tags": nullable({"type": "object", "additionalProperties": _STR}),
+                                          "description": nullable(_STR), "lineage": nullable(_LINEAGE),
+                                          "reason": nullable(_STR)}},
+             refused=dict.fromkeys(("artifact_path", "reference_path"), _BY_PATH), response=_VERSION),
     Endpoint("POST", "/v1/models/{model}/versions/{version}/verify", verify,
              "Check a version's artifact against its sha256"),
     Endpoint("GET", "/v1/models/{model}/plan/promote", plan_promote, "What a promote would do, with its generation",
              response=_PLAN, query=(("version", "version to promote", True),)),
     Endpoint("GET", "/v1/models/{model}/plan/rollback", plan_rollback, "What a rollback would do",
-             response=_PLAN, query=(("to", "version to roll back to (default: previous)", False),)),
+             response=_PLAN, query=(("to", "version to roll back to (default: previous)", False),),
+             schemas={"to": VERSION}),
     Endpoint("POST", "/v1/models/{model}/promote", promote, "Put a version into production (audited)",
              request_body={**_CHANGE_BODY, "required": ["version"],
-                           "properties": {**_CHANGE_BODY["properties"], "version": _STR}}, response=_CHANGE),
+                           "properties": {**_CHANGE_BODY["properties"], "version": VERSION}}, response=_CHANGE),
     Endpoint("POST", "/v1/models/{model}/rollback", rollback,
              "Abort a running canary or return to the previous production version (audited)",
-             request_body={**_CHANGE_BODY, "properties": {**_CHANGE_BODY["properties"], "to": _STR}},
+             request_body={**_CHANGE_BODY, "properties": {**_CHANGE_BODY["properties"], "to": nullable(VERSION)}},
              response=_CHANGE),
     Endpoint("POST", "/v1/models/{model}/verifications", record_verification,
              "Audit what `opsctl rollback --verify` measured (outcome ok: traffic moved, failed: it did not)",
-             request_body={"type": "object", "required": ["moved", "detail"],
-                           "properties": {"from_version": _STR, "to_version": _STR, "moved": {"type": "boolean"},
-                                          "detail": _STR, "reason": _STR}},
+             request_body={"type": "object", "required": ["moved", "detail"], "additionalProperties": False,
+                           "properties": {"from_version": nullable(VERSION), "to_version": nullable(VERSION),
+                                          "moved": {"type": "boolean"}, "detail": _STR, "reason": nullable(_STR)}},
              response={"type": "object", "required": ["audit_id"], "properties": {"audit_id": {"type": "integer"}}}),
     Endpoint("GET", "/v1/history", history, "The audit log, oldest first",
              response={"type": "array", "items": _AUDIT},
@@ -536,7 +602,8 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/v1/incident/timeline", incident_timeline,
              "Audit log, alert transitions, health changes, canary verdicts, drift and retrain runs in time order",
              response={"type": "object", "required": ["since", "until", "sources", "summary", "entries"]},
-             query=(("since_seconds", "how far back (default 7200)", False), ("model", "only this model", False))),
+             query=(("since_seconds", "how far back (default 7200)", False), ("model", "only this model", False)),
+             schemas={"since_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 10 * 365 * 86400}}),
     Endpoint("GET", "/v1/routing/{model}", routing, "Traffic split for the SDK router (weights in percent)",
              response={"type": "object", "required": ["model", "splits"]}),
     Endpoint("GET", "/v1/events", events,
@@ -548,25 +615,27 @@ ENDPOINTS: list[Endpoint] = [
 def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints or ENDPOINTS:
+        ok = {"description": "OK", "content": {_media_type(endpoint): {"schema": endpoint.response}}}
+        success = endpoint.success or ((200, 201) if endpoint.handler is register  # a retry answers 200
+                                       else (201,) if endpoint.handler is upload else (200,))
         operation: dict[str, Any] = {
             "summary": endpoint.summary,
             "operationId": f"{endpoint.method.lower()}_{endpoint.handler.__name__}",
             "responses": {
-                "200" if endpoint.method == "GET" or endpoint.handler not in (register, upload) else "201": {
-                    "description": "OK",
-                    "content": {_media_type(endpoint): {"schema": endpoint.response}},
-                },
-                "default": {"description": "An error", "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"error": {"type": "object", "required": ["type", "message"]}},
-                }}}},
+                **{str(code): ok for code in success},
+                "400": {"description": "The request does not fit this document (the error names the field)",
+                        "content": _ERROR_CONTENT},
+                "422": {"description": "The request fits this document but its values cannot be acted on",
+                        "content": _ERROR_CONTENT},
+                "default": {"description": "An error", "content": _ERROR_CONTENT},
             },
         }
-        if endpoint.handler is register:  # a retry answers the existing version with 200
-            operation["responses"]["200"] = operation["responses"]["201"]
-        parameters = [{"name": name, "in": "path", "required": True, "schema": _STR}
+        parameters = [{"name": name, "in": "path", "required": True, "schema": endpoint.schema_of(name)}
                       for name in _path_params(endpoint.path)]
-        parameters += [{"name": name, "in": "query", "required": required, "description": description,
-                        "schema": _STR} for name, description, required in endpoint.query]
+        parameters += [{"name": name, "in": where, "required": required, "description": description,
+                        "schema": endpoint.schema_of(name)}
+                       for where, table in (("query", endpoint.query), ("header", endpoint.headers))
+                       for name, description, required in table]
         if parameters:
             operation["parameters"] = parameters
         if endpoint.request_body is not None:
@@ -574,6 +643,11 @@ def openapi_document(endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
                                         "content": {endpoint.request_media_type: {"schema": endpoint.request_body}}}
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {"openapi": "3.1.0", "info": {"title": "opsctl daemon API", "version": __version__}, "paths": paths}
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["type", "message"]}}}}}
 
 
 def _media_type(endpoint: Endpoint) -> str:
@@ -654,10 +728,63 @@ class BearerTokenAuth:
         await self.app(scope, receive, send)
 
 
-def _dispatch(handlers: dict[str, Handler]) -> Handler:
+def _typed(raw: str, schema: dict[str, Any]) -> Any:
+    """A query or header value as the JSON type its schema names (left a string when it is not one)."""
+    kind = schema.get("type")
+    if kind == "integer" and re.fullmatch(r"-?[0-9]{1,19}", raw):
+        return int(raw)
+    if kind == "number":
+        try:
+            value = float(raw)
+        except ValueError:
+            return raw
+        return value if math.isfinite(value) else raw
+    return raw
+
+
+async def validate_request(endpoint: Endpoint, request: Request) -> None:
+    """Check the path, query, headers and JSON body against the endpoint's documented schemas (400 if not)."""
+    claimed = request.headers.get("x-opsctl-user")
+    if claimed is not None and not _PROXIED_USER.fullmatch(claimed):
+        raise UsageError("X-Opsctl-User must be letters, digits, '.', '_', '@' or '-' (max 63)")
+    for name in _path_params(endpoint.path):
+        problem = first_error(request.path_params.get(name), endpoint.schema_of(name), name)
+        if problem:
+            raise UsageError(problem)
+    for where, table, values in (("query parameter", endpoint.query, request.query_params),
+                                 ("header", endpoint.headers, request.headers)):
+        for name, _, required in table:
+            raw = values.get(name)
+            if raw is None:
+                if required:
+                    raise UsageError(f"{where} {name!r} is required")
+                continue
+            schema = endpoint.schema_of(name)
+            problem = first_error(_typed(raw, schema), schema, name)
+            if problem:
+                raise UsageError(f"{where} {problem}")
+    if endpoint.request_body is not None and endpoint.request_media_type == "application/json":
+        body = await read_json_body(request, max_bytes=endpoint.max_body_bytes)
+        for key, message in endpoint.refused.items():
+            if key in body:
+                raise UsageError(message)
+        problem = await run_in_threadpool(first_error, body, endpoint.request_body) \
+            if endpoint.max_body_bytes > MAX_JSON_BODY_BYTES else first_error(body, endpoint.request_body)
+        if problem:
+            raise UsageError(problem)
+        request.state.json_body = body
+
+
+def _dispatch(endpoints: dict[str, Endpoint]) -> Handler:
     async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
+        endpoint = endpoints["GET" if request.method == "HEAD" else request.method]
+        await validate_request(endpoint, request)
+        try:
+            return await endpoint.handler(request)
+        except UsageError as error:
+            # The request fits the document, so what is wrong is its values (a version that is not in
+            # canary, an alert id that matches none): 422, not 400.
+            return error_response(error, status=422)
 
     return dispatch
 
@@ -666,10 +793,10 @@ def create_app(state: DaemonState, extra: list[Endpoint] | None = None) -> Starl
     """The ASGI app over ``state``; ``extra`` endpoints come from later subsystems."""
     endpoints = ENDPOINTS + (extra or [])
     # One route per path, whatever its methods, so a 405 names all of them in Allow.
-    by_path: dict[str, dict[str, Handler]] = {}
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for endpoint in endpoints:
-        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint.handler
-    routes = [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
+    routes = [Route(path, _dispatch(table), methods=list(table)) for path, table in by_path.items()]
 
     async def handle_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OpsctlError)

@@ -152,6 +152,9 @@ class Daemon:
             log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
                                   events=bus.publish, metrics=metrics)
+        swept = services.registry.sweep_unregistered_uploads()
+        if swept:
+            log.warning("removed uploads never registered (older than a day)", extra={"files": swept})
         lease = None
         if settings.registry.engine == "postgresql":
             # Several daemons may share this registry: the scheduled jobs run on the lease holder only.

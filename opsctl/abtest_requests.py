@@ -51,7 +51,9 @@ def _numeric_limits(function: F) -> F:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except (ArithmeticError, statistics.StatisticsError) as error:
+        except UsageError:
+            raise
+        except (ArithmeticError, ValueError, statistics.StatisticsError) as error:  # ValueError: math domain
             raise UsageError(f"inputs outside the range this computation supports: {error}") from None
 
     return guarded  # type: ignore[return-value]

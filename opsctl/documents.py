@@ -330,7 +330,7 @@ class RetrainRun:
 
 @dataclass(frozen=True)
 class RetrainTrigger:
-    """``POST /v1/retrain/{model}``: what the daemon did (started, joined or refused) and the run, if any."""
+    """``POST /v1/models/{model}/retrain``: what the daemon did (started, joined or refused) and the run, if any."""
 
     verdict: str
     message: str

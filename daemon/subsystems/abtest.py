@@ -54,26 +54,33 @@ async def sequential(request: Request) -> Response:
         min_samples=int(_number(body, "min_samples", 100))))
 
 
-_COUNTS = {"oneOf": [{"type": "string"}, {"type": "object", "properties": {
-    "successes": {"type": "integer"}, "total": {"type": "integer"}}}]}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 10**15}
+_COUNTS = {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,15}/[0-9]{1,15}$"},
+                     {"type": "object", "required": ["successes", "total"], "additionalProperties": False,
+                      "properties": {"successes": _COUNT, "total": _COUNT}}],
+           "description": "'SUCCESSES/TOTAL' or {successes, total}"}
+_RATE = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}
+_ALTERNATIVE = {"enum": ["two-sided", "larger", "smaller"]}
 
 SUBSYSTEM = Subsystem(
     name="abtest",
     endpoints=[
         Endpoint("POST", "/v1/abtest/ztest", ztest, "Two-proportion z-test with CI and relative lift",
-                 request_body={"type": "object", "required": ["control", "treatment"],
-                               "properties": {"control": _COUNTS, "treatment": _COUNTS, "alpha": {"type": "number"},
-                                              "alternative": {"enum": ["two-sided", "larger", "smaller"]}}},
+                 request_body={"type": "object", "required": ["control", "treatment"], "additionalProperties": False,
+                               "properties": {"control": _COUNTS, "treatment": _COUNTS, "alpha": _RATE,
+                                              "alternative": _ALTERNATIVE}},
                  response={"type": "object", "required": ["z", "p_value", "ci_low", "ci_high", "significant"]}),
         Endpoint("POST", "/v1/abtest/sample-size", sample_size, "Users per group for a relative change",
-                 request_body={"type": "object", "required": ["baseline", "mde"],
-                               "properties": {"baseline": {"type": "number"}, "mde": {"type": "number"},
-                                              "alpha": {"type": "number"}, "power": {"type": "number"}}},
+                 request_body={"type": "object", "required": ["baseline", "mde"], "additionalProperties": False,
+                               "properties": {"baseline": _RATE, "mde": {"type": "number"}, "alpha": _RATE,
+                                              "power": _RATE, "alternative": _ALTERNATIVE}},
                  response={"type": "object", "required": ["per_group", "total"]}),
         Endpoint("POST", "/v1/abtest/sequential", sequential, "Always-valid sequential test over cumulative looks",
-                 request_body={"type": "object", "required": ["looks"],
-                               "properties": {"looks": {"type": "array", "items": {"type": "string"}},
-                                              "alpha": {"type": "number"}, "tau": {"type": "number"}}},
+                 request_body={"type": "object", "required": ["looks"], "additionalProperties": False,
+                               "properties": {"looks": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {
+                                   "type": "string", "pattern": "^[0-9]{1,15}/[0-9]{1,15}:[0-9]{1,15}/[0-9]{1,15}$"}},
+                                              "alpha": _RATE, "tau": {"type": "number", "exclusiveMinimum": 0},
+                                              "min_samples": {"type": "integer", "minimum": 1, "maximum": 10**12}}},
                  response={"type": "object", "required": ["final", "looks"]}),
     ],
 )

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from opsctl.core.canary import CommandKind, Phase
 from opsctl.errors import UsageError
-from opsctld.api import Endpoint, actor_for, read_json_body
+from opsctld.api import MODEL_NAME, VERSION, Endpoint, actor_for, nullable, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
@@ -113,12 +113,16 @@ SUBSYSTEM = Subsystem(
         Endpoint("GET", "/v1/canaries", list_canaries, "Latest canary per model: state, stage, weight, gate verdicts",
                  response={"type": "array", "items": _CANARY}, query=(("model", "only this model", False),)),
         Endpoint("POST", "/v1/canaries", start_canary, "Start a canary of a version (audited)",
-                 request_body={"type": "object", "required": ["model", "version"],
-                               "properties": {"model": _STR, "version": _STR, "reason": _STR,
-                                              "overrides": {"type": "object"}}},
+                 request_body={"type": "object", "required": ["model", "version"], "additionalProperties": False,
+                               "properties": {"model": MODEL_NAME, "version": VERSION, "reason": nullable(_STR),
+                                              "overrides": nullable({"type": "object",
+                                                                     "description": "[canary] policy keys"})}},
                  response=_CANARY),
         Endpoint("POST", "/v1/canaries/{model}/{command}", canary_command,
                  "pause, resume, promote (skip the remaining stages), abort (weight 0 now) or approve (audited)",
-                 request_body={"type": "object", "properties": {"reason": _STR}}, response=_CANARY),
+                 request_body={"type": "object", "additionalProperties": False,
+                               "properties": {"reason": nullable(_STR)}},
+                 schemas={"command": {"enum": [kind.value for kind in CommandKind if kind is not CommandKind.START]}},
+                 response=_CANARY),
     ],
 )

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from opsctl.core.window import parse_batch
 from opsctl.errors import UsageError
 from opsctl.services.drift import DriftService
-from opsctld.api import Endpoint
+from opsctld.api import Endpoint, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
@@ -91,9 +91,9 @@ def _service(request: Request) -> DriftService:
 
 async def post_ingest(request: Request) -> Response:
     service = _service(request)
-    raw = await request.body()
+    document = await read_json_body(request, max_bytes=INGEST_MAX_BODY_BYTES)
     limit = service.settings.section("ingest").max_batch_records
-    records = await run_in_threadpool(parse_batch, raw, max_records=limit)
+    records = await run_in_threadpool(parse_batch, document, max_records=limit)
     receipt = await run_in_threadpool(service.ingest_records, records)
     return JSONResponse(receipt.to_json())
 
@@ -164,6 +164,25 @@ def _per_version(result: dict[str, Any]) -> dict[str, Any]:
                                                       "result": result}}}
 
 
+# A full batch (10,000 records by default) of predictions with a few dozen features each.
+INGEST_MAX_BODY_BYTES = 64 * 1024 * 1024
+_ID = {"type": "string", "minLength": 1}
+_TIMESTAMP = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})$"}
+_LABEL = {"type": ["string", "number", "boolean"]}
+# Unknown keys are allowed on purpose: newer SDKs may add fields (see core/window.record_from_json).
+_RECORD = {"anyOf": [
+    {"type": "object", "title": "a prediction",
+     "required": ["prediction_id", "timestamp", "model", "version", "features", "prediction"],
+     "properties": {"type": {"enum": ["prediction"]}, "prediction_id": _ID, "timestamp": _TIMESTAMP, "model": _ID,
+                    "version": _ID, "prediction": _LABEL, "score": {"type": ["number", "null"]},
+                    "latency_ms": {"type": ["number", "null"], "minimum": 0},
+                    "features": {"type": "object",
+                                 "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}}},
+    {"type": "object", "title": "feedback", "required": ["prediction_id", "label", "timestamp"],
+     "properties": {"type": {"enum": ["feedback"]}, "prediction_id": _ID, "label": _LABEL, "timestamp": _TIMESTAMP,
+                    "model": {"type": ["string", "null"]}}},
+], "description": "a prediction or a feedback record in the SDK's log format"}
+
 SUBSYSTEM = Subsystem(
     name="drift",
     jobs=_jobs,
@@ -172,8 +191,9 @@ SUBSYSTEM = Subsystem(
         Endpoint("POST", "/v1/ingest", post_ingest,
                  "Prediction and feedback records in the SDK's log format, for servers that cannot write files"
                  " (all or nothing per batch; a prediction_id already in the window is ignored)",
-                 request_body={"type": "object", "required": ["records"],
-                               "properties": {"records": {"type": "array", "items": {"type": "object"}}}},
+                 request_body={"type": "object", "required": ["records"], "additionalProperties": False,
+                               "properties": {"records": {"type": "array", "items": _RECORD}}},
+                 max_body_bytes=INGEST_MAX_BODY_BYTES,
                  response={"type": "object", "required": ["accepted"],
                            "properties": {"accepted": {"type": "integer"}, "predictions": {"type": "integer"},
                                           "feedback": {"type": "integer"}, "duplicates": {"type": "integer"}}}),
@@ -182,7 +202,8 @@ SUBSYSTEM = Subsystem(
                  response={"type": "object", "required": ["model", "versions", "window"],
                            "properties": {"model": _STR, "versions": _per_version(_DRIFT_RESULT), "window": _WINDOW,
                                           "history": {"type": "array", "items": {"type": "object"}}}},
-                 query=(("history", f"also the last N checks, newest first (1..{_MAX_HISTORY})", False),)),
+                 query=(("history", f"also the last N checks, newest first (1..{_MAX_HISTORY})", False),),
+                 schemas={"history": {"type": "integer", "minimum": 1, "maximum": _MAX_HISTORY}}),
         Endpoint("GET", "/v1/performance/{model}", get_performance,
                  "Newest performance check (labelled traffic vs the version's baseline) of each deployed version",
                  response={"type": "object", "required": ["model", "versions", "window"],

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from opsctl.errors import NotFoundError, UsageError
 from opsctl.services.health import CycleReport, HealthService
-from opsctld.api import Endpoint, actor_for, read_json_body
+from opsctld.api import Endpoint, actor_for, nullable, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
@@ -134,6 +134,7 @@ async def expire_silence(request: Request) -> Response:
 
 
 _STR = {"type": "string"}
+_TEN_YEARS = 10 * 365 * 86400
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
@@ -187,19 +188,25 @@ SUBSYSTEM = Subsystem(
         Endpoint("POST", "/v1/alerts/{id}/ack", ack_alert,
                  "Acknowledge an alert (id: at least 6 leading hex digits); notifications stop, state moves on"
                  " (audited as alert.ack)",
-                 request_body={"type": "object", "properties": {
-                     "for_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                 request_body={"type": "object", "additionalProperties": False, "properties": {
+                     "for_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": _TEN_YEARS,
                                      "description": "default: until the alert resolves"},
-                     "comment": _STR, "reason": _STR}},
+                     "comment": nullable(_STR), "reason": nullable(_STR)}},
+                 schemas={"id": {"type": "string", "pattern": "^[0-9a-fA-F]{6,64}$"}},
                  response=_ALERT),
         Endpoint("POST", "/v1/silences", create_silence,
                  "Silence notifications of every alert matching all matchers (audited as alert.silence)",
                  request_body={"type": "object", "required": ["matchers", "for_seconds", "comment"],
-                               "properties": {"matchers": {"type": "array", "minItems": 1, "items": _STR,
+                               "additionalProperties": False,
+                               "properties": {"matchers": {"type": "array", "minItems": 1, "items": {
+                                   "type": "string", "pattern": "^\\s*[a-zA-Z_][a-zA-Z0-9_]*\\s*(=~|!~|!=|=)"},
                                                            "description": "name=value, name!=value, name=~re,"
                                                                           " name!~re"},
-                                              "for_seconds": {"type": "number", "exclusiveMinimum": 0},
-                                              "comment": _STR, "reason": _STR}},
+                                              "for_seconds": {"type": "number", "exclusiveMinimum": 0,
+                                                              "maximum": _TEN_YEARS},
+                                              "comment": {"type": "string", "pattern": "\\S",
+                                                          "description": "why the alerts are silenced"},
+                                              "reason": nullable(_STR)}},
                  response=_SILENCE),
         Endpoint("GET", "/v1/silences", list_silences, "Silences in force (all=1: expired ones too)",
                  response={"type": "object", "required": ["silences"],
@@ -207,6 +214,8 @@ SUBSYSTEM = Subsystem(
                  query=(("all", "1: include expired silences", False),)),
         Endpoint("POST", "/v1/silences/{id}/expire", expire_silence,
                  "End a silence now (audited as alert.unsilence)",
-                 request_body={"type": "object", "properties": {"reason": _STR}}, response=_SILENCE),
+                 request_body={"type": "object", "additionalProperties": False,
+                               "properties": {"reason": nullable(_STR)}},
+                 response=_SILENCE),
     ],
 )

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from opsctl.core.retrain import ACTIVE_STATUSES
 from opsctl.errors import UsageError
 from opsctl.services.retrain import RetrainService
-from opsctld.api import Endpoint, actor_for, read_json_body
+from opsctld.api import Endpoint, actor_for, nullable, read_json_body
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
@@ -156,11 +156,14 @@ SUBSYSTEM = Subsystem(
     jobs=jobs,
     start=start,
     endpoints=[
-        Endpoint("POST", "/v1/retrain/{model}", trigger,
-                 "Retrain a model: start a run, or join the one in flight (audited); wait=true returns when done",
-                 request_body={"type": "object", "properties": {
-                     "reason": _STR, "wait": {"type": "boolean"}, "timeout_seconds": {"type": "number"},
-                     "trigger": {"enum": ["manual", "drift", "performance", "schedule"]}}},
+        Endpoint("POST", "/v1/models/{model}/retrain", trigger,
+                 "Retrain a model: start a run (202), or join the one in flight (audited); wait=true returns when"
+                 " done",
+                 request_body={"type": "object", "additionalProperties": False, "properties": {
+                     "reason": nullable(_STR), "wait": {"type": "boolean"},
+                     "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": _MAX_WAIT_SECONDS},
+                     "trigger": nullable({"enum": ["manual", "drift", "performance", "schedule"]})}},
+                 success=(200, 202),
                  response={"type": "object", "required": ["verdict", "message", "run"],
                            "properties": {"verdict": {"enum": ["started", "joined", "cooldown"]},
                                           "message": _STR, "run": _RUN}}),
@@ -168,9 +171,12 @@ SUBSYSTEM = Subsystem(
                  response={"type": "array", "items": _RUN},
                  query=(("model", "only this model", False), ("limit", "at most this many (default 50)", False))),
         Endpoint("GET", "/v1/retrain/{run_id}", show_run, "One retraining run with its logs and decision",
-                 response=_RUN, query=(("log_offset", "only log lines after this many", False),)),
+                 response=_RUN, query=(("log_offset", "only log lines after this many", False),),
+                 schemas={"log_offset": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}),
         Endpoint("POST", "/v1/retrain/{run_id}/approve", approve,
                  "Approve a run awaiting approval: its canary starts (audited)",
-                 request_body={"type": "object", "properties": {"reason": _STR}}, response=_RUN),
+                 request_body={"type": "object", "additionalProperties": False,
+                               "properties": {"reason": nullable(_STR)}},
+                 response=_RUN),
     ],
 )

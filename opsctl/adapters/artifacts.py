@@ -193,6 +193,25 @@ class ArtifactStore:
                     continue
         return removed
 
+    def remove_unreferenced(self, keep: set[str], *, older_than_seconds: float) -> int:
+        """Remove stored artifacts no version names (uploads never registered), if older than the cutoff."""
+        removed = 0
+        cutoff = time.time() - older_than_seconds
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if entry.name in keep or not _NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     def verified_path(self, name: str, sha256: str) -> Path:
         """The artifact's path once its name is safe and its content matches ``sha256``."""
         if "/" in name or "\\" in name or os.sep in name or name in {"", ".", ".."} or "\x00" in name:

@@ -175,7 +175,7 @@ class Retrain(_Resource):
     def trigger(self, model: str, *, reason: str = "", trigger: str = "manual") -> RetrainTrigger:
         from opsctl.documents import RetrainTrigger
 
-        return RetrainTrigger.from_json(self._t.post(f"/v1/retrain/{path_segment(model)}",
+        return RetrainTrigger.from_json(self._t.post(f"/v1/models/{path_segment(model)}/retrain",
                                                      {"reason": reason, "wait": False, "trigger": trigger}))
 
     def runs(self, model: str | None = None, *, limit: int = 20) -> list[RetrainRun]:

@@ -35,8 +35,10 @@ from opsctl.traffic import TrafficChange, split_of, traffic_from_publication
 if TYPE_CHECKING:
     from opsctl.adapters.actuators import Retrying
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -104,6 +106,19 @@ class RegistryService:
         self.clock = clock or SystemClock()
         self._events = events
         self.actuator = actuator if actuator is not None and actuator.name != "routing_table" else None
+
+    def sweep_unregistered_uploads(self, *, older_than_seconds: float = 86400.0) -> int:
+        """Remove uploads that no version references after a day (a register that never came); returns how many.
+
+        Run before the API serves: a sweep during an upload-then-register pair could take its bytes.
+        """
+        keep: set[str] = set()
+        for model in self.registry.list_models():
+            for version in self.registry.list_versions(model.name):
+                keep.add(version.artifact_name)
+                if version.reference_name:
+                    keep.add(version.reference_name)
+        return self.artifacts.remove_unreferenced(keep, older_than_seconds=older_than_seconds)
 
     def _publish(self, kind: str, payload: dict[str, Any]) -> None:
         if self._events is not None:

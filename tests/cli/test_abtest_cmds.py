@@ -72,3 +72,13 @@ def test_sample_size_at_the_edge_of_floating_point_is_a_usage_error_not_a_hang(b
 
     with pytest.raises(UsageError):
         abtest_requests.sample_size(baseline, mde, alpha=alpha, power=0.8, alternative="two-sided")
+
+
+def test_a_sequential_test_with_a_huge_tau_is_a_usage_error_not_a_crash() -> None:
+    # Found by schemathesis: tau 1.8e308 squared to infinity and math.log(0) raised ValueError (HTTP 500).
+    from opsctl import abtest_requests
+    from opsctl.errors import UsageError
+
+    looks = [abtest_requests.parse_look("9/10496071:93/10880684", 0), abtest_requests.parse_look("4/170:283/96", 1)]
+    with pytest.raises(UsageError, match="outside the range"):
+        abtest_requests.sequential(looks, alpha=0.05, tau=1.7976931348623155e308, min_samples=100)

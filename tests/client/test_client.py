@@ -11,7 +11,7 @@ from opsctl.client import DaemonClient
 from opsctl.config import load_settings
 from opsctl.documents import DaemonInfo, DriftSection, StatusDocument
 from opsctl.domain import Deployment
-from opsctl.errors import DaemonUnavailableError, NotFoundError
+from opsctl.errors import DaemonUnavailableError, UsageError
 from tests.fixtures.cli import OpsctlEnv
 from tests.fixtures.daemon import DaemonProcess, upload
 
@@ -44,14 +44,14 @@ def test_status_sections_are_typed(daemon: DaemonProcess) -> None:
 @pytest.mark.parametrize("name", ["what?version=1", "a#b", "x y", "%2e%2e"])
 def test_names_travel_as_one_quoted_segment(daemon: DaemonProcess, name: str) -> None:
     # Unquoted, `?` would start a query, `#` a fragment and `%2e%2e` decode to `..`: each reached another
-    # endpoint or the wrong model. Quoted, the daemon looks up exactly this name and says it is unknown.
+    # endpoint or the wrong model. Quoted, the daemon receives exactly this name and says it is not one.
     _seed(daemon, "fraud")
     with DaemonClient(socket_path=str(daemon.env.socket)) as client:
-        with pytest.raises(NotFoundError) as versions:
+        with pytest.raises(UsageError) as versions:
             client.models.versions(name)
-        with pytest.raises(NotFoundError) as drift:
+        with pytest.raises(UsageError) as drift:
             client.drift.get(name)
-        with pytest.raises(NotFoundError) as canary:
+        with pytest.raises(UsageError) as canary:
             client.canaries.pause(name, reason="test")
     for error in (versions, drift, canary):
         assert repr(name) in str(error.value), str(error.value)

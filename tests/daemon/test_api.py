@@ -45,3 +45,45 @@ async def test_errors_come_back_as_json_with_http_status(tmp_path: Path) -> None
         bad = await api.http.post("/v1/models/nope/promote", content=b"{not json")
         assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
         assert bad.json()["error"]["exit_code"] == 2
+
+
+def _schemas_in(node: object) -> list[dict[str, object]]:
+    """Every JSON Schema object under a parameter's or request body's ``schema`` key."""
+    found: list[dict[str, object]] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("type"), str | list) or "anyOf" in item or "enum" in item:
+                found.append(item)
+            stack.extend(v for k, v in item.items() if k not in {"enum", "required", "description"})
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+async def test_requests_are_checked_with_only_the_keywords_the_validator_knows(tmp_path: Path) -> None:
+    # The daemon validates requests against these schemas: a keyword it does not check would be a promise
+    # the API does not keep (and the validator refuses it, as a 500, at the first request).
+    from opsctl.core.json_schema import SUPPORTED_KEYWORDS
+
+    async with in_process_api(make_opsctl_env(tmp_path / "opsctl")) as api:
+        document = (await api.http.get("/openapi.json")).json()
+    inputs = [[*op.get("parameters", []), op.get("requestBody", {})]
+              for ops in document["paths"].values() for op in ops.values()]
+    schemas = _schemas_in(inputs)
+    assert len(schemas) > 50
+    for schema in schemas:
+        assert set(schema) <= SUPPORTED_KEYWORDS, schema
+
+
+async def test_a_request_that_fits_the_document_but_cannot_be_acted_on_is_422(tmp_path: Path) -> None:
+    async with in_process_api(make_opsctl_env(tmp_path / "opsctl")) as api:
+        shape = await api.http.post("/v1/abtest/ztest", json={"control": "1/10", "treatment": "2/10", "alpah": 0.1})
+        assert shape.status_code == 400
+        assert shape.json()["error"]["message"] == "'alpah' is not a known field (known: alpha, alternative, control," \
+                                                   " treatment)"
+        values = await api.http.post("/v1/abtest/ztest", json={"control": "11/10", "treatment": "2/10"})
+        assert values.status_code == 422
+        assert values.json()["error"] == {"type": "UsageError", "exit_code": 2,
+                                          "message": "control_successes (11) exceeds control_total (10)"}

@@ -215,7 +215,7 @@ def test_performance_needs_labels_then_degrades_with_label_noise(env: OpsctlEnv,
     with daemon.http() as http:
         bad = http.post("/v1/ingest", json={"records": [{"prediction_id": "x", "model": "fraud"}]})
         assert bad.status_code == 400
-        assert "records[0].timestamp: missing" in bad.json()["error"]["message"]
+        assert "'records[0].timestamp' is required" in bad.json()["error"]["message"]
         good = http.post("/v1/ingest", json={"records": [{"prediction_id": "p0", "label": 1,
                                                           "timestamp": "2026-01-01T00:00:00Z"}]})
         assert good.status_code == 200 and good.json()["accepted"] == 1

@@ -64,7 +64,7 @@ def _run(daemon: DaemonProcess, run_id: str) -> dict:  # type: ignore[type-arg]
 def test_a_hanging_run_is_killed_at_its_timeout_while_the_daemon_keeps_answering(
         retrain_daemon: DaemonProcess) -> None:
     with retrain_daemon.http() as http:
-        started = http.post("/v1/retrain/hung", json={"reason": "see what happens"})
+        started = http.post("/v1/models/hung/retrain", json={"reason": "see what happens"})
         assert started.status_code == 202, started.text
         run_id = started.json()["run"]["id"]
         housekeeping_runs = _job_runs(http, "housekeeping")
@@ -97,7 +97,7 @@ def test_ten_api_triggers_start_one_run_and_the_cli_follows_and_shows_runs(
         retrain_daemon: DaemonProcess, tmp_path: Path) -> None:
     env: OpsctlEnv = retrain_daemon.env
     with retrain_daemon.http() as http:
-        answers = [http.post("/v1/retrain/fraud", json={"reason": f"try {i}"}).json() for i in range(10)]
+        answers = [http.post("/v1/models/fraud/retrain", json={"reason": f"try {i}"}).json() for i in range(10)]
         assert [a["verdict"] for a in answers] == ["started"] + ["joined"] * 9
         run_id = answers[0]["run"]["id"]
         assert {a["run"]["id"] for a in answers} == {run_id}
@@ -147,7 +147,7 @@ def test_a_better_candidate_starts_a_canary_in_the_daemon_never_a_promotion(
         created = http.post("/v1/models/churn/versions", json={"version": "2.3.4", "artifact": upload(http, champion)})
         assert created.status_code == 201, created.text
         assert http.post("/v1/models/churn/promote", json={"version": "2.3.4"}).status_code == 200
-        answer = http.post("/v1/retrain/churn", json={"reason": "quarterly refresh", "wait": True}).json()
+        answer = http.post("/v1/models/churn/retrain", json={"reason": "quarterly refresh", "wait": True}).json()
         run = answer["run"]
         assert run["status"] == "canary_started", run
         assert (run["parent_version"], run["candidate_version"]) == ("2.3.4", "2.3.5")
@@ -170,7 +170,7 @@ def test_stopping_the_daemon_kills_a_training_in_flight(retrain_daemon: DaemonPr
     from opsctl.adapters.training import training_pids
 
     with retrain_daemon.http() as http:
-        run_id = http.post("/v1/retrain/hung", json={"reason": "x"}).json()["run"]["id"]
+        run_id = http.post("/v1/models/hung/retrain", json={"reason": "x"}).json()["run"]["id"]
     output = retrain_daemon.env.state_dir / "retrain" / "hung" / run_id / "output"
     wait_for(lambda: training_pids(output), timeout=10, what="the training process")
     retrain_daemon.signal(signal.SIGTERM)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cli import OPSCTL, OpsctlEnv, make_opsctl_env
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, upload
 
 
 def _stored(env: OpsctlEnv) -> list[str]:
@@ -74,7 +74,7 @@ def test_an_artifact_over_the_size_limit_is_refused_and_nothing_is_kept(small_li
     data = os.urandom(3000)
     chunked = small_limit.http().post("/v1/uploads", content=iter([data[:1500], data[1500:]]),
                                       headers={"X-Opsctl-Sha256": hashlib.sha256(data).hexdigest()})
-    assert chunked.status_code == 400
+    assert chunked.status_code == 413 and "larger than the limit" in chunked.json()["error"]["message"]
     assert _stored(env) == []
 
 
@@ -190,3 +190,25 @@ def test_a_1_gib_artifact_uploads_with_progress_and_the_daemon_memory_stays_flat
     grown_mib = (_hwm_kib(daemon.pid) - before) / 1024
     print(f"daemon peak RSS grew by {grown_mib:.1f} MiB for a 1 GiB upload")
     assert grown_mib < 64
+
+
+def test_uploads_never_registered_are_removed_after_a_day_at_the_next_start(daemon: DaemonProcess) -> None:
+    env = daemon.env
+    kept = env.root / "kept.joblib"
+    kept.write_bytes(b"registered weights")
+    assert env.run("register", "m", "--version", "1", "--artifact", str(kept)).code == 0
+    orphan = env.root / "orphan.bin"
+    orphan.write_bytes(b"uploaded, then the register never came")
+    fresh = env.root / "fresh.bin"
+    fresh.write_bytes(b"uploaded a moment ago")
+    orphan_name = upload(daemon.http(), orphan)["name"]
+    fresh_name = upload(daemon.http(), fresh)["name"]
+    daemon.stop()
+    two_days_ago = time.time() - 2 * 86400
+    for name in _stored(env):
+        if name != fresh_name:
+            os.utime(env.state_dir / "artifacts" / name, (two_days_ago, two_days_ago))
+    daemon.start()
+    left = _stored(env)
+    assert orphan_name not in left and fresh_name in left
+    assert env.run("verify", "m", "1").code == 0  # the registered artifact, as old, is kept and intact

@@ -100,7 +100,7 @@ params = { n_samples = "3000", drift = "v1=2.5,v2=2.5,v3=2.5" }
     daemon = DaemonProcess(env).start()
     try:
         with daemon.http(timeout=120) as http:
-            answer = http.post("/v1/retrain/fraud-detector", json={
+            answer = http.post("/v1/models/fraud-detector/retrain", json={
                 "trigger": "drift", "reason": "drift on v1, v2, v3", "wait": True}).json()
             run = answer["run"]
             assert run["status"] == "canary_started", run
