@@ -44,6 +44,8 @@ class JobSpec:
     interval_seconds: float
     run: Callable[[], JobOutcome]
     interval_key: str | None = None
+    # With several daemons on one registry, only the leader runs it, its writes fenced by the lease epoch.
+    leader_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,10 @@ class JobStatus:
 
 class JobRunner:
     def __init__(self, *, registry: Registry, bus: EventBus, metrics: DaemonMetrics, clock: Clock,
-                 executor: Executor) -> None:
+                 executor: Executor, leadership: Callable[[], int | None] | None = None) -> None:
+        """``leadership``: this daemon's lease epoch while it leads, else None; absent, every job runs here."""
         self.registry = registry
+        self.leadership = leadership
         self.bus = bus
         self.metrics = metrics
         self.clock = clock
@@ -100,11 +104,18 @@ class JobRunner:
 
     async def run(self, spec: JobSpec) -> JobOutcome:
         loop = asyncio.get_running_loop()
+        epoch = None
+        if spec.leader_only and self.leadership is not None:
+            epoch = self.leadership()
+            if epoch is None:
+                status = self.statuses.get(spec.name) or JobStatus(spec.name, spec.interval_seconds)
+                self.statuses[spec.name] = replace(status, last_summary="standby: another daemon leads")
+                return JobOutcome(True, "standby: another daemon leads")
         started = self.clock.now()
         status = self.statuses.get(spec.name) or JobStatus(spec.name, spec.interval_seconds)
         self.statuses[spec.name] = replace(status, running=True, last_started_at=started)
         t0 = time.monotonic()
-        future = loop.run_in_executor(self.executor, _guarded, spec)
+        future = loop.run_in_executor(self.executor, _guarded_fenced, spec, self.registry, epoch)
         self._in_flight.add(future)
         try:
             outcome = await future
@@ -150,6 +161,11 @@ class JobRunner:
             return True
         _done, still = await asyncio.wait(pending, timeout=timeout)
         return not still
+
+
+def _guarded_fenced(spec: JobSpec, registry: Registry, epoch: int | None) -> JobOutcome:
+    with registry.fenced(epoch):
+        return _guarded(spec)
 
 
 def _guarded(spec: JobSpec) -> JobOutcome:

@@ -27,8 +27,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.files import make_private_dir
+from opsctl.adapters.leader_lease import LeaderLease, read_lease
 from opsctl.adapters.preflight import preflight, read_token_file
-from opsctl.adapters.registry import Registry
+from opsctl.adapters.registry import Registry, open_registry
 from opsctl.clock import Clock, SystemClock
 from opsctl.config import Settings, load_settings
 from opsctl.errors import ConfigError, OpsctlError
@@ -129,7 +130,7 @@ class Daemon:
                     tcp = socket.create_server((host, int(port)), reuse_port=False)
                 except OSError as error:
                     raise DaemonStartError(f"cannot listen on {settings.daemon.tcp_listen}: {error.strerror}") from None
-            registry = Registry(settings.daemon.registry_path)
+            registry = open_registry(settings.registry, settings.daemon.registry_path)
             try:
                 make_private_dir(Path(settings.daemon.state_dir))
                 registry.schema_version()  # migrate now, not on the first request
@@ -164,11 +165,18 @@ class Daemon:
         swept = services.registry.sweep_unregistered_uploads()
         if swept:
             log.warning("removed uploads never registered (older than a day)", extra={"files": swept})
-        runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor)
+        lease = None
+        if settings.registry.engine == "postgresql":
+            # Several daemons may share this registry: the scheduled jobs run on the lease holder only.
+            lease = LeaderLease(registry, ttl_seconds=settings.registry.lease_ttl_seconds)
+        runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor,
+                           leadership=lease.acting_epoch if lease is not None else None)
         state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
                             metrics=metrics, runner=runner, clock=self.clock, started_at=self.clock.now(),
                             config_path=self.config_path)
         self.state = state
+        if lease is not None:
+            state.status_providers["leader"] = lambda: _leader_status(registry, lease)
         subsystems = load_subsystems()
         app = create_app(state, [e for s in subsystems for e in s.endpoints])
 
@@ -209,6 +217,8 @@ class Daemon:
                             raise DaemonStartError(f"API server failed to start: {task.exception()}")
                     raise DaemonStartError("API server stopped during start-up")
                 await asyncio.sleep(0.01)
+            lease_task = (asyncio.create_task(self._hold_lease(lease, settings.registry.lease_renew_seconds))
+                          if lease is not None else None)
             scheduler.start()
             # Run every job once right away: a fresh daemon should know the fleet's state now.
             first_runs = [asyncio.create_task(self._run(spec.name)) for spec in specs]
@@ -234,6 +244,11 @@ class Daemon:
                 task.cancel()
             if locals().get("watchdog") is not None:
                 locals()["watchdog"].cancel()
+            if locals().get("lease_task") is not None:
+                locals()["lease_task"].cancel()
+            if lease is not None:
+                with contextlib.suppress(OpsctlError):
+                    lease.release(self.clock.now())  # the next daemon need not wait out the TTL
             executor.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(settings.daemon.socket)
@@ -264,6 +279,27 @@ class Daemon:
         await self.state.runner.run(spec)
         job = self._scheduler.get_job(name) if self._scheduler else None
         self.state.runner.set_next_run(name, job.next_run_time if job else None)
+
+    async def _hold_lease(self, lease: LeaderLease, renew_seconds: float) -> None:
+        """Take or renew the jobs lease every ``renew_seconds`` on a thread of its own (never behind a slow job)."""
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsctl-lease") as own:
+            leading: int | None = None
+            while True:
+                try:
+                    held = await loop.run_in_executor(own, lease.tick, self.clock.now)
+                except OpsctlError as error:
+                    held = None
+                    log.error("cannot renew the leader lease", extra={"error": str(error)})
+                epoch = held.epoch if held is not None else None
+                if epoch != leading:
+                    log.warning("leadership changed", extra={"holder": lease.holder, "epoch": epoch,
+                                                            "leading": epoch is not None})
+                    if self.state is not None:
+                        self.state.bus.publish("leader", {"holder": lease.holder, "epoch": epoch,
+                                                          "leading": epoch is not None})
+                    leading = epoch
+                await asyncio.sleep(renew_seconds)
 
     def _on_skipped(self, event: JobExecutionEvent) -> None:
         self.state.metrics.job_skipped.labels(event.job_id).inc()
@@ -375,3 +411,11 @@ def run(config_path: str | None, log_level: str | None = None) -> int:
         found = find_config(None)
         config_path = str(found) if found else None
     return asyncio.run(Daemon(settings, config_path=config_path, log_level_fixed=log_level is not None).serve())
+
+
+def _leader_status(registry: Registry, lease: LeaderLease) -> dict[str, object]:
+    """The ``leader`` section of ``/v1/status``: who holds the jobs lease, its epoch, and whether it is us."""
+    with registry.read() as tx:
+        current = read_lease(tx, lease.name)
+    return {"this_daemon": lease.holder, "leading": lease.acting_epoch() is not None,
+            "lease": current.to_json() if current is not None else None}

@@ -65,12 +65,12 @@ class DirectBackend:
     def __init__(self, settings: Settings, *, via: str = "direct") -> None:
         # Imported here: with the daemon up, the CLI never needs SQLite or the artifact store.
         from opsctl.adapters.artifacts import ArtifactStore
-        from opsctl.adapters.registry import Registry
+        from opsctl.adapters.registry import open_registry
         from opsctl.services.registry import RegistryService
         from opsctl.traffic import traffic_actuator
 
         self.via = via
-        self.registry = Registry(settings.daemon.registry_path)
+        self.registry = open_registry(settings.registry, settings.daemon.registry_path)
         self.service = RegistryService(self.registry, ArtifactStore(settings.daemon.artifacts_dir),
                                        actuator=traffic_actuator(settings))
         self.actor = current_actor(via)

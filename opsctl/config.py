@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from opsctl.adapters.alertmanager import AlertmanagerSettings
     from opsctl.adapters.ingest import IngestSettings
     from opsctl.adapters.prometheus import PrometheusSettings
+    from opsctl.adapters.registry_engine import RegistrySettings
     from opsctl.core.alerts import AlertPolicy
     from opsctl.core.canary import CanaryPolicy
     from opsctl.core.drift_policy import DriftPolicy
@@ -173,6 +174,7 @@ _LAZY_SECTIONS: dict[str, str] = {
     "retrain": "opsctl.core.retrain:RetrainPolicy",
     "ingest": "opsctl.adapters.ingest:IngestSettings",
     "actuators": "opsctl.adapters.actuators:ActuatorSettings",
+    "registry": "opsctl.adapters.registry_engine:RegistrySettings",
 }
 
 
@@ -270,6 +272,10 @@ class Settings:
     @property
     def actuators(self) -> ActuatorSettings:
         return self.section("actuators")  # type: ignore[no-any-return]
+
+    @property
+    def registry(self) -> RegistrySettings:
+        return self.section("registry")  # type: ignore[no-any-return]
 
 
 # Sections other modules own are registered here as they land, so config.py

@@ -8,4 +8,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.secure",
     "tests.fixtures.wheel",
     "tests.fixtures.framework_envs",
+    "tests.fixtures.postgres",
 ]

@@ -172,17 +172,16 @@ class CanaryStore:
                     f"{deployment.canary_version}; abort it first (`opsctl canary abort {state.model}`)"
                 )
             try:
-                cursor = tx.conn.execute(
+                canary_id = tx.insert_id(
                     """INSERT INTO canaries(model, canary_version, production_version, phase, revision, active,
                            state, policy, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)""",
                     (final.model, final.canary_version, final.production_version, final.phase.value,
                      final.revision, _dump(final.to_json()), _dump(policy.to_json()), utc_iso(now), utc_iso(now)),
                 )
-            except sqlite3.IntegrityError as error:
+            except tx.dialect.integrity_errors as error:
                 raise ConflictError(
                     f"{state.model} already has an active canary; see `opsctl canary status {state.model}`"
                 ) from error
-            canary_id = int(cursor.lastrowid or 0)
             actions = () if transition is None else tuple(
                 a for a in transition.actions if not is_weight_action(a) and a not in done)
             _put_outbox(tx, canary_id, actions)

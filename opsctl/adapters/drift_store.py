@@ -78,11 +78,10 @@ class DriftStore:
         """Append one row; returns its id."""
         payload = json.dumps(result.document, sort_keys=True, separators=(",", ":"), allow_nan=False)
         with open_tx(target, write=True) as tx:
-            cursor = tx.conn.execute(
+            return tx.insert_id(
                 "INSERT INTO drift_results(at, model, version, kind, verdict, report) VALUES (?, ?, ?, ?, ?, ?)",
                 (utc_iso(result.at), result.model, result.version, result.kind, result.verdict, payload),
             )
-        return int(cursor.lastrowid or 0)
 
     def latest(self, target: Target, model: str, kind: str, *, version: str | None = None) -> list[DriftResult]:
         """The newest result of every version of ``model`` (or of one version), ordered by version."""

@@ -27,7 +27,7 @@ class RegistryOffsetStore:
     def get(self, key: str) -> Offset | None:
         with open_tx(self.target, write=False) as tx:
             row = tx.conn.execute(
-                "SELECT inode, offset, line, fingerprint FROM ingest_offsets WHERE key = ?", (key,)
+                "SELECT inode, \"offset\", line, fingerprint FROM ingest_offsets WHERE key = ?", (key,)
             ).fetchone()
         if row is None:
             return None
@@ -37,8 +37,8 @@ class RegistryOffsetStore:
     def put(self, key: str, offset: Offset) -> None:
         with open_tx(self.target, write=True) as tx:
             tx.conn.execute(
-                "INSERT INTO ingest_offsets(key, inode, offset, line, fingerprint) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET inode = excluded.inode, offset = excluded.offset, "
+                "INSERT INTO ingest_offsets(key, inode, \"offset\", line, fingerprint) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET inode = excluded.inode, \"offset\" = excluded.\"offset\", "
                 "line = excluded.line, fingerprint = excluded.fingerprint",
                 (key, offset.inode, offset.offset, offset.line, offset.fingerprint),
             )

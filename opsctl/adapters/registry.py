@@ -1,6 +1,8 @@
-"""The SQLite registry: models, versions, deployments, the audit log, subsystem state.
+"""The registry: models, versions, deployments, the audit log, subsystem state.
 
-One file in WAL mode, ``busy_timeout`` so writers queue instead of failing,
+SQLite by default (below); PostgreSQL when ``[registry] url`` says so
+(:mod:`opsctl.adapters.registry_postgres`, same tables, same SQL through :attr:`RegistryTx.conn`).
+SQLite is one file in WAL mode, ``busy_timeout`` so writers queue instead of failing,
 schema migrations keyed on ``PRAGMA user_version``. Every write runs in a
 ``BEGIN IMMEDIATE`` transaction opened by :meth:`Registry.write`, so a change
 and its audit event land together or not at all. SQL lives here and nowhere
@@ -19,9 +21,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsctl.adapters.files import create_private_file, make_private_dir, storage_error
+from opsctl.adapters.registry_engine import Dialect, RegistrySettings
+from opsctl.adapters.registry_engine import RegistryError as RegistryError
 from opsctl.adapters.routing_document import Publication, RoutingDocument, document_path
 from opsctl.clock import parse_utc, utc_iso
 from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, ChainedRow, ChainReport, chain_hash, verify_chain
@@ -36,6 +40,9 @@ from opsctl.domain import (
     VersionStatus,
 )
 from opsctl.errors import ConflictError, OpsctlError
+
+if TYPE_CHECKING:
+    from opsctl.adapters.registry_postgres import PostgresEngine
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -230,6 +237,18 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     );
     """,
     _chain_audit_log,
+    # Leader leases (opsctl.adapters.leader_lease): one row per lease, never deleted, so its epoch
+    # (the fencing token) only grows.
+    """
+    CREATE TABLE leases (
+        name         TEXT PRIMARY KEY,
+        holder       TEXT NOT NULL,
+        epoch        INTEGER NOT NULL,
+        acquired_at  TEXT NOT NULL,
+        renewed_at   TEXT NOT NULL,
+        expires_at   TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -239,12 +258,55 @@ SCHEMA_VERSION = len(MIGRATIONS)
 CANARY_TERMINAL_PHASES = frozenset({"succeeded", "failed", "aborted", "rolled_back"})
 
 
-class RegistryError(OpsctlError):
-    """The registry file cannot be used (locked too long, corrupt, too new)."""
+class SqliteDialect:
+    """What is SQLite-only SQL (see :class:`~opsctl.adapters.registry_engine.Dialect`)."""
+
+    name = "sqlite"
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+
+    def insert_id(self, conn: sqlite3.Connection, sql: str, parameters: Any) -> int:
+        return int(conn.execute(sql, parameters).lastrowid or 0)
+
+    def audit_high_water(self, conn: sqlite3.Connection) -> int | None:
+        # SQLite's AUTOINCREMENT counter remembers the highest id ever handed out.
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+        return None if seq is None else int(seq[0])
+
+
+SQLITE_DIALECT = SqliteDialect()
+
+# The lease whose epoch fences the scheduled jobs' writes (opsctl.adapters.leader_lease).
+JOBS_LEASE = "jobs"
+
+
+class FencedError(ConflictError):
+    """A write carried a fencing token (lease epoch) that another daemon's takeover has superseded."""
+
+
+def open_registry(settings: RegistrySettings, default_path: Path, *, publish_routing: bool = True) -> Registry:
+    """The registry ``[registry]`` names: a SQLite file (``default_path`` unless the URL names one) or PostgreSQL.
+
+    The PostgreSQL driver is imported only here and only for a ``postgresql://`` URL. The routing
+    document stays next to ``default_path`` on PostgreSQL too: it is this host's file for its routers.
+    """
+    if settings.engine == "sqlite":
+        path = settings.sqlite_path(default_path)
+        if path != default_path:
+            # The reports, the checklist and the routing document all find the file in state_dir.
+            raise RegistryError(f"[registry] url names {path}, but the SQLite registry is {default_path}"
+                                " (registry.db in [daemon] state_dir): set state_dir instead")
+        return Registry(path, publish_routing=publish_routing)
+    from opsctl.adapters.registry_postgres import PostgresEngine
+
+    return Registry(default_path, publish_routing=publish_routing,
+                    postgres=PostgresEngine(settings.url, pool_size=settings.pool_size))
 
 
 class Registry:
     """A registry file; one connection per thread, opened lazily.
+
+    With ``postgres``, the tables live on that server instead (``path`` then only places the
+    routing document); transactions take a pooled connection each.
 
     After every committed transaction that changed a deployment, the routing document next to the
     file (:mod:`opsctl.adapters.routing_document`) is rewritten from the registry, so routers follow
@@ -252,8 +314,10 @@ class Registry:
     ``publish_routing=False`` turns this off (a registry copy nobody routes from).
     """
 
-    def __init__(self, path: Path, *, publish_routing: bool = True) -> None:
+    def __init__(self, path: Path, *, publish_routing: bool = True, postgres: PostgresEngine | None = None) -> None:
         self.path = Path(path)
+        self.postgres = postgres
+        self.dialect: Dialect = SQLITE_DIALECT if postgres is None else postgres.dialect
         self.routing_document = RoutingDocument(document_path(self.path)) if publish_routing else None
         self._local = threading.local()
         self._migrated = False
@@ -307,7 +371,15 @@ class Registry:
             conn.row_factory = sqlite3.Row
             return conn
 
+    @property
+    def location(self) -> str:
+        """Where the registry is, for messages: the file, or the PostgreSQL URL without its password."""
+        return str(self.path) if self.postgres is None else self.postgres.shown_url
+
     def close(self) -> None:
+        if self.postgres is not None:
+            self.postgres.close()
+            return
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -340,11 +412,45 @@ class Registry:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
 
     def schema_version(self) -> int:
+        if self.postgres is not None:
+            return self.postgres.schema_version()
         return self._connection().execute("PRAGMA user_version").fetchone()[0]
 
     @contextmanager
+    def fenced(self, epoch: int | None, lease: str = JOBS_LEASE) -> Iterator[None]:
+        """Every write transaction this thread opens inside first checks that ``epoch`` still holds ``lease``.
+
+        A scheduled job runs inside this on the leader, so each of its state changes is refused with
+        :class:`FencedError` (and rolled back) once another daemon took the lease, whichever service made it.
+        ``None``: no check.
+        """
+        previous = getattr(self._local, "fence", None)
+        self._local.fence = None if epoch is None else (lease, epoch)
+        try:
+            yield
+        finally:
+            self._local.fence = previous
+
+    def _check_fence(self, tx: RegistryTx) -> None:
+        fence = getattr(self._local, "fence", None)
+        if fence is not None:
+            tx.require_epoch(fence[0], fence[1])
+
+    @contextmanager
     def write(self) -> Iterator[RegistryTx]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
+
+        On PostgreSQL the same: one writer at a time (a transaction-scoped advisory lock), so every
+        read-check-write below (audit chain, generation and revision compare-and-swap) holds as on SQLite.
+        """
+        if self.postgres is not None:
+            with self.postgres.write() as conn:
+                tx = RegistryTx(conn, self.dialect)
+                self._check_fence(tx)
+                yield tx
+            if tx.deployments_changed:
+                tx.routing = self.publish_routing()
+            return
         conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -352,6 +458,7 @@ class Registry:
             raise ConflictError(f"registry is busy (another change holds the lock): {error}") from error
         tx = RegistryTx(conn)
         try:
+            self._check_fence(tx)
             yield tx
         except sqlite3.OperationalError as error:
             conn.execute("ROLLBACK") if conn.in_transaction else None
@@ -392,6 +499,10 @@ class Registry:
     @contextmanager
     def read(self) -> Iterator[RegistryTx]:
         """A consistent snapshot for several reads."""
+        if self.postgres is not None:
+            with self.postgres.read() as pg_conn:
+                yield RegistryTx(pg_conn, self.dialect)
+            return
         conn = self._connection()
         conn.execute("BEGIN")
         try:
@@ -429,8 +540,10 @@ class Registry:
 class RegistryTx:
     """Reads and writes inside one transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, dialect: Dialect = SQLITE_DIALECT) -> None:
+        # A sqlite3.Connection, or the PostgreSQL engine's connection with the same execute() and rows.
         self.conn = conn
+        self.dialect = dialect
         self.deployments_changed = False
         # Set by Registry.write after the commit: how the routing document was rewritten.
         self.routing: Publication | None = None
@@ -487,7 +600,7 @@ class RegistryTx:
                     utc_iso(now),
                 ),
             )
-        except sqlite3.IntegrityError as error:
+        except self.dialect.integrity_errors as error:
             raise ConflictError(f"{model} {version} is already registered") from error
 
     def set_stage(self, model: str, version: str, stage: VersionStatus) -> None:
@@ -517,7 +630,7 @@ class RegistryTx:
                FROM models m
                LEFT JOIN versions v ON v.model = m.name
                LEFT JOIN deployments d ON d.model = m.name
-               GROUP BY m.name ORDER BY m.name"""
+               GROUP BY m.name, d.production_version, d.canary_version, d.canary_weight ORDER BY m.name"""
         ).fetchall()
         return [
             ModelSummary(
@@ -612,14 +725,13 @@ class RegistryTx:
     def verify_audit_chain(self, *, after_id: int = 0, after_hash: str = GENESIS_HASH) -> ChainReport:
         """Recompute the audit chain from the row after ``after_id`` (whose hash the caller trusts) to the end.
 
-        Also names rows deleted from the end: SQLite's AUTOINCREMENT counter remembers the highest id
-        ever handed out.
+        Also names rows deleted from the end: the engine remembers the highest id ever appended.
         """
-        seq = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+        high_water = self.dialect.audit_high_water(self.conn)
         cursor = self.conn.execute("SELECT * FROM audit_log WHERE id > ? ORDER BY id", (after_id,))
         rows = (ChainedRow(_audit_content(row), row["prev_hash"], row["row_hash"]) for row in cursor)
         return verify_chain(rows, prev_hash=after_hash, prev_id=after_id,
-                            expected_last_id=None if seq is None else int(seq[0]))
+                            expected_last_id=high_water)
 
     def audit_row_hash(self, audit_id: int) -> str | None:
         """The stored hash of one audit row (None when the row is gone)."""
@@ -639,11 +751,14 @@ class RegistryTx:
         return [_audit_from_row(row) for row in reversed(rows)]
 
     def append_event(self, *, kind: str, model: str | None, payload: dict[str, Any], now: datetime) -> int:
-        cursor = self.conn.execute(
+        return self.insert_id(
             "INSERT INTO events(at, kind, model, payload) VALUES (?, ?, ?, ?)",
             (utc_iso(now), kind, model, json.dumps(payload, sort_keys=True, default=str)),
         )
-        return int(cursor.lastrowid or 0)
+
+    def insert_id(self, sql: str, parameters: tuple[Any, ...]) -> int:
+        """Run one INSERT into a table with an ``id`` column; the new row's id."""
+        return self.dialect.insert_id(self.conn, sql, parameters)
 
     def record_job_run(self, *, job: str, started_at: datetime, finished_at: datetime, ok: bool, summary: str) -> None:
         self.conn.execute(
@@ -673,6 +788,15 @@ class RegistryTx:
         if row is None or row["phase"] in CANARY_TERMINAL_PHASES:
             return None
         return str(row["canary_version"])
+
+    def require_epoch(self, lease: str, epoch: int) -> None:
+        """Refuse this transaction unless ``epoch`` is still ``lease``'s epoch (the fencing token)."""
+        row = self.conn.execute("SELECT epoch, holder FROM leases WHERE name = ?", (lease,)).fetchone()
+        current = None if row is None else int(row["epoch"])
+        if current != epoch:
+            raise FencedError(f"lease {lease!r} moved to epoch {current} (held by"
+                              f" {row['holder'] if row else 'nobody'}); this write carried epoch {epoch} and was"
+                              " refused")
 
     def get_kv(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -37,12 +36,12 @@ def run(store: AlertStore, registry: Registry, conditions, now, **kwargs):
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "registry.db")
+def registry(make_registry) -> Registry:  # type: ignore[no-untyped-def]
+    return make_registry()  # SQLite and PostgreSQL (tests/fixtures/postgres.py)
 
 
 def test_pending_firing_resolved_persist_with_history_and_survive_reopening(registry: Registry,
-                                                                              tmp_path: Path) -> None:
+                                                                              make_registry) -> None:  # type: ignore[no-untyped-def]
     store = AlertStore()
     active = [Condition(RULE, LABELS, True, value=3.0, summary="error rate 3%")]
     _, _, moves = run(store, registry, active, T0)
@@ -51,7 +50,7 @@ def test_pending_firing_resolved_persist_with_history_and_survive_reopening(regi
     assert [(m.previous, m.phase) for m in moves] == [("pending", "firing")] and [n.kind for n in sent] == ["firing"]
     registry.close()
 
-    reopened = Registry(tmp_path / "registry.db")
+    reopened = make_registry()
     (alert,) = store.load(reopened)
     assert alert.phase is AlertPhase.FIRING and alert.fired_at == T0 + timedelta(seconds=60)
     assert alert.last_sent_at == T0 + timedelta(seconds=60)  # not re-paged after a restart

@@ -1,8 +1,8 @@
-"""CanaryStore on a real SQLite registry: CAS on revision, one active canary per model, the two weights."""
+"""CanaryStore on a real registry, SQLite and PostgreSQL: CAS on revision, one active canary per model, the two
+weights, the outbox."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,13 +10,13 @@ import pytest
 
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.canary_store import CanaryStore, abort_active_in_tx
-from opsctl.adapters.registry import Registry
 from opsctl.clock import ManualClock
 from opsctl.core.canary import CanaryPolicy, Command, CommandKind, Phase, RunHook, new_canary, step
 from opsctl.core.gates import Evaluation, GateResult, Verdict
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import ConflictError
 from opsctl.services.registry import RegisterRequest, RegistryService
+from tests.fixtures.postgres import RawSql
 
 BOB = Actor("bob", 1001, "test")
 POLICY = CanaryPolicy(stages=[10.0, 100.0], min_stage_seconds=0, analysis_interval_seconds=1,
@@ -24,8 +24,8 @@ POLICY = CanaryPolicy(stages=[10.0, 100.0], min_stage_seconds=0, analysis_interv
 
 
 @pytest.fixture
-def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
-    registry = Registry(tmp_path / "registry.db")
+def setup(tmp_path: Path, make_registry):  # type: ignore[no-untyped-def]
+    registry = make_registry()
     clock = ManualClock()
     service = RegistryService(registry, ArtifactStore(tmp_path / "artifacts"), clock=clock)
     for version in ("v1", "v2", "v3"):
@@ -145,8 +145,8 @@ def test_abort_in_tx_rolls_back_with_the_outer_transaction(setup) -> None:  # ty
 def test_schema_still_enforces_one_active_row(setup) -> None:  # type: ignore[no-untyped-def]
     registry, clock, _, store = setup
     started(store, clock)
-    conn = sqlite3.connect(registry.path)
-    with pytest.raises(sqlite3.IntegrityError):
+    conn = RawSql(registry)
+    with pytest.raises(conn.integrity_error):
         conn.execute("UPDATE canaries SET active = 1")
         conn.execute("INSERT INTO canaries(model, canary_version, phase, state, policy, created_at, updated_at) "
                      "VALUES ('churn', 'v3', 'pending', '{}', '{}', 'x', 'x')")

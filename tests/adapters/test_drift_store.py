@@ -21,8 +21,8 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "registry.db")
+def registry(make_registry) -> Registry:  # type: ignore[no-untyped-def]
+    return make_registry()  # SQLite and PostgreSQL (tests/fixtures/postgres.py)
 
 
 def result(version: str, verdict: str, minutes: int, kind: str = "drift") -> DriftResult:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,8 @@ def result(at: datetime, model: str = "fraud", version: str = "v1", **values: fl
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "registry.db")
+def registry(make_registry) -> Registry:  # type: ignore[no-untyped-def]
+    return make_registry()  # SQLite and PostgreSQL (tests/fixtures/postgres.py)
 
 
 def test_results_round_trip_exactly(registry: Registry) -> None:

@@ -9,8 +9,9 @@ says whether offsets survive that restart.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,15 +33,34 @@ def _registry(tmp_path: Path) -> tuple[Opener, bool]:
     return (lambda: RegistryOffsetStore(Registry(path))), True
 
 
+def _postgres(tmp_path: Path, url: str, opened: list[Any]) -> tuple[Opener, bool]:
+    from opsctl.adapters.offset_store import RegistryOffsetStore
+    from opsctl.adapters.registry import open_registry
+    from opsctl.adapters.registry_engine import RegistrySettings
+
+    def open_store() -> OffsetStore:
+        registry = open_registry(RegistrySettings(url=url), tmp_path / "registry.db")
+        opened.append(registry)  # closed after the test: a pool left to the garbage collector warns
+        return RegistryOffsetStore(registry)
+
+    return open_store, True
+
+
 STORES: dict[str, Callable[[Path], tuple[Opener, bool]]] = {
     "memory": _memory,
     "registry": _registry,
 }
 
 
-@pytest.fixture(params=sorted(STORES))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Opener, bool]:
-    return STORES[request.param](tmp_path)
+@pytest.fixture(params=[*sorted(STORES), "registry-postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Opener, bool]]:
+    if request.param != "registry-postgresql":
+        yield STORES[request.param](tmp_path)
+        return
+    opened: list[Any] = []  # a real server: tests/fixtures/postgres.py
+    yield _postgres(tmp_path, request.getfixturevalue("postgres_url"), opened)
+    for registry in opened:
+        registry.close()
 
 
 def test_an_unknown_key_has_no_offset(backend: tuple[Opener, bool]) -> None:

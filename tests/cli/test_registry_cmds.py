@@ -121,7 +121,8 @@ def test_config_check(opsctl_env: OpsctlEnv, tmp_path: Path) -> None:
     assert f"{bad}: [jobs.health_seconds] must be a number" in result.stderr
 
 
-_HEAVY = ("numpy", "pandas", "scipy", "sklearn", "rich", "textual", "click")
+# psycopg too: the SQLite registry path never loads the PostgreSQL driver.
+_HEAVY = ("numpy", "pandas", "scipy", "sklearn", "rich", "textual", "click", "psycopg", "psycopg_pool")
 # Each command as a user types it; the heavy modules it must not load, daemon up or down.
 _LIGHT_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["status", "-o", "json"], _HEAVY),
@@ -137,7 +138,7 @@ _LIGHT_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["checklist", "-o", "json"], _HEAVY),
     (["doctor", "-o", "json"], _HEAVY),
     (["report", "--since", "1h"], _HEAVY),
-    (["drift", "fraud-detector", "-o", "json"], ("numpy", "pandas")),
+    (["drift", "fraud-detector", "-o", "json"], ("numpy", "pandas", "psycopg")),
 ]
 
 

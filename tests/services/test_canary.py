@@ -22,6 +22,7 @@ from opsctl.domain import Actor, Outcome
 from opsctl.errors import ActuatorError, ConflictError, NotFoundError, UsageError
 from opsctl.services.canary import CanaryService, parse_overrides
 from opsctl.services.registry import RegisterRequest, RegistryService
+from tests.fixtures.postgres import ENGINES
 from tests.fixtures.wait import wait_for
 
 ALICE = Actor("alice", 1000, "test")
@@ -66,8 +67,17 @@ class FlakyActuator:
 
 
 @pytest.fixture
-def world(tmp_path: Path):  # type: ignore[no-untyped-def]
-    registry = Registry(tmp_path / "registry.db")
+def registry_engine() -> str:
+    """SQLite here; the tests marked ``ON_BOTH`` also run on PostgreSQL (the storage is the contract suite's)."""
+    return "sqlite"
+
+
+ON_BOTH = pytest.mark.parametrize("registry_engine", ENGINES)
+
+
+@pytest.fixture
+def world(tmp_path: Path, make_registry):  # type: ignore[no-untyped-def]
+    registry = make_registry()  # SQLite and PostgreSQL (tests/fixtures/postgres.py)
     clock = ManualClock()
     artifacts = ArtifactStore(tmp_path / "artifacts")
     service = RegistryService(registry, artifacts, clock=clock)
@@ -96,6 +106,7 @@ def run_for(canary: CanaryService, clock: ManualClock, seconds: float, step: flo
         canary.tick()
 
 
+@ON_BOTH
 def test_healthy_canary_walks_every_stage_and_promotes(world) -> None:  # type: ignore[no-untyped-def]
     registry, clock, _ = world
     events: list = []
@@ -160,6 +171,7 @@ def test_metrics_errors_never_advance_and_pause(world) -> None:  # type: ignore[
     assert canary.status("fraud")[0]["state"] == "succeeded"
 
 
+@ON_BOTH
 def test_operator_commands_are_audited_and_abort_is_instant(world) -> None:  # type: ignore[no-untyped-def]
     registry, clock, _ = world
     canary = make(registry, clock)
@@ -255,6 +267,7 @@ def test_bad_override_is_a_usage_error(world) -> None:  # type: ignore[no-untype
         make(registry, clock).start("fraud", "v2", actor=ALICE, overrides={"stages": [50, 10]})
 
 
+@ON_BOTH
 def test_restart_resumes_from_persisted_state(world) -> None:  # type: ignore[no-untyped-def]
     registry, clock, _ = world
     first = make(registry, clock)

@@ -39,6 +39,9 @@ def status(ctx: CliContext) -> int:
                      f"  version {daemon['version']}  pid {daemon['pid']}  uptime {uptime}")
     else:
         ctx.out.line(ctx.out.style("daemon: DOWN", "red", "bold") + f"  ({daemon['socket']})")
+    leader = document.get("leader")
+    if leader is not None:  # several daemons on one PostgreSQL registry
+        ctx.out.line(_leader_line(leader))
     if document["jobs"]:
         ctx.out.line()
         ctx.out.table(["job", "every", "last run", "result", "took", "summary"],
@@ -52,6 +55,14 @@ def status(ctx: CliContext) -> int:
                     f"{m['canary_weight']:g}%" if m["canary_version"] else None] for m in document["models"]],
                   empty="no models registered yet")
     return code
+
+
+def _leader_line(leader: dict[str, Any]) -> str:
+    lease = leader.get("lease")
+    role = "this daemon leads" if leader.get("leading") else "this daemon stands by"
+    if lease is None:
+        return f"leader: none yet ({role})"
+    return f"leader: {lease['holder']}  epoch {lease['epoch']}  since {lease['acquired_at']}  ({role})"
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,81 @@
+"""Three real daemons on one real PostgreSQL registry: one leads the jobs; SIGKILL it and another takes over
+within the lease TTL + one renew interval; SIGSTOP it past its lease and SIGCONT it, and it comes back as a
+standby without taking the lease back. (The refusal of a paused leader's late writes by the fencing token:
+tests/daemon/test_job_fencing.py, where the pause can be placed mid-job.)"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from opsctl.adapters.leader_lease import Lease, read_lease
+from opsctl.adapters.registry import Registry, open_registry
+from opsctl.adapters.registry_engine import RegistrySettings
+from tests.fixtures.cli import make_opsctl_env
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.wait import wait_for
+
+TTL, RENEW = 3.0, 0.5
+# What the test's own polling (every 0.05 s) and a loaded machine's scheduling add to a takeover.
+POLL_SLACK = 1.0
+
+
+def _lease(registry: Registry) -> Lease | None:
+    with registry.read() as tx:
+        return read_lease(tx)
+
+
+def _pid(lease: Lease) -> int:
+    return int(lease.holder.split(":")[1])  # host:pid:random
+
+
+def test_the_jobs_fail_over_to_another_daemon(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database()
+    config = (f'\n[registry]\nurl = "{url}"\nlease_ttl_seconds = {TTL}\nlease_renew_seconds = {RENEW}\n'
+              '[jobs]\nhousekeeping_seconds = 1\n')
+    daemons = {}
+    for name in ("a", "b", "c"):
+        daemon = DaemonProcess(make_opsctl_env(tmp_path / name, config)).start(timeout=90)
+        daemons[daemon.pid] = daemon
+    registry = open_registry(RegistrySettings(url=url), tmp_path / "observer.db", publish_routing=False)
+    try:
+        first = wait_for(lambda: _lease(registry), 30, what="a leader")
+        assert _pid(first) in daemons
+        status = daemons[_pid(first)].http().get("/v1/status").json()["leader"]
+        assert status["leading"] and status["lease"]["epoch"] == first.epoch
+
+        # SIGKILL the leader: no release, the lease has to expire.
+        killed_at = time.monotonic()
+        daemons[_pid(first)].signal(signal.SIGKILL)
+        second = wait_for(lambda: (lease := _lease(registry)) and lease.epoch > first.epoch and lease,
+                          TTL + RENEW + POLL_SLACK + 5, what="another daemon to take over")
+        takeover = time.monotonic() - killed_at
+        assert _pid(second) in daemons and _pid(second) != _pid(first) and second.epoch == first.epoch + 1
+        assert takeover <= TTL + RENEW + POLL_SLACK, f"takeover took {takeover:.2f} s"
+        leader = daemons[_pid(second)]
+        wait_for(lambda: leader.http().get("/v1/status").json()["leader"]["leading"], 10,
+                 what="the new leader to say it leads")
+        shown = leader.env.run("status")
+        assert f"leader: {second.holder}  epoch {second.epoch}  since" in shown.stdout, shown.stdout + shown.stderr
+        assert "(this daemon leads)" in shown.stdout
+
+        # SIGSTOP the new leader past its lease; the third daemon takes over; SIGCONT: it stays a standby.
+        leader.signal(signal.SIGSTOP)
+        try:
+            third = wait_for(lambda: (lease := _lease(registry)) and lease.epoch > second.epoch and lease,
+                             TTL + RENEW + POLL_SLACK + 5, what="the third daemon to take over")
+        finally:
+            leader.signal(signal.SIGCONT)
+        assert _pid(third) not in (_pid(first), _pid(second))
+        wait_for(lambda: not leader.http().get("/v1/status").json()["leader"]["leading"], 10,
+                 what="the resumed daemon to stand by")
+        # It did not take the lease back with its old epoch: the lease only ever moves to a new epoch.
+        # (On a starved machine a later renewal can miss the TTL and the lease move on again, legitimately.)
+        now = _lease(registry)
+        assert (now is not None and (now.holder, now.epoch) == (third.holder, third.epoch)) or now.epoch > third.epoch
+    finally:
+        registry.close()
+        for daemon in daemons.values():
+            daemon.stop()  # a killed one is reaped, the others get SIGTERM
