@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from tests.fixtures.wait import wait_for
-from tests.fixtures.wheel import install_wheel
+from tests.fixtures.wheel import BORROWED_SITE_PACKAGES, install_wheel
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates users and a mount namespace"),
               pytest.mark.xdist_group("wheel")]  # one worker builds the wheel once for both modules
@@ -68,6 +68,11 @@ def _run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def _mounted(path: Path) -> bool:
+    # os.path.ismount misses a bind mount within one file system (same device on both sides).
+    return str(path) in {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()}
+
+
 @dataclass(frozen=True)
 class Server:
     service: str  # user and group the daemon runs as
@@ -104,12 +109,19 @@ def server(opsctl_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     service, operator = f"opsctl-t{suffix}", f"opsop-t{suffix}"
     opt, state, runtime, etc = (Path(f"/opt/{service}"), Path(f"/var/lib/{service}"), Path(f"/run/{service}"),
                                 Path(f"/etc/{service}"))
+    borrowed = opt / "site-packages"
     daemon: subprocess.Popen[bytes] | None = None
     try:
         _run("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(state),
              "--shell", "/usr/sbin/nologin", service)
         _run("useradd", "--create-home", "--user-group", "--groups", service, "--shell", "/bin/sh", operator)
-        opsctl = install_wheel(opsctl_wheel, opt / "venv", python=PYTHON)
+        # The borrowed libraries may sit under /tmp or /root (wherever the checkout is), which the sandbox
+        # hides: a read-only bind mount under /opt shows them to the daemon and the operator alike, as a
+        # real install's dependencies in /opt would be.
+        borrowed.mkdir(parents=True)
+        _run("mount", "--bind", BORROWED_SITE_PACKAGES, str(borrowed))
+        _run("mount", "-o", "remount,bind,ro", str(borrowed))
+        opsctl = install_wheel(opsctl_wheel, opt / "venv", python=PYTHON, borrowed=str(borrowed))
         for path, owner, mode in ((state, service, 0o750), (runtime, service, 0o750), (etc, "root", 0o750)):
             path.mkdir()
             shutil.chown(path, owner, service)
@@ -153,7 +165,12 @@ def server(opsctl_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         _run("userdel", service, check=False)
         _run("groupdel", operator, check=False)
         _run("groupdel", service, check=False)
-        for path in (opt, state, runtime, etc):
+        if _mounted(borrowed):
+            _run("umount", str(borrowed), check=False)
+        if _mounted(borrowed):
+            _run("umount", "--lazy", str(borrowed), check=False)
+        # Never recurse into the tests' own libraries (read-only, but still).
+        for path in (state, runtime, etc) if _mounted(borrowed) else (opt, state, runtime, etc):
             shutil.rmtree(path, ignore_errors=True)
 
 
