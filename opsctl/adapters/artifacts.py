@@ -14,7 +14,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -177,24 +177,14 @@ class ArtifactStore:
 
     def clean_incoming(self, *, older_than_seconds: float = 0.0) -> int:
         """Remove partial uploads left by a killed process; returns how many were removed."""
-        removed = 0
-        cutoff = time.time() - older_than_seconds
-        try:
-            entries = list(os.scandir(self.root))
-        except FileNotFoundError:
-            return 0
-        for entry in entries:
-            if entry.name.startswith(self.INCOMING_PREFIX) and entry.is_file(follow_symlinks=False):
-                try:
-                    if entry.stat(follow_symlinks=False).st_mtime <= cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-                except FileNotFoundError:
-                    continue
-        return removed
+        return self._remove_old(lambda name: name.startswith(self.INCOMING_PREFIX), older_than_seconds)
 
     def remove_unreferenced(self, keep: set[str], *, older_than_seconds: float) -> int:
         """Remove stored artifacts no version names (uploads never registered), if older than the cutoff."""
+        return self._remove_old(lambda name: name not in keep and _NAME.fullmatch(name) is not None,
+                                older_than_seconds)
+
+    def _remove_old(self, chosen: Callable[[str], bool], older_than_seconds: float) -> int:
         removed = 0
         cutoff = time.time() - older_than_seconds
         try:
@@ -202,7 +192,7 @@ class ArtifactStore:
         except FileNotFoundError:
             return 0
         for entry in entries:
-            if entry.name in keep or not _NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+            if not chosen(entry.name) or not entry.is_file(follow_symlinks=False):
                 continue
             try:
                 if entry.stat(follow_symlinks=False).st_mtime <= cutoff:
