@@ -36,6 +36,7 @@ from opsctl.tui.dialogs import (
     HelpScreen,
     TooSmallScreen,
 )
+from opsctl.tui.doctor import DoctorScreen, DoctorSource
 from opsctl.tui.feed import Connection, EventArrived, Feed, StatusArrived
 from opsctl.tui.gameday import GameDay
 from opsctl.tui.model import CANARY_COMMANDS, CANARY_PHASES, Fleet, age_text
@@ -101,6 +102,8 @@ class OpsctlCommands(Provider):
                                 f"start a canary of {selected}'s newest registered version (asks; --set overrides)"))
         commands.append(("alerts", app.open_alerts, "firing, pending and resolved alerts; ack and silence"))
         commands.append(("silences", app.open_silences, "silences in force; end one"))
+        commands.append(("checklist", app.open_checklist, "the production checklist: status, evidence, fix"))
+        commands.append(("doctor", app.open_doctor, "every integration checked live: what is wrong, how to fix"))
         commands.append(("refresh", app.feed.refresh, "fetch the daemon's status now"))
         commands.append(("help", app.action_help, "keys for the current screen"))
         return commands
@@ -134,10 +137,12 @@ class OpsctlApp(App[None]):
                  read_only: bool = False, clock: Clock | None = None, stale_seconds: float = 60.0,
                  animate: bool = True, gameday: GameDay | None = None,
                  daemon_start_command: str = "sudo systemctl start opsctl",
-                 break_glass: BreakGlass | None = None, checklist: ChecklistSource | None = None) -> None:
+                 break_glass: BreakGlass | None = None, checklist: ChecklistSource | None = None,
+                 doctor: DoctorSource | None = None) -> None:
         super().__init__()
         self.break_glass = break_glass
         self.checklist_source = checklist
+        self.doctor_source = doctor
         self.daemon_start_command = daemon_start_command
         self.gameday = gameday
         self.gameday_models: list[str] = []
@@ -379,6 +384,14 @@ class OpsctlApp(App[None]):
             return
         if not isinstance(self.screen, ChecklistScreen):
             self.push_screen(ChecklistScreen(self.checklist_source))
+
+    def open_doctor(self) -> None:
+        """The doctor screen: every integration checked live (by the source the app was given)."""
+        if self.doctor_source is None:
+            self.notify("no doctor source: run `opsctl doctor` in a shell", severity="warning")
+            return
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen(self.doctor_source))
 
     def open_action(self, action: Action) -> None:
         if self.read_only:

@@ -199,14 +199,15 @@ class OverviewScreen(OpsScreen):
         Binding("p", "promote", "Promote", tooltip="promote the canary"),
         Binding("a", "alerts", "Alerts"),
         Binding("l", "checklist", "Checklist", tooltip="the production checklist: status, evidence, fix"),
+        Binding("D", "doctor", "Doctor", show=False, tooltip="every integration checked live"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
     ]
     HELP_NOTES = ("enter opens the model (registry, SLA, canary, drift, retrain, history); r rolls it back\n"
                   "(to the previous production version, or aborts its canary); p promotes its canary;\n"
-                  "a lists the alerts (ack, silence); l shows the production checklist. `:` runs any action\n"
-                  "by name.")
+                  "a lists the alerts (ack, silence); l shows the production checklist; D checks every\n"
+                  "integration live (the doctor). `:` runs any action by name.")
 
     def __init__(self) -> None:
         super().__init__(id="overview")
@@ -392,6 +393,9 @@ class OverviewScreen(OpsScreen):
 
     def action_checklist(self) -> None:
         self.opsctl.open_checklist()
+
+    def action_doctor(self) -> None:
+        self.opsctl.open_doctor()
 
     def action_alerts(self) -> None:
         self.opsctl.open_alerts()

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from opsctl.cli.context import CliContext
 from opsctl.errors import ConfigError, DaemonUnavailableError, OpsctlError
+
+if TYPE_CHECKING:
+    from opsctl.config import Settings
+    from opsctl.services.doctor import DaemonCheck
 
 
 def doctor(ctx: CliContext) -> int:
     from opsctl.clock import SystemClock
     from opsctl.core.doctor import EXIT_FAIL, Finding, Status
-    from opsctl.services.doctor import DaemonCheck, run_doctor
+    from opsctl.services.doctor import run_doctor
 
     try:
         settings = ctx.settings.validate()
@@ -22,7 +29,21 @@ def doctor(ctx: CliContext) -> int:
                                                                    finding.fix)])
         return EXIT_FAIL
 
-    def daemon_check() -> DaemonCheck:
+    report = run_doctor(settings, SystemClock(), daemon_check(ctx, settings))
+    if ctx.out.json:
+        ctx.out.emit_json(report.to_json())
+    else:
+        rows = [(f.check, " ".join(x for x in (f.model, f.version) if x), f.status.value, f.summary, f.fix)
+                for f in report.findings]
+        ctx.out.table(["CHECK", "VERSION", "STATUS", "FINDING", "FIX"], rows)
+    return report.exit_code
+
+
+def daemon_check(ctx: CliContext, settings: Settings) -> Callable[[], DaemonCheck]:
+    """The doctor's daemon probe through this command's client: up or not, and its failing jobs."""
+    from opsctl.services.doctor import DaemonCheck
+
+    def check() -> DaemonCheck:
         try:
             with ctx.daemon() as client:
                 status = client.status_json()
@@ -35,11 +56,4 @@ def doctor(ctx: CliContext) -> int:
                         if j.get("last_ok") is False)
         return DaemonCheck(True, f"up at {settings.daemon.socket}", failing)
 
-    report = run_doctor(settings, SystemClock(), daemon_check)
-    if ctx.out.json:
-        ctx.out.emit_json(report.to_json())
-    else:
-        rows = [(f.check, " ".join(x for x in (f.model, f.version) if x), f.status.value, f.summary, f.fix)
-                for f in report.findings]
-        ctx.out.table(["CHECK", "VERSION", "STATUS", "FINDING", "FIX"], rows)
-    return report.exit_code
+    return check

@@ -12,6 +12,7 @@ from opsctl.errors import UsageError
 
 if TYPE_CHECKING:
     from opsctl.config import Settings
+    from opsctl.core.doctor import DoctorReport
     from opsctl.services.checklist import ChecklistReport
 
 
@@ -43,7 +44,7 @@ def tui(ctx: CliContext) -> int:
     app = OpsctlApp(feed, environment=settings.ui.environment, production=settings.ui.production,
                     read_only=bool(getattr(args, "read_only", False)), gameday=gameday,
                     daemon_start_command=settings.daemon.start_command, break_glass=break_glass,
-                    checklist=checklist_source(settings))
+                    checklist=checklist_source(settings), doctor=doctor_source(ctx, settings))
     app.run(mouse=not getattr(args, "no_mouse", False))
     return 0
 
@@ -56,5 +57,18 @@ def checklist_source(settings: Settings) -> Callable[[], ChecklistReport]:
         from opsctl.services.checklist import run_checklist
 
         return run_checklist(settings, SystemClock())
+
+    return evaluate
+
+
+def doctor_source(ctx: CliContext, settings: Settings) -> Callable[[], DoctorReport]:
+    """What the TUI's doctor screen evaluates: ``opsctl doctor`` on these settings."""
+
+    def evaluate() -> DoctorReport:
+        from opsctl.cli.doctor.handlers import daemon_check
+        from opsctl.clock import SystemClock
+        from opsctl.services.doctor import run_doctor
+
+        return run_doctor(settings, SystemClock(), daemon_check(ctx, settings))
 
     return evaluate
