@@ -54,7 +54,9 @@ def test_error_lines_carry_priority_3_and_a_reload_sends_monotonic_usec(tmp_path
                           10, what="the failed reload logged", context=process.log)
         assert failed.startswith("<3>{"), failed
         assert json.loads(failed[3:])["level"] == "error"
-        ready = next(line for line in _lines(log_path) if '"daemon ready"' in line)
+        # The socket answers a moment before "daemon ready" is logged: under load the reload can come first.
+        ready = wait_for(lambda: next((line for line in _lines(log_path) if '"daemon ready"' in line), None),
+                         10, what="the ready line logged", context=process.log)
         assert ready.startswith("<6>{"), ready
         # [daemon] log_level = "debug" lets debug lines through (asyncio names its selector), at priority 7.
         debug = [line for line in _lines(log_path) if line.startswith("<7>")]
