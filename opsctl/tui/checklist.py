@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from opsctl.clock import utc_iso
-from opsctl.tui.evaluated import EvaluatedScreen
+from opsctl.tui.evaluated import EvaluatedScreen, verdict_line
 
 if TYPE_CHECKING:
     from opsctl.services.checklist import ChecklistReport
@@ -29,9 +29,8 @@ VERDICT = {0: "every item passes", 1: "a recommended item fails", 2: "a required
 def checklist_text(report: ChecklistReport) -> str:
     """The report as Rich markup: counts, then each category's items with status, evidence and fix."""
     counts = report.to_json()["counts"]
-    lines = [f"[b]{VERDICT.get(report.exit_code, '')}[/b] - "
-             + ", ".join(f"[{STATUS_STYLE[s]}]{counts[s]} {s}[/]" for s in ("fail", "unknown", "pass"))
-             + f"  [dim](evaluated {escape(utc_iso(report.at))}; exit code {report.exit_code})[/]"]
+    lines = [verdict_line(VERDICT.get(report.exit_code, ""), counts, STATUS_STYLE, ("fail", "unknown", "pass"),
+                          f"evaluated {utc_iso(report.at)}", report.exit_code)]
     category = None
     for item in report.items:
         if item.category != category:

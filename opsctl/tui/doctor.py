@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from opsctl.tui.evaluated import EvaluatedScreen
+from opsctl.tui.evaluated import EvaluatedScreen, verdict_line
 
 if TYPE_CHECKING:
     from opsctl.core.doctor import DoctorReport
@@ -27,9 +27,8 @@ VERDICT = {0: "every check is ok", 1: "something to fix", 2: "something is broke
 def doctor_text(report: DoctorReport) -> str:
     """The report as Rich markup: the verdict and counts, then the findings worst first."""
     counts = report.to_json()["counts"]
-    lines = [f"[b]{VERDICT.get(report.exit_code, '')}[/b] - "
-             + ", ".join(f"[{STATUS_STYLE[s]}]{counts[s]} {s}[/]" for s in ("fail", "unknown", "warn", "ok"))
-             + f"  [dim](checked {escape(report.at)}; exit code {report.exit_code})[/]", ""]
+    lines = [verdict_line(VERDICT.get(report.exit_code, ""), counts, STATUS_STYLE, ("fail", "unknown", "warn", "ok"),
+                          f"checked {report.at}", report.exit_code), ""]
     order = {"fail": 0, "unknown": 1, "warn": 2, "ok": 3}
     for finding in sorted(report.findings, key=lambda f: order[f.status.value]):
         status = finding.status.value

@@ -20,6 +20,13 @@ from opsctl.errors import OpsctlError
 from opsctl.tui.screens import OpsScreen, Panel
 
 
+def verdict_line(verdict: str, counts: dict[str, int], styles: dict[str, str], order: tuple[str, ...],
+                 when: str, exit_code: int) -> str:
+    """A report's first line: its verdict in words, the count per status (coloured) and its exit code."""
+    return (f"[b]{verdict}[/b] - " + ", ".join(f"[{styles[s]}]{counts[s]} {s}[/]" for s in order)
+            + f"  [dim]({escape(when)}; exit code {exit_code})[/]")
+
+
 class EvaluatedScreen(OpsScreen):
     """Shows ``render(report)`` for the report ``source()`` returns; subclasses name and render it."""
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
 from textual.screen import ModalScreen
 
 from opsctl.tui.dialogs import HelpScreen
+from tests.fixtures.cli import make_opsctl_env
 from tests.fixtures.daemon import DaemonProcess, upload
 from tests.fixtures.wait import wait_for_app
 
@@ -57,3 +61,24 @@ async def press_expecting_no_dialog(pilot: Pilot[Any], *keys: str) -> None:
     assert isinstance(app.screen, HelpScreen) and not opened, f"{keys} opened {opened or type(app.screen).__name__}"
     await pilot.press("escape")
     await wait_for_app(pilot, lambda: app.screen is before, what="the help screen to close")
+
+
+UNREACHABLE_PROMETHEUS = """\
+[jobs]
+health_seconds = 60
+canary_seconds = 60
+
+[prometheus]
+url = "http://127.0.0.1:9"
+timeout_seconds = 0.5
+"""
+
+
+@contextmanager
+def daemon_without_prometheus(root: Path) -> Iterator[DaemonProcess]:
+    """A real daemon whose Prometheus does not answer (slow jobs, so the screens under test stay still)."""
+    process = DaemonProcess(make_opsctl_env(root, UNREACHABLE_PROMETHEUS)).start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -17,31 +17,16 @@ from opsctl.tui.app import OpsctlApp
 from opsctl.tui.checklist import ChecklistScreen
 from opsctl.tui.feed import DaemonFeed
 from opsctl.tui.screens import OverviewScreen
-from tests.fixtures.cli import make_opsctl_env
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.wait import wait_for_app
-from tests.tui.helpers import screen_text, seed
+from tests.tui.helpers import daemon_without_prometheus, screen_text, seed
 
 pytestmark = pytest.mark.asyncio
 
-CONFIG = """\
-[jobs]
-health_seconds = 60
-canary_seconds = 60
-
-[prometheus]
-url = "http://127.0.0.1:9"
-timeout_seconds = 0.5
-"""
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(make_opsctl_env(tmp_path / "opsctl", CONFIG)).start()
-    try:
+    with daemon_without_prometheus(tmp_path / "opsctl") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def coloured(app: Any, word: str) -> set[tuple[int, int, int]]:

@@ -19,31 +19,16 @@ from opsctl.tui.app import OpsctlApp
 from opsctl.tui.doctor import DoctorScreen
 from opsctl.tui.feed import DaemonFeed
 from opsctl.tui.screens import OverviewScreen
-from tests.fixtures.cli import make_opsctl_env
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.wait import wait_for_app
-from tests.tui.helpers import screen_text, seed
+from tests.tui.helpers import daemon_without_prometheus, screen_text, seed
 
 pytestmark = pytest.mark.asyncio
 
-CONFIG = """\
-[jobs]
-health_seconds = 60
-canary_seconds = 60
-
-[prometheus]
-url = "http://127.0.0.1:9"
-timeout_seconds = 0.5
-"""
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(make_opsctl_env(tmp_path / "opsctl", CONFIG)).start()
-    try:
+    with daemon_without_prometheus(tmp_path / "opsctl") as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_doctor_screen_shows_the_worst_first_with_the_fix_and_checks_again(daemon: DaemonProcess) -> None:
