@@ -30,7 +30,8 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsctl import __version__
-from opsctl.adapters.artifacts import StoredArtifact, safe_suffix
+from opsctl.adapters.artifact_storage import StoredArtifact
+from opsctl.adapters.artifacts import safe_suffix
 from opsctl.adapters.preflight import TokenIdentity
 from opsctl.clock import utc_iso
 from opsctl.core.json_schema import first_error

@@ -34,7 +34,7 @@ from opsctl.clock import parse_utc, utc_iso
 from opsctl.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from opsctl.adapters.artifacts import ArtifactStore
+    from opsctl.adapters.artifact_storage import ArtifactStorage
     from opsctl.core.drift import DriftReport, ReferenceSummary
 
 KINDS = ("drift", "performance")
@@ -146,7 +146,7 @@ class SummaryCache:
     number; write such codes as text, e.g. ``"c07"``), except ``predicted_class``, always a category.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], artifacts: ArtifactStore, *, keep_in_memory: int = 16
+    def __init__(self, directory: str | os.PathLike[str], artifacts: ArtifactStorage, *, keep_in_memory: int = 16
                  ) -> None:
         self.directory = Path(directory)
         self.artifacts = artifacts

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from opsctl.adapters.alert_store import AlertTransition
-    from opsctl.adapters.artifacts import ArtifactStore
+    from opsctl.adapters.artifact_storage import ArtifactStorage
     from opsctl.config import Settings
     from opsctl.core.drift import ReferenceSummary
 
@@ -259,7 +259,7 @@ class DriftService:
     def __init__(
         self,
         registry: Registry,
-        artifacts: ArtifactStore,
+        artifacts: ArtifactStorage,
         *,
         settings: Callable[[], Settings],
         summaries_dir: Path,
