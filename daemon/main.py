@@ -157,7 +157,9 @@ class Daemon:
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
         artifacts = ArtifactStore(settings.daemon.artifacts_dir)
-        removed = artifacts.clean_incoming()  # partial uploads of a killed daemon or CLI
+        # Partial uploads of a killed daemon or CLI. On PostgreSQL the artifact directory is shared with the
+        # other daemons, whose uploads may be in progress: only a day-old partial file is surely abandoned.
+        removed = artifacts.clean_incoming(older_than_seconds=86400 if settings.registry.engine == "postgresql" else 0)
         if removed:
             log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
