@@ -703,11 +703,12 @@ class DriftService:
     def drift_status(self) -> DriftSection:
         """``/v1/status`` section ``drift``: the newest check of every deployed version, per model."""
         models: dict[str, list[VersionDrift]] = {}
+        # One query for every version: a query per version costs a round trip each on PostgreSQL.
+        newest = self.store.latest_everywhere(self.registry, "drift")
         for target in self.deployed():
-            latest = self.store.latest(self.registry, target.model, "drift", version=target.version)
+            result = newest.get((target.model, target.version))
             entry = VersionDrift(target.version, target.role)
-            if latest:
-                result = latest[0]
+            if result is not None:
                 report = result.document.get("report") or {}
                 entry = VersionDrift(target.version, target.role, verdict=result.verdict,
                                      checked_at=utc_iso(result.at),
