@@ -191,11 +191,11 @@ def start_canary(fleet: Fleet, obs: Observations, service: RegistryService, root
     try:
         response = daemon.http(timeout=30).post("/v1/canaries", json={"model": model, "version": f"v{version}",
                                                                       "reason": "soak", "overrides": {}})
-    except httpx.TransportError as error:
+    except httpx.HTTPError as error:
         obs.start_refused[type(error).__name__] += 1
         return False
     if response.status_code != 201:
-        obs.start_refused[f"{response.status_code} {response.json().get('error', '')[:60]}"] += 1
+        obs.start_refused[f"{response.status_code} {response.text[:120]}"] += 1
         return False
     obs.canaries_started += 1
     return True
@@ -210,8 +210,9 @@ def drive_canaries(stop: threading.Event, fleet: Fleet, obs: Observations, servi
         documents: list[dict[str, object]] = []
         if daemon is not None:
             try:
-                documents = daemon.http(timeout=30).get("/v1/canaries").json()
-            except (httpx.TransportError, json.JSONDecodeError):
+                response = daemon.http(timeout=30).get("/v1/canaries")
+                documents = response.json() if response.status_code == 200 else []
+            except (httpx.HTTPError, json.JSONDecodeError):
                 documents = []
         latest = {str(d["model"]): d for d in documents}
         for model in versions:
@@ -250,7 +251,7 @@ def poll_follower(stop: threading.Event, fleet: Fleet, obs: Observations) -> Non
         try:
             response = client.get(path)
             ok = response.status_code == 200
-        except httpx.TransportError as error:
+        except httpx.HTTPError as error:
             ok, response = False, None
             obs.errors[f"{path} {type(error).__name__}"] += 1
         elapsed = time.perf_counter() - start
@@ -363,6 +364,8 @@ def main() -> None:
             next_kill = time.monotonic() + args.kill_every
             pending: tuple[datetime, int] | None = None
             while time.monotonic() < end:
+                if not threads[0].is_alive():
+                    raise SystemExit("the canary driver stopped (see its traceback above); the run is void")
                 lease = read_current_lease(registry)
                 if lease is not None:
                     obs.leader_pid = holder_pid(lease)
@@ -414,9 +417,10 @@ def drain(fleet: Fleet, obs: Observations, *, timeout: float) -> tuple[int, floa
         daemon = fleet.follower(obs.leader_pid) or fleet.follower(None)
         if daemon is not None:
             try:
-                documents = daemon.http(timeout=30).get("/v1/canaries").json()
-                unsettled = sum(d["state"] not in TERMINAL for d in documents)
-            except (httpx.TransportError, json.JSONDecodeError):
+                response = daemon.http(timeout=30).get("/v1/canaries")
+                unsettled = (sum(d["state"] not in TERMINAL for d in response.json())
+                             if response.status_code == 200 else -1)
+            except (httpx.HTTPError, json.JSONDecodeError):
                 unsettled = -1
             if unsettled == 0:
                 break
