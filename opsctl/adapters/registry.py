@@ -547,6 +547,9 @@ class RegistryTx:
         self.deployments_changed = False
         # Set by Registry.write after the commit: how the routing document was rewritten.
         self.routing: Publication | None = None
+        # The lease epoch this transaction was fenced with (require_epoch), None when unfenced: the audit
+        # entries a scheduled job makes name it, so a postmortem can tell which leader wrote what.
+        self.epoch: int | None = None
 
     # -- models and versions -------------------------------------------------------
 
@@ -698,6 +701,8 @@ class RegistryTx:
         detail: str = "",
         now: datetime,
     ) -> int:
+        if self.epoch is not None:
+            detail = f"{detail}; lease epoch {self.epoch}" if detail else f"lease epoch {self.epoch}"
         # Inside the write transaction, so the last row cannot change before this one chains to it.
         last = self.conn.execute("SELECT id, row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
         prev_hash = GENESIS_HASH if last is None else (last["row_hash"] or "")
@@ -797,6 +802,7 @@ class RegistryTx:
             raise FencedError(f"lease {lease!r} moved to epoch {current} (held by"
                               f" {row['holder'] if row else 'nobody'}); this write carried epoch {epoch} and was"
                               " refused")
+        self.epoch = epoch
 
     def get_kv(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
