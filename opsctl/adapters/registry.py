@@ -249,6 +249,19 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         expires_at   TEXT NOT NULL
     );
     """,
+    # The daemons sharing this registry (opsctl.adapters.daemon_roster): one row each, its heartbeat
+    # renewed with the lease tick, removed on a clean stop.
+    """
+    CREATE TABLE daemons (
+        holder        TEXT PRIMARY KEY,
+        host          TEXT NOT NULL,
+        pid           INTEGER NOT NULL,
+        version       TEXT NOT NULL,
+        api           TEXT NOT NULL DEFAULT '',
+        started_at    TEXT NOT NULL,
+        heartbeat_at  TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

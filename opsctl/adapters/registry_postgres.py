@@ -276,6 +276,17 @@ MIGRATIONS: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
         expires_at   TEXT COLLATE "C" NOT NULL
     );
     """,
+    """
+    CREATE TABLE daemons (
+        holder        TEXT COLLATE "C" PRIMARY KEY,
+        host          TEXT COLLATE "C" NOT NULL,
+        pid           BIGINT NOT NULL,
+        version       TEXT COLLATE "C" NOT NULL,
+        api           TEXT COLLATE "C" NOT NULL DEFAULT '',
+        started_at    TEXT COLLATE "C" NOT NULL,
+        heartbeat_at  TEXT COLLATE "C" NOT NULL
+    );
+    """,
 )
 
 # Equal to SQLite's opsctl.adapters.registry.SCHEMA_VERSION (a test keeps the two lists in step).

@@ -42,6 +42,11 @@ def status(ctx: CliContext) -> int:
     leader = document.get("leader")
     if leader is not None:  # several daemons on one PostgreSQL registry
         ctx.out.line(_leader_line(leader))
+    if document.get("daemons"):
+        ctx.out.line()
+        ctx.out.table(["daemon", "version", "api", "role", "last heartbeat"],
+                      [[d["holder"] + (" (this)" if d.get("this_daemon") else ""), d["version"], d["api"] or None,
+                        _role(d), d["heartbeat_at"]] for d in document["daemons"]])
     if document["jobs"]:
         ctx.out.line()
         ctx.out.table(["job", "every", "last run", "result", "took", "summary"],
@@ -63,6 +68,14 @@ def _leader_line(leader: dict[str, Any]) -> str:
     if lease is None:
         return f"leader: none yet ({role})"
     return f"leader: {lease['holder']}  epoch {lease['epoch']}  since {lease['acquired_at']}  ({role})"
+
+
+def _role(daemon: dict[str, Any]) -> str:
+    if daemon["stale"]:
+        return "STALE (no heartbeat within the lease TTL)"
+    if daemon["leading"]:
+        return f"leader  epoch {daemon['epoch']}  since {daemon['leading_since']}"
+    return "standby"
 
 
 def _duration(seconds: float) -> str:
