@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from opsctl import __version__
 from opsctl.adapters.artifacts import ArtifactStore
-from opsctl.adapters.daemon_roster import heartbeat, leave, roster, this_process
+from opsctl.adapters.daemon_roster import heartbeat, leave, read_roster, this_process
 from opsctl.adapters.files import make_private_dir
 from opsctl.adapters.leader_lease import LeaderLease, default_holder, read_lease
 from opsctl.adapters.preflight import preflight, read_token_file
@@ -431,8 +431,7 @@ def _leader_status(registry: Registry, lease: LeaderLease) -> dict[str, object]:
 
 def _daemons_status(registry: Registry, lease: LeaderLease, now: datetime) -> list[dict[str, object]]:
     """The ``daemons`` section of ``/v1/status``: every daemon on this registry heard of lately, the leader marked."""
-    with registry.read() as tx:
-        seen = roster(tx, read_lease(tx, lease.name), now=now, ttl_seconds=lease.ttl.total_seconds())
+    seen = read_roster(registry, now=now, ttl_seconds=lease.ttl.total_seconds())
     return [{**d.to_json(), "this_daemon": d.member.holder == lease.holder} for d in seen]
 
 

@@ -14,8 +14,8 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from opsctl.adapters.leader_lease import Lease
-from opsctl.adapters.registry import RegistryTx
+from opsctl.adapters.leader_lease import Lease, read_lease
+from opsctl.adapters.registry import Registry, RegistryTx
 from opsctl.clock import parse_utc, utc_iso
 
 # Rows of daemons not heard of for this long are deleted (a SIGKILLed daemon never deletes its own).
@@ -91,3 +91,9 @@ def roster(tx: RegistryTx, lease: Lease | None, *, now: datetime, ttl_seconds: f
                                epoch=lease.epoch if leading and lease is not None else None,
                                leading_since=lease.acquired_at if leading and lease is not None else None))
     return seen
+
+
+def read_roster(registry: Registry, *, now: datetime, ttl_seconds: float) -> list[DaemonSeen]:
+    """:func:`roster` in a snapshot of its own, the jobs lease read alongside."""
+    with registry.read() as tx:
+        return roster(tx, read_lease(tx), now=now, ttl_seconds=ttl_seconds)

@@ -87,6 +87,12 @@ def test_the_jobs_fail_over_to_another_daemon(tmp_path: Path, postgres_server: P
         assert listed[_pid(second)]["leading"] and listed[_pid(second)]["epoch"] == second.epoch
         rows = {line.split()[0]: line for line in shown.stdout.splitlines() if line.startswith(_host(first))}
         assert "STALE" in rows[first.holder] and f"leader  epoch {second.epoch}" in rows[second.holder], rows
+        # On the killed daemon's host, `opsctl status` says its daemon is down and shows the others from the registry.
+        down = daemons[_pid(first)].env.run("status", "-o", "json")
+        assert down.code == 6 and down.json()["daemon"]["up"] is False, down.stderr
+        from_registry = {d["pid"]: d for d in down.json()["daemons"]}
+        assert from_registry[_pid(first)]["stale"] and from_registry[_pid(second)]["leading"]
+        assert from_registry[_pid(second)]["epoch"] == second.epoch
 
         # SIGSTOP the new leader past its lease; the third daemon takes over; SIGCONT: it stays a standby.
         leader.signal(signal.SIGSTOP)

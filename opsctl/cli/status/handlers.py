@@ -25,9 +25,16 @@ def status(ctx: CliContext) -> int:
     except DaemonUnavailableError as error:
         from opsctl.backends import DirectBackend
 
-        deployments = DirectBackend(ctx.settings).deployments()
+        backend = DirectBackend(ctx.settings)
+        deployments = backend.deployments()
         document = {"daemon": {"up": False, "error": str(error), "socket": ctx.settings.daemon.socket},
                     "jobs": [], "models": [d.to_json() for d in deployments], "source": "registry"}
+        if ctx.settings.registry.engine == "postgresql":  # the other daemons on the shared registry, as it says
+            from opsctl.adapters.daemon_roster import read_roster
+            from opsctl.clock import SystemClock
+
+            document["daemons"] = [d.to_json() for d in read_roster(
+                backend.registry, now=SystemClock().now(), ttl_seconds=ctx.settings.registry.lease_ttl_seconds)]
         ctx.out.message(f"opsctl: {error}; showing the registry's view")
         code = DaemonUnavailableError.exit_code
     if ctx.out.json:
