@@ -19,15 +19,18 @@ import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import uvicorn
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from opsctl import __version__
 from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.daemon_roster import heartbeat, leave, read_roster, this_process
 from opsctl.adapters.files import make_private_dir
-from opsctl.adapters.leader_lease import LeaderLease, read_lease
+from opsctl.adapters.leader_lease import LeaderLease, default_holder, read_lease
 from opsctl.adapters.preflight import preflight, read_token_file
 from opsctl.adapters.registry import Registry, open_registry
 from opsctl.clock import Clock, SystemClock
@@ -170,7 +173,11 @@ class Daemon:
         lease = None
         if settings.registry.engine == "postgresql":
             # Several daemons may share this registry: the scheduled jobs run on the lease holder only.
-            lease = LeaderLease(registry, ttl_seconds=settings.registry.lease_ttl_seconds)
+            holder = default_holder()
+            member = this_process(holder, version=__version__, api=_api_address(settings), started_at=self.clock.now())
+            lease = LeaderLease(registry, ttl_seconds=settings.registry.lease_ttl_seconds, holder=holder,
+                                also_on_tick=lambda tx, now: heartbeat(tx, member, now),
+                                also_on_release=lambda tx: leave(tx, holder))
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor,
                            leadership=lease.acting_epoch if lease is not None else None)
         state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
@@ -179,6 +186,7 @@ class Daemon:
         self.state = state
         if lease is not None:
             state.status_providers["leader"] = lambda: _leader_status(registry, lease)
+            state.status_providers["daemons"] = lambda: _daemons_status(registry, lease, self.clock.now())
         subsystems = load_subsystems()
         app = create_app(state, [e for s in subsystems for e in s.endpoints])
 
@@ -421,3 +429,16 @@ def _leader_status(registry: Registry, lease: LeaderLease) -> dict[str, object]:
         current = read_lease(tx, lease.name)
     return {"this_daemon": lease.holder, "leading": lease.acting_epoch() is not None,
             "lease": current.to_json() if current is not None else None}
+
+
+def _daemons_status(registry: Registry, lease: LeaderLease, now: datetime) -> list[dict[str, object]]:
+    """The ``daemons`` section of ``/v1/status``: every daemon on this registry heard of lately, the leader marked."""
+    seen = read_roster(registry, now=now, ttl_seconds=lease.ttl.total_seconds())
+    return [{**d.to_json(), "this_daemon": d.member.holder == lease.holder} for d in seen]
+
+
+def _api_address(settings: Settings) -> str:
+    """Where this daemon's API answers: its socket, and its TCP listener if any."""
+    tcp = settings.daemon.tcp_listen
+    scheme = "https" if settings.daemon.tls_cert_file else "http"
+    return settings.daemon.socket + (f" {scheme}://{tcp}" if tcp else "")

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from opsctl.adapters.registry_engine import RegistryError, redact
+from opsctl.adapters.registry_engine import RegistryError, redact, too_new
 from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, chain_hash
 from opsctl.errors import ConflictError
 
@@ -276,6 +276,17 @@ MIGRATIONS: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
         expires_at   TEXT COLLATE "C" NOT NULL
     );
     """,
+    """
+    CREATE TABLE daemons (
+        holder        TEXT COLLATE "C" PRIMARY KEY,
+        host          TEXT COLLATE "C" NOT NULL,
+        pid           BIGINT NOT NULL,
+        version       TEXT COLLATE "C" NOT NULL,
+        api           TEXT COLLATE "C" NOT NULL DEFAULT '',
+        started_at    TEXT COLLATE "C" NOT NULL,
+        heartbeat_at  TEXT COLLATE "C" NOT NULL
+    );
+    """,
 )
 
 # Equal to SQLite's opsctl.adapters.registry.SCHEMA_VERSION (a test keeps the two lists in step).
@@ -385,8 +396,23 @@ class PostgresEngine:
                 self._pool = pool
             return self._pool
 
-    def migrate(self) -> int:
-        """Bring the schema to this opsctl's version (under a lock: one process migrates, the others wait)."""
+    def stored_version(self) -> int:
+        """The schema version in the database (0 for an empty one), without migrating or opening the pool."""
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                exists = conn.execute("SELECT to_regclass('opsctl_schema')").fetchone()
+                if exists is None or exists[0] is None:
+                    return 0
+                row = conn.execute("SELECT version FROM opsctl_schema").fetchone()
+                return 0 if row is None else int(row[0])
+        except psycopg.Error as error:
+            raise self._error("cannot read the", error) from error
+
+    def migrate(self) -> tuple[int, int]:
+        """Bring the schema to this opsctl's version (under a lock: one process migrates, the others wait).
+
+        Returns the version before the first step this call applied and after the last (equal when none was due).
+        """
         try:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
                 conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -397,14 +423,14 @@ class PostgresEngine:
         except psycopg.Error as error:
             raise self._error("cannot migrate the", error) from error
 
-    def _migrate(self, conn: psycopg.Connection[Any], target: int) -> int:
+    def _migrate(self, conn: psycopg.Connection[Any], target: int) -> tuple[int, int]:
         conn.execute("""CREATE TABLE IF NOT EXISTS opsctl_schema (
             only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row), version INTEGER NOT NULL)""")
         conn.execute("INSERT INTO opsctl_schema(version) VALUES (0) ON CONFLICT DO NOTHING")
         current = int(conn.execute("SELECT version FROM opsctl_schema").fetchone()[0])  # type: ignore[index]
         if current > target:
-            raise RegistryError(f"registry {self.shown_url} has schema {current}, newer than this opsctl knows"
-                                f" ({target}); upgrade opsctl")
+            raise too_new(self.shown_url, current, target)
+        before = current
         while current < target:
             with conn.transaction():
                 migration = MIGRATIONS[current]
@@ -414,7 +440,7 @@ class PostgresEngine:
                     migration(conn)
                 conn.execute("UPDATE opsctl_schema SET version = %s", (current + 1,))
             current += 1
-        return current
+        return before, current
 
     def schema_version(self) -> int:
         with self.read() as conn:
