@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import sys
@@ -35,6 +36,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -449,6 +451,9 @@ def report(registry: Registry, obs: Observations, args: argparse.Namespace, load
     ids = [e.id for e in events]
     contiguous = ids == list(range(ids[0], ids[0] + len(ids))) if ids else True
     doubles, lost, actions, problems = canary_audit(events)
+    # Entries a scheduled job wrote end with the lease epoch they were fenced with: it never goes back.
+    epochs = [int(m.group(1)) for e in events if (m := re.search(r"lease epoch (\d+)$", e.detail))]
+    backwards = sum(later < earlier for earlier, later in pairwise(epochs))
     lost += (0 if chain.ok else 1) + (0 if contiguous else 1)
     print()
     print(f"soak: {args.minutes:g} min, {args.models} models, {args.canaries} canary models, leader SIGKILLed every"
@@ -471,6 +476,7 @@ def report(registry: Registry, obs: Observations, args: argparse.Namespace, load
     print(f"canary audit rows: {actions}")
     verdict = "verifies" if chain.ok else f"BROKEN at {chain.first_broken_id}"
     print(f"audit log: {chain.rows} rows, chain {verdict}, ids {'contiguous' if contiguous else 'NOT contiguous'}")
+    print(f"job audit entries fenced with an epoch older than the entry before: {backwards} (of {len(epochs)})")
     print(f"DOUBLE TRANSITIONS: {doubles}")
     print(f"LOST AUDIT EVENTS: {lost}")
     for problem in problems:
