@@ -391,6 +391,14 @@ def main() -> None:
                         obs.kills.append((time.monotonic(), lease.epoch))
                         threading.Thread(target=restart, args=(fleet, name, obs), daemon=True).start()
                 time.sleep(0.05)
+            wait_until = time.monotonic() + args.kill_every
+            while pending is not None and time.monotonic() < wait_until:  # the last kill's takeover
+                lease = read_current_lease(registry)
+                if lease is not None and lease.epoch > pending[1]:
+                    obs.takeovers.append((lease.acquired_at - pending[0]).total_seconds())
+                    obs.leader_pid, pending = holder_pid(lease), None
+                time.sleep(0.05)
+            obs.missed_takeovers += pending is not None
             # No more kills or new canaries: let the canaries in progress finish, so that every canary's
             # audit trail can be checked whole (a stage recorded whose weight move is still in the outbox
             # when the daemons stop is not a lost event).
