@@ -709,6 +709,16 @@ class RegistryTx:
         rows = self.conn.execute("SELECT * FROM deployments ORDER BY model").fetchall()
         return [_deployment_from_row(row) for row in rows]
 
+    def deployed_versions(self) -> dict[tuple[str, str], ModelVersion]:
+        """Every production and canary version, by (model, version), in two queries (not two per version)."""
+        deployments = {d.model: d for d in self.list_deployments()}
+        rows = self.conn.execute(
+            "SELECT v.* FROM versions v JOIN deployments d ON d.model = v.model"
+            " AND (v.version = d.production_version OR v.version = d.canary_version)"
+        ).fetchall()
+        return {(row["model"], row["version"]): _version_from_row(row, deployments.get(row["model"]))
+                for row in rows}
+
     def update_deployment(self, deployment: Deployment, *, expected_generation: int, now: datetime) -> Deployment:
         """Write the new deployment if nobody changed it since ``expected_generation``."""
         cursor = self.conn.execute(

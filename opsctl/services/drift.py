@@ -414,18 +414,23 @@ class DriftService:
     def deployed(self, model: str | None = None) -> list[Target]:
         """Production and canary versions (of one model, or of all), production first."""
         targets: list[Target] = []
+        seen: set[tuple[str, str]] = set()
         with self.registry.read() as tx:
             deployments = tx.list_deployments()
             if model is not None:
                 deployments = [d for d in deployments if d.model == model]
+            # One query for all of them: a query per version is a round trip each on PostgreSQL.
+            versions = tx.deployed_versions() if model is None else {
+                (v.model, v.version): v for v in tx.list_versions(model)}
             for deployment in deployments:
                 for role, version in (("production", deployment.production_version),
                                       ("canary", deployment.canary_version)):
-                    if not version or any(t.model == deployment.model and t.version == version for t in targets):
+                    if not version or (deployment.model, version) in seen:
                         continue
-                    found = tx.get_version(deployment.model, version)
+                    found = versions.get((deployment.model, version))
                     if found is None:
                         continue
+                    seen.add((deployment.model, version))
                     targets.append(Target(deployment.model, version, role, found.reference_name,
                                           found.reference_sha256, dict(found.metrics)))
         return targets
