@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from opsctl.adapters.registry_engine import RegistryError, redact
 from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, chain_hash
-from opsctl.errors import ConflictError
+from opsctl.errors import ConflictError, NotFoundError
 
 # Advisory lock keys (one 64-bit key space per database): writers, and the migration runner.
 WRITE_LOCK_KEY = 0x6F70_7363_746C_0001
@@ -453,3 +453,43 @@ class PostgresEngine:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+
+
+class PgReadConnection:
+    """A read-only connection for reports (:mod:`opsctl.adapters.registry_reader`): one READ ONLY,
+    REPEATABLE READ transaction, so every query sees the same snapshot and the server refuses writes."""
+
+    def __init__(self, url: str) -> None:
+        self.shown_url = redact(url)
+        try:
+            raw = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="opsctl-read")
+        except psycopg.Error as error:
+            raise RegistryError(f"cannot reach the PostgreSQL registry {self.shown_url}:"
+                                f" {str(error).strip()}") from error
+        raw.read_only = True
+        raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.raw = raw
+        self.conn = PgConnection(raw)
+        if self.execute("SELECT to_regclass('opsctl_schema')").fetchone()[0] is None:
+            self.close()
+            raise NotFoundError("registry", self.shown_url,
+                                "no opsctl registry in this database yet: start the daemon, or register a model")
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
+        try:
+            return self.conn.execute(sql, parameters)
+        except psycopg.Error as error:
+            raise RegistryError(f"cannot read the PostgreSQL registry {self.shown_url}:"
+                                f" {str(error).strip()}") from error
+
+    def table_names(self) -> set[str]:
+        return {row[0] for row in self.execute("SELECT table_name FROM information_schema.tables"
+                                               " WHERE table_schema = current_schema()")}
+
+    def close(self) -> None:
+        self.raw.close()  # ends the read-only transaction (nothing to commit)
+
+
+def connect_read_only(url: str) -> PgReadConnection:
+    """A read-only connection to the PostgreSQL registry at ``url``; NotFoundError when it has no registry."""
+    return PgReadConnection(url)
