@@ -26,6 +26,7 @@ from tests.fixtures.postgres import PostgresServer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ALICE = Actor("alice", 1000)
+DRIFT_ROW = "INSERT INTO drift_results(at, model, version, kind, verdict, report) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def location(registry: Registry) -> RegistryLocation:
@@ -78,13 +79,11 @@ def seed(registry: Registry) -> None:
                         (canary_id, at(1.5), "pass", json.dumps({"gates": [{"name": "error_rate", "verdict": "pass",
                                                                             "p_value": 0.4}]})))
         drift = {"report": {"features": [{"name": "amount", "drifted": True, "effect_size": 0.8}]}}
-        tx.conn.execute("INSERT INTO drift_results(at, model, version, kind, verdict, report) VALUES (?, ?, ?, ?, ?, ?)",
-                        (at(20), "fraud", "v2", "drift", "drift", json.dumps(drift)))
+        tx.conn.execute(DRIFT_ROW, (at(20), "fraud", "v2", "drift", "drift", json.dumps(drift)))
         performance = {"labelled": 800, "confidence": 0.95, "metrics": [
             {"name": "accuracy", "state": "degraded", "value": 0.875, "ci_low": 0.85, "ci_high": 0.9, "n": 800,
              "baseline": 0.95, "floor": 0.9}]}
-        tx.conn.execute("INSERT INTO drift_results(at, model, version, kind, verdict, report) VALUES (?, ?, ?, ?, ?, ?)",
-                        (at(21), "fraud", "v2", "performance", "degraded", json.dumps(performance)))
+        tx.conn.execute(DRIFT_ROW, (at(21), "fraud", "v2", "performance", "degraded", json.dumps(performance)))
         tx.conn.execute("INSERT INTO retrain_runs(id, model, trigger, status, started_at, finished_at,"
                         " candidate_version, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         ("r1", "fraud", "drift", "succeeded", at(22), at(25), "v3", json.dumps({"reason": "drift"})))
@@ -110,7 +109,8 @@ def test_every_reader_reads_the_same_registry_on_both_engines(make_registry: Cal
     (alert,) = report_store.alerts(where)
     assert (alert.rule, alert.state, alert.model, alert.version) == ("ModelSlaDegraded", "firing", "fraud", "v2")
     (canary,) = report_store.canaries(where)
-    assert (canary.model, canary.canary_version, canary.phase, canary.last_verdict) == ("fraud", "v2", "succeeded", "pass")
+    assert (canary.model, canary.canary_version, canary.phase, canary.last_verdict) == ("fraud", "v2", "succeeded",
+                                                                                        "pass")
     drift = report_store.drift(where)
     assert [(d.kind, d.verdict) for d in drift] == [("drift", "drift"), ("performance", "degraded")]
     assert drift[0].features == (("amount", "drift", 0.8),)
