@@ -23,6 +23,8 @@ The stores write SQL with ``?`` placeholders; :class:`PgConnection` turns them i
 
 from __future__ import annotations
 
+import json
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +37,8 @@ from opsctl.adapters.registry_engine import RegistryError, redact
 from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, chain_hash
 from opsctl.errors import ConflictError, NotFoundError
 
+# The channel every audit append is announced on (opsctl.adapters.registry_events listens).
+EVENTS_CHANNEL = "opsctl_events"
 # Advisory lock keys (one 64-bit key space per database): writers, and the migration runner.
 WRITE_LOCK_KEY = 0x6F70_7363_746C_0001
 MIGRATION_LOCK_KEY = 0x6F70_7363_746C_0002
@@ -339,10 +343,43 @@ class PgConnection:
 
 
 class PostgresDialect:
-    """What is PostgreSQL-only SQL (see :class:`~opsctl.adapters.registry_engine.Dialect`)."""
+    """What is PostgreSQL-only SQL (see :class:`~opsctl.adapters.registry_engine.Dialect`).
+
+    Every audit append also sends ``NOTIFY opsctl_events`` in its own transaction (so it is delivered
+    only if that commits): ``{"origin": ..., "audit_id": N}``, far below the 8000-byte payload limit;
+    listeners read the row itself (:mod:`opsctl.adapters.registry_events`). ``origin`` names this
+    process, and the ids it appended are remembered until its listener has passed them, so a daemon
+    never republishes its own changes, not even when it catches up after a reconnect.
+    """
 
     name = "postgresql"
     integrity_errors: tuple[type[BaseException], ...] = (psycopg.IntegrityError,)
+
+    def __init__(self) -> None:
+        self.origin = secrets.token_hex(8)
+        self._made_here: set[int] = set()
+        self._made_here_lock = threading.Lock()
+
+    def audit_appended(self, conn: PgConnection, audit_id: int) -> None:
+        with self._made_here_lock:
+            self._made_here.add(audit_id)
+        payload = json.dumps({"origin": self.origin, "audit_id": audit_id}, separators=(",", ":"))
+        conn.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, payload))
+
+    def audit_discarded(self, audit_ids: Sequence[int]) -> None:
+        # Rolled back: another daemon may append these ids next, and those rows are not ours.
+        with self._made_here_lock:
+            self._made_here.difference_update(audit_ids)
+
+    def made_here(self, audit_id: int) -> bool:
+        """Whether this process appended audit row ``audit_id``."""
+        with self._made_here_lock:
+            return audit_id in self._made_here
+
+    def forget_made_here(self, up_to: int) -> None:
+        """The listener has passed ``up_to``: those ids need not be remembered any longer."""
+        with self._made_here_lock:
+            self._made_here = {i for i in self._made_here if i > up_to}
 
     def insert_id(self, conn: PgConnection, sql: str, parameters: Sequence[Any]) -> int:
         return int(conn.execute(sql + " RETURNING id", parameters).fetchone()[0])  # type: ignore[index]
