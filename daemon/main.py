@@ -426,9 +426,11 @@ def _listen_to_other_daemons(registry: Registry, bus: EventBus) -> CrossDaemonEv
         return None
     from opsctl.adapters.registry_events import CrossDaemonEvents
 
-    listener = CrossDaemonEvents(registry, bus.publish)
+    # What the others relay is published here without going back out.
+    listener = CrossDaemonEvents(registry, lambda kind, data: bus.publish(kind, data, relay=False))
     if not listener.start():
         log.warning("not listening for other daemons' changes yet; retrying in the background")
+    bus.relay = listener.relay
     return listener
 
 

@@ -11,14 +11,24 @@ step, the model's deployment as a ``deployment`` event), each exactly once.
 The registry stays the source of truth: the listener keeps the highest audit id it has passed, and
 every notice above it reads the rows after it. A notice sent while the connection was down is lost
 (PostgreSQL keeps none for a listener that is gone), so on reconnecting the listener reads every row
-after its high-water mark before waiting again: nothing committed in between is skipped.
+after its high-water mark before waiting again: nothing committed in between is skipped, and each
+model those rows changed gets a ``deployment`` event with its deployment as it is now.
+
+Everything else on a daemon's bus (job results, health, alerts, canary and drift news, ``deployment``)
+is relayed as it is published (:meth:`CrossDaemonEvents.relay`): after the change it reports has
+committed, by a sender thread, as ``{"origin", "kind", "data"}`` (a document over the 8000-byte
+payload limit goes with its scalar fields only, marked ``truncated``). Those are live news, not
+replayed after a reconnect: what they report is in the registry (``opsctl health``, ``alerts``...).
+Not relayed: ``audit`` (the notices above carry it) and ``leader`` (it is about the daemon itself).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +46,11 @@ log = logging.getLogger("opsctld.events")
 Publish = Callable[[str, dict[str, Any]], object]
 # Rows read per query while catching up (a daemon that was cut off for long reads in pages).
 PAGE = 500
+# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more.
+MAX_PAYLOAD_BYTES = 7999
+NOT_RELAYED = frozenset({"audit", "leader"})
+# Events waiting for the sender; past this (PostgreSQL unreachable for long) the newest are dropped and counted.
+RELAY_QUEUE = 10_000
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,39 @@ class AuditNotice:
             return AuditNotice(str(body["origin"]), int(body["audit_id"]))
         except (ValueError, TypeError, KeyError):
             return None
+
+
+@dataclass(frozen=True)
+class RelayedEvent:
+    """One bus event another daemon relayed: its kind and data."""
+
+    origin: str
+    kind: str
+    data: dict[str, Any]
+
+    @staticmethod
+    def parse(payload: str) -> RelayedEvent | None:
+        try:
+            body = json.loads(payload)
+            if isinstance(body.get("kind"), str) and isinstance(body.get("data"), dict):
+                return RelayedEvent(str(body["origin"]), body["kind"], body["data"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            pass
+        return None
+
+    def payload(self) -> str:
+        """The NOTIFY payload: the whole event, or its scalar fields marked ``truncated`` when too large."""
+        text = json.dumps({"origin": self.origin, "kind": self.kind, "data": self.data}, default=str,
+                          separators=(",", ":"))
+        if len(text.encode()) <= MAX_PAYLOAD_BYTES:
+            return text
+        small = {k: v for k, v in self.data.items() if isinstance(v, str | int | float | bool | None)
+                 and len(str(v)) <= 200}
+        text = json.dumps({"origin": self.origin, "kind": self.kind, "data": {**small, "truncated": True}},
+                          separators=(",", ":"))
+        if len(text.encode()) <= MAX_PAYLOAD_BYTES:
+            return text
+        return json.dumps({"origin": self.origin, "kind": self.kind, "data": {"truncated": True}})
 
 
 class CrossDaemonEvents:
@@ -75,18 +123,61 @@ class CrossDaemonEvents:
         # What a status page or a test can read: reconnections, and entries published by catching up after one.
         self.reconnects = 0
         self.caught_up = 0
+        self.relay_dropped = 0
         self.application_name = f"opsctl-events:{os.getpid()}"
+        self._outbox: queue.Queue[RelayedEvent | None] = queue.Queue(RELAY_QUEUE)
+        self._sender: threading.Thread | None = None
 
     def start(self, wait_seconds: float = 5.0) -> bool:
         """Start listening; True once it listens (changes committed from then on are all published)."""
         self._thread = threading.Thread(target=self._run, name="opsctl-events", daemon=True)
         self._thread.start()
+        self._sender = threading.Thread(target=self._send, name="opsctl-events-relay", daemon=True)
+        self._sender.start()
         return self._listening.wait(wait_seconds)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        with contextlib.suppress(queue.Full):  # full: the sender sees _stop after its current send
+            self._outbox.put_nowait(None)
+        for thread in (self._thread, self._sender):
+            if thread is not None:
+                thread.join(timeout=5)
+
+    def relay(self, kind: str, data: dict[str, Any]) -> None:
+        """Send a bus event on to the other daemons (never blocks: a sender thread does the NOTIFY)."""
+        if kind in NOT_RELAYED:
+            return
+        try:
+            self._outbox.put_nowait(RelayedEvent(self._dialect.origin, kind, data))
+        except queue.Full:
+            self.relay_dropped += 1
+
+    # -- the relaying thread ------------------------------------------------------------
+
+    def _send(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            while not self._stop.is_set():
+                event = self._outbox.get()
+                if event is None:
+                    return
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                               application_name=f"opsctl-relay:{os.getpid()}")
+                    conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, event.payload()))
+                except psycopg.Error as error:
+                    self.relay_dropped += 1
+                    log.warning("cannot relay an event to the other daemons; dropped",
+                                extra={"kind": event.kind, "error": str(error).strip()})
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    self._stop.wait(self._retry_seconds)
+        finally:
+            if conn is not None:
+                conn.close()
 
     # -- the listening thread -----------------------------------------------------------
 
@@ -112,7 +203,9 @@ class CrossDaemonEvents:
                 log.info("listening for other daemons' changes", extra={"after_audit_id": self._high_water})
             else:
                 self.reconnects += 1
-                published = self._catch_up()
+                # The deployment events relayed meanwhile were lost with the connection: say where each
+                # model changed by a missed entry stands now.
+                published = self._catch_up(deployments=True)
                 self.caught_up += published
                 log.warning("registry event connection back; caught up",
                             extra={"published": published, "after_audit_id": self._high_water})
@@ -122,6 +215,10 @@ class CrossDaemonEvents:
                     notice = AuditNotice.parse(notify.payload)
                     if notice is not None:
                         self._on_notice(notice)
+                        continue
+                    relayed = RelayedEvent.parse(notify.payload)
+                    if relayed is not None and relayed.origin != self._dialect.origin:
+                        self._publish(relayed.kind, relayed.data)
 
     def _on_notice(self, notice: AuditNotice) -> None:
         high_water = self._high_water or 0
@@ -136,7 +233,7 @@ class CrossDaemonEvents:
         with self._registry.read() as tx:
             return int(tx.conn.execute("SELECT coalesce(max(id), 0) FROM audit_log").fetchone()[0])
 
-    def _catch_up(self) -> int:
+    def _catch_up(self, *, deployments: bool = False) -> int:
         """Publish every audit row after the high-water mark that this process did not append; how many."""
         published = 0
         changed_models: list[str] = []
@@ -149,7 +246,8 @@ class CrossDaemonEvents:
                 if not self._dialect.made_here(int(row["id"])):
                     self._publish("audit", _audit_event(row))
                     published += 1
-                    if row["model"] and is_model_change(row["action"]) and row["model"] not in changed_models:
+                    if (deployments and row["model"] and is_model_change(row["action"])
+                            and row["model"] not in changed_models):
                         changed_models.append(row["model"])
                 self._passed(int(row["id"]))
             if len(rows) < PAGE:

@@ -1,6 +1,7 @@
 """Two real daemons on one real PostgreSQL registry: an SSE client on either sees every change, whichever daemon
-made it, exactly once; and a daemon whose LISTEN connection was killed (pg_terminate_backend) while a change
-was made still delivers that change once it has reconnected, read back from the registry."""
+made it, exactly once; the leader's job results reach the follower's stream; and a daemon whose LISTEN
+connection was killed (pg_terminate_backend) while a change was made still delivers that change once it has
+reconnected, read back from the registry."""
 
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ class SseClient:
 @pytest.fixture
 def two_daemons(tmp_path: Path, postgres_server: PostgresServer) -> Iterator[tuple[DaemonProcess, DaemonProcess, str]]:
     url = postgres_server.create_database()
-    daemons = [DaemonProcess(make_opsctl_env(tmp_path / name, f'\n[registry]\nurl = "{url}"\n')).start(timeout=60)
-               for name in ("a", "b")]
+    config = f'\n[registry]\nurl = "{url}"\n[jobs]\nhousekeeping_seconds = 1\n'
+    daemons = [DaemonProcess(make_opsctl_env(tmp_path / name, config)).start(timeout=60) for name in ("a", "b")]
     try:
         yield daemons[0], daemons[1], url
     finally:
@@ -160,3 +161,30 @@ def test_a_change_made_while_the_listen_connection_is_down_is_delivered_after_th
         on_b.close()
     b.stop()
     assert "registry event connection back; caught up" in b.log()
+
+
+def test_the_leaders_job_results_reach_the_followers_event_stream_once(
+        two_daemons: tuple[DaemonProcess, DaemonProcess, str]) -> None:
+    a, b, _ = two_daemons
+
+    def leading(daemon: DaemonProcess) -> bool:
+        with daemon.http() as http:
+            return bool(http.get("/v1/status").json()["leader"]["leading"])
+
+    leader = wait_for(lambda: next((d for d in (a, b) if leading(d)), None), 30, what="a leader")
+    follower = b if leader is a else a
+    on_leader, on_follower = SseClient(leader), SseClient(follower)
+    try:
+        def jobs(client: SseClient) -> list[str]:
+            return [json.dumps(d, sort_keys=True) for k, d, _ in list(client.events)
+                    if k == "job" and d.get("job") == "housekeeping"]
+
+        relayed = wait_for(lambda: (shown := [j for j in jobs(on_follower) if j in jobs(on_leader)])
+                           and len(shown) >= 2 and shown, 15, what="the leader's job results on the follower")
+        assert len(relayed) >= 2
+        for client in (on_leader, on_follower):
+            seen = jobs(client)
+            assert len(seen) == len(set(seen)), seen  # each run once (its duration tells runs apart)
+    finally:
+        on_leader.close()
+        on_follower.close()
