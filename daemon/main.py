@@ -182,6 +182,8 @@ class Daemon:
         self.state = state
         if lease is not None:
             state.status_providers["leader"] = lambda: _leader_status(registry, lease)
+        if events_listener is not None:
+            state.status_providers["events"] = lambda: events_listener.status().to_json()
         subsystems = load_subsystems()
         app = create_app(state, [e for s in subsystems for e in s.endpoints])
 

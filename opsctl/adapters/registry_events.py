@@ -103,6 +103,21 @@ class RelayedEvent:
         return json.dumps({"origin": self.origin, "kind": self.kind, "data": {"truncated": True}})
 
 
+@dataclass(frozen=True)
+class EventsStatus:
+    """How the cross-daemon event stream is doing (the ``events`` section of ``GET /v1/status``)."""
+
+    listening: bool
+    after_audit_id: int | None  # the last audit entry passed (published, or this daemon's own)
+    reconnects: int
+    caught_up: int  # entries published by reading the audit log after a reconnect
+    relay_dropped: int  # events this daemon could not send on to the others
+
+    def to_json(self) -> dict[str, Any]:
+        return {"listening": self.listening, "after_audit_id": self.after_audit_id, "reconnects": self.reconnects,
+                "caught_up": self.caught_up, "relay_dropped": self.relay_dropped}
+
+
 class CrossDaemonEvents:
     """Publishes onto ``publish`` (the daemon's event bus) the audit entries other processes append."""
 
@@ -143,6 +158,10 @@ class CrossDaemonEvents:
         for thread in (self._thread, self._sender):
             if thread is not None:
                 thread.join(timeout=5)
+
+    def status(self) -> EventsStatus:
+        return EventsStatus(self._listening.is_set(), self._high_water, self.reconnects, self.caught_up,
+                            self.relay_dropped)
 
     def relay(self, kind: str, data: dict[str, Any]) -> None:
         """Send a bus event on to the other daemons (never blocks: a sender thread does the NOTIFY)."""

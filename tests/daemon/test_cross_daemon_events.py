@@ -159,6 +159,10 @@ def test_a_change_made_while_the_listen_connection_is_down_is_delivered_after_th
         assert len(ids) == 3 and len(set(ids)) == 3, ids
     finally:
         on_b.close()
+    with b.http() as http:
+        status = http.get("/v1/status").json()["events"]
+    assert status["listening"] and status["reconnects"] == 1 and status["caught_up"] == 1, status
+    assert status["relay_dropped"] == 0, status
     b.stop()
     assert "registry event connection back; caught up" in b.log()
 
