@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsctl.cli.context import CliContext
+from opsctl.core.durations import format_duration
 from opsctl.errors import DaemonUnavailableError
 
 
@@ -34,7 +35,7 @@ def status(ctx: CliContext) -> int:
         return code
     daemon = document["daemon"]
     if daemon["up"]:
-        uptime = _duration(daemon["uptime_seconds"])
+        uptime = format_duration(daemon["uptime_seconds"])
         ctx.out.line(ctx.out.style("daemon: up", "green", "bold") +
                      f"  version {daemon['version']}  pid {daemon['pid']}  uptime {uptime}")
     else:
@@ -45,7 +46,7 @@ def status(ctx: CliContext) -> int:
     if document["jobs"]:
         ctx.out.line()
         ctx.out.table(["job", "every", "last run", "result", "took", "summary"],
-                      [[j["name"], _duration(j["interval_seconds"]), j["last_finished_at"],
+                      [[j["name"], format_duration(j["interval_seconds"]), j["last_finished_at"],
                         {True: "ok", False: "FAILED", None: "-"}[j["last_ok"]],
                         f"{j['last_duration_seconds'] * 1000:.0f} ms" if j["last_duration_seconds"] is not None
                         else None, j["last_summary"]] for j in document["jobs"]])
@@ -65,12 +66,3 @@ def _leader_line(leader: dict[str, Any]) -> str:
     return f"leader: {lease['holder']}  epoch {lease['epoch']}  since {lease['acquired_at']}  ({role})"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
