@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
@@ -45,6 +46,9 @@ from opsctld.peercred import PeerCredH11Protocol
 from opsctld.sdnotify import Notifier
 from opsctld.state import DaemonState
 from opsctld.wiring import build_services
+
+if TYPE_CHECKING:
+    from opsctl.adapters.registry_events import CrossDaemonEvents
 
 log = logging.getLogger("opsctld")
 
@@ -156,6 +160,7 @@ class Daemon:
             raise
         bus = EventBus(clock=self.clock)
         bus.bind(loop)
+        events_listener = _listen_to_other_daemons(registry, bus)
         metrics = DaemonMetrics()
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
@@ -187,6 +192,8 @@ class Daemon:
         if lease is not None:
             state.status_providers["leader"] = lambda: _leader_status(registry, lease)
             state.status_providers["daemons"] = lambda: _daemons_status(registry, lease, self.clock.now())
+        if events_listener is not None:
+            state.status_providers["events"] = lambda: events_listener.status().to_json()
         subsystems = load_subsystems()
         app = create_app(state, [e for s in subsystems for e in s.endpoints])
 
@@ -246,6 +253,8 @@ class Daemon:
             drained = await runner.drain(timeout=max(1.0, settings.daemon.shutdown_timeout_seconds - 5))
             if not drained:
                 log.warning("jobs still running at shutdown; abandoning them")
+            if events_listener is not None:
+                events_listener.stop()
             bus.close()
             for server in servers:
                 server.should_exit = True
@@ -421,6 +430,20 @@ def run(config_path: str | None, log_level: str | None = None) -> int:
         found = find_config(None)
         config_path = str(found) if found else None
     return asyncio.run(Daemon(settings, config_path=config_path, log_level_fixed=log_level is not None).serve())
+
+
+def _listen_to_other_daemons(registry: Registry, bus: EventBus) -> CrossDaemonEvents | None:
+    """On PostgreSQL, the changes other daemons make join this daemon's event stream (None on SQLite)."""
+    if registry.postgres is None:
+        return None
+    from opsctl.adapters.registry_events import CrossDaemonEvents
+
+    # What the others relay is published here without going back out.
+    listener = CrossDaemonEvents(registry, lambda kind, data: bus.publish(kind, data, relay=False))
+    if not listener.start():
+        log.warning("not listening for other daemons' changes yet; retrying in the background")
+    bus.relay = listener.relay
+    return listener
 
 
 def _leader_status(registry: Registry, lease: LeaderLease) -> dict[str, object]:

@@ -285,6 +285,12 @@ class SqliteDialect:
         seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
         return None if seq is None else int(seq[0])
 
+    def audit_appended(self, conn: sqlite3.Connection, audit_id: int) -> None:
+        pass  # one daemon per SQLite file: its own event bus already carries every change
+
+    def audit_discarded(self, audit_ids: Any) -> None:
+        pass
+
 
 SQLITE_DIALECT = SqliteDialect()
 
@@ -496,12 +502,19 @@ class Registry:
         read-check-write below (audit chain, generation and revision compare-and-swap) holds as on SQLite.
         """
         if self.postgres is not None:
-            with self.postgres.write() as conn:
-                tx = RegistryTx(conn, self.dialect)
-                self._check_fence(tx)
-                yield tx
-            if tx.deployments_changed:
-                tx.routing = self.publish_routing()
+            pg_tx: RegistryTx | None = None
+            try:
+                with self.postgres.write() as conn:
+                    pg_tx = RegistryTx(conn, self.dialect)
+                    self._check_fence(pg_tx)
+                    yield pg_tx
+            except BaseException:
+                if pg_tx is not None and pg_tx.audit_ids:
+                    self.dialect.audit_discarded(pg_tx.audit_ids)
+                raise
+            assert pg_tx is not None
+            if pg_tx.deployments_changed:
+                pg_tx.routing = self.publish_routing()
             return
         conn = self._connection()
         try:
@@ -597,6 +610,7 @@ class RegistryTx:
         self.conn = conn
         self.dialect = dialect
         self.deployments_changed = False
+        self.audit_ids: list[int] = []  # audit rows this transaction appended
         # Set by Registry.write after the commit: how the routing document was rewritten.
         self.routing: Publication | None = None
         # The lease epoch this transaction was fenced with (require_epoch), None when unfenced: the audit
@@ -787,6 +801,8 @@ class RegistryTx:
                    outcome, detail, prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (*content, prev_hash, chain_hash(prev_hash, content)),
         )
+        self.audit_ids.append(content.id)
+        self.dialect.audit_appended(self.conn, content.id)
         return content.id
 
     def verify_audit_chain(self, *, after_id: int = 0, after_hash: str = GENESIS_HASH) -> ChainReport:

@@ -156,3 +156,11 @@ class Dialect(Protocol):
     def audit_high_water(self, conn: Any) -> int | None:
         """The highest audit id ever appended (remembered apart from the rows), None when none was."""
         ...
+
+    def audit_appended(self, conn: Any, audit_id: int) -> None:
+        """Told inside the transaction that appended audit row ``audit_id`` (PostgreSQL tells other daemons)."""
+        ...
+
+    def audit_discarded(self, audit_ids: Sequence[int]) -> None:
+        """Told that the transaction which appended ``audit_ids`` was rolled back."""
+        ...
