@@ -129,8 +129,8 @@ _LIGHT_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["models", "-o", "json"], _HEAVY),
     (["rollback", "fraud-detector", "--yes", "--reason", "imports", "-o", "json"], _HEAVY),
     # With the daemon down these act on the registry directly: no HTTP client is needed, so none is loaded.
-    (["versions", "fraud-detector", "-o", "json"], _HEAVY + ("httpx?",)),
-    (["history", "-o", "json"], _HEAVY + ("httpx?",)),
+    (["versions", "fraud-detector", "-o", "json"], (*_HEAVY, "httpx?")),
+    (["history", "-o", "json"], (*_HEAVY, "httpx?")),
     (["health", "-o", "json"], _HEAVY),
     (["alerts", "-o", "json"], _HEAVY),
     (["canary", "status", "-o", "json"], _HEAVY),
