@@ -24,5 +24,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     every test still runs, on the same fixtures, and tests that build on each other within a
     module keep their order (the partition is stable).
     """
-    slow = [item for item in items if item.get_closest_marker("slow") is not None]
-    items[:] = slow + [item for item in items if item.get_closest_marker("slow") is None]
+    def rank(item: pytest.Item) -> int:
+        # A single-test xdist_group (tests/demo/test_story_e2e.py, tests/tui/test_tmux_demo.py) is one
+        # long demo: first of all. Multi-test groups are handed out first by the scheduler anyway.
+        if item.get_closest_marker("slow") is None:
+            return 2
+        return 0 if item.get_closest_marker("xdist_group") is not None else 1
+
+    items.sort(key=rank)  # stable
