@@ -30,8 +30,10 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsctl import __version__
-from opsctl.adapters.artifacts import StoredArtifact, safe_suffix
+from opsctl.adapters.artifact_storage import StoredArtifact
+from opsctl.adapters.artifacts import safe_suffix
 from opsctl.adapters.preflight import TokenIdentity
+from opsctl.adapters.registry_reader import RegistryLocation
 from opsctl.clock import utc_iso
 from opsctl.core.json_schema import first_error
 from opsctl.domain import Actor, Lineage
@@ -418,7 +420,8 @@ async def incident_timeline(request: Request) -> Response:
     if not since_seconds > 0:
         raise UsageError("'since_seconds' must be positive")
     model = request.query_params.get("model") or None
-    timeline = await run_in_threadpool(build, state.settings.daemon.registry_path, state.clock, since_seconds, model)
+    where = RegistryLocation.of(state.settings.registry, state.settings.daemon.registry_path)
+    timeline = await run_in_threadpool(build, where, state.clock, since_seconds, model)
     return JSONResponse(timeline.to_json())
 
 

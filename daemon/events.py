@@ -13,7 +13,7 @@ import itertools
 import json
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +50,8 @@ class EventBus:
         self._subscribers: set[asyncio.Queue[Event | _Overflowed]] = set()
         self._queue_size = queue_size
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Told of every event published here with relay=True (on PostgreSQL: sent on to the other daemons).
+        self.relay: Callable[[str, dict[str, Any]], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -58,8 +60,11 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, kind: str, data: dict[str, Any]) -> Event:
-        """Thread-safe: record the event and hand it to every subscriber on the loop."""
+    def publish(self, kind: str, data: dict[str, Any], *, relay: bool = True) -> Event:
+        """Thread-safe: record the event and hand it to every subscriber on the loop (and to ``relay``).
+
+        ``relay=False``: an event another daemon relayed here, which must not go back out.
+        """
         with self._lock:
             event = Event(next(self._ids), kind, self._clock.now(), data)
             self._history.append(event)
@@ -73,6 +78,8 @@ class EventBus:
                 self._deliver(event)
             else:
                 loop.call_soon_threadsafe(self._deliver, event)
+        if relay and self.relay is not None:
+            self.relay(kind, data)
         return event
 
     def _deliver(self, event: Event) -> None:

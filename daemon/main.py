@@ -19,15 +19,19 @@ import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from opsctl import __version__
 from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.daemon_roster import heartbeat, leave, read_roster, this_process
 from opsctl.adapters.files import make_private_dir
-from opsctl.adapters.leader_lease import LeaderLease, read_lease
+from opsctl.adapters.leader_lease import LeaderLease, default_holder, read_lease
 from opsctl.adapters.preflight import preflight, read_token_file
 from opsctl.adapters.registry import Registry, open_registry
 from opsctl.clock import Clock, SystemClock
@@ -42,6 +46,9 @@ from opsctld.peercred import PeerCredH11Protocol
 from opsctld.sdnotify import Notifier
 from opsctld.state import DaemonState
 from opsctld.wiring import build_services
+
+if TYPE_CHECKING:
+    from opsctl.adapters.registry_events import CrossDaemonEvents
 
 log = logging.getLogger("opsctld")
 
@@ -153,11 +160,14 @@ class Daemon:
             raise
         bus = EventBus(clock=self.clock)
         bus.bind(loop)
+        events_listener = _listen_to_other_daemons(registry, bus)
         metrics = DaemonMetrics()
         metrics.track_sse_clients(lambda: bus.subscriber_count)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opsctl-job")
         artifacts = ArtifactStore(settings.daemon.artifacts_dir)
-        removed = artifacts.clean_incoming()  # partial uploads of a killed daemon or CLI
+        # Partial uploads of a killed daemon or CLI. On PostgreSQL the artifact directory is shared with the
+        # other daemons, whose uploads may be in progress: only a day-old partial file is surely abandoned.
+        removed = artifacts.clean_incoming(older_than_seconds=86400 if settings.registry.engine == "postgresql" else 0)
         if removed:
             log.warning("removed partial uploads", extra={"files": removed})
         services = build_services(lambda: self.settings, registry, artifacts, clock=self.clock,
@@ -168,7 +178,11 @@ class Daemon:
         lease = None
         if settings.registry.engine == "postgresql":
             # Several daemons may share this registry: the scheduled jobs run on the lease holder only.
-            lease = LeaderLease(registry, ttl_seconds=settings.registry.lease_ttl_seconds)
+            holder = default_holder()
+            member = this_process(holder, version=__version__, api=_api_address(settings), started_at=self.clock.now())
+            lease = LeaderLease(registry, ttl_seconds=settings.registry.lease_ttl_seconds, holder=holder,
+                                also_on_tick=lambda tx, now: heartbeat(tx, member, now),
+                                also_on_release=lambda tx: leave(tx, holder))
         runner = JobRunner(registry=registry, bus=bus, metrics=metrics, clock=self.clock, executor=executor,
                            leadership=lease.acting_epoch if lease is not None else None)
         state = DaemonState(settings=settings, registry=registry, artifacts=artifacts, services=services, bus=bus,
@@ -177,6 +191,9 @@ class Daemon:
         self.state = state
         if lease is not None:
             state.status_providers["leader"] = lambda: _leader_status(registry, lease)
+            state.status_providers["daemons"] = lambda: _daemons_status(registry, lease, self.clock.now())
+        if events_listener is not None:
+            state.status_providers["events"] = lambda: events_listener.status().to_json()
         subsystems = load_subsystems()
         app = create_app(state, [e for s in subsystems for e in s.endpoints])
 
@@ -236,6 +253,8 @@ class Daemon:
             drained = await runner.drain(timeout=max(1.0, settings.daemon.shutdown_timeout_seconds - 5))
             if not drained:
                 log.warning("jobs still running at shutdown; abandoning them")
+            if events_listener is not None:
+                events_listener.stop()
             bus.close()
             for server in servers:
                 server.should_exit = True
@@ -413,9 +432,36 @@ def run(config_path: str | None, log_level: str | None = None) -> int:
     return asyncio.run(Daemon(settings, config_path=config_path, log_level_fixed=log_level is not None).serve())
 
 
+def _listen_to_other_daemons(registry: Registry, bus: EventBus) -> CrossDaemonEvents | None:
+    """On PostgreSQL, the changes other daemons make join this daemon's event stream (None on SQLite)."""
+    if registry.postgres is None:
+        return None
+    from opsctl.adapters.registry_events import CrossDaemonEvents
+
+    # What the others relay is published here without going back out.
+    listener = CrossDaemonEvents(registry, lambda kind, data: bus.publish(kind, data, relay=False))
+    if not listener.start():
+        log.warning("not listening for other daemons' changes yet; retrying in the background")
+    bus.relay = listener.relay
+    return listener
+
+
 def _leader_status(registry: Registry, lease: LeaderLease) -> dict[str, object]:
     """The ``leader`` section of ``/v1/status``: who holds the jobs lease, its epoch, and whether it is us."""
     with registry.read() as tx:
         current = read_lease(tx, lease.name)
     return {"this_daemon": lease.holder, "leading": lease.acting_epoch() is not None,
             "lease": current.to_json() if current is not None else None}
+
+
+def _daemons_status(registry: Registry, lease: LeaderLease, now: datetime) -> list[dict[str, object]]:
+    """The ``daemons`` section of ``/v1/status``: every daemon on this registry heard of lately, the leader marked."""
+    seen = read_roster(registry, now=now, ttl_seconds=lease.ttl.total_seconds())
+    return [{**d.to_json(), "this_daemon": d.member.holder == lease.holder} for d in seen]
+
+
+def _api_address(settings: Settings) -> str:
+    """Where this daemon's API answers: its socket, and its TCP listener if any."""
+    tcp = settings.daemon.tcp_listen
+    scheme = "https" if settings.daemon.tls_cert_file else "http"
+    return settings.daemon.socket + (f" {scheme}://{tcp}" if tcp else "")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.artifact_storage import ArtifactStorage
 from opsctl.adapters.registry import Registry
 from opsctl.clock import Clock
 from opsctl.config import Settings
@@ -22,7 +22,7 @@ from opsctld.wiring import Services
 class DaemonState:
     settings: Settings
     registry: Registry
-    artifacts: ArtifactStore
+    artifacts: ArtifactStorage
     services: Services
     bus: EventBus
     metrics: DaemonMetrics

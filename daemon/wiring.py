@@ -21,7 +21,7 @@ from typing import Any
 
 from opsctl.adapters.actuators import Hooks, build_actuator
 from opsctl.adapters.alertmanager import AlertmanagerNotifier
-from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.artifact_storage import ArtifactStorage
 from opsctl.adapters.canary_gauges import CanaryGauges
 from opsctl.adapters.drift_gauges import DriftGauges
 from opsctl.adapters.offset_store import RegistryOffsetStore
@@ -68,7 +68,7 @@ def _config_dir(settings: Settings) -> Path | None:
     return Path(source).resolve().parent
 
 
-def build_services(settings: Callable[[], Settings], registry: Registry, artifacts: ArtifactStore, *,
+def build_services(settings: Callable[[], Settings], registry: Registry, artifacts: ArtifactStorage, *,
                    clock: Clock, events: EventSink, metrics: DaemonMetrics) -> Services:
     """Build the daemon's services; ``settings`` returns the current (SIGHUP-reloaded) settings."""
     current = settings()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsctl.adapters.model_changes import ModelChangeCounts
+from opsctl.adapters.registry_reader import RegistryLocation
 from opsctld.jobs import JobOutcome, JobSpec
 from opsctld.main import Subsystem
 from opsctld.state import DaemonState
@@ -20,7 +21,8 @@ from opsctld.state import DaemonState
 def start(state: DaemonState) -> None:
     watch = state.services.audit
     # Promotes, rollbacks and canary steps as a counter, for the dashboard's annotations.
-    state.metrics.track_model_changes(ModelChangeCounts(state.registry.path))
+    state.metrics.track_model_changes(ModelChangeCounts(
+        RegistryLocation.of(state.settings.registry, state.settings.daemon.registry_path)))
 
     def status() -> dict[str, Any] | None:
         report = watch.last_report

@@ -33,11 +33,13 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opsctl.errors import ActuatorError
+
+if TYPE_CHECKING:
+    # httpx is imported where an HTTP actuator is built: a one-shot on the default routing table never pays for it.
+    import httpx
 
 HOOK_KINDS = ("pre_rollout", "confirm_promotion", "post_rollout", "rollback")
 
@@ -183,8 +185,16 @@ def run_command(argv: list[str], values: Mapping[str, str], *, timeout: float, w
     return stdout
 
 
+def _new_client() -> httpx.Client:
+    import httpx
+
+    return httpx.Client()
+
+
 def post_json(client: httpx.Client, url: str, body: dict[str, Any], *, timeout: float, what: str) -> None:
     """POST ``body``; raises ActuatorError unless the answer is 2xx."""
+    import httpx
+
     try:
         response = client.post(url, json=body, timeout=timeout)
     except httpx.TimeoutException as error:
@@ -233,7 +243,7 @@ class WebhookActuator:
     def __init__(self, url: str, *, timeout_seconds: float = 10.0, client: httpx.Client | None = None) -> None:
         self.url = url
         self.timeout_seconds = timeout_seconds
-        self._client = client or httpx.Client()
+        self._client = client or _new_client()
 
     def apply(self, split: Split) -> None:
         post_json(self._client, self.url, {"type": "traffic_split", **split.to_json()},
@@ -298,7 +308,7 @@ class Hooks:
 
     def __init__(self, settings: ActuatorSettings, client: httpx.Client | None = None) -> None:
         self.settings = settings
-        self._client = client or httpx.Client()
+        self._client = client or _new_client()
 
     def configured(self, kind: str) -> bool:
         return self.settings.hook(kind).configured

@@ -1,4 +1,4 @@
-"""Content-addressed artifact store inside the registry's own directory.
+"""Content-addressed artifact store in a directory: the one implementation of ``ArtifactStorage``.
 
 Files are copied in under ``sha256-<hex><suffix>``; every load verifies the
 sha256 first and refuses a mismatch, a missing file, a symlink, or a name that
@@ -15,22 +15,15 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from opsctl.adapters.artifact_storage import StoredArtifact
 from opsctl.adapters.files import make_private_dir, storage_error
 from opsctl.errors import IntegrityError, NotFoundError, OpsctlError, UsageError
 
 _CHUNK = 1 << 20
 _NAME = re.compile(r"^sha256-[0-9a-f]{64}(\.[A-Za-z0-9_]{1,16}){0,2}$")
-
-
-@dataclass(frozen=True)
-class StoredArtifact:
-    name: str
-    sha256: str
-    size_bytes: int
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -124,7 +117,11 @@ class IncomingArtifact:
 
 
 class ArtifactStore:
-    """Artifacts under one root, addressed by content; stored files are read-only (0440)."""
+    """Artifacts under one root directory, addressed by content; stored files are read-only (0440).
+
+    Implements ``ArtifactStorage`` (``opsctl/adapters/artifact_storage.py``). With several daemons the
+    root is a shared mount, at the same path on every daemon and model server.
+    """
 
     INCOMING_PREFIX = ".incoming-"
 

@@ -4,7 +4,6 @@ the shipped runbooks. Every probe that cannot answer leaves its fact empty (the 
 from __future__ import annotations
 
 import re
-import sqlite3
 from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -15,7 +14,7 @@ import httpx
 
 from opsctl.adapters.artifacts import sha256_file
 from opsctl.adapters.http_config import HttpConfig, build_client
-from opsctl.adapters.registry_reader import connect_read_only, json_column
+from opsctl.adapters.registry_reader import ReadConnection, Where, connect_read_only, json_column
 from opsctl.clock import parse_utc
 from opsctl.core.checklist import FleetFacts, HealthCheckFact, ModelFacts
 from opsctl.core.runbooks import SHIPPED_RUNBOOKS
@@ -34,7 +33,7 @@ def _accuracy(metrics: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def model_facts(registry: Path, artifacts: Path, now: datetime, model: str | None = None) -> list[ModelFacts]:
+def model_facts(registry: Where, artifacts: Path, now: datetime, model: str | None = None) -> list[ModelFacts]:
     """Facts for every model (or one) with a deployment row."""
     with closing(connect_read_only(registry)) as conn:
         query = "SELECT * FROM deployments" + (" WHERE model = ?" if model else "") + " ORDER BY model"
@@ -44,7 +43,7 @@ def model_facts(registry: Path, artifacts: Path, now: datetime, model: str | Non
         return [_one(conn, row, artifacts, now) for row in deployments]
 
 
-def _one(conn: sqlite3.Connection, dep: sqlite3.Row, artifacts: Path, now: datetime) -> ModelFacts:
+def _one(conn: ReadConnection, dep: Any, artifacts: Path, now: datetime) -> ModelFacts:
     name, prod = dep["model"], dep["production_version"]
     if prod is None:
         return ModelFacts(name, None)
@@ -70,7 +69,7 @@ def _one(conn: sqlite3.Connection, dep: sqlite3.Row, artifacts: Path, now: datet
                    for c in (result or {}).get("checks", []))
     drift = conn.execute("SELECT at, verdict FROM drift_results WHERE model = ? AND kind = 'drift'"
                          " ORDER BY id DESC LIMIT 1", (name,)).fetchone()
-    offsets = {r["key"]: r["offset"] for r in conn.execute("SELECT key, offset FROM ingest_offsets")}
+    offsets = {r["key"]: r["offset"] for r in conn.execute('SELECT key, "offset" FROM ingest_offsets')}
 
     def ingested(suffix: str) -> int | None:
         sizes = [size for key, size in offsets.items() if Path(key).name.startswith(f"{name}.{suffix}.jsonl")]
@@ -98,7 +97,7 @@ def _one(conn: sqlite3.Connection, dep: sqlite3.Row, artifacts: Path, now: datet
     )
 
 
-def last_job_run(registry: Path, job: str) -> tuple[datetime, bool, str] | None:
+def last_job_run(registry: Where, job: str) -> tuple[datetime, bool, str] | None:
     with closing(connect_read_only(registry)) as conn:
         row = conn.execute("SELECT finished_at, ok, summary FROM job_runs WHERE job = ? ORDER BY id DESC LIMIT 1",
                            (job,)).fetchone()
@@ -144,7 +143,7 @@ def missing_runbooks(names: tuple[str, ...], folder: Path = SHIPPED_RUNBOOKS) ->
     return tuple(name for name in names if not (folder / f"{name}.md").is_file())
 
 
-def fleet_facts(*, registry: Path, now: datetime, health_seconds: float, drift_seconds: float,
+def fleet_facts(*, registry: Where, now: datetime, health_seconds: float, drift_seconds: float,
                 ingest_seconds: float, log_dirs_configured: bool, prometheus_url: str, alertmanager_url: str,
                 timeout: float, expected_rules: tuple[str, ...], daemon_rules: tuple[str, ...],
                 prometheus_http: HttpConfig | None = None, alertmanager_http: HttpConfig | None = None) -> FleetFacts:

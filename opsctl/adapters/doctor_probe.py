@@ -17,7 +17,7 @@ import httpx
 from opsctl.adapters.alertmanager import AlertmanagerSettings
 from opsctl.adapters.http_config import build_client, describe_http_error, describe_status
 from opsctl.adapters.prometheus import PrometheusSource, promql_selector, render
-from opsctl.adapters.registry_reader import connect_read_only
+from opsctl.adapters.registry_reader import Where, connect_read_only
 from opsctl.core.doctor import (
     FreshnessFacts,
     LogDirFacts,
@@ -27,7 +27,7 @@ from opsctl.core.doctor import (
     similar_names,
     vector_selectors,
 )
-from opsctl.errors import ConfigError, MetricsSourceError
+from opsctl.errors import ConfigError, MetricsSourceError, NotFoundError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -41,11 +41,13 @@ def duration_seconds(text: str) -> float | None:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
-def deployed_versions(registry: Path) -> list[tuple[str, str]]:
-    """(model, version) of every production and canary version in the registry (read-only)."""
-    if not registry.is_file():
+def deployed_versions(registry: Where) -> list[tuple[str, str]]:
+    """(model, version) of every production and canary version in the registry (read-only); none without one."""
+    try:
+        conn = connect_read_only(registry)
+    except NotFoundError:
         return []
-    with closing(connect_read_only(registry)) as conn:
+    with closing(conn):
         rows = conn.execute("SELECT model, production_version, canary_version FROM deployments ORDER BY model")
         out: list[tuple[str, str]] = []
         for row in rows:

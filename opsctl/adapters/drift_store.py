@@ -34,7 +34,7 @@ from opsctl.clock import parse_utc, utc_iso
 from opsctl.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from opsctl.adapters.artifacts import ArtifactStore
+    from opsctl.adapters.artifact_storage import ArtifactStorage
     from opsctl.core.drift import DriftReport, ReferenceSummary
 
 KINDS = ("drift", "performance")
@@ -96,6 +96,16 @@ class DriftStore:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def latest_everywhere(self, target: Target, kind: str) -> dict[tuple[str, str], DriftResult]:
+        """The newest result of every (model, version), in one query (the status page lists them all)."""
+        with open_tx(target, write=False) as tx:
+            rows = tx.conn.execute(
+                "SELECT * FROM drift_results WHERE id IN (SELECT MAX(id) FROM drift_results WHERE kind = ? "
+                "GROUP BY model, version)", (kind,),
+            ).fetchall()
+        results = [_row(r) for r in rows]
+        return {(r.model, r.version): r for r in results}
+
     def history(self, target: Target, model: str, kind: str, *, limit: int = 20) -> list[DriftResult]:
         """The last ``limit`` results of ``model`` (every version), newest first."""
         if limit <= 0:
@@ -146,7 +156,7 @@ class SummaryCache:
     number; write such codes as text, e.g. ``"c07"``), except ``predicted_class``, always a category.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], artifacts: ArtifactStore, *, keep_in_memory: int = 16
+    def __init__(self, directory: str | os.PathLike[str], artifacts: ArtifactStorage, *, keep_in_memory: int = 16
                  ) -> None:
         self.directory = Path(directory)
         self.artifacts = artifacts

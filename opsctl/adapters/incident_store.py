@@ -3,21 +3,19 @@
 Sources (each a table the daemon or the CLI writes): ``audit_log`` (every change with actor and reason),
 ``alert_history`` (alert transitions), ``health_results`` (status changes are derived from consecutive
 results per version), ``canary_evaluations`` (gate verdicts; changes and failures), ``drift_results``
-(verdict changes per version and kind) and ``retrain_runs`` (start and finish). The file is opened
-read-only (``mode=ro``), so this works the same whether the daemon runs or not: SQLite's WAL lets a
-reader see every committed write.
+(verdict changes per version and kind) and ``retrain_runs`` (start and finish). The registry is
+opened read-only (:mod:`opsctl.adapters.registry_reader`: the SQLite file or PostgreSQL), so this works
+the same whether the daemon runs or not.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from opsctl.adapters.registry_reader import connect_read_only, json_column, number
+from opsctl.adapters.registry_reader import ReadConnection, Where, connect_read_only, json_column, number
 from opsctl.clock import parse_utc
 from opsctl.core.incident import TimelineEntry
 
@@ -27,10 +25,10 @@ _TABLES = {"audit": "audit_log", "alert": "alert_history", "health": "health_res
 DAEMON = "opsctld"
 
 
-def read_entries(path: Path, since: datetime, model: str | None = None) -> tuple[list[TimelineEntry], list[str]]:
+def read_entries(path: Where, since: datetime, model: str | None = None) -> tuple[list[TimelineEntry], list[str]]:
     """Entries at or after ``since`` (for one model or all) and the sources the database has."""
     with closing(connect_read_only(path)) as conn:
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = conn.table_names()
         present = [source for source in SOURCES if _TABLES[source] in tables]
         readers = {"audit": _audit, "alert": _alerts, "health": _health, "canary": _canary, "drift": _drift,
                    "retrain": _retrain}
@@ -45,7 +43,7 @@ def _doc(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _audit(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]:
+def _audit(conn: ReadConnection, since: datetime) -> Iterator[TimelineEntry]:
     for row in conn.execute("SELECT * FROM audit_log ORDER BY id"):
         at = parse_utc(row["at"])
         if at < since:
@@ -58,7 +56,7 @@ def _audit(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]
                             f"{row['actor']} via {row['via']}", what, row["reason"] or "", ())
 
 
-def _alerts(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]:
+def _alerts(conn: ReadConnection, since: datetime) -> Iterator[TimelineEntry]:
     for row in conn.execute("SELECT * FROM alert_history ORDER BY id"):
         at = parse_utc(row["at"])
         if at < since:
@@ -86,7 +84,7 @@ def _failing_numbers(result: dict[str, Any]) -> tuple[tuple[str, float], ...]:
     return tuple(numbers)
 
 
-def _health(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]:
+def _health(conn: ReadConnection, since: datetime) -> Iterator[TimelineEntry]:
     last: dict[tuple[str, str], str] = {}
     for row in conn.execute("SELECT * FROM health_results ORDER BY id"):
         key = (row["model"], row["version"])
@@ -103,7 +101,7 @@ def _health(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry
                             f"health {row['status']}{was}", result.get("reason", ""), _failing_numbers(result))
 
 
-def _canary(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]:
+def _canary(conn: ReadConnection, since: datetime) -> Iterator[TimelineEntry]:
     query = ("SELECT e.id, e.canary_id, e.at, e.verdict, e.evaluation, c.model, c.canary_version"
              " FROM canary_evaluations e JOIN canaries c ON c.id = e.canary_id ORDER BY e.id")
     last: dict[int, str] = {}
@@ -126,7 +124,7 @@ def _canary(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry
                             f"canary {row['canary_id']} gate verdict {row['verdict']}", str(why), numbers)
 
 
-def _drift(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]:
+def _drift(conn: ReadConnection, since: datetime) -> Iterator[TimelineEntry]:
     last: dict[tuple[str, str, str], str] = {}
     for row in conn.execute("SELECT id, at, model, version, kind, verdict FROM drift_results ORDER BY id"):
         key = (row["model"], row["version"], row["kind"])
@@ -142,8 +140,8 @@ def _drift(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]
                             f"{row['kind']} verdict {row['verdict']}{was}", "", ())
 
 
-def _retrain(conn: sqlite3.Connection, since: datetime) -> Iterator[TimelineEntry]:
-    for row in conn.execute("SELECT * FROM retrain_runs ORDER BY started_at"):
+def _retrain(conn: ReadConnection, since: datetime) -> Iterator[TimelineEntry]:
+    for row in conn.execute("SELECT * FROM retrain_runs ORDER BY started_at, rowid"):
         run = _doc(row["run"])
         started = parse_utc(row["started_at"])
         if started >= since:

@@ -79,7 +79,11 @@ class LeaderLease:
 
     def __init__(self, registry: Registry, *, ttl_seconds: float, holder: str | None = None,
                  name: str = JOBS_LEASE, safety_margin: float = 0.25,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 also_on_tick: Callable[[RegistryTx, datetime], None] | None = None,
+                 also_on_release: Callable[[RegistryTx], None] | None = None) -> None:
+        """``also_on_tick`` / ``also_on_release`` run inside the tick's / the release's transaction (the daemon's
+        heartbeat row, :mod:`opsctl.adapters.daemon_roster`), so they cost no transaction of their own."""
         if not 0 < safety_margin < 1:
             raise ValueError("safety_margin must be in (0, 1) of the TTL")
         self.registry = registry
@@ -88,6 +92,8 @@ class LeaderLease:
         self.name = name
         self._margin = safety_margin
         self._monotonic = monotonic
+        self._also_on_tick = also_on_tick
+        self._also_on_release = also_on_release
         self._epoch: int | None = None
         self._valid_until = 0.0  # monotonic time after which this holder stops acting
 
@@ -119,6 +125,8 @@ class LeaderLease:
                 held = self._write(tx, current.epoch, current.acquired_at, now)
             else:
                 held = self._write(tx, current.epoch + 1, now, now)
+            if self._also_on_tick is not None:
+                self._also_on_tick(tx, now)
         if held is None:
             self._epoch = None
             return None
@@ -142,8 +150,11 @@ class LeaderLease:
     def release(self, now: datetime) -> None:
         """Give the lease up at once (a clean shutdown), so another daemon need not wait for the TTL."""
         epoch, self._epoch = self._epoch, None
-        if epoch is None:
+        if epoch is None and self._also_on_release is None:
             return
         with self.registry.write() as tx:
-            tx.conn.execute("UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND epoch = ?",
-                            (utc_iso(now), self.name, self.holder, epoch))
+            if epoch is not None:
+                tx.conn.execute("UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND epoch = ?",
+                                (utc_iso(now), self.name, self.holder, epoch))
+            if self._also_on_release is not None:
+                self._also_on_release(tx)

@@ -7,21 +7,19 @@ daemon reads them). Each :meth:`ModelChangeCounts.refresh` reads only the rows a
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from contextlib import closing
-from pathlib import Path
 
-from opsctl.adapters.registry_reader import connect_read_only
+from opsctl.adapters.registry_reader import Where, connect_read_only
 from opsctl.core.model_changes import CHANGE_KINDS, is_model_change
-from opsctl.errors import StorageError
+from opsctl.errors import OpsctlError, StorageError
 
 
 class ModelChangeCounts:
     """(model, change) -> how many successful changes the audit log holds, for every model the audit log
     names and every change kind (0 until it happens)."""
 
-    def __init__(self, registry: Path) -> None:
+    def __init__(self, registry: Where) -> None:
         self._registry = registry
         self._lock = threading.Lock()
         self._last_id = 0
@@ -35,7 +33,7 @@ class ModelChangeCounts:
                 with closing(connect_read_only(self._registry)) as conn:
                     rows = conn.execute("SELECT id, model, action, outcome FROM audit_log WHERE id > ? ORDER BY id",
                                         (self._last_id,)).fetchall()
-            except sqlite3.Error as error:
+            except OpsctlError as error:
                 raise StorageError(f"cannot read the audit log in {self._registry}: {error}") from error
             for row in rows:
                 self._last_id = row["id"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsctl.adapters.files import create_private_file, make_private_dir, storage_error
-from opsctl.adapters.registry_engine import Dialect, RegistrySettings
+from opsctl.adapters.registry_engine import Dialect, RegistrySettings, SchemaMigration, SchemaStatus, too_new
 from opsctl.adapters.registry_engine import RegistryError as RegistryError
 from opsctl.adapters.routing_document import Publication, RoutingDocument, document_path
 from opsctl.clock import parse_utc, utc_iso
@@ -249,6 +249,19 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         expires_at   TEXT NOT NULL
     );
     """,
+    # The daemons sharing this registry (opsctl.adapters.daemon_roster): one row each, its heartbeat
+    # renewed with the lease tick, removed on a clean stop.
+    """
+    CREATE TABLE daemons (
+        holder        TEXT PRIMARY KEY,
+        host          TEXT NOT NULL,
+        pid           INTEGER NOT NULL,
+        version       TEXT NOT NULL,
+        api           TEXT NOT NULL DEFAULT '',
+        started_at    TEXT NOT NULL,
+        heartbeat_at  TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -271,6 +284,12 @@ class SqliteDialect:
         # SQLite's AUTOINCREMENT counter remembers the highest id ever handed out.
         seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
         return None if seq is None else int(seq[0])
+
+    def audit_appended(self, conn: sqlite3.Connection, audit_id: int) -> None:
+        pass  # one daemon per SQLite file: its own event bus already carries every change
+
+    def audit_discarded(self, audit_ids: Any) -> None:
+        pass
 
 
 SQLITE_DIALECT = SqliteDialect()
@@ -321,6 +340,7 @@ class Registry:
         self.routing_document = RoutingDocument(document_path(self.path)) if publish_routing else None
         self._local = threading.local()
         self._migrated = False
+        self._migration: SchemaMigration | None = None  # what this process's first connection migrated
         # Threads opening their first connection at once would race to switch a new file to WAL
         # (SQLite answers that with "database is locked" at once, without the busy handler).
         self._open_lock = threading.Lock()
@@ -388,16 +408,17 @@ class Registry:
     def _migrate(self, conn: sqlite3.Connection) -> None:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current > SCHEMA_VERSION:
-            raise RegistryError(
-                f"registry {self.path} has schema {current}, newer than this opsctl knows ({SCHEMA_VERSION});"
-                " upgrade opsctl"
-            )
+            raise too_new(str(self.path), current, SCHEMA_VERSION)
+        before: int | None = None  # the version before the first step this process applied
+        applied = 0
         while current < SCHEMA_VERSION:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 # Another process may have migrated while we waited for the lock.
                 current = conn.execute("PRAGMA user_version").fetchone()[0]
                 if current < SCHEMA_VERSION:
+                    before = current if before is None else before
+                    applied += 1
                     migration = MIGRATIONS[current]
                     if isinstance(migration, str):
                         for statement in _split_sql(migration):
@@ -410,6 +431,43 @@ class Registry:
                 conn.execute("ROLLBACK") if conn.in_transaction else None
                 raise RegistryError(f"migrating registry {self.path} failed: {error}") from error
             current = conn.execute("PRAGMA user_version").fetchone()[0]
+        self._migration = SchemaMigration(str(self.path), current if before is None else before, current, applied)
+
+    def schema_status(self) -> SchemaStatus:
+        """The schema version the registry has and the one this opsctl runs, without migrating anything.
+
+        A registry migrated by a newer opsctl is refused (:class:`RegistryError`); a SQLite file that does not
+        exist yet is at version 0 (and is not created).
+        """
+        if self.postgres is not None:
+            current = self.postgres.stored_version()
+        elif not self.path.exists():
+            current = 0
+        else:
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+                try:
+                    current = conn.execute("PRAGMA user_version").fetchone()[0]
+                finally:
+                    conn.close()
+            except sqlite3.Error as error:
+                raise RegistryError(f"cannot read registry {self.path}: {error}") from error
+        if current > SCHEMA_VERSION:
+            raise too_new(self.location, current, SCHEMA_VERSION)
+        return SchemaStatus(self.location, current, SCHEMA_VERSION)
+
+    def migrate(self) -> SchemaMigration:
+        """Run the pending migrations now: the same steps, under the same lock, as a daemon's first connection."""
+        if self.postgres is not None:
+            before, after = self.postgres.migrate()  # every step under one lock: nobody else's in between
+            return SchemaMigration(self.location, before, after, after - before)
+        with self._open_lock:
+            migrated = self._migrated
+        self._connection()
+        if migrated or self._migration is None:
+            current = self.schema_version()
+            return SchemaMigration(self.location, current, current, 0)
+        return self._migration
 
     def schema_version(self) -> int:
         if self.postgres is not None:
@@ -444,12 +502,19 @@ class Registry:
         read-check-write below (audit chain, generation and revision compare-and-swap) holds as on SQLite.
         """
         if self.postgres is not None:
-            with self.postgres.write() as conn:
-                tx = RegistryTx(conn, self.dialect)
-                self._check_fence(tx)
-                yield tx
-            if tx.deployments_changed:
-                tx.routing = self.publish_routing()
+            pg_tx: RegistryTx | None = None
+            try:
+                with self.postgres.write() as conn:
+                    pg_tx = RegistryTx(conn, self.dialect)
+                    self._check_fence(pg_tx)
+                    yield pg_tx
+            except BaseException:
+                if pg_tx is not None and pg_tx.audit_ids:
+                    self.dialect.audit_discarded(pg_tx.audit_ids)
+                raise
+            assert pg_tx is not None
+            if pg_tx.deployments_changed:
+                pg_tx.routing = self.publish_routing()
             return
         conn = self._connection()
         try:
@@ -545,8 +610,12 @@ class RegistryTx:
         self.conn = conn
         self.dialect = dialect
         self.deployments_changed = False
+        self.audit_ids: list[int] = []  # audit rows this transaction appended
         # Set by Registry.write after the commit: how the routing document was rewritten.
         self.routing: Publication | None = None
+        # The lease epoch this transaction was fenced with (require_epoch), None when unfenced: the audit
+        # entries a scheduled job makes name it, so a postmortem can tell which leader wrote what.
+        self.epoch: int | None = None
 
     # -- models and versions -------------------------------------------------------
 
@@ -654,6 +723,16 @@ class RegistryTx:
         rows = self.conn.execute("SELECT * FROM deployments ORDER BY model").fetchall()
         return [_deployment_from_row(row) for row in rows]
 
+    def deployed_versions(self) -> dict[tuple[str, str], ModelVersion]:
+        """Every production and canary version, by (model, version), in two queries (not two per version)."""
+        deployments = {d.model: d for d in self.list_deployments()}
+        rows = self.conn.execute(
+            "SELECT v.* FROM versions v JOIN deployments d ON d.model = v.model"
+            " AND (v.version = d.production_version OR v.version = d.canary_version)"
+        ).fetchall()
+        return {(row["model"], row["version"]): _version_from_row(row, deployments.get(row["model"]))
+                for row in rows}
+
     def update_deployment(self, deployment: Deployment, *, expected_generation: int, now: datetime) -> Deployment:
         """Write the new deployment if nobody changed it since ``expected_generation``."""
         cursor = self.conn.execute(
@@ -698,6 +777,8 @@ class RegistryTx:
         detail: str = "",
         now: datetime,
     ) -> int:
+        if self.epoch is not None:
+            detail = f"{detail}; lease epoch {self.epoch}" if detail else f"lease epoch {self.epoch}"
         # Inside the write transaction, so the last row cannot change before this one chains to it.
         last = self.conn.execute("SELECT id, row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
         prev_hash = GENESIS_HASH if last is None else (last["row_hash"] or "")
@@ -720,6 +801,8 @@ class RegistryTx:
                    outcome, detail, prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (*content, prev_hash, chain_hash(prev_hash, content)),
         )
+        self.audit_ids.append(content.id)
+        self.dialect.audit_appended(self.conn, content.id)
         return content.id
 
     def verify_audit_chain(self, *, after_id: int = 0, after_hash: str = GENESIS_HASH) -> ChainReport:
@@ -797,6 +880,7 @@ class RegistryTx:
             raise FencedError(f"lease {lease!r} moved to epoch {current} (held by"
                               f" {row['holder'] if row else 'nobody'}); this write carried epoch {epoch} and was"
                               " refused")
+        self.epoch = epoch
 
     def get_kv(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -67,6 +67,45 @@ class RegistrySettings:
         return default if path is None else path
 
 
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a registry's schema stands: the version it has and the one this opsctl runs."""
+
+    location: str
+    current: int
+    target: int
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.target - self.current)
+
+    def to_json(self) -> dict[str, object]:
+        return {"registry": self.location, "from_version": self.current, "to_version": self.target,
+                "pending": self.pending}
+
+
+@dataclass(frozen=True)
+class SchemaMigration:
+    """What one migration run did: the schema version before the first step it applied and after the last (equal
+    when there was nothing to do), and how many steps it applied itself: fewer than the difference when another
+    process ran some of the steps in between (on SQLite each step is a transaction of its own)."""
+
+    location: str
+    from_version: int
+    to_version: int
+    applied: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"registry": self.location, "from_version": self.from_version, "to_version": self.to_version,
+                "applied": self.applied}
+
+
+def too_new(location: str, current: int, known: int) -> RegistryError:
+    """The error for a registry migrated by a newer opsctl (never touched: migrations only go forward)."""
+    return RegistryError(f"registry {location} has schema {current}, newer than this opsctl knows ({known});"
+                         " upgrade opsctl")
+
+
 def sqlite_path_of(url: str) -> Path | None:
     """The file of ``sqlite:///PATH`` (SQLAlchemy's spelling: four slashes for an absolute path), None for ``sqlite://``."""
     rest = url[len("sqlite://"):] if url.startswith("sqlite://") else ""
@@ -116,4 +155,12 @@ class Dialect(Protocol):
 
     def audit_high_water(self, conn: Any) -> int | None:
         """The highest audit id ever appended (remembered apart from the rows), None when none was."""
+        ...
+
+    def audit_appended(self, conn: Any, audit_id: int) -> None:
+        """Told inside the transaction that appended audit row ``audit_id`` (PostgreSQL tells other daemons)."""
+        ...
+
+    def audit_discarded(self, audit_ids: Sequence[int]) -> None:
+        """Told that the transaction which appended ``audit_ids`` was rolled back."""
         ...

@@ -23,6 +23,8 @@ The stores write SQL with ``?`` placeholders; :class:`PgConnection` turns them i
 
 from __future__ import annotations
 
+import json
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,10 +33,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from opsctl.adapters.registry_engine import RegistryError, redact
+from opsctl.adapters.registry_engine import RegistryError, redact, too_new
 from opsctl.core.audit_chain import GENESIS_HASH, AuditRowContent, chain_hash
-from opsctl.errors import ConflictError
+from opsctl.errors import ConflictError, NotFoundError
 
+# The channel every audit append is announced on (opsctl.adapters.registry_events listens).
+EVENTS_CHANNEL = "opsctl_events"
 # Advisory lock keys (one 64-bit key space per database): writers, and the migration runner.
 WRITE_LOCK_KEY = 0x6F70_7363_746C_0001
 MIGRATION_LOCK_KEY = 0x6F70_7363_746C_0002
@@ -276,6 +280,17 @@ MIGRATIONS: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
         expires_at   TEXT COLLATE "C" NOT NULL
     );
     """,
+    """
+    CREATE TABLE daemons (
+        holder        TEXT COLLATE "C" PRIMARY KEY,
+        host          TEXT COLLATE "C" NOT NULL,
+        pid           BIGINT NOT NULL,
+        version       TEXT COLLATE "C" NOT NULL,
+        api           TEXT COLLATE "C" NOT NULL DEFAULT '',
+        started_at    TEXT COLLATE "C" NOT NULL,
+        heartbeat_at  TEXT COLLATE "C" NOT NULL
+    );
+    """,
 )
 
 # Equal to SQLite's opsctl.adapters.registry.SCHEMA_VERSION (a test keeps the two lists in step).
@@ -339,10 +354,43 @@ class PgConnection:
 
 
 class PostgresDialect:
-    """What is PostgreSQL-only SQL (see :class:`~opsctl.adapters.registry_engine.Dialect`)."""
+    """What is PostgreSQL-only SQL (see :class:`~opsctl.adapters.registry_engine.Dialect`).
+
+    Every audit append also sends ``NOTIFY opsctl_events`` in its own transaction (so it is delivered
+    only if that commits): ``{"origin": ..., "audit_id": N}``, far below the 8000-byte payload limit;
+    listeners read the row itself (:mod:`opsctl.adapters.registry_events`). ``origin`` names this
+    process, and the ids it appended are remembered until its listener has passed them, so a daemon
+    never republishes its own changes, not even when it catches up after a reconnect.
+    """
 
     name = "postgresql"
     integrity_errors: tuple[type[BaseException], ...] = (psycopg.IntegrityError,)
+
+    def __init__(self) -> None:
+        self.origin = secrets.token_hex(8)
+        self._made_here: set[int] = set()
+        self._made_here_lock = threading.Lock()
+
+    def audit_appended(self, conn: PgConnection, audit_id: int) -> None:
+        with self._made_here_lock:
+            self._made_here.add(audit_id)
+        payload = json.dumps({"origin": self.origin, "audit_id": audit_id}, separators=(",", ":"))
+        conn.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, payload))
+
+    def audit_discarded(self, audit_ids: Sequence[int]) -> None:
+        # Rolled back: another daemon may append these ids next, and those rows are not ours.
+        with self._made_here_lock:
+            self._made_here.difference_update(audit_ids)
+
+    def made_here(self, audit_id: int) -> bool:
+        """Whether this process appended audit row ``audit_id``."""
+        with self._made_here_lock:
+            return audit_id in self._made_here
+
+    def forget_made_here(self, up_to: int) -> None:
+        """The listener has passed ``up_to``: those ids need not be remembered any longer."""
+        with self._made_here_lock:
+            self._made_here = {i for i in self._made_here if i > up_to}
 
     def insert_id(self, conn: PgConnection, sql: str, parameters: Sequence[Any]) -> int:
         return int(conn.execute(sql + " RETURNING id", parameters).fetchone()[0])  # type: ignore[index]
@@ -385,8 +433,23 @@ class PostgresEngine:
                 self._pool = pool
             return self._pool
 
-    def migrate(self) -> int:
-        """Bring the schema to this opsctl's version (under a lock: one process migrates, the others wait)."""
+    def stored_version(self) -> int:
+        """The schema version in the database (0 for an empty one), without migrating or opening the pool."""
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                exists = conn.execute("SELECT to_regclass('opsctl_schema')").fetchone()
+                if exists is None or exists[0] is None:
+                    return 0
+                row = conn.execute("SELECT version FROM opsctl_schema").fetchone()
+                return 0 if row is None else int(row[0])
+        except psycopg.Error as error:
+            raise self._error("cannot read the", error) from error
+
+    def migrate(self) -> tuple[int, int]:
+        """Bring the schema to this opsctl's version (under a lock: one process migrates, the others wait).
+
+        Returns the version before the first step this call applied and after the last (equal when none was due).
+        """
         try:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
                 conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -397,14 +460,14 @@ class PostgresEngine:
         except psycopg.Error as error:
             raise self._error("cannot migrate the", error) from error
 
-    def _migrate(self, conn: psycopg.Connection[Any], target: int) -> int:
+    def _migrate(self, conn: psycopg.Connection[Any], target: int) -> tuple[int, int]:
         conn.execute("""CREATE TABLE IF NOT EXISTS opsctl_schema (
             only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row), version INTEGER NOT NULL)""")
         conn.execute("INSERT INTO opsctl_schema(version) VALUES (0) ON CONFLICT DO NOTHING")
         current = int(conn.execute("SELECT version FROM opsctl_schema").fetchone()[0])  # type: ignore[index]
         if current > target:
-            raise RegistryError(f"registry {self.shown_url} has schema {current}, newer than this opsctl knows"
-                                f" ({target}); upgrade opsctl")
+            raise too_new(self.shown_url, current, target)
+        before = current
         while current < target:
             with conn.transaction():
                 migration = MIGRATIONS[current]
@@ -414,7 +477,7 @@ class PostgresEngine:
                     migration(conn)
                 conn.execute("UPDATE opsctl_schema SET version = %s", (current + 1,))
             current += 1
-        return current
+        return before, current
 
     def schema_version(self) -> int:
         with self.read() as conn:
@@ -453,3 +516,43 @@ class PostgresEngine:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+
+
+class PgReadConnection:
+    """A read-only connection for reports (:mod:`opsctl.adapters.registry_reader`): one READ ONLY,
+    REPEATABLE READ transaction, so every query sees the same snapshot and the server refuses writes."""
+
+    def __init__(self, url: str) -> None:
+        self.shown_url = redact(url)
+        try:
+            raw = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="opsctl-read")
+        except psycopg.Error as error:
+            raise RegistryError(f"cannot reach the PostgreSQL registry {self.shown_url}:"
+                                f" {str(error).strip()}") from error
+        raw.read_only = True
+        raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.raw = raw
+        self.conn = PgConnection(raw)
+        if self.execute("SELECT to_regclass('opsctl_schema')").fetchone()[0] is None:
+            self.close()
+            raise NotFoundError("registry", self.shown_url,
+                                "no opsctl registry in this database yet: start the daemon, or register a model")
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
+        try:
+            return self.conn.execute(sql, parameters)
+        except psycopg.Error as error:
+            raise RegistryError(f"cannot read the PostgreSQL registry {self.shown_url}:"
+                                f" {str(error).strip()}") from error
+
+    def table_names(self) -> set[str]:
+        return {row[0] for row in self.execute("SELECT table_name FROM information_schema.tables"
+                                               " WHERE table_schema = current_schema()")}
+
+    def close(self) -> None:
+        self.raw.close()  # ends the read-only transaction (nothing to commit)
+
+
+def connect_read_only(url: str) -> PgReadConnection:
+    """A read-only connection to the PostgreSQL registry at ``url``; NotFoundError when it has no registry."""
+    return PgReadConnection(url)

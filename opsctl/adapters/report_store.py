@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from contextlib import closing
 from datetime import datetime
-from pathlib import Path
 
-from opsctl.adapters.registry_reader import connect_read_only, json_column, number
+from opsctl.adapters.registry_reader import Where, connect_read_only, json_column, number
 from opsctl.clock import parse_utc
 from opsctl.core.drift_policy import Distribution
 from opsctl.core.report import (
@@ -21,7 +20,7 @@ from opsctl.core.report import (
 )
 
 
-def versions(path: Path, since: datetime, model: str | None = None) -> list[VersionSection]:
+def versions(path: Where, since: datetime, model: str | None = None) -> list[VersionSection]:
     """Each deployed version with its latest health result and its check values over the window."""
     sections = []
     with closing(connect_read_only(path)) as conn:
@@ -52,7 +51,7 @@ def versions(path: Path, since: datetime, model: str | None = None) -> list[Vers
     return sections
 
 
-def alerts(path: Path, model: str | None = None) -> list[AlertLine]:
+def alerts(path: Where, model: str | None = None) -> list[AlertLine]:
     lines = []
     with closing(connect_read_only(path)) as conn:
         for row in conn.execute("SELECT state FROM alerts"):
@@ -67,10 +66,11 @@ def alerts(path: Path, model: str | None = None) -> list[AlertLine]:
     return sorted(lines, key=lambda a: a.since)
 
 
-def canaries(path: Path, model: str | None = None) -> list[CanaryLine]:
+def canaries(path: Where, model: str | None = None) -> list[CanaryLine]:
     lines = []
     with closing(connect_read_only(path)) as conn:
-        for row in conn.execute("SELECT * FROM canaries WHERE id IN (SELECT max(id) FROM canaries GROUP BY model)"):
+        for row in conn.execute("SELECT * FROM canaries WHERE id IN (SELECT max(id) FROM canaries GROUP BY model)"
+                                " ORDER BY id"):
             if model and row["model"] != model:
                 continue
             verdict = conn.execute("SELECT verdict FROM canary_evaluations WHERE canary_id = ? ORDER BY id DESC"
@@ -80,7 +80,7 @@ def canaries(path: Path, model: str | None = None) -> list[CanaryLine]:
     return lines
 
 
-def drift(path: Path, model: str | None = None) -> list[DriftLine]:
+def drift(path: Where, model: str | None = None) -> list[DriftLine]:
     """The latest drift and performance verdict of each version, drift with its per-feature distributions."""
     lines = []
     with closing(connect_read_only(path)) as conn:
@@ -106,7 +106,7 @@ def _feature_verdict(feature: dict[str, object]) -> str:
     return "unknown" if drifted is None else "drift" if drifted else "no_drift"
 
 
-def performance(path: Path, model: str | None = None) -> list[PerformanceLine]:
+def performance(path: Where, model: str | None = None) -> list[PerformanceLine]:
     """The latest performance check of each version: every metric with its interval, baseline and floor."""
     lines = []
     with closing(connect_read_only(path)) as conn:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from opsctl.adapters.artifacts import ArtifactStore
 from opsctl.adapters.files import PRIVATE_FILE_MODE, storage_error
-from opsctl.adapters.registry_reader import connect_read_only
+from opsctl.adapters.registry_reader import connect_sqlite_read_only
 from opsctl.errors import IntegrityError, OpsctlError
 
 _CHUNK = 1 << 20
@@ -40,7 +40,7 @@ class CopiedFile:
 def snapshot_registry(source: Path, dest: Path) -> CopiedFile:
     """Copy the live registry at ``source`` to the new file ``dest`` (one consistent snapshot)."""
     tmp = dest.with_name(f".{dest.name}.tmp")
-    src = connect_read_only(source)
+    src = connect_sqlite_read_only(source)
     try:
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
         os.close(fd)
@@ -71,7 +71,7 @@ def snapshot_registry(source: Path, dest: Path) -> CopiedFile:
 
 def referenced_artifacts(registry_file: Path) -> list[tuple[str, str]]:
     """(name, sha256) of every artifact a registry file's versions refer to: models and reference samples."""
-    conn = connect_read_only(registry_file)
+    conn = connect_sqlite_read_only(registry_file)
     try:
         rows = conn.execute("SELECT artifact_name, sha256, reference_name, reference_sha256 FROM versions"
                             " ORDER BY model, version").fetchall()

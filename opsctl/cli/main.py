@@ -39,7 +39,7 @@ EXIT_CODES_HELP = """exit codes:
 # Command groups, one package each under opsctl/cli/ (arguments in <group>/args.py, handlers in
 # <group>/handlers.py, imported only when their command runs).
 GROUPS = ("registry", "status", "daemon", "config", "health", "alerts", "canary", "drift", "retrain", "abtest",
-          "demo", "incident", "checklist", "report", "audit", "backup", "doctor")
+          "demo", "incident", "checklist", "report", "audit", "backup", "doctor", "migrate")
 # Groups whose first positional may be a model instead of a subcommand: `opsctl retrain MODEL` is short for
 # `opsctl retrain run MODEL`, `opsctl drift MODEL` for `opsctl drift check MODEL`.
 SHORTHANDS = {"retrain": ("run", frozenset({"run", "runs", "show", "approve", "reject"})),

@@ -2,6 +2,8 @@
 
 >>> parse_duration("1h30m")
 5400.0
+>>> format_duration(7260)
+'2h01m'
 """
 
 from __future__ import annotations
@@ -29,3 +31,15 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise UsageError(f"bad duration {text!r}: must be longer than zero")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """A span in the coarsest unit that still says enough: ``45s``, ``90m``, ``2h01m``, ``3d4h`` (truncated)."""
+    whole = max(0, int(seconds))
+    if whole < 120:
+        return f"{whole}s"
+    if whole < 7200:
+        return f"{whole // 60}m"
+    if whole < 172800:
+        return f"{whole // 3600}h{(whole % 3600) // 60:02d}m"
+    return f"{whole // 86400}d{(whole % 86400) // 3600}h"

@@ -27,7 +27,6 @@ names some.
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 import threading
@@ -35,19 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
-class FaultKind(enum.StrEnum):
-    LATENCY = "latency"
-    ERRORS = "errors"
-    DRIFT = "drift"
-    ACCURACY = "accuracy"
-    CRASH = "crash"
-    STUCK_ROUTING = "stuck-routing"
-
-
-FAULT_KINDS: tuple[str, ...] = tuple(kind.value for kind in FaultKind)
-# A crash fault cannot be cleared: the process is gone.
-CLEARABLE_FAULT_KINDS: tuple[str, ...] = tuple(kind for kind in FAULT_KINDS if kind != FaultKind.CRASH)
+from opsctl.demo.fault_kinds import CLEARABLE_FAULT_KINDS as CLEARABLE_FAULT_KINDS
+from opsctl.demo.fault_kinds import FAULT_KINDS as FAULT_KINDS
+from opsctl.demo.fault_kinds import FaultKind as FaultKind
 
 DEFAULT_LEVELS: dict[FaultKind, float] = {
     FaultKind.LATENCY: 0.5,

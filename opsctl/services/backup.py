@@ -32,7 +32,8 @@ from typing import Any
 from opsctl import __version__
 from opsctl.adapters.files import make_private_dir, storage_error
 from opsctl.adapters.registry import SCHEMA_VERSION, Registry, RegistryTx
-from opsctl.adapters.registry_reader import connect_read_only
+from opsctl.adapters.registry_engine import RegistrySettings, redact
+from opsctl.adapters.registry_reader import connect_sqlite_read_only
 from opsctl.adapters.state_backup import (
     CopiedFile,
     copy_artifact,
@@ -145,7 +146,7 @@ class RestoreReport:
 
 def registry_facts(path: Path) -> RegistryFacts:
     """Counts and the audit chain's verdict of a registry file, read without changing it."""
-    conn = connect_read_only(path)
+    conn = connect_sqlite_read_only(path)
     try:
         schema = int(conn.execute("PRAGMA user_version").fetchone()[0])
         models = int(conn.execute("SELECT count(*) FROM models").fetchone()[0])
@@ -154,6 +155,18 @@ def registry_facts(path: Path) -> RegistryFacts:
     finally:
         conn.close()
     return RegistryFacts(schema, models, versions, audit)
+
+
+def require_sqlite(registry: RegistrySettings, command: str) -> None:
+    """UsageError when ``[registry]`` is on PostgreSQL: a backup here is a copy of the SQLite file.
+
+    PostgreSQL has its own backups (pg_dump, base backups and WAL archiving, a managed service's
+    snapshots); copying part of it from one client would be neither consistent nor restorable.
+    """
+    if registry.engine == "postgresql":
+        raise UsageError(f"opsctl {command} copies a SQLite registry, and this one is on PostgreSQL"
+                         f" ({redact(registry.url)}): use pg_dump / pg_restore (or your PostgreSQL's own backups)"
+                         " and copy the artifacts directory with it")
 
 
 def backup(state_dir: Path, dest: Path, *, clock: Clock | None = None,

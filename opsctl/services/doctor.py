@@ -25,6 +25,7 @@ from opsctl.adapters.doctor_probe import (
 )
 from opsctl.adapters.preflight import check_socket_path, read_token_file
 from opsctl.adapters.prometheus import PrometheusSource
+from opsctl.adapters.registry_reader import RegistryLocation
 from opsctl.clock import Clock, utc_iso
 from opsctl.core.doctor import (
     DoctorReport,
@@ -141,7 +142,7 @@ def _prometheus_findings(settings: Settings, probe: PrometheusProbe, now: dateti
         out.append(Finding("targets", Status.UNKNOWN, f"cannot list scrape targets: {error}"))
     out.append(diagnose_staleness_setting(prom.staleness_seconds, intervals))
     try:
-        versions = deployed_versions(settings.daemon.registry_path)
+        versions = deployed_versions(RegistryLocation.of(settings.registry, settings.daemon.registry_path))
     except OpsctlError as error:
         out.append(Finding("queries", Status.UNKNOWN, f"cannot read the registry: {error}"))
         return out

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from opsctl.adapters.alert_store import AlertTransition
-    from opsctl.adapters.artifacts import ArtifactStore
+    from opsctl.adapters.artifact_storage import ArtifactStorage
     from opsctl.config import Settings
     from opsctl.core.drift import ReferenceSummary
 
@@ -259,7 +259,7 @@ class DriftService:
     def __init__(
         self,
         registry: Registry,
-        artifacts: ArtifactStore,
+        artifacts: ArtifactStorage,
         *,
         settings: Callable[[], Settings],
         summaries_dir: Path,
@@ -414,18 +414,23 @@ class DriftService:
     def deployed(self, model: str | None = None) -> list[Target]:
         """Production and canary versions (of one model, or of all), production first."""
         targets: list[Target] = []
+        seen: set[tuple[str, str]] = set()
         with self.registry.read() as tx:
             deployments = tx.list_deployments()
             if model is not None:
                 deployments = [d for d in deployments if d.model == model]
+            # One query for all of them: a query per version is a round trip each on PostgreSQL.
+            versions = tx.deployed_versions() if model is None else {
+                (v.model, v.version): v for v in tx.list_versions(model)}
             for deployment in deployments:
                 for role, version in (("production", deployment.production_version),
                                       ("canary", deployment.canary_version)):
-                    if not version or any(t.model == deployment.model and t.version == version for t in targets):
+                    if not version or (deployment.model, version) in seen:
                         continue
-                    found = tx.get_version(deployment.model, version)
+                    found = versions.get((deployment.model, version))
                     if found is None:
                         continue
+                    seen.add((deployment.model, version))
                     targets.append(Target(deployment.model, version, role, found.reference_name,
                                           found.reference_sha256, dict(found.metrics)))
         return targets
@@ -703,11 +708,12 @@ class DriftService:
     def drift_status(self) -> DriftSection:
         """``/v1/status`` section ``drift``: the newest check of every deployed version, per model."""
         models: dict[str, list[VersionDrift]] = {}
+        # One query for every version: a query per version costs a round trip each on PostgreSQL.
+        newest = self.store.latest_everywhere(self.registry, "drift")
         for target in self.deployed():
-            latest = self.store.latest(self.registry, target.model, "drift", version=target.version)
+            result = newest.get((target.model, target.version))
             entry = VersionDrift(target.version, target.role)
-            if latest:
-                result = latest[0]
+            if result is not None:
                 report = result.document.get("report") or {}
                 entry = VersionDrift(target.version, target.role, verdict=result.verdict,
                                      checked_at=utc_iso(result.at),

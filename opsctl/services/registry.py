@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsctl.adapters.artifacts import ArtifactStore, StoredArtifact, sha256_file
+from opsctl.adapters.artifact_storage import ArtifactStorage, StoredArtifact
+from opsctl.adapters.artifacts import sha256_file
 from opsctl.adapters.registry import Registry, RegistryTx
 from opsctl.clock import Clock, SystemClock
 from opsctl.domain import (
@@ -95,7 +96,7 @@ class RegistryService:
     def __init__(
         self,
         registry: Registry,
-        artifacts: ArtifactStore,
+        artifacts: ArtifactStorage,
         *,
         clock: Clock | None = None,
         events: EventSink | None = None,

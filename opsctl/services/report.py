@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from opsctl.adapters import report_store
 from opsctl.adapters.incident_store import read_entries
+from opsctl.adapters.registry_reader import RegistryLocation
 from opsctl.clock import Clock
 from opsctl.core.incident import merge
 from opsctl.core.report import ReportData
@@ -20,7 +21,7 @@ def build_report(settings: Settings, clock: Clock, since_seconds: float, model: 
     """Everything the report shows, read from the registry (read-only), plus the live checklist."""
     now = clock.now()
     since = now - timedelta(seconds=since_seconds)
-    path = settings.daemon.registry_path
+    path = RegistryLocation.of(settings.registry, settings.daemon.registry_path)
     entries, _ = read_entries(path, since, model)
     return ReportData(
         generated_at=now, since=since,

@@ -41,7 +41,7 @@ from typing import Any
 
 from opsctl import __version__
 from opsctl.adapters import retrain_store as store
-from opsctl.adapters.artifacts import ArtifactStore
+from opsctl.adapters.artifact_storage import ArtifactStorage
 from opsctl.adapters.registry import Registry, RegistryTx
 from opsctl.adapters.training import (
     TrainingOutcome,
@@ -174,7 +174,7 @@ class RetrainService:
     def __init__(
         self,
         registry: Registry,
-        artifacts: ArtifactStore,
+        artifacts: ArtifactStorage,
         service: RegistryService,
         *,
         policy: RetrainPolicy | Callable[[], RetrainPolicy],

@@ -49,6 +49,19 @@ def test_latest_is_the_newest_row_per_version_and_history_is_newest_first(regist
         result("v1", "x", 0, kind="latency")
 
 
+def test_the_newest_result_of_every_model_version_comes_in_one_read(registry: Registry) -> None:
+    store = DriftStore()
+    other = DriftResult(T0, "other", "v1", "drift", "no_drift", {"role": "canary", "report": None, "n": 9})
+    for r in [result("v1", "no_drift", 0), result("v2", "drift", 1), result("v1", "drift", 2),
+              result("v1", "ok", 3, kind="performance"), other]:
+        store.record(registry, r)
+    newest = store.latest_everywhere(registry, "drift")
+    assert {key: (r.verdict, r.document["n"]) for key, r in newest.items()} == {
+        ("fraud", "v1"): ("drift", 2), ("fraud", "v2"): ("drift", 1), ("other", "v1"): ("no_drift", 9)}
+    assert {key: r.verdict for key, r in store.latest_everywhere(registry, "performance").items()} == {
+        ("fraud", "v1"): "ok"}
+
+
 def test_housekeeping_prunes_old_rows(registry: Registry) -> None:
     store = DriftStore()
     store.record(registry, result("v1", "drift", 0))

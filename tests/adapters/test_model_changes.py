@@ -1,7 +1,9 @@
-"""Model changes counted from a real registry's audit log: promotes, rollbacks and canary steps, incrementally."""
+"""Model changes counted from a real registry's audit log (SQLite and PostgreSQL): promotes, rollbacks and canary
+steps, incrementally."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import pytest
 
 from opsctl.adapters.model_changes import ModelChangeCounts
 from opsctl.adapters.registry import Registry
+from opsctl.adapters.registry_engine import RegistrySettings
+from opsctl.adapters.registry_reader import RegistryLocation
 from opsctl.core.model_changes import CANARY_STEPS, CHANGE_KINDS
 from opsctl.domain import Actor, Outcome
 from opsctl.errors import StorageError
@@ -22,14 +26,15 @@ def audit(registry: Registry, action: str, model: str | None = "fraud", outcome:
                         reason="", outcome=outcome, now=T0)
 
 
-def test_counts_changes_only_successful_ones_and_reads_each_row_once(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "registry.db", publish_routing=False)
+def test_counts_changes_only_successful_ones_and_reads_each_row_once(make_registry: Callable[..., Registry]) -> None:
+    registry = make_registry(publish_routing=False)
     for action in ("register", "promote", "canary_start", "canary_evaluation", "canary_check_failed",
                    "canary_stage", "canary_hook_pre_rollout", "canary_weight", "canary_rolled_back", "alert.ack"):
         audit(registry, action)
     audit(registry, "rollback", outcome=Outcome.CONFLICT)
     audit(registry, "promote", model=None)
-    counts = ModelChangeCounts(registry.path)
+    url = registry.postgres.url if registry.postgres is not None else ""
+    counts = ModelChangeCounts(RegistryLocation.of(RegistrySettings(url=url), registry.path))
     counts.refresh()
     first = {("fraud", "promote"): 1, ("fraud", "canary_start"): 1, ("fraud", "canary_stage"): 1,
              ("fraud", "canary_rolled_back"): 1}

@@ -129,6 +129,23 @@ def test_the_generation_compare_and_swap_refuses_a_stale_change(make_registry: M
     assert registry.get_deployment("fraud") == moved
 
 
+def test_deployed_versions_are_the_production_and_canary_versions_of_every_model(make_registry: Make) -> None:
+    registry = make_registry()
+    for model, version in [("fraud", "1"), ("fraud", "2"), ("fraud", "3"), ("churn", "a"), ("idle", "x")]:
+        _register(registry, model, version)
+    with registry.write() as tx:
+        fraud, churn = tx.get_deployment("fraud"), tx.get_deployment("churn")
+        tx.update_deployment(replace(fraud, production_version="1", canary_version="3", canary_weight=10.0),
+                             expected_generation=fraud.generation, now=NOW)
+        tx.update_deployment(replace(churn, production_version="a"), expected_generation=churn.generation, now=NOW)
+    with registry.read() as tx:
+        found = tx.deployed_versions()
+        one_by_one = {key: tx.get_version(*key) for key in found}
+    assert sorted(found) == [("churn", "a"), ("fraud", "1"), ("fraud", "3")]
+    assert found == one_by_one  # the same values, statuses included, as reading them one at a time
+    assert found[("fraud", "1")].status.value == "production" and found[("fraud", "3")].status.value == "canary"
+
+
 def test_registering_a_version_twice_is_a_conflict_and_changes_nothing(make_registry: Make) -> None:
     registry = make_registry()
     _register(registry, "fraud", "1")

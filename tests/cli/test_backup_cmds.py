@@ -246,3 +246,14 @@ def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path: Path) -> None:
     assert b"backed up" in done.stdout
     piped = env.run("backup", str(tmp_path / "c"))
     assert piped.code == 0 and piped.stderr == ""  # no progress noise in a pipe or a log
+
+
+def test_backup_and_restore_refuse_a_postgresql_registry_naming_pg_dump(tmp_path: Path, postgres_server: Any) -> None:
+    env = make_opsctl_env(tmp_path / "opsctl", f'\n[registry]\nurl = "{postgres_server.create_database()}"\n')
+    dest = tmp_path / "backup"
+    for args in (("backup", str(dest)), ("restore", str(dest))):
+        result = env.run(*args)
+        assert result.code == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert "PostgreSQL" in line and "pg_dump" in line and "postgresql://opsctl@127.0.0.1" in line, line
+    assert not dest.exists()  # nothing half-made

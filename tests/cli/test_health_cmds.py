@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from opsctl.cli.health.handlers import health_exit_code
-from opsctl.core.durations import parse_duration
+from opsctl.core.durations import format_duration, parse_duration
 from opsctl.errors import UsageError
 from tests.fixtures.cli import OpsctlEnv
 
@@ -26,6 +26,14 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_say_what_is_expected(text: str) -> None:
     with pytest.raises(UsageError, match="duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (59.9, "59s"), (119, "119s"), (120, "2m"), (5400, "90m"), (7260, "2h01m"),
+    (200_000, "2d7h"), (-3, "0s"),
+])
+def test_spans_read_in_the_coarsest_unit_that_still_says_enough(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
 
 
 def version(status: str, critical: bool = False) -> dict[str, object]:

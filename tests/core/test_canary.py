@@ -112,6 +112,15 @@ def test_healthy_canary_goes_through_every_stage_to_succeeded_with_exactly_these
     assert [a.weight for a in all_actions if isinstance(a, SetWeight)] == [10.0, 50.0, 100.0]
 
 
+def test_a_stage_too_young_says_how_long_it_still_needs_in_whole_seconds_rounded_up():
+    run = Run(policy(analysis_interval_seconds=1))
+    run(0, command=Command("start"))
+    assert run(60.4, evaluation=PASS).reason.endswith("stage needs 60s more")
+    # A few microseconds short is still short: never "needs 0s", never "7.6e-05s".
+    assert run(119.999924, evaluation=PASS).reason.endswith("stage needs 1s more")
+    assert run.state.stage == 0
+
+
 def test_stages_from_step_weight_and_max_weight_then_promotion():
     p = CanaryPolicy(step_weight=20, max_weight=50, min_stage_seconds=0, analysis_interval_seconds=10,
                      progress_deadline_seconds=60)

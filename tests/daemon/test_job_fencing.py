@@ -78,6 +78,8 @@ def test_a_paused_leaders_late_write_is_refused_after_a_takeover(make_registry: 
     outcome = asyncio.run(scenario())
     assert not outcome.ok and "FencedError" in outcome.summary and "carried epoch 1" in outcome.summary
     assert [e.action for e in new_registry.audit()] == ["stage-1", "stage-2 by the new leader"]
+    # Each entry names the epoch it was written under (a postmortem can tell the leaders apart).
+    assert [e.detail for e in new_registry.audit()] == ["lease epoch 1", "lease epoch 2"]
     with new_registry.read() as tx:
         assert tx.verify_audit_chain().ok
 
@@ -87,4 +89,4 @@ def test_without_a_lease_every_job_runs_unfenced(make_registry: Make) -> None:
     with ThreadPoolExecutor(1) as executor:
         outcome = asyncio.run(_runner(registry, None, executor).run(
             JobSpec("canary", 10, lambda: (_write(registry, "x"), JobOutcome(True, "ok"))[1])))
-    assert outcome.ok and [e.action for e in registry.audit()] == ["x"]
+    assert outcome.ok and [(e.action, e.detail) for e in registry.audit()] == [("x", "")]

@@ -1,13 +1,16 @@
 """Three real daemons on one real PostgreSQL registry: one leads the jobs; SIGKILL it and another takes over
 within the lease TTL + one renew interval; SIGSTOP it past its lease and SIGCONT it, and it comes back as a
-standby without taking the lease back. (The refusal of a paused leader's late writes by the fencing token:
-tests/daemon/test_job_fencing.py, where the pause can be placed mid-job.)"""
+standby without taking the lease back. All along, `opsctl status` on any daemon lists every daemon, the leader
+with its epoch and since when, a killed one as stale; a cleanly stopped one leaves the list. (The refusal of a
+paused leader's late writes by the fencing token: tests/daemon/test_job_fencing.py, where the pause can be
+placed mid-job, and tests/daemon/test_canary_failover.py, with real daemons.)"""
 
 from __future__ import annotations
 
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from opsctl.adapters.leader_lease import Lease, read_lease
 from opsctl.adapters.registry import Registry, open_registry
@@ -31,6 +34,17 @@ def _pid(lease: Lease) -> int:
     return int(lease.holder.split(":")[1])  # host:pid:random
 
 
+def _daemons(daemon: DaemonProcess) -> list[dict[str, Any]]:
+    """The ``daemons`` section of ``opsctl status -o json`` run against ``daemon``."""
+    shown = daemon.env.run("status", "-o", "json")
+    assert shown.code == 0, shown.stderr
+    return shown.json()["daemons"]  # type: ignore[no-any-return]
+
+
+def _host(lease: Lease) -> str:
+    return lease.holder.split(":")[0]
+
+
 def test_the_jobs_fail_over_to_another_daemon(tmp_path: Path, postgres_server: PostgresServer) -> None:
     url = postgres_server.create_database()
     config = (f'\n[registry]\nurl = "{url}"\nlease_ttl_seconds = {TTL}\nlease_renew_seconds = {RENEW}\n'
@@ -45,6 +59,13 @@ def test_the_jobs_fail_over_to_another_daemon(tmp_path: Path, postgres_server: P
         assert _pid(first) in daemons
         status = daemons[_pid(first)].http().get("/v1/status").json()["leader"]
         assert status["leading"] and status["lease"]["epoch"] == first.epoch
+        # `opsctl status` on any daemon lists all three, the leader with its epoch and since when.
+        follower = next(d for pid, d in daemons.items() if pid != _pid(first))
+        listed = wait_for(lambda: len(roster := _daemons(follower)) == 3 and roster, 10, what="three daemons listed")
+        assert {d["pid"] for d in listed} == set(daemons) and not any(d["stale"] for d in listed)
+        assert [(d["holder"], d["epoch"], d["leading_since"]) for d in listed if d["leading"]] == [
+            (first.holder, first.epoch, status["lease"]["acquired_at"])]
+        assert [d["pid"] for d in listed if d["this_daemon"]] == [follower.pid]
 
         # SIGKILL the leader: no release, the lease has to expire.
         killed_at = time.monotonic()
@@ -60,6 +81,18 @@ def test_the_jobs_fail_over_to_another_daemon(tmp_path: Path, postgres_server: P
         shown = leader.env.run("status")
         assert f"leader: {second.holder}  epoch {second.epoch}  since" in shown.stdout, shown.stdout + shown.stderr
         assert "(this daemon leads)" in shown.stdout
+        # The killed daemon is still listed, marked stale; the new leader is marked with its epoch.
+        listed = {d["pid"]: d for d in _daemons(leader)}
+        assert set(listed) == set(daemons) and listed[_pid(first)]["stale"] and not listed[_pid(first)]["leading"]
+        assert listed[_pid(second)]["leading"] and listed[_pid(second)]["epoch"] == second.epoch
+        rows = {line.split()[0]: line for line in shown.stdout.splitlines() if line.startswith(_host(first))}
+        assert "STALE" in rows[first.holder] and f"leader  epoch {second.epoch}" in rows[second.holder], rows
+        # On the killed daemon's host, `opsctl status` says its daemon is down and shows the others from the registry.
+        down = daemons[_pid(first)].env.run("status", "-o", "json")
+        assert down.code == 6 and down.json()["daemon"]["up"] is False, down.stderr
+        from_registry = {d["pid"]: d for d in down.json()["daemons"]}
+        assert from_registry[_pid(first)]["stale"] and from_registry[_pid(second)]["leading"]
+        assert from_registry[_pid(second)]["epoch"] == second.epoch
 
         # SIGSTOP the new leader past its lease; the third daemon takes over; SIGCONT: it stays a standby.
         leader.signal(signal.SIGSTOP)
@@ -75,6 +108,11 @@ def test_the_jobs_fail_over_to_another_daemon(tmp_path: Path, postgres_server: P
         # (On a starved machine a later renewal can miss the TTL and the lease move on again, legitimately.)
         now = _lease(registry)
         assert (now is not None and (now.holder, now.epoch) == (third.holder, third.epoch)) or now.epoch > third.epoch
+
+        # A cleanly stopped daemon takes itself off the list.
+        daemons[_pid(third)].stop()
+        wait_for(lambda: _pid(third) not in {d["pid"] for d in _daemons(leader)}, 10,
+                 what="the stopped daemon to leave the list")
     finally:
         registry.close()
         for daemon in daemons.values():

@@ -40,6 +40,9 @@ def _mb(size: int) -> str:
 
 def backup(ctx: CliContext) -> int:
     from opsctl.services.backup import backup as run_backup
+    from opsctl.services.backup import require_sqlite
+
+    require_sqlite(ctx.settings.registry, "backup")
 
     state_dir = Path(ctx.args.state_dir or ctx.settings.daemon.state_dir).expanduser()
     dest = Path(ctx.args.dest).expanduser().absolute()
@@ -60,7 +63,10 @@ def backup(ctx: CliContext) -> int:
 
 
 def restore(ctx: CliContext) -> int:
+    from opsctl.services.backup import require_sqlite
     from opsctl.services.backup import restore as run_restore
+
+    require_sqlite(ctx.settings.registry, "restore")
 
     state_dir = Path(ctx.args.state_dir or ctx.settings.daemon.state_dir).expanduser().absolute()
     source = Path(ctx.args.source).expanduser().absolute()

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from opsctl.cli.args import Parser, subcommand
-from opsctl.demo.faults import CLEARABLE_FAULT_KINDS, FAULT_KINDS
+from opsctl.demo.fault_kinds import CLEARABLE_FAULT_KINDS, FAULT_KINDS
 
 DEFAULT_STATE_DIR = ".demo-state"
 

@@ -8,6 +8,7 @@ from opsctl.cli.context import CliContext
 
 
 def timeline(ctx: CliContext) -> int:
+    from opsctl.adapters.registry_reader import RegistryLocation
     from opsctl.client import DaemonClient
     from opsctl.clock import SystemClock
     from opsctl.core.durations import parse_duration
@@ -20,9 +21,9 @@ def timeline(ctx: CliContext) -> int:
         with DaemonClient.from_settings(ctx.settings) as client:
             result = client.incidents.timeline(since_seconds=since, model=args.model)
     except DaemonUnavailableError:
-        ctx.out.message(f"opsctl: the daemon does not answer; reading the registry "
-                        f"{ctx.settings.daemon.registry_path} directly")
-        result = incident_timeline(ctx.settings.daemon.registry_path, SystemClock(), since, args.model)
+        where = RegistryLocation.of(ctx.settings.registry, ctx.settings.daemon.registry_path)
+        ctx.out.message(f"opsctl: the daemon does not answer; reading the registry {where} directly")
+        result = incident_timeline(where, SystemClock(), since, args.model)
     if args.postmortem:
         path = Path(args.postmortem)
         path.write_text(result.postmortem())

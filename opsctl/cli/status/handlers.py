@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsctl.cli.context import CliContext
+from opsctl.core.durations import format_duration
 from opsctl.errors import DaemonUnavailableError
 
 
@@ -24,9 +25,16 @@ def status(ctx: CliContext) -> int:
     except DaemonUnavailableError as error:
         from opsctl.backends import DirectBackend
 
-        deployments = DirectBackend(ctx.settings).deployments()
+        backend = DirectBackend(ctx.settings)
+        deployments = backend.deployments()
         document = {"daemon": {"up": False, "error": str(error), "socket": ctx.settings.daemon.socket},
                     "jobs": [], "models": [d.to_json() for d in deployments], "source": "registry"}
+        if ctx.settings.registry.engine == "postgresql":  # the other daemons on the shared registry, as it says
+            from opsctl.adapters.daemon_roster import read_roster
+            from opsctl.clock import SystemClock
+
+            document["daemons"] = [d.to_json() for d in read_roster(
+                backend.registry, now=SystemClock().now(), ttl_seconds=ctx.settings.registry.lease_ttl_seconds)]
         ctx.out.message(f"opsctl: {error}; showing the registry's view")
         code = DaemonUnavailableError.exit_code
     if ctx.out.json:
@@ -34,7 +42,7 @@ def status(ctx: CliContext) -> int:
         return code
     daemon = document["daemon"]
     if daemon["up"]:
-        uptime = _duration(daemon["uptime_seconds"])
+        uptime = format_duration(daemon["uptime_seconds"])
         ctx.out.line(ctx.out.style("daemon: up", "green", "bold") +
                      f"  version {daemon['version']}  pid {daemon['pid']}  uptime {uptime}")
     else:
@@ -42,10 +50,15 @@ def status(ctx: CliContext) -> int:
     leader = document.get("leader")
     if leader is not None:  # several daemons on one PostgreSQL registry
         ctx.out.line(_leader_line(leader))
+    if document.get("daemons"):
+        ctx.out.line()
+        ctx.out.table(["daemon", "version", "api", "role", "last heartbeat"],
+                      [[d["holder"] + (" (this)" if d.get("this_daemon") else ""), d["version"], d["api"] or None,
+                        _role(d), d["heartbeat_at"]] for d in document["daemons"]])
     if document["jobs"]:
         ctx.out.line()
         ctx.out.table(["job", "every", "last run", "result", "took", "summary"],
-                      [[j["name"], _duration(j["interval_seconds"]), j["last_finished_at"],
+                      [[j["name"], format_duration(j["interval_seconds"]), j["last_finished_at"],
                         {True: "ok", False: "FAILED", None: "-"}[j["last_ok"]],
                         f"{j['last_duration_seconds'] * 1000:.0f} ms" if j["last_duration_seconds"] is not None
                         else None, j["last_summary"]] for j in document["jobs"]])
@@ -65,12 +78,9 @@ def _leader_line(leader: dict[str, Any]) -> str:
     return f"leader: {lease['holder']}  epoch {lease['epoch']}  since {lease['acquired_at']}  ({role})"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+def _role(daemon: dict[str, Any]) -> str:
+    if daemon["stale"]:
+        return "STALE (no heartbeat within the lease TTL)"
+    if daemon["leading"]:
+        return f"leader  epoch {daemon['epoch']}  since {daemon['leading_since']}"
+    return "standby"

@@ -42,6 +42,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,7 @@ from opsctl.core.canary.actions import (
 from opsctl.core.canary.inputs import Command, CommandKind
 from opsctl.core.canary.policy import CanaryPolicy
 from opsctl.core.canary.state import CanaryState, Phase, Transition, check_now
+from opsctl.core.durations import format_duration
 from opsctl.core.gates import Evaluation, Verdict
 from opsctl.core.sequential import describe_seconds
 from opsctl.errors import ConflictError
@@ -250,7 +252,8 @@ def _on_evaluation(state: CanaryState, policy: CanaryPolicy, now: datetime, eval
     assert state.stage_started_at is not None
     elapsed = (now - state.stage_started_at).total_seconds()
     if elapsed < policy.min_stage_seconds:
-        reason = f"passed at {where}; stage needs {policy.min_stage_seconds - elapsed:g}s more"
+        # Rounded up: "needs 0s more" would read as done.
+        reason = f"passed at {where}; stage needs {format_duration(math.ceil(policy.min_stage_seconds - elapsed))} more"
         return Transition(_changed(state, reason=reason, **new_fields), (), reason)
     passed = _changed(state, reason=state.reason, **new_fields)
     return _advance(passed, policy, now, f"stage {state.stage + 1}/{total} passed ({evaluation.reason})")
