@@ -227,6 +227,7 @@ def test_summary_load_errors(tmp_path) -> None:
 # --- simulations (fixed seeds) ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # started first under xdist (tests/conftest.py)
 def test_false_alarm_rate_on_50_stable_features_is_at_most_alpha() -> None:
     # Each check draws a fresh reference and window from the same distribution: the error rate
     # a test controls is over both samples. (With one fixed reference, a feature whose reference

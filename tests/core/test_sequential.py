@@ -138,6 +138,7 @@ def test_impossible_counts_are_refused(bad):
         log_mixture_lr(0, 10, 0.0, 2.0)
 
 
+@pytest.mark.slow  # started first under xdist (tests/conftest.py)
 def test_the_failing_mixture_keeps_its_error_under_continuous_looks():
     """Seeded simulation: 20,000 null paths looked at after every event never cross 1/alpha more than alpha."""
     rng = np.random.default_rng(7)

@@ -254,6 +254,7 @@ def test_canary_commands_need_the_daemon(canary_env: OpsctlEnv) -> None:
     assert result.code == 6 and "need the daemon" in result.stderr and "opsctl rollback" in result.stderr
 
 
+@pytest.mark.slow  # started first under xdist (tests/conftest.py)
 def test_sigkill_at_20_random_points_ends_where_an_uninterrupted_run_would(
         canary_env: OpsctlEnv, canary_daemon: DaemonProcess, exporter: ControlledExporter) -> None:
     """Each round: a healthy canary (must be promoted) and one whose errors start at a random moment
