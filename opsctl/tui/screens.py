@@ -927,7 +927,8 @@ class ModelScreen(OpsScreen):
         self.query_one("#version-detail", Static).update(version_text(version))
 
     def show_state(self) -> None:
-        if not self.ready:
+        # While the app quits, the clock ticks on after this screen's widgets are removed and before its unmount.
+        if not self.ready or not self.query("#model-title"):
             return
         fleet = self.opsctl.fleet
         deployment = fleet.deployments.get(self.model, {})

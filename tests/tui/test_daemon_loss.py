@@ -68,6 +68,22 @@ async def test_rollback_key_with_the_daemon_down_says_what_happened(size: tuple[
         assert "Rollback" not in footer and "Abort" not in footer, footer
 
 
+async def test_the_clock_ticking_while_the_app_quits_over_a_model_screen_raises_nothing() -> None:
+    # Quitting removes the model screen's widgets before the screen itself is unmounted, and the
+    # once-a-second tick may land in between: that once crashed the TUI on the way out.
+    app = fixed_app(up=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _loaded(pilot)
+        app.open_model("fraud-detector")
+        screen = await wait_for_app(pilot, lambda: app.screen if isinstance(app.screen, ModelScreen) else None,
+                                    what="the model screen")
+        await wait_for_app(pilot, lambda: screen.ready, what="the model screen mounted")
+        await screen.query_one("#model-title").remove()
+        app.tick()
+        await pilot.pause()
+        assert app.screen is screen and app.return_code is None
+
+
 @pytest.mark.parametrize("size", SIZES)
 async def test_relative_times_keep_counting_without_new_documents(size: tuple[int, int]) -> None:
     app = fixed_app(up=False)
