@@ -54,12 +54,7 @@ def main() -> None:
         # No daemon socket here: this measures the direct registry path.
         config.write_text(f'[daemon]\nstate_dir = "{root / "state"}"\nsocket = "{root / "none.sock"}"\n')
         env = {**os.environ, "OPSCTL_CONFIG": str(config), "NO_COLOR": "1"}
-        for version in ("1.0.0", "1.1.0"):
-            artifact = root / f"m{version}.bin"
-            artifact.write_bytes(version.encode() * 1000)
-            subprocess.run([OPSCTL, "register", "bench", "--version", version, "--artifact", str(artifact)],
-                           env=env, check=True, capture_output=True)
-        subprocess.run([OPSCTL, "promote", "bench", "1.0.0", "--yes"], env=env, check=True, capture_output=True)
+        _setup(env, root)
         baseline = timed([sys.executable, "-c", "pass"], env, runs)
         results: dict[str, float] = {}
         for fmt in ("table", "json"):
