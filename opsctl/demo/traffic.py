@@ -202,21 +202,34 @@ class TrafficGenerator:
         pending: collections.deque[_PendingLabel],
         stats: TrafficStats,
     ) -> None:
+        async def send(item: _PendingLabel) -> None:
+            try:
+                response = await client.post(
+                    f"{target.url}/feedback", json={"prediction_id": item.prediction_id, "label": item.label}
+                )
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                stats.labels_sent += 1
+            else:
+                stats.labels_failed += 1
+
         while True:
             now = self._monotonic()
-            while pending and pending[0].due <= now:
-                item = pending.popleft()
-                try:
-                    response = await client.post(
-                        f"{target.url}/feedback", json={"prediction_id": item.prediction_id, "label": item.label}
-                    )
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    stats.labels_sent += 1
-                else:
-                    stats.labels_failed += 1
+            due: list[_PendingLabel] = []
+            while pending and pending[0].due <= now and len(due) < self.max_in_flight:
+                due.append(pending.popleft())
+            # Concurrently, as predictions are sent: one round trip at a time caps labels at 1/latency
+            # per second, so on a loaded host they fell behind the predictions and arrived ever later.
+            sending = [asyncio.ensure_future(send(item)) for item in due]
+            try:
+                await asyncio.gather(*sending)
+            except asyncio.CancelledError:
+                # Stopped mid-batch: what did not go out is still pending (the stats count it there).
+                pending.extendleft(item for item, task in reversed(list(zip(due, sending, strict=True)))
+                                   if not task.done() or task.cancelled())
+                raise
             wait = pending[0].due - self._monotonic() if pending else 0.05
             await asyncio.sleep(min(max(wait, 0.005), 0.05))
 

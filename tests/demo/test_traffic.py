@@ -68,6 +68,29 @@ def test_steady_rate_unique_ids_and_true_labels_after_the_delay() -> None:
     assert stats.labels_sent + stats.labels_pending == stats.answered  # the rest were not due yet
 
 
+def test_labels_keep_up_with_predictions_when_each_feedback_call_is_slow() -> None:
+    # A model server slow to answer /feedback (a loaded host): labels must still go out on time, not
+    # queue behind each other and arrive ever later until they miss the daemon's window.
+    server = RecordingServer()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/feedback":
+            await asyncio.sleep(0.1)  # one at a time this allows 10 labels/s against 40 predictions/s
+        return server.handle(request)
+
+    async def go() -> TrafficGenerator:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as client:
+            generator = TrafficGenerator([Target(MODEL, "http://churn")], client=client, rate_per_second=40,
+                                         label_delay_seconds=0.2, seed=5, users=50)
+            await generator.run(2.0)
+            return generator
+
+    asyncio.run(go())
+    assert len(server.feedback) >= 50
+    lags = [sent_at - server.predictions[body["prediction_id"]][0] for sent_at, body in server.feedback]
+    assert max(lags) < 0.2 + 0.1 + 0.25, f"labels fell behind: up to {max(lags):.2f}s after the prediction"
+
+
 def test_no_labels_for_failed_predictions_or_when_the_fraction_is_zero() -> None:
     failing = RecordingServer(status=500)
     stats = run_generator(failing, 0.5, rate_per_second=40, label_delay_seconds=0.0).stats[MODEL]
