@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from opsctl.clock import utc_iso
-from opsctl.tui.evaluated import EvaluatedScreen, verdict_line
+from opsctl.tui.evaluated import EvaluatedScreen, finding_lines, verdict_line
 
 if TYPE_CHECKING:
     from opsctl.services.checklist import ChecklistReport
@@ -38,11 +38,9 @@ def checklist_text(report: ChecklistReport) -> str:
             lines += ["", f"[b u]{escape(category)}[/]"]
         status = item.status.value
         model = f" [cyan]{escape(item.model)}[/]" if item.model else ""
-        lines.append(f"  [{STATUS_STYLE[status]}]{status:<7}[/] {escape(item.title)}{model}"
-                     f" [dim]({item.priority.value})[/]")
-        lines.append(f"           [dim]evidence:[/] {escape(item.evidence)}")
-        if item.fix:
-            lines.append(f"           [dim]fix:[/] {escape(item.fix)}")
+        lines += finding_lines(status, STATUS_STYLE[status],
+                               f"{escape(item.title)}{model} [dim]({item.priority.value})[/]",
+                               item.evidence, item.fix, "evidence")
     return "\n".join(lines)
 
 

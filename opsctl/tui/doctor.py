@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from opsctl.tui.evaluated import EvaluatedScreen, verdict_line
+from opsctl.tui.evaluated import EvaluatedScreen, finding_lines, verdict_line
 
 if TYPE_CHECKING:
     from opsctl.core.doctor import DoctorReport
@@ -33,11 +33,9 @@ def doctor_text(report: DoctorReport) -> str:
     for finding in sorted(report.findings, key=lambda f: order[f.status.value]):
         status = finding.status.value
         where = " ".join(escape(x) for x in (finding.model, finding.version) if x)
-        lines.append(f"  [{STATUS_STYLE[status]}]{status:<7}[/] [b]{escape(finding.check)}[/]"
-                     + (f" [cyan]{where}[/]" if where else ""))
-        lines.append(f"           {escape(finding.summary)}")
-        if finding.fix:
-            lines.append(f"           [dim]fix:[/] {escape(finding.fix)}")
+        lines += finding_lines(status, STATUS_STYLE[status],
+                               f"[b]{escape(finding.check)}[/]" + (f" [cyan]{where}[/]" if where else ""),
+                               finding.summary, finding.fix)
     return "\n".join(lines)
 
 

@@ -27,6 +27,16 @@ def verdict_line(verdict: str, counts: dict[str, int], styles: dict[str, str], o
             + f"  [dim]({escape(when)}; exit code {exit_code})[/]")
 
 
+def finding_lines(status: str, style: str, head: str, detail: str, fix: str | None,
+                  detail_label: str = "") -> list[str]:
+    """One finding: its status (coloured) and ``head`` (markup), then its detail and fix, indented."""
+    label = f"[dim]{detail_label}:[/] " if detail_label else ""
+    lines = [f"  [{style}]{status:<7}[/] {head}", f"           {label}{escape(detail)}"]
+    if fix:
+        lines.append(f"           [dim]fix:[/] {escape(fix)}")
+    return lines
+
+
 class EvaluatedScreen(OpsScreen):
     """Shows ``render(report)`` for the report ``source()`` returns; subclasses name and render it."""
 
